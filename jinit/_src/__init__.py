@@ -1,0 +1,1 @@
+"""Implementation of jinit. Import from :mod:`jinit`, not from here."""
