@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jinit._src import gains as gains_lib
@@ -47,6 +48,19 @@ def _prepare(shape, fan_in, fan_out, dtype, *, min_rank=0, need_in=False, need_o
   fan_in = validation.check_fan(fan_in, "fan_in", required=need_in)
   fan_out = validation.check_fan(fan_out, "fan_out", required=need_out)
   return shape, fan_in, fan_out, validation.check_float_dtype(dtype)
+
+
+def _concrete_scalar_to_python(value: Any) -> Any:
+  """A concrete (untraced) numpy/JAX 0-d value as a Python scalar, so it can be static.
+
+  Without this, ``gain=np.float32(2.0)`` or ``fan_in=np.int64(64)`` would take the
+  op-by-op path below and could differ in the last bit from the same call under jit.
+  """
+  if isinstance(value, np.generic) or (
+      isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
+      and value.shape == ()):
+    return value.item()
+  return value
 
 
 def _is_static(value: Any) -> bool:
@@ -79,8 +93,9 @@ def _compiled(fn):
       bound = sig.bind(*args, **kwargs)
     except TypeError as e:
       raise TypeError(f"{fn.__name__}: {e}") from None
-    arguments = dict(bound.arguments)
-    key = arguments.pop("key")
+    arguments = {name: _concrete_scalar_to_python(value)
+                 for name, value in bound.arguments.items() if name != "key"}
+    key = bound.arguments["key"]
     if isinstance(arguments.get("shape"), list):
       arguments["shape"] = tuple(arguments["shape"])
     if all(_is_static(v) for v in arguments.values()):
@@ -127,6 +142,7 @@ def constant(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int |
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   value = validation.check_real(value, "value")
+  validation.check_fits(value, "value", dtype)
   return jnp.full(shape, value, dtype)
 
 
@@ -140,6 +156,8 @@ def normal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   std = validation.check_real(std, "std", positive=True)
   mean = validation.check_real(mean, "mean")
+  validation.check_fits(std, "std", dtype)
+  validation.check_fits(mean, "mean", dtype)
   return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype) + jnp.asarray(mean, dtype)
 
 
@@ -152,6 +170,7 @@ def uniform(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | 
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   a = validation.check_real(a, "a", positive=True)
+  validation.check_fits(a, "a", dtype)
   a = jnp.asarray(a, dtype)
   return jax.random.uniform(key, shape, dtype, minval=-a, maxval=a)
 
@@ -205,6 +224,8 @@ def truncated_normal(key: Array, shape: Shape, fan_in: int | None = None,
     raise TypeError(f"corrected must be a bool, got {corrected!r}")
   factor = truncated_std(lower, upper)  # also validates lower < upper
   scale = std / factor if corrected else std
+  validation.check_fits(scale, "std", dtype)
+  validation.check_fits(mean, "mean", dtype)
   z = jax.random.truncated_normal(key, lower, upper, shape, dtype)
   return z * jnp.asarray(scale, dtype) + jnp.asarray(mean, dtype)
 
@@ -244,6 +265,7 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
   # A concrete scale gives a Python-float std, so the constant is the same
   # whether this runs under jit or not (same bits); a traced scale stays traced.
   std = jnp.sqrt(scale / n) if isinstance(scale, jax.Array) else math.sqrt(scale / n)
+  validation.check_fits(std * math.sqrt(3.0), "sqrt(3 * scale / n)", dtype)  # >= std, bound
   if distribution == "normal":
     return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
   if distribution == "uniform":
@@ -437,6 +459,7 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
     raise ValueError(f"column_axis must be an int in [-{len(shape)}, {len(shape)}), "
                      f"got {column_axis!r}")
   gain = validation.check_real(gain, "gain", positive=True)
+  validation.check_fits(gain, "gain", dtype)
   n_cols = shape[column_axis]
   n_rows = math.prod(shape) // n_cols
   compute = _sampling_dtype(dtype)
@@ -532,6 +555,7 @@ def sparse(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
   if not 0.0 <= sparsity < 1.0:
     raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
   std = validation.check_real(std, "std", positive=True)
+  validation.check_fits(std, "std", dtype)
   rows, _ = shape
   num_zeros = math.ceil(sparsity * rows)
   k_values, k_mask = jax.random.split(key)

@@ -41,7 +41,8 @@ def check_fan(value: Any, name: str, *, required: bool) -> int | None:
       raise ValueError(f"{name} is required by this initializer (a positive int), got None")
     return None
   if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-    if isinstance(value, (numbers.Real, np.floating)) and float(value).is_integer():
+    if not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) \
+        and float(value).is_integer():
       value = int(value)
     else:
       raise TypeError(f"{name} must be a positive int, got {value!r}")
@@ -87,6 +88,20 @@ def check_real(value: Any, name: str, *, positive: bool = False,
   if nonnegative and value < 0:
     raise ValueError(f"{name} must be >= 0, got {value!r}")
   return value
+
+
+def check_fits(value: Any, name: str, dtype: Any) -> None:
+  """Raises if a concrete scalar ``value`` overflows ``dtype`` (it would become inf).
+
+  E.g. ``constant(value=1e6, dtype=jnp.float16)`` (float16's largest value is 65504).
+  A traced scalar cannot be inspected and passes.
+  """
+  if isinstance(value, jax.core.Tracer):
+    return
+  limit = float(jnp.finfo(dtype).max)
+  if abs(float(value)) > limit:
+    raise ValueError(f"{name}={value!r} overflows dtype {jnp.dtype(dtype).name} "
+                     f"(largest finite value {limit:g})")
 
 
 def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
