@@ -41,7 +41,8 @@ from jinit._src.registry import get_initializer as get_initializer
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("flax",)  # need optional dependencies: imported on first use
+# Imported on first use: flax, diagnostics and lsuv need the flax package.
+_LAZY_SUBMODULES = ("flax", "sharding", "diagnostics", "lsuv")
 
 
 def __getattr__(name):

@@ -1,0 +1,168 @@
+"""jinit.lsuv: unit output variance per layer, orthogonal pre-init, purity, bad input.
+
+Layer outputs are checked with Flax's own ``capture_intermediates`` (independent of
+the interceptor LSUV uses internally).
+"""
+
+from __future__ import annotations
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jinit
+import jinit.lsuv as lsuv_lib
+
+
+class MLP(nn.Module):
+  features: tuple[int, ...] = (64, 64, 64, 10)
+  act: str = "tanh"
+
+  @nn.compact
+  def __call__(self, x):
+    f = {"tanh": jnp.tanh, "relu": nn.relu}[self.act]
+    for i, n in enumerate(self.features):
+      x = nn.Dense(n, bias_init=nn.initializers.normal(0.1))(x)
+      if i + 1 < len(self.features):
+        x = f(x)
+    return x
+
+
+class ConvNet(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(8, (3, 3))(x))
+    x = nn.relu(nn.Conv(8, (3, 3))(x))
+    return nn.Dense(4)(x.reshape(x.shape[0], -1))
+
+
+def layer_outputs(model, variables, x, names):
+  """Output of each named submodule's ``__call__``, via Flax's capture_intermediates."""
+  _, state = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True,
+                                              mutable=["intermediates"]))(variables, x)
+  return [np.asarray(state["intermediates"][n]["__call__"][0]) for n in names]
+
+
+@pytest.fixture(scope="module")
+def mlp_case():
+  model = MLP()
+  x = jax.random.normal(jax.random.key(0), (128, 32)) * 3.0 + 1.0
+  variables = jax.jit(model.init)(jax.random.key(1), x)
+  original = jax.tree.map(np.array, variables)  # host copies, to check purity
+  out, info = lsuv_lib.lsuv(model, variables, x, jax.random.key(2), return_info=True)
+  return model, x, variables, original, out, info
+
+
+def test_every_layer_has_unit_variance(mlp_case):
+  model, x, _, _, out, info = mlp_case
+  names = [f"Dense_{i}" for i in range(4)]
+  for z, layer in zip(layer_outputs(model, out, x, names), info):
+    assert abs(np.var(z) - 1.0) < 0.1  # the paper's tolerance
+    assert layer.variance == pytest.approx(np.var(z), rel=1e-4)
+    assert layer.converged and 0 <= layer.iterations <= 10
+  assert [l.name for l in info] == names
+  # Inputs of variance 9 make the first layer need rescaling: the loop did work.
+  assert info[0].variance_before > 2 and info[0].iterations >= 1
+
+
+def test_input_untouched_and_structure_kept(mlp_case):
+  _, _, variables, original, out, _ = mlp_case
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, variables), original)
+  assert jax.tree.structure(out) == jax.tree.structure(variables)
+  for name in out["params"]:
+    assert not np.allclose(out["params"][name]["kernel"], original["params"][name]["kernel"])
+    # Biases are left as they are (the paper rescales weights only).
+    np.testing.assert_array_equal(out["params"][name]["bias"],
+                                  original["params"][name]["bias"])
+    assert out["params"][name]["kernel"].dtype == original["params"][name]["kernel"].dtype
+
+
+def test_kernels_are_scaled_orthogonal(mlp_case):
+  out = mlp_case[4]
+  for name in out["params"]:
+    w = np.asarray(out["params"][name]["kernel"], np.float64)  # (in, out)
+    g = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    c = np.mean(np.diag(g))
+    np.testing.assert_allclose(g / c, np.eye(len(g)), atol=1e-5)
+
+
+def test_deterministic_and_key_dependent(mlp_case):
+  model, x, variables, _, out, _ = mlp_case
+  again = lsuv_lib.lsuv(model, variables, x, jax.random.key(2))
+  jax.tree.map(np.testing.assert_array_equal, again, out)
+  other = lsuv_lib.lsuv(model, variables, x, jax.random.key(3))
+  assert not np.allclose(other["params"]["Dense_1"]["kernel"], out["params"]["Dense_1"]["kernel"])
+
+
+def test_max_iters_and_no_orthogonal(mlp_case):
+  model, x, variables, _, _, _ = mlp_case
+  # A tolerance no float32 variance meets: every layer stops after max_iters rescalings.
+  with pytest.warns(UserWarning, match="did not reach"):
+    out, info = lsuv_lib.lsuv(model, variables, x, jax.random.key(2), tol=1e-12, max_iters=2,
+                              return_info=True)
+  assert [l.iterations for l in info] == [2, 2, 2, 2]
+  # Without the orthogonal step, kernels are the given ones rescaled: same direction.
+  out, info = lsuv_lib.lsuv(model, variables, x, jax.random.key(2), orthogonal=False,
+                            return_info=True)
+  for name in out["params"]:
+    a = np.asarray(out["params"][name]["kernel"]).ravel()
+    b = np.asarray(variables["params"][name]["kernel"]).ravel()
+    assert np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)) == pytest.approx(1, abs=1e-6)
+  assert all(l.converged for l in info)
+
+
+def test_conv_model_and_frozen_dict():
+  model = ConvNet()
+  x = jax.random.normal(jax.random.key(4), (16, 6, 6, 3))
+  variables = flax.core.freeze(jax.jit(model.init)(jax.random.key(5), x))
+  out = lsuv_lib.lsuv(model, variables, x, jax.random.key(6))
+  assert isinstance(out, flax.core.FrozenDict)
+  for z in layer_outputs(model, out, x, ["Conv_0", "Conv_1", "Dense_0"]):
+    assert abs(np.var(z) - 1.0) < 0.1
+
+
+class NoLayers(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    return jnp.tanh(x)
+
+
+def test_bad_input(mlp_case):
+  model, x, variables, _, _, _ = mlp_case
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="non-empty batch"):
+    lsuv_lib.lsuv(model, variables, x[:0], key)
+  with pytest.raises(ValueError, match="zero"):
+    lsuv_lib.lsuv(model, variables, jnp.zeros_like(x), key)
+  with pytest.raises(ValueError, match="Dense/Conv"):
+    lsuv_lib.lsuv(NoLayers(), {}, x, key)
+  with pytest.raises(TypeError, match="jit"):
+    jax.jit(lambda v: lsuv_lib.lsuv(model, v, x, key))(variables)
+  with pytest.raises(ValueError, match="tol"):
+    lsuv_lib.lsuv(model, variables, x, key, tol=0.0)
+  with pytest.raises(ValueError, match="max_iters"):
+    lsuv_lib.lsuv(model, variables, x, key, max_iters=0)
+
+
+def test_dead_layer_is_a_clear_error():
+  model = MLP(features=(16, 16, 4), act="relu")
+  x = jax.random.normal(jax.random.key(7), (32, 8))
+  variables = jax.jit(model.init)(jax.random.key(8), x)
+  params = flax.core.unfreeze(variables)["params"]
+  params["Dense_0"]["bias"] = jnp.full((16,), -100.0)  # every unit of layer 1 dead
+  # Layer 2's output is then its bias alone: weights cannot change its variance.
+  with pytest.warns(UserWarning, match="Dense_1 did not reach"):
+    _, info = lsuv_lib.lsuv(model, {"params": params}, x, jax.random.key(9), return_info=True)
+  assert not info[1].converged and info[1].iterations == 10
+  params["Dense_1"]["bias"] = jnp.zeros((16,))  # now its output is exactly 0
+  with pytest.raises(ValueError, match="Dense_1.*variance"):
+    lsuv_lib.lsuv(model, {"params": params}, x, jax.random.key(9))
+
+
+def test_lazy_import():
+  assert jinit.lsuv is lsuv_lib
