@@ -1,0 +1,47 @@
+"""Command-line pieces shared by the experiments (data, devices, output folder)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+
+from experiments.common import data as data_lib
+from experiments.common import train as train_lib
+
+DEFAULT_CACHE_DIR = os.path.join("results", "cache")
+
+
+def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> None:
+  parser.add_argument("--dataset", default=dataset, choices=data_lib.DATASETS,
+                      help="mnist (TFDS) or digits (scikit-learn 8x8, offline). "
+                           "Default: %(default)s")
+  parser.add_argument("--data-dir", default=None,
+                      help="TFDS data_dir holding a prepared mnist (default: TFDS's default, "
+                           "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
+  parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                      help="cache of decoded arrays ('' to disable). Default: %(default)s")
+  parser.add_argument("--download", action="store_true",
+                      help="let TFDS download and prepare MNIST if missing (needs network "
+                           "and TensorFlow: pip install 'jinit[prepare]')")
+  parser.add_argument("--devices", type=int, default=None,
+                      help="data-parallel over this many devices (default: all, when >1)")
+  parser.add_argument("--out", default=None,
+                      help="results folder (default: results/<experiment>-<UTC time>)")
+
+
+def mesh_from_args(args):
+  """Checked first: ``--devices`` larger than available raises before any work."""
+  return train_lib.make_mesh(args.devices)
+
+
+def load_from_args(args) -> data_lib.Dataset:
+  return data_lib.load_dataset(args.dataset, args.data_dir, args.cache_dir or None,
+                               args.download)
+
+
+def out_dir_from_args(args, name: str) -> str:
+  if args.out:
+    return args.out
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+  return os.path.join("results", f"{name}-{stamp}")
