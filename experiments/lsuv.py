@@ -1,0 +1,166 @@
+"""LSUV (Mishkin & Matas 2016) vs Xavier/Kaiming on the page's sigmoid MLP and a 30-layer ReLU MLP.
+
+LSUV: orthonormal kernels, then layer by layer rescale each kernel until the
+layer's output (pre-activation) variance on a batch of 256 training examples is
+1 +- 0.1 (at most 10 rescalings per layer), :func:`jinit.lsuv.lsuv`; biases zero.
+It runs as the training engine's ``post_init`` hook, per run (seed), then all runs
+of a study train in one compiled program (``experiments.common.train``); the
+baselines train in a second one (a hook applies to every run of a call).
+
+Studies (defaults chosen so each takes a few minutes on a 2-core CPU):
+
+* ``sigmoid``: the course page's model, 5 x 50 sigmoid, SGD lr 0.01 on the summed
+  loss, batch 32; 10 epochs (the page: 30), 3 seeds; baselines ``xavier_uniform`` +
+  zero bias (the page's fix) and ``torch_linear_default`` (PyTorch's default).
+* ``deep_relu``: the ``deep_relu`` experiment's net, 30 x 128 ReLU, SGD lr 0.0005
+  (summed loss), batch 64, 5 epochs, 3 seeds; baselines ``xavier_uniform`` and
+  ``kaiming_normal(relu)``, zero biases.
+
+  python -m experiments.lsuv
+  python -m experiments.lsuv --study sigmoid --epochs 30 --seeds 8
+
+Writes per study ``<study>/history.json``, ``metrics.png``, ``summary.md`` (and the
+LSUV iterations per layer in ``history.json["lsuv"]``), and prints a table per study.
+
+Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+
+from experiments import sigmoid_mnist
+from experiments.common import cli
+from experiments.common import data as data_lib
+from experiments.common import models
+from experiments.common import results
+from experiments.common import train as train_lib
+from jinit import lsuv as lsuv_lib
+
+LSUV_LABEL = "lsuv"
+# The engine's jinit init of the LSUV runs; LSUV replaces every kernel by an orthonormal one
+# (with the run's post_init key), so this only has to be cheap (no QR in the vmapped init).
+LSUV_BASE = "lecun_normal"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  config: train_lib.TrainConfig
+  baselines: tuple[str, ...]
+  bias_init: str  # for the baselines ("auto": the page's pairing)
+
+
+STUDIES = {
+    "sigmoid": Study(train_lib.TrainConfig(activation="sigmoid", hidden=50, depth=5, lr=0.01,
+                                           batch_size=32, epochs=10),
+                     ("xavier_uniform", "torch_linear_default"), models.AUTO_BIAS),
+    "deep_relu": Study(train_lib.TrainConfig(activation="relu", hidden=128, depth=30, lr=0.0005,
+                                             batch_size=64, epochs=5),
+                       ("xavier_uniform", "kaiming_normal:nonlinearity=relu"), "zeros"),
+}
+
+
+def lsuv_hook(config: train_lib.TrainConfig, num_classes: int, sink: list):
+  """``post_init`` for the training engine: LSUV on the run's params (info kept in ``sink``)."""
+  model = models.build_model(models.RunSpec(LSUV_BASE, bias_init="zeros"),
+                             hidden=config.hidden, depth=config.depth, num_classes=num_classes,
+                             activation=config.activation)
+
+  def post_init(params, key, x_batch):
+    variables, info = lsuv_lib.lsuv(model, {"params": params}, x_batch, key, return_info=True)
+    sink.append([layer.to_dict() for layer in info])
+    return variables["params"]
+
+  return post_init
+
+
+def run(dataset: data_lib.Dataset, name: str, study: Study, seeds: int, out_dir: str,
+        log=print, progress: bool = True) -> dict:
+  """Trains LSUV runs and baseline runs of one study; writes and returns the merged history."""
+  os.makedirs(out_dir, exist_ok=True)
+  cfg = study.config
+  log(f"\n== {name}: {cfg.depth} x {cfg.hidden} {cfg.activation} MLP, SGD lr {cfg.lr} (summed "
+      f"loss), batch {cfg.batch_size}, {cfg.epochs} epochs, {seeds} seeds; results in {out_dir}")
+  info: list = []
+  lsuv_specs = sigmoid_mnist.make_specs([LSUV_BASE], seeds, 0, "zeros")
+  log(f"-- LSUV ({seeds} runs; post_init on {cfg.init_batch_size} training examples)")
+  lsuv_result = train_lib.train(dataset, lsuv_specs, cfg,
+                                post_init=lsuv_hook(cfg, dataset.num_classes, info), log=log,
+                                log_every=max(1, cfg.epochs // 5), progress=progress)
+  base_specs = sigmoid_mnist.make_specs(list(study.baselines), seeds, 0, study.bias_init)
+  log(f"-- baselines: {', '.join(study.baselines)}")
+  base_result = train_lib.train(dataset, base_specs, cfg, log=log,
+                                log_every=max(1, cfg.epochs // 5), progress=progress)
+  history = base_result.to_json()
+  lsuv_history = lsuv_result.to_json()
+  for r in lsuv_history["runs"]:
+    r["init"] = LSUV_LABEL  # trained from LSUV: orthonormal kernels, rescaled per layer
+  history["runs"] = lsuv_history["runs"] + history["runs"]
+  history["lsuv"] = {"per_run_layers": info, "tol": 0.1, "max_iters": 10,
+                     "epoch_seconds": lsuv_history["epoch_seconds"],
+                     "compile_seconds": lsuv_history["compile_seconds"],
+                     "init_seconds": lsuv_history["init_seconds"]}
+  rows = results.summary_rows(history, dataset.num_classes)
+  history["summary"] = rows
+  results.write_json(os.path.join(out_dir, "history.json"), history)
+  title = f"{name}: LSUV vs baselines ({cfg.depth} x {cfg.hidden} {cfg.activation}, {dataset.name})"
+  results.plot_history(history, os.path.join(out_dir, "metrics.png"), title=title)
+  table = results.format_table(rows, cfg.epochs)
+  iters = [sum(l["iterations"] for l in layers) for layers in info]
+  note = (f"LSUV rescalings per run (all layers): {iters}; layers converged: "
+          f"{sum(l['converged'] for layers in info for l in layers)}/"
+          f"{sum(len(layers) for layers in info)}; LSUV time (init, all runs) "
+          f"{lsuv_result.init_seconds:.1f} s")
+  results.write_text(os.path.join(out_dir, "summary.md"),
+                     f"{title} (median over seeds)\n\n{table}\n\n{note}\n")
+  log(f"\n{title}: median over seeds; escape epoch = first epoch with val acc > 0.5")
+  log(table)
+  log(note)
+  return history
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m experiments.lsuv",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--study", action="append", choices=tuple(STUDIES), default=None,
+                 help="which study (repeatable). Default: all")
+  p.add_argument("--seeds", type=int, default=3, help="seeds per init. Default: %(default)s")
+  p.add_argument("--epochs", type=int, default=None, help="override the study's epochs")
+  p.add_argument("--train-size", type=int, default=None,
+                 help="use only the first N training examples (default: all)")
+  p.add_argument("--no-progress", action="store_true")
+  cli.add_common_args(p)
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  args = build_parser().parse_args(argv)
+  if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
+    sys.exit("error: --seeds and --epochs must be positive")
+  try:
+    dataset = cli.load_from_args(args)
+  except data_lib.DatasetNotAvailableError as e:
+    sys.exit(f"error: {e}")
+  if args.train_size:
+    dataset = data_lib.subsample(dataset, args.train_size, len(dataset.y_val),
+                                 len(dataset.y_test))
+  out_dir = cli.out_dir_from_args(args, "lsuv")
+  print(f"Results folder: {out_dir}")
+  out = {}
+  for name in args.study or list(STUDIES):
+    study = STUDIES[name]
+    config = study.config
+    batch = min(config.batch_size, len(dataset.y_train))
+    config = dataclasses.replace(config, epochs=args.epochs or config.epochs, batch_size=batch)
+    out[name] = run(dataset, name, dataclasses.replace(study, config=config), args.seeds,
+                    os.path.join(out_dir, name), progress=not args.no_progress)
+  print(f"Wrote {out_dir}/<study>/history.json, metrics.png, summary.md")
+  return out
+
+
+if __name__ == "__main__":
+  main()
