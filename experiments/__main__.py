@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 from experiments import fans
 from experiments import sigmoid_mnist
 from experiments import symmetry
 from experiments.common import cli
-from experiments.common import data as data_lib
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -30,10 +28,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   args = p.parse_args(argv)
   mesh = cli.mesh_from_args(args)
   out = cli.out_dir_from_args(args, "story")
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
+  dataset = cli.load_from_args(args)
   print(f"=== The story, results in {out} ===\n\n=== 1. Symmetry ===")
   story = {"symmetry": symmetry.run(dataset, os.path.join(out, "symmetry"),
                                     epochs=args.symmetry_epochs, mesh=mesh)}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 import jax
@@ -115,13 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   config = train_lib.TrainConfig(activation="relu", hidden=args.hidden, depth=args.depth,
                                  lr=args.lr, batch_size=args.batch_size, epochs=args.epochs)
   mesh = cli.mesh_from_args(args)
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
-  if args.train_size:
-    dataset = data_lib.subsample(dataset, args.train_size, len(dataset.y_val),
-                                 len(dataset.y_test))
+  dataset = cli.load_from_args(args)
   out_dir = cli.out_dir_from_args(args, "deep_relu")
   os.makedirs(out_dir, exist_ok=True)
   signal = signal_at_init(dataset, specs, config)

@@ -108,10 +108,7 @@ def _plot(sample: np.ndarray, bound: float, rows, path: str) -> None:
                 color="C1")
   axes[1].set(title="Xavier uniform bound sqrt(6/(fan_in+fan_out))", ylabel="bound")
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  results.save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

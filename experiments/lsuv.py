@@ -141,13 +141,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   args = build_parser().parse_args(argv)
   if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
     sys.exit("error: --seeds and --epochs must be positive")
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
-  if args.train_size:
-    dataset = data_lib.subsample(dataset, args.train_size, len(dataset.y_val),
-                                 len(dataset.y_test))
+  dataset = cli.load_from_args(args)
   out_dir = cli.out_dir_from_args(args, "lsuv")
   print(f"Results folder: {out_dir}")
   out = {}

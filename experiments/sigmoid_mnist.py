@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 from experiments.common import cli
@@ -139,10 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   except ValueError as e:
     parser.error(str(e))
   mesh = cli.mesh_from_args(args)  # bad --devices fails before loading anything
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
+  dataset = cli.load_from_args(args)
   title = (f"{args.activation} MLP ({args.depth} x {args.hidden}), {dataset.name}, lr {args.lr}, "
            f"batch {args.batch_size}: {', '.join(inits)} x {args.seeds} seeds")
   return run_study(dataset, specs, config, cli.out_dir_from_args(args, "sigmoid_mnist"),

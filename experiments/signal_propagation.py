@@ -32,7 +32,6 @@ import argparse
 import functools
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 
@@ -42,7 +41,6 @@ import numpy as np
 
 import jinit
 from experiments.common import cli
-from experiments.common import data as data_lib
 from experiments.common import models
 from experiments.common import results
 from jinit import diagnostics
@@ -208,8 +206,7 @@ def plot_std(stats: dict, act: str, depth: int, path: str) -> None:
     ax.set_xlabel("layer")
   axes[0].legend(fontsize="small")
   fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  results.save_figure(fig, path)
 
 
 def plot_depth(stats: dict, act: str, path: str) -> None:
@@ -232,8 +229,7 @@ def plot_depth(stats: dict, act: str, path: str) -> None:
     ax.set_xlabel("depth (hidden layers)")
   axes[0].legend(fontsize="small")
   fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
+  results.save_figure(fig, path)
 
 
 def plot_glorot(reports: dict, depth: int, path: str) -> None:
@@ -249,14 +245,7 @@ def plot_glorot(reports: dict, depth: int, path: str) -> None:
     diagnostics.plot_histograms(report, "gradients", ax=axes[1, col],
                                 title=f"tanh, {init} init: back-propagated gradients (Fig. 7)")
   fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-def _save(fig, path: str) -> None:
-  tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp.png")
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  results.save_figure(fig, path)
 
 
 def _parse_list(text: str, name: str, allowed=None, cast=str) -> list:
@@ -300,10 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.error(str(e))
   if any(d < 1 for d in depths) or args.hidden < 1 or args.batch < 1:
     parser.error("--depths, --hidden and --batch must be positive")
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
+  dataset = cli.load_from_args(args)
   out_dir = cli.out_dir_from_args(args, "signal_propagation")
   os.makedirs(out_dir, exist_ok=True)
   print(f"Results folder: {out_dir}")

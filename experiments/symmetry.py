@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -264,20 +263,14 @@ def _plot(part2: dict[str, Any], path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
+  results.save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = build_parser().parse_args(argv)
   mesh = cli.mesh_from_args(args)
   models.parse_init(args.random_init)
-  try:
-    dataset = cli.load_from_args(args)
-  except data_lib.DatasetNotAvailableError as e:
-    sys.exit(f"error: {e}")
+  dataset = cli.load_from_args(args)
   return run(dataset, cli.out_dir_from_args(args, "symmetry"), value=args.value,
              random_init=args.random_init, activation=args.activation, hidden=args.hidden,
              depth=args.depth, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 
 from experiments.common import data as data_lib
 from experiments.common import train as train_lib
@@ -36,8 +37,20 @@ def mesh_from_args(args):
 
 
 def load_from_args(args) -> data_lib.Dataset:
-  return data_lib.load_dataset(args.dataset, args.data_dir, args.cache_dir or None,
-                               args.download)
+  """The dataset the flags name; exits with the how-to-prepare message if it is missing.
+
+  With a ``--train-size N`` flag (where an experiment has one), the training split is
+  subsampled to N examples (validation and test are kept whole).
+  """
+  try:
+    dataset = data_lib.load_dataset(args.dataset, args.data_dir, args.cache_dir or None,
+                                    args.download)
+  except data_lib.DatasetNotAvailableError as e:
+    sys.exit(f"error: {e}")
+  if getattr(args, "train_size", None):
+    dataset = data_lib.subsample(dataset, args.train_size, len(dataset.y_val),
+                                 len(dataset.y_test))
+  return dataset
 
 
 def out_dir_from_args(args, name: str) -> str:

@@ -36,6 +36,26 @@ def _atomic_write(path: str, data: bytes) -> None:
     raise
 
 
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+  """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), then closes it."""
+  import matplotlib.pyplot as plt
+
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+  os.close(fd)
+  try:
+    fig.savefig(tmp, dpi=dpi)
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  finally:
+    plt.close(fig)
+
+
 def _finite(obj: Any) -> Any:
   """JSON-safe: non-finite floats become None, numpy scalars/arrays become Python."""
   if isinstance(obj, dict):
@@ -220,16 +240,5 @@ def plot_history(history: dict[str, Any], path: str, title: str | None = None) -
   fig.suptitle(title or f"{history['config'].get('dataset', '')}: {n} run(s)"
                + (" (median, 25-75% band over seeds)" if n > 1 else ""))
   fig.tight_layout()
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-  os.close(fd)
-  try:
-    fig.savefig(tmp, dpi=110)
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
-  finally:
-    plt.close(fig)
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  save_figure(fig, path)
   return path
