@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -21,37 +22,36 @@ def _umask_mode() -> int:
   return 0o666 & ~mask
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+@contextlib.contextmanager
+def _atomic_target(path: str, suffix: str = ""):
+  """Yields a temporary path beside ``path``; on success it replaces ``path`` (mode as
+  the umask gives), on error it is removed: readers never see a half-written file."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+  os.close(fd)
   try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
+    yield tmp
     os.chmod(tmp, _umask_mode())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  with _atomic_target(path) as tmp, open(tmp, "wb") as f:
+    f.write(data)
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:
   """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), then closes it."""
   import matplotlib.pyplot as plt
 
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-  os.close(fd)
   try:
-    fig.savefig(tmp, dpi=dpi)
-    os.chmod(tmp, _umask_mode())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+    with _atomic_target(path, suffix=".png") as tmp:
+      fig.savefig(tmp, dpi=dpi)
   finally:
     plt.close(fig)
 
