@@ -25,6 +25,14 @@ def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> 
   parser.add_argument("--download", action="store_true",
                       help="let TFDS download and prepare MNIST if missing (needs network "
                            "and TensorFlow: pip install 'jinit[prepare]')")
+  parser.add_argument("--mnist-mirror", type=data_lib.mirror_arg, default=None, metavar="URL",
+                      help="without a prepared TFDS copy, MNIST is fetched from public mirrors; "
+                           "fetch from this base URL instead (http://, https://, file://; "
+                           f"default: ${data_lib.MIRROR_ENV} or the public mirrors)")
+  parser.add_argument("--digits-repeat", type=data_lib.repeat_arg, default=None,
+                      metavar="{auto,N}",
+                      help="digits only: repeat its 1,293 training images N times per epoch "
+                           "(auto: as many SGD steps per epoch as MNIST, 42x)")
   parser.add_argument("--devices", type=int, default=None,
                       help="data-parallel over this many devices (default: all, when >1)")
   parser.add_argument("--out", default=None,
@@ -43,9 +51,12 @@ def load_from_args(args) -> data_lib.Dataset:
   subsampled to N examples (validation and test are kept whole).
   """
   try:
-    dataset = data_lib.load_dataset(args.dataset, args.data_dir, args.cache_dir or None,
-                                    args.download)
-  except data_lib.DatasetNotAvailableError as e:
+    dataset = data_lib.load_dataset(
+        args.dataset, args.data_dir, args.cache_dir or None, args.download, fetch=True,
+        mirror=getattr(args, "mnist_mirror", None),
+        digits_repeat=getattr(args, "digits_repeat", None),
+        progress=not getattr(args, "no_progress", False))
+  except (data_lib.DatasetNotAvailableError, data_lib.BadDataError) as e:
     sys.exit(f"error: {e}")
   if getattr(args, "train_size", None):
     dataset = data_lib.subsample(dataset, args.train_size, len(dataset.y_val),
