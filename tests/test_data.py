@@ -242,7 +242,11 @@ def test_half_written_file_left_on_disk_is_downloaded_again(tmp_path, mirror, ca
   download_dir.mkdir(parents=True)
   name = "train-images-idx3-ubyte.gz"
   (download_dir / name).write_bytes(BLOBS[name][:len(BLOBS[name]) // 2])  # e.g. a copy cut off
-  (download_dir / f".{name}.abc.part").write_bytes(b"partial")  # left by a killed fetch
+  stale = download_dir / f".{name}.abc.part"
+  stale.write_bytes(b"partial")  # left by a fetch killed two hours ago
+  os.utime(stale, (stale.stat().st_atime - 7200, stale.stat().st_mtime - 7200))
+  running = download_dir / f".{name}.def.part"
+  running.write_bytes(b"partial")  # another process's download in progress: left alone
   for spec in TABLE[1:]:  # the other three are complete: reused, not fetched
     (download_dir / spec.name).write_bytes(BLOBS[spec.name])
   ds = _load(tmp_path, mirror.url)
@@ -251,7 +255,7 @@ def test_half_written_file_left_on_disk_is_downloaded_again(tmp_path, mirror, ca
   assert f"MNIST file {download_dir / name} does not match its published SHA-256" in out
   assert mirror.requests == [name]
   assert (download_dir / name).read_bytes() == BLOBS[name]
-  assert not [f for f in os.listdir(download_dir) if f.endswith(".part")]
+  assert [f for f in os.listdir(download_dir) if f.endswith(".part")] == [running.name]
 
 
 def test_offline_without_data_lists_the_ways_out(tmp_path):
@@ -415,3 +419,11 @@ def test_digits_repeated_to_mnist_steps_per_epoch(capsys):
     data.repeat_train(plain, 0)
   with pytest.raises(TypeError, match="repeat must be an int"):
     data.repeat_train(plain, 2.0)
+
+
+def test_file_url_mirror(tmp_path):
+  folder = tmp_path / "copy"
+  folder.mkdir()
+  for name, blob in BLOBS.items():
+    (folder / name).write_bytes(blob)
+  assert _load(tmp_path, folder.as_uri()).sizes()["test"] == N_TEST

@@ -26,12 +26,15 @@ divergence.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,6 +57,7 @@ MNIST_MIRRORS = (
 )
 MIRROR_ENV = "JINIT_MNIST_MIRROR"  # base URL(s), comma-separated, replacing MNIST_MIRRORS
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, not per file
+STALE_PART_S = 3600.0  # a .part file untouched this long was left by a killed fetch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,9 +449,11 @@ def fetch_mnist(download_dir: str, mirror: str | None = None, progress: bool = T
   files = MNIST_FILES if files is None else files
   mirrors = mirrors_from(mirror)
   os.makedirs(download_dir, exist_ok=True)
-  for stale in os.listdir(download_dir):  # left by a killed earlier fetch
-    if stale.endswith(".part"):
-      os.remove(os.path.join(download_dir, stale))
+  for stale in os.listdir(download_dir):  # left by a killed fetch (not a running one)
+    stale = os.path.join(download_dir, stale)
+    if stale.endswith(".part") and time.time() - os.path.getmtime(stale) > STALE_PART_S:
+      with contextlib.suppress(OSError):
+        os.remove(stale)
   arrays = {}
   for spec in files:
     path = os.path.join(download_dir, spec.name)
@@ -463,7 +469,8 @@ def fetch_mnist(download_dir: str, mirror: str | None = None, progress: bool = T
         try:
           _download(url, spec, path, progress, timeout)
           break
-        except (OSError, ValueError, EOFError) as e:  # URLError, HTTPError, timeouts are OSErrors
+        # URLError, HTTPError and timeouts are OSErrors; IncompleteRead is an HTTPException.
+        except (OSError, ValueError, EOFError, http.client.HTTPException) as e:
           reason = getattr(e, "reason", None) or e
           failures.append(f"  {url}: {type(e).__name__}: {reason}")
           print(failures[-1].strip(), flush=True)
@@ -491,8 +498,9 @@ def _fetched_arrays(data_dir: str | None, cache_dir: str | None, mirror: str | N
   arrays = _read_cache(cache, counts) if cache else None
   if arrays is not None:
     return arrays
-  with tempfile.TemporaryDirectory(prefix="jinit-mnist-") as tmp:
-    download_dir = os.path.join(cache_dir, "mnist-download") if cache_dir else tmp
+  keep = os.path.join(cache_dir, "mnist-download") if cache_dir else None
+  with (contextlib.nullcontext(keep) if keep else
+        tempfile.TemporaryDirectory(prefix="jinit-mnist-")) as download_dir:
     print(f"MNIST: no prepared TFDS copy in {_tfds_dir_shown(data_dir)}; fetching the four "
           f"MNIST files (checked against their published SHA-256) into {download_dir}",
           flush=True)
