@@ -62,8 +62,7 @@ def _machine() -> dict:
   import jax
 
   return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(),
-          "python": platform.python_version(), "jax": jax.__version__,
-          "devices": [str(d) for d in jax.devices()]}
+          "python": platform.python_version(), "jax": jax.__version__}
 
 
 def _commit() -> str:
@@ -79,9 +78,12 @@ def _header(p: dict) -> str:
   return (f"<!-- provenance: written by docs/results/collect.py from the run's own files -->\n"
           f"- command: `{p['command']}`\n"
           f"- run: {p['started']} to {p['finished']} ({p['wall_seconds']:.0f} s wall)\n"
-          f"- machine: {m['cpu']}, {m['cores']} cores, {m['os']}; jax {m['jax']}, "
-          f"devices {', '.join(m['devices'])}\n"
+          f"- machine: {m['cpu']}, {m['cores']} cores, {m['os']}; python {m['python']}, "
+          f"jax {m['jax']}\n"
           f"- code: commit {p['commit']}\n"
+          + (f"- /usr/bin/time -v: {p['time_v'].get('wall_clock', '?')} wall, "
+             f"{p['time_v'].get('cpu_percent', '?')} of a CPU, max RSS "
+             f"{p['time_v'].get('max_rss_kbytes', '?')} kB\n" if p.get("time_v") else "")
           + (f"- note: {p['note']}\n" if p.get("note") else "") + "\n")
 
 
@@ -136,8 +138,10 @@ def copy(args) -> None:
   name = args.name
   if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
     sys.exit(f"error: name must be lowercase letters, digits, '-' or '_', got {name!r}")
-  if not os.path.isdir(args.run_dir):
-    sys.exit(f"error: run_dir {args.run_dir!r} is not a folder")
+  if args.run_dir != "-" and not os.path.isdir(args.run_dir):
+    sys.exit(f"error: run_dir {args.run_dir!r} is not a folder ('-' for a console only)")
+  if args.run_dir == "-" and not args.console:
+    sys.exit("error: run_dir '-' needs --console")
   dest = os.path.join(HERE, name)
   tmp = dest + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -146,7 +150,24 @@ def copy(args) -> None:
   prov = {"command": args.command, "started": args.started, "finished": args.finished,
           "wall_seconds": (finished - started).total_seconds(), "machine": _machine(),
           "commit": args.commit or _commit(), "note": args.note}
-  for d, _, files in os.walk(args.run_dir):
+  if args.console:
+    os.makedirs(tmp, exist_ok=True)
+    with open(args.console) as f:
+      console = f.read()
+    console, _, timed = console.partition("\tCommand being timed:")
+    if timed:  # /usr/bin/time -v's report: its facts go to provenance.json
+      keys = {"Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall_clock",
+              "Percent of CPU this job got": "cpu_percent",
+              "Maximum resident set size (kbytes)": "max_rss_kbytes"}
+      for line in timed.splitlines():
+        k, _, v = line.strip().rpartition(": ")
+        if k in keys:
+          prov.setdefault("time_v", {})[keys[k]] = v
+    console = "\n".join(l for l in console.splitlines()
+                        if not l.startswith("WARNING:absl:OpenCV"))  # TFDS's import noise
+    with open(os.path.join(tmp, "console.txt"), "w") as f:
+      f.write(console.rstrip() + "\n")
+  for d, _, files in os.walk(args.run_dir) if args.run_dir != "-" else ():
     for f in sorted(files):
       if not f.endswith(KEEP) or f.startswith("."):
         continue
@@ -166,9 +187,6 @@ def copy(args) -> None:
       if f == "history.json" and os.path.basename(d) == "sigmoid_mnist":
         with open(os.path.join(os.path.dirname(out), "page_comparison.md"), "w") as dst:
           dst.write(_header(prov) + _page_comparison(os.path.join(d, f)))
-  if args.console:
-    os.makedirs(tmp, exist_ok=True)
-    shutil.copy(args.console, os.path.join(tmp, "console.txt"))
   with open(os.path.join(tmp, "provenance.json"), "w") as f:
     json.dump(prov, f, indent=1)
   shutil.rmtree(dest, ignore_errors=True)
@@ -226,7 +244,7 @@ def main(argv=None):
   sub = p.add_subparsers(dest="cmd", required=True)
   c = sub.add_parser("copy")
   c.add_argument("name")
-  c.add_argument("run_dir")
+  c.add_argument("run_dir", help="the run's results folder ('-': the run wrote only a console)")
   c.add_argument("--command", required=True)
   c.add_argument("--started", required=True)
   c.add_argument("--finished", required=True)
