@@ -82,3 +82,54 @@ def test_installed_wheel_imports_jinit_and_not_experiments(wheel, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "experiments: not installed" in proc.stdout
+
+
+# --------------------------------------------------------------------------- README and docs
+
+
+def _read(*parts):
+  with open(os.path.join(ROOT, *parts), encoding="utf-8") as f:
+    return f.read()
+
+
+def test_readme_fits_on_a_screen_and_ci_runs_its_test_command():
+  readme = _read("README.md")
+  assert len(readme.splitlines()) <= 200
+  commands = [l.strip() for l in readme.splitlines() if l.startswith("python3 -m venv")]
+  assert len(commands) == 2, commands  # the two fresh-machine commands
+  main_job, tests = commands
+  assert main_job.endswith('pip install -e ".[experiments]" && python -m experiments')
+  assert "shared" not in main_job and "--data-dir" not in main_job  # no workspace paths
+  ci = [l.strip() for l in _read(".ci", "run").splitlines() if l.strip()]
+  assert ci[-1] == tests  # CI runs README's test command, verbatim
+
+
+def test_docs_links_resolve_and_result_blocks_match_their_files():
+  """Every relative link in README and docs/ points at a file (except the pages other
+  branches add), and every <!-- results: PATH --> block holds PATH's tables verbatim."""
+  import re
+
+  sys.path.insert(0, os.path.join(ROOT, "docs", "results"))
+  try:
+    import collect
+  finally:
+    sys.path.pop(0)
+  pending = {"diagnostics.md", "parity.md", "models.md", "mup.md", "theory.md", "residual.md"}
+  pages = ["README.md"] + [os.path.join("docs", f) for f in os.listdir(os.path.join(ROOT, "docs"))
+                           if f.endswith(".md")]
+  blocks = 0
+  for page in pages:
+    text = _read(page)
+    base = os.path.dirname(os.path.join(ROOT, page))
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+      if os.path.basename(target) in pending:
+        continue
+      assert os.path.exists(os.path.join(base, target)), f"{page}: broken link {target}"
+    for path, body in re.findall(r"<!-- results: (\S+) -->\n(.*?)<!-- /results -->", text, re.S):
+      blocks += 1
+      source = _read("docs", path)
+      expected = (f"```text\n{source.rstrip()}\n```\n" if path.endswith(".txt")
+                  else collect._tables(source) + "\n")
+      assert body == expected, f"{page}: the block of {path} differs from the file: rerun " \
+                               "python docs/results/collect.py fill"
+  assert blocks >= 5
