@@ -127,9 +127,8 @@ def test_docs_links_resolve_and_result_blocks_match_their_files():
       assert os.path.exists(os.path.join(base, target)), f"{page}: broken link {target}"
     for path, body in re.findall(r"<!-- results: (\S+) -->\n(.*?)<!-- /results -->", text, re.S):
       blocks += 1
-      source = _read("docs", path)
-      expected = (f"```text\n{source.rstrip()}\n```\n" if path.endswith(".txt")
-                  else collect._tables(source) + "\n")
+      expected = collect.block_body(path)
+      assert expected is not None, f"{page}: {path} does not exist"
       assert body == expected, f"{page}: the block of {path} differs from the file: rerun " \
                                "python docs/results/collect.py fill"
   assert blocks >= 5

@@ -16,7 +16,7 @@ loss per init at epochs 1, 10, 20, 30, beside the course page's logged values).
 
 ``fill`` replaces the text between ``<!-- results: PATH -->`` and ``<!-- /results -->``
 with the markdown tables found in PATH (relative to docs/), verbatim; a ``.txt`` PATH (a
-run's console) goes in whole, as a code block.
+run's console) goes in whole, as a code block; ``PATH#all`` is the whole summary.
 """
 
 from __future__ import annotations
@@ -213,6 +213,34 @@ def _tables(text: str) -> str:
   return "\n".join(out)
 
 
+def _strip_header(text: str) -> str:
+  """``text`` without the provenance header that ``copy`` puts on top of a summary."""
+  if not text.startswith("<!-- provenance"):
+    return text
+  head, _, rest = text.partition("\n\n")
+  return rest
+
+
+def block_body(rel_path: str) -> str | None:
+  """What a ``<!-- results: REL_PATH -->`` block holds: ``file.txt`` (a console) whole, in a
+  code block; ``file.md#all`` the summary without its provenance header; ``file.md`` its
+  tables. None when the file does not exist (yet)."""
+  rel, _, mode = rel_path.partition("#")
+  path = os.path.join(DOCS, rel)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    text = f.read()
+  if rel.endswith(".txt"):
+    return f"```text\n{text.rstrip()}\n```\n"
+  if mode == "all":
+    return _strip_header(text).strip("\n") + "\n"
+  body = _tables(text)
+  if not body:
+    sys.exit(f"error: {path} holds no markdown table")
+  return body + "\n"
+
+
 def fill(args) -> None:
   pattern = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
   for page in args.pages:
@@ -220,18 +248,11 @@ def fill(args) -> None:
       text = f.read()
 
     def repl(m):
-      path = os.path.join(DOCS, m.group(2))
-      if not os.path.exists(path):
-        print(f"warning: {page}: {path} does not exist (yet); block left as it is")
+      body = block_body(m.group(2))
+      if body is None:
+        print(f"warning: {page}: {m.group(2)} does not exist (yet); block left as it is")
         return m.group(0)
-      with open(path) as f:
-        text = f.read()
-      if path.endswith(".txt"):  # a console: verbatim, in a code block
-        return f"{m.group(1)}```text\n{text.rstrip()}\n```\n{m.group(4)}"
-      body = _tables(text)
-      if not body:
-        sys.exit(f"error: {path} holds no markdown table")
-      return f"{m.group(1)}{body}\n{m.group(4)}"
+      return f"{m.group(1)}{body}{m.group(4)}"
 
     new, n = pattern.subn(repl, text)
     with open(page, "w") as f:
