@@ -223,7 +223,7 @@ def _strip_header(text: str) -> str:
 
 def block_body(rel_path: str) -> str | None:
   """What a ``<!-- results: REL_PATH -->`` block holds: ``file.txt`` (a console) whole, in a
-  code block; ``file.md#all`` the summary without its provenance header; ``file.md`` its
+  code block (``file.md#text`` too); ``file.md#all`` the summary without its provenance header; ``file.md`` its
   tables. None when the file does not exist (yet)."""
   rel, _, mode = rel_path.partition("#")
   path = os.path.join(DOCS, rel)
@@ -231,8 +231,8 @@ def block_body(rel_path: str) -> str | None:
     return None
   with open(path) as f:
     text = f.read()
-  if rel.endswith(".txt"):
-    return f"```text\n{text.rstrip()}\n```\n"
+  if rel.endswith(".txt") or mode == "text":
+    return f"```text\n{_strip_header(text).strip()}\n```\n"
   if mode == "all":
     return _strip_header(text).strip("\n") + "\n"
   body = _tables(text)
