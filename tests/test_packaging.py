@@ -132,3 +132,16 @@ def test_docs_links_resolve_and_result_blocks_match_their_files():
       assert body == expected, f"{page}: the block of {path} differs from the file: rerun " \
                                "python docs/results/collect.py fill"
   assert blocks >= 5
+
+
+def test_readme_flax_example_runs():
+  import re
+
+  import jax
+
+  code = re.findall(r"```python\n(.*?)```", _read("README.md"), re.S)[0]
+  assert len(code.strip().splitlines()) <= 12  # "a 10-line Flax example"
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)
+  shapes = jax.tree_util.tree_map(lambda a: a.shape, namespace["params"])["params"]
+  assert shapes["Dense_0"]["kernel"] == (784, 256) and shapes["Dense_1"]["bias"] == (10,)
