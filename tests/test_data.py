@@ -427,3 +427,14 @@ def test_file_url_mirror(tmp_path):
   for name, blob in BLOBS.items():
     (folder / name).write_bytes(blob)
   assert _load(tmp_path, folder.as_uri()).sizes()["test"] == N_TEST
+
+
+def test_a_tfds_copy_is_read_before_any_fetch(tmp_path, mirror):
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=200):  # stands for a prepared TFDS copy
+    ds = data.load_mnist(cache_dir=str(tmp_path), fetch=True, mirror=mirror.url,
+                         progress=False, files=TABLE)
+  assert ds.sizes() == {"train": 180, "val": 20, "test": 200}
+  assert mirror.requests == []  # the mirror was never asked
+  assert not (tmp_path / "mnist-fetched.npz").exists()

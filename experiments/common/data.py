@@ -547,7 +547,13 @@ def load_mnist(data_dir: str | None = None, cache_dir: str | None = None,
   tfds_path = _cache_path(cache_dir, "mnist", data_dir) if cache_dir else None
   if tfds_path:
     arrays = _read_cache(tfds_path)
-  if arrays is None and (download or not fetch or _tfds_mnist_present(data_dir)):
+  fetched_cache = os.path.join(cache_dir, "mnist-fetched.npz") if cache_dir else None
+  if (arrays is None and fetch and not download and fetched_cache
+      and os.path.exists(fetched_cache) and not _tfds_mnist_present(data_dir)):
+    # Fetched before and still no TFDS copy: the checked cache, without importing TFDS.
+    counts = {f.key: f.count for f in (MNIST_FILES if files is None else files)}
+    arrays = _read_cache(fetched_cache, counts)
+  if arrays is None:
     try:
       x_train, y_train = _read_tfds_split("mnist", "train", data_dir, download)
       x_test, y_test = _read_tfds_split("mnist", "test", data_dir, download)
