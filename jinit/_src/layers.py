@@ -392,16 +392,19 @@ def redraw(entries: Sequence[Entry], init, bias_init, rules, key,
   nothing for ``"keep"``. Parameters with no spec and no rule are kept and
   listed in one :class:`UncoveredParametersWarning`.
 
+  Each jinit initializer compiles once per (shape, fans, hyperparameters), so a
+  model of repeated blocks compiles each distinct layer once.
+
   Raises:
     ValueError: a rule that matches no parameter (checked before any draw).
   """
   plan, uncovered, used = [], [], set()
   for e in entries:
-    chosen = next(((pattern, init_) for pattern, compiled, init_ in rules
-                   if compiled.search(e.path)), None)
+    chosen = next((i for i, (_, compiled, _) in enumerate(rules) if compiled.search(e.path)),
+                  None)
     if chosen is not None:
-      used.add(chosen[0])
-      plan.append((e, chosen[1]))
+      used.add(chosen)
+      plan.append((e, rules[chosen][2]))
     elif e.spec is None:
       uncovered.append(e.path)
     elif e.spec.kind == "kernel" and init is not None:
@@ -410,21 +413,23 @@ def redraw(entries: Sequence[Entry], init, bias_init, rules, key,
       plan.append((e, bias_init))
     elif e.spec.kind == "zero":
       plan.append((e, inits.zeros))
-  unused = [pattern for pattern, _, _ in rules if pattern not in used]
+  unused = [f"rules[{i}] {rule[0]!r}" for i, rule in enumerate(rules) if i not in used]
   if unused:
-    raise ValueError(f"rules: pattern(s) {', '.join(map(repr, unused))} match no parameter of "
-                     f"the {where}; its parameter paths are: "
-                     f"{', '.join(e.path for e in entries)}")
+    raise ValueError(f"rules: pattern(s) {', '.join(unused)} match no parameter of the {where} "
+                     "(a rule shadowed by an earlier one matches none either); its parameter "
+                     f"paths are: {', '.join(e.path for e in entries)}")
+
   new = {}
   for e, init_ in plan:
     try:
-      new[e.path] = draw(init_, param_key(key, e.path), e.shape, e.dtype, e.spec)
+      value = draw(init_, param_key(key, e.path), e.shape, e.dtype, e.spec)
     except (TypeError, ValueError) as err:
       raise type(err)(f"reinit: parameter {e.path!r} of shape {e.shape}: {err}") from err
-    if new[e.path].shape != e.shape or new[e.path].dtype != e.dtype:
+    if value.shape != e.shape or value.dtype != e.dtype:
       raise ValueError(f"reinit: the init for parameter {e.path!r} returned shape "
-                       f"{new[e.path].shape} and dtype {new[e.path].dtype}, expected "
-                       f"{e.shape} and {e.dtype}")
+                       f"{value.shape} and dtype {value.dtype}, expected {e.shape} and "
+                       f"{jnp.dtype(e.dtype)}")
+    new[e.path] = value
   if uncovered:
     warnings.warn(f"reinit left {len(uncovered)} parameter(s) of the {where} unchanged: no rule "
                   f"and no known layer covers them: {', '.join(uncovered)}. Add a rule "
