@@ -99,33 +99,41 @@ def _einsum_equation(module: nn.Einsum, args, kwargs) -> str:
   return eq if eq is not None else module.einsum_str
 
 
+def _kernel_size_rank(module) -> int:
+  ks = module.kernel_size
+  return (1 if isinstance(ks, int) else len(ks)) + 2
+
+
 def _spec(module: nn.Module, args, kwargs, name: str, shape) -> layers.ParamSpec | None:
-  """The spec of parameter ``name`` of ``module`` (None: a parameter reinit does not know)."""
-  kernel = None
-  if isinstance(module, (nn.Dense, Dense)):
-    kernel = layers.dense_spec(shape) if name == "kernel" else None
-  elif isinstance(module, nn.DenseGeneral):
-    if name == "kernel":
-      n_batch = len(nn.linear._canonicalize_tuple(module.batch_dims))  # pylint: disable=protected-access
-      n_in = len(nn.linear._canonicalize_tuple(module.axis))  # pylint: disable=protected-access
-      kernel = layers.general_spec(shape, n_batch, n_in)
-  elif isinstance(module, nn.Conv):  # not ConvLocal: its kernel is per position
-    kernel = layers.conv_spec(shape, module.feature_group_count) if name == "kernel" else None
-  elif isinstance(module, nn.ConvTranspose):
-    if name == "kernel":
-      if getattr(module, "feature_group_count", 1) != 1:
-        return None
-      kernel = layers.conv_transpose_spec(shape, module.transpose_kernel)
-  elif isinstance(module, nn.Einsum):
-    if name == "kernel":
-      kernel = layers.einsum_spec(_einsum_equation(module, args, kwargs), shape)
-  elif isinstance(module, nn.Embed):
-    return layers.embed_spec(shape) if name == "embedding" else None
-  elif isinstance(module, _NORMS):
+  """The spec of parameter ``name`` of ``module`` (None: a parameter reinit does not know).
+
+  Leading axes beyond the layer's kernel rank are stacked copies (``nn.scan``/``nn.vmap``).
+  """
+  if isinstance(module, _NORMS):
     return layers.ParamSpec("keep") if name in ("scale", "bias") else None
-  else:
+  if isinstance(module, nn.Embed):
+    return layers.stacked(layers.embed_spec, shape, 2) if name == "embedding" else None
+  if name != "kernel":
     return None
-  return kernel
+  if isinstance(module, (nn.Dense, Dense)):
+    return layers.stacked(layers.dense_spec, shape, 2)
+  if isinstance(module, nn.DenseGeneral):
+    canon = nn.linear._canonicalize_tuple  # pylint: disable=protected-access
+    n_batch, n_in = len(canon(module.batch_dims)), len(canon(module.axis))
+    return layers.stacked(layers.general_spec, shape, n_batch + n_in + len(canon(module.features)),
+                          n_batch, n_in)
+  if isinstance(module, nn.Conv):  # not ConvLocal: its kernel is per position
+    return layers.stacked(layers.conv_spec, shape, _kernel_size_rank(module),
+                          module.feature_group_count)
+  if isinstance(module, nn.ConvTranspose):
+    if getattr(module, "feature_group_count", 1) != 1:
+      return None
+    return layers.stacked(layers.conv_transpose_spec, shape, _kernel_size_rank(module),
+                          module.transpose_kernel)
+  if isinstance(module, nn.Einsum):
+    eq = _einsum_equation(module, args, kwargs)
+    return layers.stacked(lambda s: layers.einsum_spec(eq, s), shape, layers.einsum_rank(eq))
+  return None
 
 
 def _module_records(module: nn.Module, variables, x) -> dict[tuple[str, ...], tuple]:

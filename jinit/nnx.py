@@ -62,19 +62,27 @@ _NORMS = (nnx.LayerNorm, nnx.RMSNorm, nnx.GroupNorm, nnx.BatchNorm)
 
 
 def _kernel_spec(module: nnx.Module, shape) -> layers.ParamSpec | None:
-  """The spec of ``module``'s kernel of ``shape`` (None: not a layer reinit knows)."""
+  """The spec of ``module``'s kernel of ``shape`` (None: not a layer reinit knows).
+
+  Leading axes beyond the layer's kernel rank are stacked copies (nnx.vmap/scan).
+  """
   if isinstance(module, nnx.Linear):
-    return layers.dense_spec(shape)
+    return layers.stacked(layers.dense_spec, shape, 2)
   if isinstance(module, nnx.LinearGeneral):
-    return layers.general_spec(shape, len(module.batch_axis), len(module.in_features))
+    n_batch, n_in = len(module.batch_axis), len(module.in_features)
+    return layers.stacked(layers.general_spec, shape, n_batch + n_in + len(module.out_features),
+                          n_batch, n_in)
   if isinstance(module, nnx.Conv):
-    return layers.conv_spec(shape, module.feature_group_count)
+    return layers.stacked(layers.conv_spec, shape, len(module.kernel_size) + 2,
+                          module.feature_group_count)
   if isinstance(module, nnx.ConvTranspose):
     if getattr(module, "feature_group_count", 1) != 1:
       return None
-    return layers.conv_transpose_spec(shape, module.transpose_kernel)
+    return layers.stacked(layers.conv_transpose_spec, shape, len(module.kernel_size) + 2,
+                          module.transpose_kernel)
   if isinstance(module, nnx.Einsum):
-    return layers.einsum_spec(module.einsum_str, shape)
+    return layers.stacked(lambda s: layers.einsum_spec(module.einsum_str, s), shape,
+                          layers.einsum_rank(module.einsum_str))
   return None
 
 
@@ -83,14 +91,15 @@ def _spec(module: nnx.Module | None, name: str, shape, kernel_shape) -> layers.P
   if module is None:
     return None
   if isinstance(module, nnx.Embed):
-    return layers.embed_spec(shape) if name == "embedding" else None
+    return layers.stacked(layers.embed_spec, shape, 2) if name == "embedding" else None
   if isinstance(module, nnx.LoRA):
     # B = 0 by design (Hu et al. 2021, https://arxiv.org/abs/2106.09685): the adapted
     # model starts as the base model. A rule naming lora_b re-draws it.
+    spec = layers.stacked(layers.dense_spec, shape, 2)
     if name == "lora_a":
-      return layers.dense_spec(shape)
-    if name == "lora_b":
-      return dataclasses.replace(layers.dense_spec(shape), kind="zero")
+      return spec
+    if name == "lora_b" and spec is not None:
+      return dataclasses.replace(spec, kind="zero")
     return None
   if isinstance(module, _NORMS):
     return layers.ParamSpec("keep") if name in ("scale", "bias") else None

@@ -311,3 +311,23 @@ def test_module_layout_and_alias():
   assert layers_lib.param_key(jax.random.key(0), "a/kernel").shape == ()
   partial = functools.partial(jinit.orthogonal, gain=2.0)
   assert layers_lib.is_grouped_init(partial) and not layers_lib.is_grouped_init(jinit.normal)
+
+
+def test_layers_stacked_by_vmap_are_independent_copies(check_law):
+  """nnx.vmap-built layers (scan over layers) store a leading stack axis: not a fan."""
+
+  @nnx.split_rngs(splits=4)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def make(rngs):
+    return nnx.Linear(256, 64, rngs=rngs)
+
+  stack = make(nnx.Rngs(0))
+  assert stack.kernel[...].shape == (4, 256, 64)
+  jinit.nnx.reinit(stack, jinit.orthogonal, key=jax.random.key(0))
+  w = np.asarray(stack.kernel[...], np.float64)
+  np.testing.assert_allclose(np.einsum("lij,lik->ljk", w, w),
+                             np.broadcast_to(np.eye(64), (4, 64, 64)), atol=1e-5)
+  jinit.nnx.reinit(stack, jinit.torch_linear_default, key=jax.random.key(0),
+                   bias_init=jinit.torch_linear_default)
+  check_law(stack.kernel[...], scipy.stats.uniform(-1 / 16, 2 / 16), what="stacked kernel")
+  assert np.abs(np.asarray(stack.bias[...])).max() <= 1 / 16

@@ -32,7 +32,8 @@ s each output sees on average in * rf / prod(s) inputs).
 kernel is viewed as ``(batch, prod(window) * prod(in), prod(out))`` and each
 batch slice is (semi-)orthogonal (``delta_orthogonal``: an orthogonal
 ``(prod(in), prod(out))`` matrix at the window's center, per batch slice).
-A grouped conv's groups are batch slices.
+A grouped conv's groups are batch slices. Layers stacked by ``nnx.vmap``/``nnx.scan``
+or ``nn.scan`` (leading axes on every parameter) are copies: batch slices too.
 """
 
 from __future__ import annotations
@@ -163,6 +164,33 @@ def explicit_spec(shape, in_axis, out_axis, batch_axis=()) -> ParamSpec:
   batch = norm(batch_axis, "batch_axis")
   fans_lib.compute_fans(shape, in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis)
   return _spec("kernel", tuple(shape), ins, outs, batch)
+
+
+def stacked(spec_fn: Callable[..., ParamSpec], shape, rank: int, *args) -> ParamSpec | None:
+  """``spec_fn`` on the trailing ``rank`` axes of ``shape``; leading extra axes are stacks.
+
+  A layer built under ``nnx.vmap``/``nnx.scan`` or linen's ``nn.scan`` (scan over
+  layers) stores its parameters with leading stacking axes: independent copies of
+  the layer, so batch axes in neither fan. Returns None when ``shape`` has fewer
+  than ``rank`` axes (not the layer's parameter: reinit leaves it and warns).
+  """
+  shape = tuple(shape)
+  k = len(shape) - rank
+  if k < 0:
+    return None
+  spec = spec_fn(shape[k:], *args)
+  if k == 0:
+    return spec
+  shift = lambda axes: tuple(a + k for a in axes)
+  return ParamSpec(spec.kind, spec.fan_in, spec.fan_out,
+                   None if spec.view is None else shape[:k] + tuple(spec.view),
+                   tuple(range(k)) + shift(spec.batch), shift(spec.window), shift(spec.ins),
+                   shift(spec.outs))
+
+
+def einsum_rank(equation: str) -> int:
+  """The kernel rank that ``equation`` implies."""
+  return len(einsum_lib._parse(equation)[1])  # pylint: disable=protected-access
 
 
 # --------------------------------------------------------------------------- drawing
