@@ -137,12 +137,18 @@ def _spec(module: nn.Module, args, kwargs, name: str, shape) -> layers.ParamSpec
 
 
 def _module_records(module: nn.Module, variables, x) -> dict[tuple[str, ...], tuple]:
-  """``{module path: (module, call args, call kwargs)}`` of every module ``module`` calls on x."""
+  """``{module path: (module, args, kwargs, is __call__)}`` of every module run on ``x``."""
   records: dict[tuple[str, ...], tuple] = {}
 
   def interceptor(next_fun, args, kwargs, context):
-    if context.method_name == "__call__" and context.module.scope is not None:
-      records.setdefault(tuple(context.module.scope.path), (context.module, args, kwargs))
+    if context.module.scope is not None:
+      path = tuple(context.module.scope.path)
+      # Any method call finds the module (e.g. an Embed used only through .attend);
+      # __call__'s arguments are kept when there is one (Einsum's einsum_str).
+      if context.method_name == "__call__" and (path not in records or not records[path][3]):
+        records[path] = (context.module, args, kwargs, True)
+      else:
+        records.setdefault(path, (context.module, args, kwargs, False))
     return next_fun(*args, **kwargs)
 
   def run(v, x):
@@ -229,7 +235,7 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
     record = records.get(tuple(path[:-1]))
     spec = None
     if record is not None:
-      mod, args, kwargs = record
+      mod, args, kwargs, _ = record
       spec = _spec(mod, args, kwargs, path[-1], tuple(value.shape))
       if spec is None and path[-1] == "bias":
         kernel = flat.get((*path[:-1], "kernel"))

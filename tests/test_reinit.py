@@ -331,3 +331,21 @@ def test_layers_stacked_by_vmap_are_independent_copies(check_law):
                    bias_init=jinit.torch_linear_default)
   check_law(stack.kernel[...], scipy.stats.uniform(-1 / 16, 2 / 16), what="stacked kernel")
   assert np.abs(np.asarray(stack.bias[...])).max() <= 1 / 16
+
+
+def test_linen_embed_used_only_through_attend_is_found():
+  class AttendOnly(nn.Module):
+
+    @nn.compact
+    def __call__(self, h):
+      return nn.Embed(50, 16, name="emb").attend(h)
+
+    # (the embedding table is only read through Embed.attend: a tied read-out)
+
+  module, h = AttendOnly(), jnp.ones((2, 16))
+  seen = []
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    jinit.linen.reinit(module, module.init(jax.random.key(0), h), h, _tagger(1.0, seen),
+                       key=jax.random.key(1))
+  assert seen == [(1.0, (50, 16), 16, 50)]

@@ -158,12 +158,11 @@ def embed_spec(shape) -> ParamSpec:
 
 def explicit_spec(shape, in_axis, out_axis, batch_axis=()) -> ParamSpec:
   """A kernel with named fan axes (the remaining non-batch axes are the window)."""
-  rank = len(shape)
-  norm = lambda a, name: fans_lib._axes(a, rank, name)  # pylint: disable=protected-access
-  ins, outs = norm(in_axis, "in_axis"), norm(out_axis, "out_axis")
-  batch = norm(batch_axis, "batch_axis")
+  # compute_fans validates the axes (types, range, overlap) and raises naming them.
   fans_lib.compute_fans(shape, in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis)
-  return _spec("kernel", tuple(shape), ins, outs, batch)
+  rank = len(shape)
+  norm = lambda a: tuple(i % rank for i in ((a,) if isinstance(a, int) else a))
+  return _spec("kernel", tuple(shape), norm(in_axis), norm(out_axis), norm(batch_axis))
 
 
 def stacked(spec_fn: Callable[..., ParamSpec], shape, rank: int, *args) -> ParamSpec | None:
