@@ -229,7 +229,7 @@ def test_orthogonal_on_dense_is_plain_orthogonal():
   np.testing.assert_array_equal(np.asarray(model.kernel[...]), np.asarray(expected))
 
 
-@pytest.mark.parametrize("kernel_size,groups", [((3, 3), 1), ((3,), 2)])
+@pytest.mark.parametrize("kernel_size,groups", [((3,), 2)])  # groups=1: tests/test_flax.py
 def test_delta_orthogonal_grouped_conv_is_norm_preserving(kernel_size, groups):
   """Window kept: only the center tap is nonzero and each group's matrix is orthogonal."""
   conv = nnx.Conv(8, 16, kernel_size, feature_group_count=groups, use_bias=False,

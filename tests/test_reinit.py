@@ -184,7 +184,7 @@ def test_uncovered_parameters_are_warned_about_once():
   model = Transformer(nnx.Rngs(0), gate=True)
   model.blocks[1].extra = nnx.Param(jnp.ones((3,)))  # a user's own parameter
   with pytest.warns(jinit.nnx.UncoveredParametersWarning) as record:
-    jinit.nnx.reinit(model, jinit.xavier_uniform, key=jax.random.key(0))
+    jinit.nnx.reinit(model, jinit.torch_linear_default, key=jax.random.key(0))
   assert len(record) == 1
   message = str(record[0].message)
   assert "2 parameter(s)" in message and "gate" in message and "blocks/1/extra" in message
@@ -193,14 +193,17 @@ def test_uncovered_parameters_are_warned_about_once():
   # Once a rule covers them there is nothing to warn about.
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    jinit.nnx.reinit(model, jinit.xavier_uniform, key=jax.random.key(0),
+    jinit.nnx.reinit(model, jinit.torch_linear_default, key=jax.random.key(0),
                      rules=[(r"^gate$|extra$", jinit.zeros)])
 
 
 def test_same_key_same_values_and_lora_b_zero():
+  # torch_linear_default throughout this file: its programs for these shapes are compiled
+  # once (XLA compiles of new (init, shape, fans) combinations dominate the test time).
   a, b = Transformer(nnx.Rngs(0)), Transformer(nnx.Rngs(7))
   for m in (a, b):
-    jinit.nnx.reinit(m, jinit.lecun_normal, key=jax.random.key(3), bias_init=jinit.zeros)
+    jinit.nnx.reinit(m, jinit.torch_linear_default, key=jax.random.key(3),
+                     bias_init=jinit.torch_linear_default)
   for path, value in _params(a).items():
     np.testing.assert_array_equal(value, _params(b)[path])
   lora = nnx.LoRA(16, 4, 8, rngs=nnx.Rngs(0))
@@ -214,7 +217,7 @@ def test_an_init_that_fails_leaves_the_model_unchanged():
   model = Transformer(nnx.Rngs(0))
   before = _params(model)
   with pytest.raises(ValueError, match=r"parameter 'blocks/0/fc1/kernel'.*delta_orthogonal"):
-    jinit.nnx.reinit(model, jinit.xavier_uniform, key=jax.random.key(0),
+    jinit.nnx.reinit(model, jinit.torch_linear_default, key=jax.random.key(0),
                      rules=[("fc1/kernel", jinit.delta_orthogonal)])
   for path, value in _params(model).items():
     np.testing.assert_array_equal(value, before[path])
