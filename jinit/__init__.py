@@ -1,10 +1,12 @@
 """jinit: weight initializers for JAX as pure functions, with Flax adapters.
 
 Every initializer is ``init(key, shape, fan_in, fan_out, *, hyper..., dtype)``;
-see :mod:`jinit._src.initializers`. ``jinit.flax`` (needs flax) adapts them to
-Flax's ``(key, shape, dtype)`` signature.
+see :mod:`jinit._src.initializers`. ``jinit.linen`` and ``jinit.nnx`` (need flax)
+adapt them to Flax's ``(key, shape, dtype)`` signature and re-initialize whole
+models with each layer's true fans (``jinit.flax`` is kept as an alias).
 """
 
+from jinit._src.einsum import einsum_fans as einsum_fans
 from jinit._src.fans import LAYOUTS as LAYOUTS
 from jinit._src.fans import compute_fans as compute_fans
 from jinit._src.gains import NONLINEARITIES as NONLINEARITIES
@@ -41,8 +43,8 @@ from jinit._src.registry import get_initializer as get_initializer
 
 __version__ = "0.1.0"
 
-# Imported on first use: flax, diagnostics and lsuv need the flax package.
-_LAZY_SUBMODULES = ("flax", "sharding", "diagnostics", "lsuv")
+# Imported on first use: flax, linen, nnx, diagnostics and lsuv need the flax package.
+_LAZY_SUBMODULES = ("flax", "linen", "nnx", "sharding", "diagnostics", "lsuv")
 
 
 def __getattr__(name):
@@ -54,7 +56,7 @@ def __getattr__(name):
 
 __all__ = [
     "INITIALIZERS", "Initializer", "LAYOUTS", "NONLINEARITIES", "calculate_gain",
-    "compute_fans", "constant", "delta_orthogonal", "dirac", "eye", "gain_for",
+    "compute_fans", "constant", "delta_orthogonal", "dirac", "einsum_fans", "eye", "gain_for",
     "get_initializer", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
     "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform", "normal", "ones",
     "orthogonal", "second_moment", "sparse", "torch_linear_default", "truncated_normal",

@@ -142,7 +142,7 @@ def test_nnx_linear_torch_default(check_law):
   check_law(layer.bias[...], law, what="nnx bias")
   check_law(layer.kernel[...][:2], law, what="nnx kernel")  # 200000 samples
   x = jax.random.normal(KEY, (3, 16))
-  expected = x @ layer.kernel[...] + layer.bias[...]
+  expected = x @ layer.kernel[...] + layer.bias[...][None, :]
   np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
@@ -209,3 +209,23 @@ def test_flax_bad_input():
   # A bias init that needs fan_in, used without it, says so.
   with pytest.raises(ValueError, match="fan_in is required"):
     nn.Dense(3, bias_init=jflax.bias_init(jinit.torch_linear_default)).init(KEY, jnp.ones((1, 2)))
+
+
+def test_kernel_init_equation_in_einsum(check_law):
+  """nnx.Einsum passes its full kernel shape: equation= gives the true fans (512, 512)."""
+  eq = "btd,dhk->bthk"
+  layer = nnx.Einsum(eq, (512, 4, 64), rngs=nnx.Rngs(0),
+                     kernel_init=jinit.nnx.kernel_init(jinit.xavier_normal, equation=eq))
+  check_law(layer.kernel[...], scipy.stats.norm(0, math.sqrt(2 / (512 + 256))), what="einsum")
+  linen = nn.Einsum((512, 4, 64), eq, kernel_init=jinit.linen.kernel_init(
+      jinit.orthogonal, equation=eq))
+  kernel = np.asarray(linen.init(KEY, jnp.ones((1, 2, 512)))["params"]["kernel"])
+  m = kernel.reshape(512, 256).astype(np.float64)  # grouped (d, h*k) matrix: orthonormal columns
+  np.testing.assert_allclose(m.T @ m, np.eye(256), atol=1e-5)
+
+
+def test_kernel_init_documented_rank3_guess():
+  """Without equation/axes a rank-3 shape is read as a 1-D conv kernel (width, in, out)."""
+  guess = jflax.kernel_init(jinit.lecun_normal)(KEY, (512, 4, 64))
+  np.testing.assert_array_equal(np.asarray(guess),
+                                np.asarray(jinit.lecun_normal(KEY, (512, 4, 64), 512 * 4, 512 * 64)))
