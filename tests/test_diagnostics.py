@@ -213,7 +213,8 @@ def test_histograms_count_every_entry(tanh_case):
 def test_report_serializes_and_prints(tanh_case):
   report = tanh_case[-1]
   d = json.loads(json.dumps(report.to_dict()))
-  assert len(d["layers"]) == 4 and d["layers"][0]["act_hist"]["counts"]
+  assert len(d["rows"]) == 4 and d["rows"][0]["act_hist"]["counts"]
+  assert [r["role"] for r in d["rows"]] == ["layer"] * 4
   table = report.table()
   assert table.count("\n") == 5 and "Dense_3" in table
   with pytest.raises(ValueError, match="field"):
@@ -302,7 +303,7 @@ def test_bad_input():
   with pytest.raises(ValueError, match="labels"):
     diag.diagnose(model, v, x, jnp.zeros((2,), jnp.int32))
   with pytest.raises(ValueError, match="nonlinearity"):
-    diag.diagnose(model, v, x, nonlinearity="gelu")
+    diag.diagnose(model, v, x, nonlinearity="elu")
   with pytest.raises(ValueError, match="nonlinearity"):
     diag.diagnose(model, v, x, nonlinearity=["tanh", "tanh"])
   with pytest.raises(ValueError, match="bins"):
@@ -327,9 +328,12 @@ def test_detection_survives_vanishing_signals(relu_reports, tanh_case, x_white):
   model, _, x, labels, _ = tanh_case
   v = chain_variables(jax.random.key(10), 8, SMALL, jinit.normal, std=1e-3)
   report = diag.diagnose(model, v, x, labels, bins=20)
-  assert [l.nonlinearity for l in report.layers] == ["tanh"] * 4  # the output layer: below
-  # The output layer is linear, but its outputs (~1e-9) are where tanh(z) == z: it reads as
-  # tanh, as documented; stating the nonlinearity removes the ambiguity.
+  # The output layer's z *is* the model output (the same array): identity, even though its
+  # outputs (~1e-9) are where tanh(z) == z.
+  assert [l.nonlinearity for l in report.layers] == ["tanh"] * 3 + ["identity"]
+  # Where only values decide (a tanh layer vs an identity one), stating the nonlinearity
+  # removes the ambiguity: the reported h is still the tensor the model used.
   forced = diag.diagnose(model, v, x, labels, bins=20,
-                         nonlinearity=["tanh"] * 3 + ["identity"])
-  assert forced.layers[-1].nonlinearity == "identity" and forced.layers[-1].saturated is None
+                         nonlinearity=["identity"] + ["tanh"] * 2 + ["identity"])
+  assert forced.layers[0].nonlinearity == "identity" and forced.layers[0].saturated is None
+  assert forced.layers[0].act_std == pytest.approx(report.layers[0].act_std, rel=1e-6)
