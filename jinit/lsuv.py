@@ -85,7 +85,10 @@ def grouped_orthogonal(key: jax.Array, shape: tuple[int, ...], axes, dtype) -> j
   """
   b, r, c = cap.grouped_matrix_shape(tuple(shape), axes)
   keys = jax.random.split(key, b)
-  mats = jnp.stack([inits.orthogonal(k, (r, c), dtype=jnp.float32) for k in keys])
+  # jinit.orthogonal's sign correction broadcasts (rows, cols) * (cols,) implicitly (in
+  # jinit/_src/initializers.py, not ours): allow it here until that is written explicitly.
+  with jax.numpy_rank_promotion("allow"):
+    mats = jnp.stack([inits.orthogonal(k, (r, c), dtype=jnp.float32) for k in keys])
   return cap.from_matrices(mats, tuple(shape), axes).astype(dtype)
 
 
