@@ -438,7 +438,7 @@ class Diagnostics:
 
   def table(self) -> str:
     """A fixed-width text table, one row per row (``f``: ``?`` = unknown activation)."""
-    head = (f"{'#':>4} {'row':<22} {'kind':<12} {'f':<8} {'x std':>9} {'z std':>9} "
+    head = (f"{'#':>4} {'row':<24} {'kind':<13} {'f':<8} {'x std':>9} {'z std':>9} "
             f"{'h mean':>9} {'h std':>9} {'sat/dead':>8} {'dL/dz std':>10} {'dL/dW std':>10}")
     rows = [head, "-" * len(head)]
     tag = {"layer": "", "norm": "n", "residual": "r", "uninstrumented": "u"}
@@ -446,7 +446,7 @@ class Diagnostics:
       share = l.saturated if l.saturated is not None else l.dead
       f = "-" if l.role in ("residual", "uninstrumented") else (l.nonlinearity or "?")
       rows.append(
-          f"{tag[l.role] + str(l.index):>4} {l.name[-22:]:<22} {l.kind[:12]:<12} {f:<8} "
+          f"{tag[l.role] + str(l.index):>4} {_short(l.name, 24):<24} {l.kind[:13]:<13} {f:<8} "
           f"{_fmt(l.input_std, '9.3g'):>9} {_fmt(l.preact_std, '9.3g'):>9} "
           f"{_fmt(l.act_mean, '9.3g'):>9} {_fmt(l.act_std, '9.3g'):>9} {_fmt(share, '8.1%'):>8} "
           f"{_fmt(l.grad_preact_std, '10.3g'):>10} {_fmt(l.grad_kernel_std, '10.3g'):>10}")
@@ -457,6 +457,23 @@ class Diagnostics:
 
 def _fmt(value, spec):
   return "-" if value is None else format(value, spec)
+
+
+def _short(name: str, width: int) -> str:
+  """``name`` in ``width`` characters: long CamelCase path parts become their capitals
+  (``LinenBlock_0/MultiHeadDotProductAttention_0/query`` -> ``LB_0/MHDPA_0/query``),
+  from the left, then the left end is cut."""
+  parts = name.split("/")
+  for i, part in enumerate(parts[:-1]):
+    if len("/".join(parts)) <= width:
+      break
+    stem, sep, suffix = part.rpartition("_")
+    stem = stem if sep and suffix.isdigit() else part
+    caps = "".join(c for c in stem if c.isupper())
+    if len(caps) >= 2:
+      parts[i] = caps + (f"_{suffix}" if stem != part else "")
+  short = "/".join(parts)
+  return short if len(short) <= width else "~" + short[-(width - 1):]
 
 
 # --------------------------------------------------------------------------- statistics

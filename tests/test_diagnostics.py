@@ -340,7 +340,7 @@ def test_detection_survives_vanishing_signals(relu_reports, tanh_case, x_white):
   assert forced.layers[0].act_std == pytest.approx(report.layers[0].act_std, rel=1e-6)
 
 
-# --------------------------------------------------------------------------- models that are not chains
+# ------------------------------------------------------------- models that are not chains
 
 import signal_models as sm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
 from flax import nnx  # noqa: E402

@@ -168,7 +168,7 @@ def test_lazy_import():
   assert jinit.lsuv is lsuv_lib
 
 
-# --------------------------------------------------------------------------- nnx, attention, residual
+# ------------------------------------------------------------- nnx, attention, residual
 
 import math  # noqa: E402
 import warnings  # noqa: E402
