@@ -247,16 +247,17 @@ class _Runner:
                         f"{type(variables).__name__}")
       self.variables = variables
 
-  def capture_fn(self, params, perturb, x):
+  def capture_fn(self, state, perturb, x):
     if self.nnx:
-      return _nnx_capture(self.graphdef, params, self.rest, x, self.layer_types,
+      params, rest = state  # both traced: nnx refuses to mutate outer-trace state (RNGs)
+      return _nnx_capture(self.graphdef, params, rest, x, self.layer_types,
                           self.norm_types, perturb)
-    return cap.capture_linen(self.model, params, x, layer_types=self.layer_types,
+    return cap.capture_linen(self.model, state, x, layer_types=self.layer_types,
                              norm_types=self.norm_types, perturb=perturb)
 
   @property
   def trainable(self):
-    return self.params if self.nnx else self.variables
+    return (self.params, self.rest) if self.nnx else self.variables
 
   def metadata(self, x) -> ModelMeta:
     info = {}
@@ -282,23 +283,30 @@ def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb):
                          perturb=perturb)
 
 
-def _forward_backward(capture_fn, params, x, labels, loss_fn, grad_tree):
-  """Tensors, dL/d(output) of every call and the std of every layer's dL/dkernel."""
-  shapes = jax.eval_shape(lambda p: [c.outputs for c in capture_fn(p, None, x).calls], params)
+def _forward_backward(capture_fn, params, rest, x, labels, loss_fn, grad_tree):
+  """Tensors, dL/d(output) of every call and the std of every layer's dL/dkernel.
+
+  ``rest`` (nnx: RNG counters, batch stats) goes through every transform as an argument,
+  not a closure: nnx refuses to mutate state of an outer trace.
+  """
+  shapes = jax.eval_shape(
+      lambda p, r: [c.outputs for c in capture_fn(p, r, None, x).calls], params, rest)
   eps = [jnp.zeros(s.shape, s.dtype) for s in shapes]
   paths = []  # static, filled while tracing
 
-  def forward(params, eps):
-    c = capture_fn(params, lambda k, out: out + eps[k], x)
+  def forward(params, eps, rest):
+    c = capture_fn(params, rest, lambda k, out: out + eps[k], x)
     paths[:] = [(call.path, call.role) for call in c.calls]
     loss = jnp.zeros(()) if loss_fn is None else loss_fn(c.output, labels)
     return loss, [t if isinstance(t, jax.Array) else None for t in c.tensors]
 
   if loss_fn is None:
-    loss, tensors = forward(params, eps)
+    loss, tensors = forward(params, eps, rest)
     return loss, tensors, None, None
-  (loss, tensors), (g_params, g_eps) = jax.value_and_grad(
-      forward, argnums=(0, 1), has_aux=True)(params, eps)
+  # vjp over rest too (integer leaves get float0 cotangents): inside one transform, nnx
+  # may advance RNG counters it merged there.
+  loss, pullback, tensors = jax.vjp(forward, params, eps, rest, has_aux=True)
+  g_params, g_eps, _ = pullback(jnp.ones_like(loss))
   tree = grad_tree(g_params)
   kernel_std = []
   for path, role in paths:
@@ -314,19 +322,19 @@ def _std(a):
 
 @functools.partial(jax.jit, static_argnames=("model", "loss_fn", "layer_types", "norm_types"))
 def _run_linen(model, variables, x, labels, *, loss_fn, layer_types, norm_types):
-  def capture_fn(v, perturb, x):
+  def capture_fn(v, _, perturb, x):
     return cap.capture_linen(model, v, x, layer_types=layer_types, norm_types=norm_types,
                              perturb=perturb)
-  return _forward_backward(capture_fn, variables, x, labels, loss_fn,
+  return _forward_backward(capture_fn, variables, None, x, labels, loss_fn,
                            lambda g: g.get("params", {}))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "loss_fn", "layer_types",
                                              "norm_types"))
 def _run_nnx(graphdef, params, rest, x, labels, *, loss_fn, layer_types, norm_types):
-  def capture_fn(p, perturb, x):
-    return _nnx_capture(graphdef, p, rest, x, layer_types, norm_types, perturb)
-  return _forward_backward(capture_fn, params, x, labels, loss_fn, nnx.to_pure_dict)
+  def capture_fn(p, r, perturb, x):
+    return _nnx_capture(graphdef, p, r, x, layer_types, norm_types, perturb)
+  return _forward_backward(capture_fn, params, rest, x, labels, loss_fn, nnx.to_pure_dict)
 
 
 # --------------------------------------------------------------------------- losses

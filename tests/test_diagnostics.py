@@ -494,3 +494,62 @@ def test_bad_input_nnx():
     diag.diagnose(model, x, labels=jnp.zeros((3,), jnp.int32))
   with pytest.raises(TypeError, match="unexpected argument 'y'"):
     diag.diagnose(model, x, y=1)
+
+
+class ReZero(nn.Module):
+  """x + alpha * branch(x) with alpha = 0 at init (Bachlechner et al. 2020)."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(8, name="embed")(x)
+    for i in range(2):
+      alpha = self.param(f"alpha{i}", nn.initializers.constant(0.5 * i), ())
+      x = x + alpha * nn.Dense(8, name=f"b{i}")(nn.relu(nn.Dense(8, name=f"a{i}")(x)))
+    return x
+
+
+def test_gated_residual_streams_are_found():
+  x = jax.random.normal(jax.random.key(0), (16, 4))
+  model = ReZero()
+  v = jax.jit(model.init)(jax.random.key(1), x)
+  report = diag.diagnose(model, v, x)
+  res = report.by_role("residual")
+  assert [r.name for r in res] == ["b0+skip", "b1+skip"]
+  # The fitted gate is alpha: 0 (the stream passes unchanged), then 0.5.
+  assert res[0].note == "stream = skip + 0 * output of b0"
+  assert res[1].note == "stream = skip + 0.5 * output of b1"
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), v["params"])
+  e = np.asarray(x, np.float64) @ p["embed"]["kernel"] + p["embed"]["bias"]
+  u = np.maximum(e @ p["a1"]["kernel"] + p["a1"]["bias"], 0)
+  stream = e + 0.5 * (u @ p["b1"]["kernel"] + p["b1"]["bias"])
+  assert res[1].preact_std == pytest.approx(stream.std(), rel=1e-4)
+  assert res[0].preact_std == pytest.approx(e.std(), rel=1e-4)
+
+
+class DropNorm(nnx.Module):
+
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(4, 8, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+    self.bn = nnx.BatchNorm(8, rngs=rngs)
+
+  def __call__(self, x):
+    return self.bn(self.drop(self.lin(x)))
+
+
+def test_nnx_model_with_rng_and_batch_stats_is_not_modified():
+  model = DropNorm(nnx.Rngs(0))  # training mode: dropout draws keys, batch norm updates
+  x = jax.random.normal(jax.random.key(0), (16, 4))
+
+  def leaves():  # params, batch stats, RNG counts (keys as their raw data)
+    return [np.asarray(jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+                       else a) for a in jax.tree.leaves(nnx.to_pure_dict(nnx.state(model)))]
+
+  before = leaves()
+  report = diag.diagnose(model, x, loss_fn=lambda y, _: jnp.mean(y**2))
+  after = leaves()
+  assert all(np.array_equal(a, b) for a, b in zip(before, after))
+  assert [(r.role, r.name) for r in report.rows] == [("layer", "lin"), ("norm", "bn")]
+  # Dropout's output is not an elementwise f(z): unknown, not mislabelled.
+  assert report.layers[0].nonlinearity is None
+  assert report.rows[1].input_std > report.rows[0].preact_std  # dropout rescales by 2
