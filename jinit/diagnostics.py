@@ -521,7 +521,7 @@ def _detect(z: np.ndarray, h: np.ndarray, tol: float) -> str | None:
   return None
 
 
-def _activation(k, meta, tensors, consumers, tol):
+def _activation(k, meta, tensors, tol):
   """``(name, tensor id)`` of call k's activation: the first later tensor that is f(z)."""
   call = meta.calls[k]
   z = tensors[call.output_id]
@@ -693,7 +693,6 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
 
 
 def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
-  consumers = None
   activations: dict[int, tuple[str | None, int | None]] = {}
   used = set()
   layer_no = 0
@@ -701,7 +700,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
     if c.role not in ("layer", "norm") or tensors[c.output_id] is None:
       continue
     tol = _match_tol(tensors[c.output_id].dtype)
-    name, tid = _activation(k, meta, tensors, consumers, tol)
+    name, tid = _activation(k, meta, tensors, tol)
     if c.role == "layer":
       forced = names[layer_no]
       layer_no += 1
@@ -710,8 +709,8 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
     activations[k] = (name, tid)
     if tid is not None:
       used.add(tid)
-  residuals = _residuals(meta, tensors, used, _MATCH_RTOL if not tensors else max(
-      [_match_tol(t.dtype) for t in tensors if t is not None] or [_MATCH_RTOL]))
+  tol = max([_match_tol(t.dtype) for t in tensors if t is not None], default=_MATCH_RTOL)
+  residuals = _residuals(meta, tensors, used, tol)
   by_pos: dict[int, list] = {}
   for r in residuals:
     by_pos.setdefault(r[0], []).append(r)
