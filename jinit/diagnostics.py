@@ -1,36 +1,55 @@
-"""Signal-propagation diagnostics for Flax linen models built from Dense/Conv layers.
+"""Signal-propagation diagnostics for Flax models (linen and nnx), chains or not.
 
 Before spending compute on training, look at what a model does to its signal at
-initialization (Glorot & Bengio 2010, Figs. 6-7; He et al. 2015, §2.2). For every
-call of a Dense/Conv layer, :func:`diagnose` reports
+initialization (Glorot & Bengio 2010, Figs. 6-7; He et al. 2015, §2.2). One call of
+:func:`diagnose` runs a batch forward (and backward, given labels) and reports one
+row per recorded tensor, in forward order:
 
-* forward: mean and std of the layer's pre-activations ``z`` (its output) and of
-  its activations ``h`` (what the next layer receives, or the model's output for
-  the last layer), and the share of saturated units (tanh/sigmoid: ``h`` within
-  0.05 of a bound) or dead units (ReLU: ``h == 0`` for every example in the batch);
-* backward: the std of ``dL/dz`` (Glorot & Bengio's back-propagated gradients)
-  and of ``dL/dkernel`` (their weight gradients);
-* a histogram of ``h`` and of ``dL/dz`` per layer, and :func:`plot_histograms`
-  draws one curve per layer, the style of Glorot & Bengio's Figs. 6-7.
+* ``role="layer"``: every call of a kernel-bearing layer (Dense/Linear, Conv,
+  ConvTranspose, DenseGeneral/LinearGeneral, Einsum, the q/k/v/out projections of
+  attention, any module owning a ``kernel``). ``x``: the layer's own input; ``z``:
+  its own output; ``h``: its activation, i.e. ``f(z)`` as the model goes on to use it
+  (found, see below), or unknown (``None``) when no later tensor is ``f(z)``.
+* ``role="norm"``: every LayerNorm/RMSNorm/BatchNorm/GroupNorm/InstanceNorm call
+  (its own input ``x`` and output ``z``).
+* ``role="residual"``: a residual stream after a residual add, where it can be found:
+  a tensor the model goes on to use that equals ``a + c * z`` for an earlier tensor
+  ``a`` (the skip, reported as ``x``) and the output ``z`` of the latest layer or norm
+  call of its shape (``c`` a scalar gate: 1 for a plain add, ReZero's alpha, ...).
+  The stream itself is reported as ``z``.
+* ``role="uninstrumented"``: a ``kernel`` that no recorded call used (called inside
+  ``nn.scan``/``nn.vmap``/``nn.remat``/``nnx.scan``, through a method other than
+  ``__call__``, or excluded by ``layer_types``): listed, with the reason, never
+  skipped silently.
 
-The model needs no special writing: layers are found with
-``flax.linen.intercept_methods`` (every ``__call__`` of a ``layer_types`` module,
-in call order), and ``dL/dz`` is the gradient with respect to a zero perturbation
-added to each layer's output, the trick behind ``Module.perturb``. The activation
-of layer ``k`` is the input of layer ``k + 1``, so the report assumes the layers
-form a chain (an MLP, a plain CNN); the nonlinearity between two layers is detected
-(``relu``, ``sigmoid``, ``tanh``, ``identity``, first match) by checking ``h == f(z)``
-(a linear layer whose outputs are all below ~0.01 reads as tanh: tanh(z) == z there).
+Statistics: mean and std of ``x``, ``z`` and ``h``; the share of saturated units (tanh/
+sigmoid: ``h`` within 0.05 of a bound) or dead units (ReLU: ``h == 0`` for every
+example); backward: the std of ``dL/dz`` (Glorot & Bengio's back-propagated
+gradients, for layers and norms) and of ``dL/dkernel``; histograms of ``h`` and
+``dL/dz`` (:func:`plot_histograms`).
+
+How the activation is found: layer ``k``'s ``h`` is the first later tensor (an input
+of a later recorded call, or the model output; at most :data:`MAX_CANDIDATES`
+distinct ones of ``z``'s size) that equals ``f(z)`` for ``f`` in
+:data:`NONLINEARITIES` (first match; ``z`` itself passed on unchanged reads as
+``identity``). A linear layer whose outputs are all below ~0.01 reads as tanh
+(tanh(z) == z there); stating ``nonlinearity=`` removes the ambiguity. In a chain
+(MLP, plain CNN) ``h`` is the next layer's input, as before; in a transformer the
+q/k/v projections have no elementwise activation (``h`` unknown), and a residual
+branch's last layer feeds a residual add (``h`` unknown, the stream gets its own
+row) -- no row shows another layer's input as its activation.
 
 Example::
 
-  report = jinit.diagnostics.diagnose(model, variables, x, labels)
+  report = jinit.diagnostics.diagnose(model, variables, x, labels)  # linen
+  report = jinit.diagnostics.diagnose(nnx_model, x, labels)         # nnx
   print(report.table())
   jinit.diagnostics.plot_histograms(report).savefig("activations.png")
 
 References: X. Glorot and Y. Bengio, "Understanding the difficulty of training
-deep feedforward neural networks", AISTATS 2010. K. He et al., "Delving Deep into
-Rectifiers", ICCV 2015.
+deep feedforward neural networks", AISTATS 2010,
+http://proceedings.mlr.press/v9/glorot10a.html. K. He et al., "Delving Deep into
+Rectifiers", ICCV 2015, https://arxiv.org/abs/1502.01852.
 """
 
 from __future__ import annotations
@@ -39,6 +58,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,28 +66,43 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jinit import flax as jinit_flax
+from jinit._src import capture as cap
 
-# Layers whose calls are recorded by default; their weights are the param "kernel".
+# The layer classes recorded before layer-type-free detection; kept for reference.
+# The default (``layer_types=None``) records every module that owns a ``kernel``.
 LAYER_TYPES: tuple[type, ...] = (nn.Dense, nn.Conv, nn.ConvTranspose, jinit_flax.Dense)
-# In detection order: tanh(z) == z to float precision for tiny z, so identity comes last.
-NONLINEARITIES = ("relu", "sigmoid", "tanh", "identity")
+# Detection order: tanh(z) == z to float precision for tiny z, so identity comes last.
+NONLINEARITIES = ("relu", "sigmoid", "tanh", "gelu", "silu", "identity")
 SATURATION_MARGIN = 0.05  # a tanh/sigmoid unit is saturated within 0.05 of a bound
+MAX_CANDIDATES = 8  # later tensors of z's size searched for h = f(z)
+MAX_SKIPS = 16  # earlier tensors of t's shape searched for the skip a in t = a + c z
+ROLES = ("layer", "norm", "residual", "uninstrumented")
 _BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
-_FUNCTIONS = {"identity": lambda z: z, "relu": jax.nn.relu, "tanh": jnp.tanh,
-              "sigmoid": jax.nn.sigmoid}
-# h matches f(z) when max|h - f(z)| <= _MATCH_RTOL * max|h| (float32 rounding; relative,
-# so vanishing signals of 1e-9 are still told apart).
+# Each name's functions (gelu: flax's/jax's default tanh approximation, then exact erf).
+_FUNCTIONS = {
+    "relu": (jax.nn.relu,), "sigmoid": (jax.nn.sigmoid,), "tanh": (jnp.tanh,),
+    "gelu": (functools.partial(jax.nn.gelu, approximate=True),
+             functools.partial(jax.nn.gelu, approximate=False)),
+    "silu": (jax.nn.silu,), "identity": (lambda z: z,)}
+# h matches f(z) when max|h - f(z)| <= tol * max|h|: float32 rounding (relative, so
+# vanishing signals of 1e-9 are still told apart); tol grows for low-precision dtypes.
 _MATCH_RTOL = 1e-4
 
 
-# --------------------------------------------------------------------------- layer capture
+def _match_tol(dtype) -> float:
+  eps = float(jnp.finfo(dtype).eps) if jnp.issubdtype(dtype, jnp.floating) else 0.0
+  return max(_MATCH_RTOL, 8 * eps)
+
+
+# --------------------------------------------------------------------------- legacy capture
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerCall:
-  """One call of a Dense/Conv layer during ``model.apply``."""
+  """One call of a recorded layer during ``model.apply`` (see :func:`capture_layers`)."""
   path: tuple[str, ...]  # the module's path in the params tree
   kind: str  # the module's class name
   inputs: Any
@@ -75,48 +110,65 @@ class LayerCall:
 
 
 def capture_layers(model: nn.Module, variables: Any, x: Any, *,
-                   layer_types: tuple[type, ...] = LAYER_TYPES,
+                   layer_types: tuple[type, ...] | None = None,
                    perturbations: Sequence[Any] | None = None) -> tuple[Any, list[LayerCall]]:
-  """Applies ``model`` and records every call of a ``layer_types`` module, in order.
+  """Applies a linen ``model`` and records every kernel-layer call, in order.
+
+  The general recorder (layers and norms, linen and nnx, shared tensors) is
+  :func:`jinit._src.capture.capture`; this is its layer-only linen view.
 
   Args:
     model: a linen module.
     variables: its variables (``{"params": ...}``), as for ``model.apply``.
     x: the input batch.
-    layer_types: module classes to record.
+    layer_types: module classes to record (default: every module owning a ``kernel``).
     perturbations: optional arrays, one per recorded call, added to that call's
       output (zeros give ``dL/dz`` by differentiating with respect to them).
 
   Returns:
     ``(model output, [LayerCall, ...])``.
   """
-  calls: list[LayerCall] = []
+  def perturb(k, out):
+    if perturbations is None:
+      return out
+    if k >= len(perturbations):
+      raise ValueError("the model called more layers than there are perturbations")
+    return out + perturbations[k]
 
-  def interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and isinstance(context.module, layer_types):
-      if perturbations is not None:
-        if len(calls) >= len(perturbations):
-          raise ValueError("the model called more layers than there are perturbations")
-        out = out + perturbations[len(calls)]
-      inputs = args[0] if args else next(iter(kwargs.values()))
-      calls.append(LayerCall(tuple(context.module.path), type(context.module).__name__,
-                             inputs, out))
-    return out
-
-  with nn.intercept_methods(interceptor):
-    y = model.apply(variables, x)
-  return y, calls
+  c = cap.capture_linen(model, variables, x, layer_types=layer_types, norm_types=(),
+                        perturb=perturb)
+  return c.output, [LayerCall(call.path, call.kind, call.inputs, call.outputs)
+                    for call in c.calls]
 
 
-def check_inputs(model: Any, x: Any, layer_types: Any) -> jax.Array:
+# --------------------------------------------------------------------------- validation
+
+
+def _is_model(model) -> bool:
+  return cap.is_linen(model) or cap.is_nnx(model)
+
+
+def check_model(model: Any) -> None:
+  if not _is_model(model):
+    raise TypeError(f"model must be a flax.linen Module or a flax.nnx Module, got "
+                    f"{type(model).__name__}")
+
+
+def _check_types(value, name, allow_none=True):
+  if value is None and allow_none:
+    return
+  if not isinstance(value, tuple) or not all(isinstance(t, type) for t in value):
+    raise TypeError(f"{name} must be a tuple of module classes{' or None' if allow_none else ''}"
+                    f", got {value!r}")
+  if name == "layer_types" and not value:
+    raise TypeError(f"layer_types must be a non-empty tuple of module classes or None, "
+                    f"got {value!r}")
+
+
+def check_inputs(model: Any, x: Any, layer_types: Any = None) -> jax.Array:
   """Validates the model and the batch shared by diagnostics and LSUV; returns ``x``."""
-  if not isinstance(model, nn.Module):
-    raise TypeError(f"model must be a flax.linen Module, got {type(model).__name__}")
-  if not isinstance(layer_types, tuple) or not layer_types or not all(
-      isinstance(t, type) for t in layer_types):
-    raise TypeError(f"layer_types must be a non-empty tuple of module classes, "
-                    f"got {layer_types!r}")
+  check_model(model)
+  _check_types(layer_types, "layer_types")
   if not hasattr(x, "shape") or not hasattr(x, "dtype"):
     x = np.asarray(x)
   if x.ndim < 1 or x.shape[0] == 0 or math.prod(x.shape) == 0:
@@ -125,33 +177,164 @@ def check_inputs(model: Any, x: Any, layer_types: Any) -> jax.Array:
   return x
 
 
-def layer_metadata(model: nn.Module, variables: Any, x: Any,
-                   layer_types: tuple[type, ...] = LAYER_TYPES) -> list[dict[str, Any]]:
-  """Path, kind and output shape of every recorded layer call (traced, no compute)."""
-  meta: list[dict[str, Any]] = []
+def split_args(fn: str, model: Any, args: tuple, names_linen: tuple[str, ...],
+               names_nnx: tuple[str, ...], n_required: int, kwargs: dict) -> dict:
+  """Maps the positional call shapes ``fn(model, *names_linen)`` / ``fn(model, *names_nnx)``."""
+  check_model(model)
+  names = names_nnx if cap.is_nnx(model) else names_linen
+  kind = "an nnx" if cap.is_nnx(model) else "a linen"
+  if len(args) > len(names):
+    raise TypeError(f"{fn} takes (model, {', '.join(names)}) for {kind} model; got "
+                    f"{len(args)} arguments after model")
+  out = dict(zip(names, args))
+  for name, value in kwargs.items():
+    if name in out:
+      raise TypeError(f"{fn} got {name} both positionally and as a keyword")
+    if name not in names:
+      raise TypeError(f"{fn} got an unexpected argument {name!r} for {kind} model "
+                      f"(it takes model, {', '.join(names)})")
+    out[name] = value
+  missing = [n for n in names[:n_required] if n not in out]
+  if missing:
+    raise TypeError(f"{fn} for {kind} model takes (model, {', '.join(names)}); missing "
+                    f"{', '.join(missing)}")
+  return out
 
-  def run(variables, x):
-    _, calls = capture_layers(model, variables, x, layer_types=layer_types)
-    meta.extend({"path": c.path, "kind": c.kind} for c in calls)
-    return [c.outputs for c in calls]
 
-  shapes = jax.eval_shape(run, variables, x)
-  if not meta:
-    names = ", ".join(t.__name__ for t in layer_types)
-    raise ValueError(f"model {type(model).__name__} calls no layer of layer_types ({names}): "
-                     "diagnostics and LSUV need Dense/Conv layers")
-  for m, s in zip(meta, shapes):
-    m["shape"] = tuple(s.shape)
-  return meta
+# --------------------------------------------------------------------------- running
 
 
-def _lookup(tree: Any, path: tuple[str, ...], leaf: str) -> Any:
-  node = tree
-  for part in path:
-    if not hasattr(node, "get") or part not in node:
-      return None
-    node = node[part]
-  return node.get(leaf) if hasattr(node, "get") else None
+@dataclasses.dataclass(frozen=True)
+class CallMeta:
+  """Static description of one recorded call (from an abstract trace)."""
+  path: tuple[Any, ...]
+  kind: str
+  role: str
+  input_id: int
+  output_id: int
+  kernel_axes: Any
+  shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMeta:
+  calls: tuple[CallMeta, ...]
+  tensor_shapes: tuple[tuple[int, ...] | None, ...]
+  output_id: int | None
+  in_transform: tuple[tuple[Any, ...], ...]
+  kernel_paths: tuple[tuple[Any, ...], ...]
+
+
+def _same_new(k, out):
+  return out + 0  # a new tensor, as a perturbed one is: keeps tensor ids aligned
+
+
+class _Runner:
+  """One model, linen or nnx: abstract metadata and compiled forward/backward passes."""
+
+  def __init__(self, model, variables, layer_types, norm_types):
+    self.model = model
+    self.nnx = cap.is_nnx(model)
+    self.layer_types = layer_types
+    if norm_types is None:
+      norm_types = cap.NNX_NORM_TYPES if self.nnx else cap.LINEN_NORM_TYPES
+    self.norm_types = norm_types
+    if self.nnx:
+      self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
+    else:
+      if not hasattr(variables, "get"):
+        raise TypeError(f"variables must be a mapping such as model.init returns, got "
+                        f"{type(variables).__name__}")
+      self.variables = variables
+
+  def capture_fn(self, state, perturb, x):
+    if self.nnx:
+      params, rest = state  # both traced: nnx refuses to mutate outer-trace state (RNGs)
+      return _nnx_capture(self.graphdef, params, rest, x, self.layer_types,
+                          self.norm_types, perturb)
+    return cap.capture_linen(self.model, state, x, layer_types=self.layer_types,
+                             norm_types=self.norm_types, perturb=perturb)
+
+  @property
+  def trainable(self):
+    return (self.params, self.rest) if self.nnx else self.variables
+
+  def metadata(self, x) -> ModelMeta:
+    info = {}
+
+    def run(params, x):
+      c = self.capture_fn(params, _same_new, x)
+      info["capture"] = c
+      return [t if isinstance(t, jax.Array) else None for t in c.tensors]
+
+    shapes = jax.eval_shape(run, self.trainable, x)
+    c = info["capture"]
+    calls = tuple(CallMeta(call.path, call.kind, call.role, call.input_id, call.output_id,
+                           call.kernel_axes, tuple(shapes[call.output_id].shape))
+                  for call in c.calls)
+    tshapes = tuple(None if s is None else tuple(s.shape) for s in shapes)
+    kpaths = cap.kernel_paths(self.model, None if self.nnx else self.variables)
+    return ModelMeta(calls, tshapes, c.output_id, tuple(c.in_transform), tuple(kpaths))
+
+
+def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb):
+  model = nnx.merge(graphdef, params, rest)
+  return cap.capture_nnx(model, x, layer_types=layer_types, norm_types=norm_types,
+                         perturb=perturb)
+
+
+def _forward_backward(capture_fn, params, rest, x, labels, loss_fn, grad_tree):
+  """Tensors, dL/d(output) of every call and the std of every layer's dL/dkernel.
+
+  ``rest`` (nnx: RNG counters, batch stats) goes through every transform as an argument,
+  not a closure: nnx refuses to mutate state of an outer trace.
+  """
+  shapes = jax.eval_shape(
+      lambda p, r: [c.outputs for c in capture_fn(p, r, None, x).calls], params, rest)
+  eps = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+  paths = []  # static, filled while tracing
+
+  def forward(params, eps, rest):
+    c = capture_fn(params, rest, lambda k, out: out + eps[k], x)
+    paths[:] = [(call.path, call.role) for call in c.calls]
+    loss = jnp.zeros(()) if loss_fn is None else loss_fn(c.output, labels)
+    return loss, [t if isinstance(t, jax.Array) else None for t in c.tensors]
+
+  if loss_fn is None:
+    loss, tensors = forward(params, eps, rest)
+    return loss, tensors, None, None
+  # vjp over rest too (integer leaves get float0 cotangents): inside one transform, nnx
+  # may advance RNG counters it merged there.
+  loss, pullback, tensors = jax.vjp(forward, params, eps, rest, has_aux=True)
+  g_params, g_eps, _ = pullback(jnp.ones_like(loss))
+  tree = grad_tree(g_params)
+  kernel_std = []
+  for path, role in paths:
+    gk = cap.lookup(tree, path, "kernel") if role == "layer" else None
+    kernel_std.append(jnp.asarray(jnp.nan) if gk is None else _std(gk))
+  return loss, tensors, g_eps, kernel_std
+
+
+def _std(a):
+  a = a.astype(jnp.float32)
+  return jnp.sqrt(jnp.mean(jnp.square(a - jnp.mean(a))))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "layer_types", "norm_types"))
+def _run_linen(model, variables, x, labels, *, loss_fn, layer_types, norm_types):
+  def capture_fn(v, _, perturb, x):
+    return cap.capture_linen(model, v, x, layer_types=layer_types, norm_types=norm_types,
+                             perturb=perturb)
+  return _forward_backward(capture_fn, variables, None, x, labels, loss_fn,
+                           lambda g: g.get("params", {}))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "loss_fn", "layer_types",
+                                             "norm_types"))
+def _run_nnx(graphdef, params, rest, x, labels, *, loss_fn, layer_types, norm_types):
+  def capture_fn(p, r, perturb, x):
+    return _nnx_capture(graphdef, p, r, x, layer_types, norm_types, perturb)
+  return _forward_backward(capture_fn, params, rest, x, labels, loss_fn, nnx.to_pure_dict)
 
 
 # --------------------------------------------------------------------------- losses
@@ -190,66 +373,93 @@ class Histogram:
 
 @dataclasses.dataclass(frozen=True)
 class LayerReport:
-  """Statistics of one layer call. ``z``: the layer's output; ``h``: the next layer's input.
+  """One row: a layer call, a norm call, a residual stream or an uninstrumented kernel.
 
-  ``saturated`` is set for tanh/sigmoid (share of entries of ``h`` within
-  :data:`SATURATION_MARGIN` of a bound), ``dead`` for ReLU (share of units, i.e.
-  non-batch positions, with ``h == 0`` for the whole batch); backward fields are
-  None when no loss was given.
+  ``input_*``: the row's own input ``x`` (the skip ``a`` for a residual row);
+  ``preact_*``: its own output ``z`` (the stream for a residual row); ``act_*``: its
+  activation ``h`` (``None`` when unknown or not applicable). ``saturated`` is set for
+  tanh/sigmoid (share of entries of ``h`` within :data:`SATURATION_MARGIN` of a
+  bound), ``dead`` for ReLU (share of units, i.e. non-batch positions, with
+  ``h == 0`` for the whole batch); backward fields are None when no loss was given
+  (and for residual and uninstrumented rows). ``index``: 1-based among rows of the
+  same role. ``note``: how a residual stream was found, or why a kernel was not
+  instrumented.
   """
   index: int
   name: str
   kind: str
-  shape: tuple[int, ...]
+  shape: tuple[int, ...] | None
   nonlinearity: str | None
-  preact_mean: float
-  preact_std: float
-  act_mean: float
-  act_std: float
+  preact_mean: float | None
+  preact_std: float | None
+  act_mean: float | None
+  act_std: float | None
   saturated: float | None
   dead: float | None
   grad_preact_std: float | None
   grad_kernel_std: float | None
-  act_hist: Histogram
+  act_hist: Histogram | None
   grad_hist: Histogram | None
+  role: str = "layer"
+  input_mean: float | None = None
+  input_std: float | None = None
+  note: str | None = None
 
   def to_dict(self, histograms: bool = True) -> dict[str, Any]:
     d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
          if f.name not in ("act_hist", "grad_hist")}
-    d["shape"] = list(self.shape)
+    d["shape"] = None if self.shape is None else list(self.shape)
     if histograms:
-      d["act_hist"] = self.act_hist.to_dict()
+      d["act_hist"] = None if self.act_hist is None else self.act_hist.to_dict()
       d["grad_hist"] = None if self.grad_hist is None else self.grad_hist.to_dict()
     return d
 
 
 @dataclasses.dataclass(frozen=True)
 class Diagnostics:
-  """What :func:`diagnose` returns: one :class:`LayerReport` per layer call."""
-  layers: tuple[LayerReport, ...]
+  """What :func:`diagnose` returns: every row in forward order, and the loss.
+
+  ``layers`` are the kernel-layer rows (role ``"layer"``), ``rows`` all rows.
+  """
+  rows: tuple[LayerReport, ...]
   loss: float | None
 
-  def column(self, field: str) -> np.ndarray:
-    """One statistic for every layer, e.g. ``report.column("act_std")`` (None -> nan)."""
-    if field not in {f.name for f in dataclasses.fields(LayerReport)}:
-      raise ValueError(f"field must be a LayerReport field, got {field!r}")
+  @property
+  def layers(self) -> tuple[LayerReport, ...]:
+    return tuple(r for r in self.rows if r.role == "layer")
+
+  def by_role(self, role: str) -> tuple[LayerReport, ...]:
+    if role not in ROLES:
+      raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return tuple(r for r in self.rows if r.role == role)
+
+  def column(self, field: str, role: str = "layer") -> np.ndarray:
+    """One statistic for every row of ``role``, e.g. ``report.column("act_std")`` (None -> nan)."""
+    if field not in {f.name for f in dataclasses.fields(LayerReport)} or field in (
+        "name", "kind", "shape", "nonlinearity", "act_hist", "grad_hist", "role", "note"):
+      raise ValueError(f"field must be a numeric LayerReport field, got {field!r}")
     return np.array([np.nan if getattr(l, field) is None else getattr(l, field)
-                     for l in self.layers], dtype=float)
+                     for l in self.by_role(role)], dtype=float)
 
   def to_dict(self, histograms: bool = True) -> dict[str, Any]:
-    return {"loss": self.loss, "layers": [l.to_dict(histograms) for l in self.layers]}
+    return {"loss": self.loss, "rows": [r.to_dict(histograms) for r in self.rows]}
 
   def table(self) -> str:
-    """A fixed-width text table, one row per layer."""
-    head = (f"{'#':>3} {'layer':<14} {'f':<8} {'z std':>9} {'h mean':>9} {'h std':>9} "
-            f"{'sat/dead':>8} {'dL/dz std':>10} {'dL/dW std':>10}")
+    """A fixed-width text table, one row per row (``f``: ``?`` = unknown activation)."""
+    head = (f"{'#':>4} {'row':<24} {'kind':<13} {'f':<8} {'x std':>9} {'z std':>9} "
+            f"{'h mean':>9} {'h std':>9} {'sat/dead':>8} {'dL/dz std':>10} {'dL/dW std':>10}")
     rows = [head, "-" * len(head)]
-    for l in self.layers:
+    tag = {"layer": "", "norm": "n", "residual": "r", "uninstrumented": "u"}
+    for l in self.rows:
       share = l.saturated if l.saturated is not None else l.dead
+      f = "-" if l.role in ("residual", "uninstrumented") else (l.nonlinearity or "?")
       rows.append(
-          f"{l.index:>3} {l.name[-14:]:<14} {str(l.nonlinearity):<8} {l.preact_std:>9.3g} "
-          f"{l.act_mean:>9.3g} {l.act_std:>9.3g} {_fmt(share, '8.1%'):>8} "
+          f"{tag[l.role] + str(l.index):>4} {_short(l.name, 24):<24} {l.kind[:13]:<13} {f:<8} "
+          f"{_fmt(l.input_std, '9.3g'):>9} {_fmt(l.preact_std, '9.3g'):>9} "
+          f"{_fmt(l.act_mean, '9.3g'):>9} {_fmt(l.act_std, '9.3g'):>9} {_fmt(share, '8.1%'):>8} "
           f"{_fmt(l.grad_preact_std, '10.3g'):>10} {_fmt(l.grad_kernel_std, '10.3g'):>10}")
+      if l.role == "uninstrumented":
+        rows[-1] += f"  not instrumented: {l.note}"
     return "\n".join(rows)
 
 
@@ -257,81 +467,131 @@ def _fmt(value, spec):
   return "-" if value is None else format(value, spec)
 
 
-# --------------------------------------------------------------------------- computation
+def _short(name: str, width: int) -> str:
+  """``name`` in ``width`` characters: long CamelCase path parts become their capitals
+  (``LinenBlock_0/MultiHeadDotProductAttention_0/query`` -> ``LB_0/MHDPA_0/query``),
+  from the left, then the left end is cut."""
+  parts = name.split("/")
+  for i, part in enumerate(parts[:-1]):
+    if len("/".join(parts)) <= width:
+      break
+    stem, sep, suffix = part.rpartition("_")
+    stem = stem if sep and suffix.isdigit() else part
+    caps = "".join(c for c in stem if c.isupper())
+    if len(caps) >= 2:
+      parts[i] = caps + (f"_{suffix}" if stem != part else "")
+  short = "/".join(parts)
+  return short if len(short) <= width else "~" + short[-(width - 1):]
 
 
-def _histogram(values: jax.Array, bins: int) -> tuple[jax.Array, jax.Array]:
-  lo, hi = jnp.min(values), jnp.max(values)
-  # A constant array gets a unit-wide range around it, like numpy.histogram.
-  lo, hi = jnp.where(hi > lo, lo, lo - 0.5), jnp.where(hi > lo, hi, hi + 0.5)
-  return jnp.histogram(values.ravel(), bins=bins, range=(lo, hi))
+# --------------------------------------------------------------------------- statistics
 
 
-def _std(a: jax.Array) -> jax.Array:
-  a = a.astype(jnp.float32)
-  return jnp.sqrt(jnp.mean(jnp.square(a - jnp.mean(a))))
+def _histogram(values: np.ndarray, bins: int) -> Histogram:
+  values = np.asarray(values, np.float64).ravel()
+  lo, hi = float(values.min()), float(values.max())
+  if not hi > lo:  # a constant array gets a unit-wide range around it, like numpy
+    lo, hi = lo - 0.5, hi + 0.5
+  counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+  return Histogram(counts, edges)
 
 
-def _layer_stats(z: jax.Array, h: jax.Array, bins: int) -> dict[str, jax.Array]:
-  z = z.astype(jnp.float32)
-  h = h.astype(jnp.float32)
-  stats = {"preact_mean": jnp.mean(z), "preact_std": _std(z), "act_mean": jnp.mean(h),
-           "act_std": _std(h)}
-  scale = jnp.maximum(jnp.max(jnp.abs(h)), jnp.finfo(jnp.float32).tiny)
-  errors = []
+def _mean_std(a) -> tuple[float, float]:
+  a = np.asarray(a, np.float64)
+  return float(a.mean()), float(a.std())
+
+
+def _matches(h: np.ndarray, z: np.ndarray, fns, tol: float) -> bool:
+  """max|h - f(z)| <= tol * max|h| for one of ``fns`` (a 256-entry pre-check first)."""
+  scale = max(float(np.max(np.abs(h))), float(np.finfo(np.float32).tiny))
+  head = slice(0, 256)
+  for f in fns:
+    hf, zf = h.ravel(), z.ravel()
+    if np.max(np.abs(hf[head] - np.asarray(f(zf[head])))) > tol * scale:
+      continue
+    if np.max(np.abs(hf - np.asarray(f(zf)))) <= tol * scale:
+      return True
+  return False
+
+
+def _detect(z: np.ndarray, h: np.ndarray, tol: float) -> str | None:
   for name in NONLINEARITIES:
-    if z.size == h.size:
-      errors.append(jnp.max(jnp.abs(h - _FUNCTIONS[name](z).reshape(h.shape))) / scale)
-    else:
-      errors.append(jnp.asarray(jnp.inf))
-  stats["match_error"] = jnp.stack(errors)
-  for name, (lo, hi) in _BOUNDS.items():
-    stats[f"saturated_{name}"] = jnp.mean(
-        (h <= lo + SATURATION_MARGIN) | (h >= hi - SATURATION_MARGIN))
-  stats["dead"] = jnp.mean(jnp.all(h == 0, axis=0))
-  stats["act_hist"] = _histogram(h, bins)
-  return stats
+    if _matches(h, z, _FUNCTIONS[name], tol):
+      return name
+  return None
 
 
-@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "layer_types", "bins"))
-def _compute(model, variables, x, labels, *, loss_fn, layer_types, bins):
-  shapes = jax.eval_shape(
-      lambda v, x: [c.outputs for c in capture_layers(model, v, x,
-                                                      layer_types=layer_types)[1]],
-      variables, x)
-  eps = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+def _activation(k, meta, tensors, tol):
+  """``(name, tensor id)`` of call k's activation: the first later tensor that is f(z)."""
+  call = meta.calls[k]
+  z = tensors[call.output_id]
+  seen, checked = set(), 0
+  later = [c.input_id for c in meta.calls[k + 1:]]
+  if meta.output_id is not None:
+    later.append(meta.output_id)
+  for tid in later:
+    if tid in seen or tensors[tid] is None:
+      continue
+    seen.add(tid)
+    if tid == call.output_id:
+      return "identity", tid
+    t = tensors[tid]
+    if t.size != z.size:
+      continue
+    checked += 1
+    name = _detect(z, t.reshape(z.shape), tol)
+    if name is not None:
+      return name, tid
+    if checked >= MAX_CANDIDATES:
+      break
+  return None, None
 
-  paths = []  # static: module paths, recorded while tracing
 
-  def forward(variables, eps):
-    y, calls = capture_layers(model, variables, x, layer_types=layer_types, perturbations=eps)
-    paths[:] = [c.path for c in calls]
-    loss = jnp.zeros(()) if loss_fn is None else loss_fn(y, labels)
-    return loss, (y, [c.inputs for c in calls], [c.outputs for c in calls])
+def _residuals(meta, tensors, used_as_activation, tol):
+  """``[(position, stream id, skip id, branch call index, gate c)]`` of found residual adds.
 
-  if loss_fn is None:
-    loss, (y, inputs, outputs) = forward(variables, eps)
-    grads_v = grads_eps = None
-  else:
-    (loss, (y, inputs, outputs)), (grads_v, grads_eps) = jax.value_and_grad(
-        forward, argnums=(0, 1), has_aux=True)(variables, eps)
-  out = []
-  for k, (z, path) in enumerate(zip(outputs, paths)):
-    if k + 1 < len(outputs):
-      h = inputs[k + 1]
-    elif isinstance(y, jax.Array) and y.size == z.size:
-      h = y
-    else:
-      h = z
-    stats = _layer_stats(z, h, bins)
-    if grads_eps is not None:
-      g = grads_eps[k]
-      stats["grad_preact_std"] = _std(g)
-      stats["grad_hist"] = _histogram(g, bins)
-      gk = _lookup(grads_v.get("params", {}), path, "kernel")
-      stats["grad_kernel_std"] = jnp.asarray(jnp.nan) if gk is None else _std(gk)
-    out.append(stats)
-  return loss, out
+  ``position``: index of the first call reading the stream (``len(calls)`` for the
+  model output), where the residual row goes.
+  """
+  outputs = {c.output_id for c in meta.calls}
+  first_use: dict[int, int] = {}
+  for k, c in enumerate(meta.calls):
+    first_use.setdefault(c.input_id, k)
+  if meta.output_id is not None:
+    first_use.setdefault(meta.output_id, len(meta.calls))
+  found = []
+  for tid, pos in sorted(first_use.items(), key=lambda kv: kv[1]):
+    t = tensors[tid]
+    if tid == 0 or tid in outputs or tid in used_as_activation or t is None:
+      continue
+    # The branch: the latest layer/norm output of t's shape produced before t is read.
+    branch = next((j for j in range(pos - 1, -1, -1)
+                   if meta.calls[j].shape == t.shape), None)
+    if branch is None:
+      continue
+    zid = meta.calls[branch].output_id
+    z = np.asarray(tensors[zid], np.float64)
+    zz = float(np.sum(z * z))
+    t64 = np.asarray(t, np.float64)
+    scale = max(float(np.max(np.abs(t64))), float(np.finfo(np.float32).tiny))
+    checked = 0
+    for aid in range(zid - 1, -1, -1):
+      a = tensors[aid]
+      if a is None or aid == tid or a.shape != t.shape:
+        continue
+      checked += 1
+      r = t64 - np.asarray(a, np.float64)
+      c = float(np.sum(r * z)) / zz if zz > 0 else 0.0
+      if np.max(np.abs(r - c * z)) <= tol * scale:
+        found.append((pos, tid, aid, branch, c))
+        break
+      if checked >= MAX_SKIPS:
+        break
+  return found
+
+
+def _name(path, kind):
+  return "/".join(str(p) for p in path) or kind
 
 
 def _check_nonlinearity(nonlinearity, n_layers):
@@ -340,42 +600,63 @@ def _check_nonlinearity(nonlinearity, n_layers):
     nonlinearity = [nonlinearity] * n_layers
   elif not isinstance(nonlinearity, Sequence) or len(nonlinearity) != n_layers:
     raise ValueError(f"nonlinearity must be one of {allowed} or a sequence of them, one per "
-                     f"layer ({n_layers}), got {nonlinearity!r}")
+                     f"layer call ({n_layers}), got {nonlinearity!r}")
   for n in nonlinearity:
     if n not in allowed and n is not None:
       raise ValueError(f"nonlinearity must be one of {allowed} (or None), got {n!r}")
   return list(nonlinearity)
 
 
-def diagnose(model: nn.Module, variables: Any, x: Any, labels: Any = None, *,
-             loss_fn: Callable[[jax.Array, Any], jax.Array] | None = None,
+# --------------------------------------------------------------------------- diagnose
+
+
+def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Array] | None = None,
              nonlinearity: str | Sequence[str | None] = "auto", bins: int = 50,
-             layer_types: tuple[type, ...] = LAYER_TYPES) -> Diagnostics:
-  """Forward and backward signal statistics of every Dense/Conv layer of ``model``.
+             layer_types: tuple[type, ...] | None = None,
+             norm_types: tuple[type, ...] | None = None, warn: bool = True,
+             **named: Any) -> Diagnostics:
+  """Forward and backward signal statistics of every layer, norm and residual stream.
+
+  Call shapes: ``diagnose(model, variables, x, labels=None)`` for a linen model,
+  ``diagnose(model, x, labels=None)`` for an nnx model (run as ``model(x)``; the model
+  is not modified).
 
   Args:
-    model: a linen module built from ``layer_types`` layers (any nesting).
-    variables: its variables, ``{"params": ...}``, as passed to ``model.apply``.
+    model: a ``flax.linen.Module`` or a ``flax.nnx.Module`` (any structure).
+    variables: (linen only) its variables, ``{"params": ...}``, as for ``model.apply``.
     x: a batch of inputs (leading axis = examples).
     labels: targets for the backward statistics; with ``loss_fn=None`` the loss is
       :func:`cross_entropy` (class indices or distributions). Without labels and
       loss only the forward statistics are computed.
     loss_fn: ``loss_fn(model_output, labels) -> scalar``; hashable (a plain
       function), since it is part of the compiled program's identity.
-    nonlinearity: ``"auto"`` (detect ``h == f(z)``), a name in
-      :data:`NONLINEARITIES`, or one per layer; decides whether ``saturated``
-      (tanh, sigmoid) or ``dead`` (relu) is reported.
+    nonlinearity: ``"auto"`` (find ``h == f(z)``), a name in :data:`NONLINEARITIES`,
+      or one per layer call; decides whether ``saturated`` (tanh, sigmoid) or
+      ``dead`` (relu) is reported. A stated name with no matching later tensor takes
+      ``h = f(z)``.
     bins: bins of each histogram.
-    layer_types: module classes counted as layers.
+    layer_types: module classes recorded as layers; ``None`` (default): every module
+      that owns a param named ``kernel``.
+    norm_types: module classes recorded as norms (default: flax's LayerNorm, RMSNorm,
+      BatchNorm, GroupNorm, InstanceNorm of the model's API).
+    warn: warn about kernels that could not be instrumented.
 
   Returns:
-    A :class:`Diagnostics` (``.table()``, ``.column(name)``, ``.to_dict()``).
+    A :class:`Diagnostics` (``.rows``, ``.layers``, ``.table()``, ``.column(name)``,
+    ``.to_dict()``).
 
   Raises:
-    TypeError: ``model`` is not a linen module.
-    ValueError: an empty batch, a model without Dense/Conv layers, mismatched labels.
+    TypeError: ``model`` is neither a linen nor an nnx module; wrong arguments.
+    ValueError: an empty batch, a model without kernel layers, mismatched labels.
+
+  Warns:
+    UserWarning: kernels that no recorded call used (listed as ``uninstrumented`` rows).
   """
+  a = split_args("diagnose", model, args, ("variables", "x", "labels"), ("x", "labels"),
+                 1 if cap.is_nnx(model) else 2, named)
+  x, labels, variables = a["x"], a.get("labels"), a.get("variables")
   x = check_inputs(model, x, layer_types)
+  _check_types(norm_types, "norm_types")
   if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
     raise ValueError(f"bins must be a positive int, got {bins!r}")
   if labels is not None:
@@ -385,33 +666,119 @@ def diagnose(model: nn.Module, variables: Any, x: Any, labels: Any = None, *,
                        f"got shape {labels.shape}")
     if loss_fn is None:
       loss_fn = cross_entropy
-  elif loss_fn is not None and not callable(loss_fn):
+  if loss_fn is not None and not callable(loss_fn):
     raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
-  meta = layer_metadata(model, variables, x, layer_types)
-  names = _check_nonlinearity(nonlinearity, len(meta))
-  loss, stats = jax.device_get(_compute(model, variables, x, labels, loss_fn=loss_fn,
-                                        layer_types=layer_types, bins=int(bins)))
-  layers = []
-  for k, (m, s, name) in enumerate(zip(meta, stats, names)):
-    if name == "auto":
-      errors = np.asarray(s["match_error"])
-      matches = [n for n, e in zip(NONLINEARITIES, errors) if e <= _MATCH_RTOL]
-      name = matches[0] if matches else None
-    saturated = float(s[f"saturated_{name}"]) if name in _BOUNDS else None
-    dead = float(s["dead"]) if name == "relu" else None
-    grad = loss_fn is not None
-    layers.append(LayerReport(
-        index=k + 1, name="/".join(m["path"]) or m["kind"], kind=m["kind"], shape=m["shape"],
-        nonlinearity=name, preact_mean=float(s["preact_mean"]),
-        preact_std=float(s["preact_std"]), act_mean=float(s["act_mean"]),
-        act_std=float(s["act_std"]), saturated=saturated, dead=dead,
-        grad_preact_std=float(s["grad_preact_std"]) if grad else None,
-        grad_kernel_std=(float(s["grad_kernel_std"])
-                         if grad and np.isfinite(s["grad_kernel_std"]) else None),
-        act_hist=Histogram(np.asarray(s["act_hist"][0]), np.asarray(s["act_hist"][1])),
-        grad_hist=(Histogram(np.asarray(s["grad_hist"][0]), np.asarray(s["grad_hist"][1]))
-                   if grad else None)))
-  return Diagnostics(tuple(layers), float(loss) if loss_fn is not None else None)
+
+  runner = _Runner(model, variables, layer_types, norm_types)
+  meta = runner.metadata(x)
+  layer_calls = [k for k, c in enumerate(meta.calls) if c.role == "layer"]
+  if not layer_calls and not meta.kernel_paths:
+    raise ValueError(f"model {type(model).__name__} calls no kernel layer (Dense/Conv/"
+                     "Einsum/attention...): diagnostics and LSUV need kernel layers")
+  names = _check_nonlinearity(nonlinearity, len(layer_calls))
+  if runner.nnx:
+    out = _run_nnx(runner.graphdef, runner.params, runner.rest, x, labels, loss_fn=loss_fn,
+                   layer_types=layer_types, norm_types=runner.norm_types)
+  else:
+    out = _run_linen(model, variables, x, labels, loss_fn=loss_fn, layer_types=layer_types,
+                     norm_types=runner.norm_types)
+  loss, tensors, g_eps, kernel_std = jax.device_get(out)
+  tensors = [None if t is None else np.asarray(t) for t in tensors]
+  rows = _build_rows(meta, tensors, g_eps, kernel_std, names, int(bins))
+  missing = [r for r in rows if r.role == "uninstrumented"]
+  if missing and warn:
+    warnings.warn("diagnose: kernels not instrumented (listed as 'uninstrumented' rows): "
+                  + "; ".join(f"{r.name} ({r.note})" for r in missing), stacklevel=2)
+  return Diagnostics(tuple(rows), float(loss) if loss_fn is not None else None)
+
+
+def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
+  activations: dict[int, tuple[str | None, int | None]] = {}
+  used = set()
+  layer_no = 0
+  for k, c in enumerate(meta.calls):
+    if c.role not in ("layer", "norm") or tensors[c.output_id] is None:
+      continue
+    tol = _match_tol(tensors[c.output_id].dtype)
+    name, tid = _activation(k, meta, tensors, tol)
+    if c.role == "layer":
+      forced = names[layer_no]
+      layer_no += 1
+      if forced != "auto":
+        name = forced
+    activations[k] = (name, tid)
+    if tid is not None:
+      used.add(tid)
+  tol = max([_match_tol(t.dtype) for t in tensors if t is not None], default=_MATCH_RTOL)
+  residuals = _residuals(meta, tensors, used, tol)
+  by_pos: dict[int, list] = {}
+  for r in residuals:
+    by_pos.setdefault(r[0], []).append(r)
+
+  rows, counts = [], dict.fromkeys(ROLES, 0)
+
+  def add(**kw):
+    counts[kw["role"]] += 1
+    defaults = dict(shape=None, nonlinearity=None, preact_mean=None, preact_std=None,
+                    act_mean=None, act_std=None, saturated=None, dead=None,
+                    grad_preact_std=None, grad_kernel_std=None, act_hist=None, grad_hist=None)
+    rows.append(LayerReport(index=counts[kw["role"]], **{**defaults, **kw}))
+
+  def residual_rows(pos):
+    for _, tid, aid, branch, c in by_pos.get(pos, []):
+      b = meta.calls[branch]
+      t_mean, t_std = _mean_std(tensors[tid])
+      a_mean, a_std = _mean_std(tensors[aid])
+      add(role="residual", name=f"{_name(b.path, b.kind)}+skip", kind="Residual",
+          shape=tuple(tensors[tid].shape), preact_mean=t_mean, preact_std=t_std,
+          input_mean=a_mean, input_std=a_std,
+          note=f"stream = skip + {c:.4g} * output of {_name(b.path, b.kind)}")
+
+  for k, c in enumerate(meta.calls):
+    residual_rows(k)
+    z = tensors[c.output_id]
+    x_in = tensors[c.input_id]
+    name, tid = activations.get(k, (None, None))
+    h = None
+    if tid is not None:
+      h = tensors[tid].reshape(z.shape)
+    elif name is not None and z is not None:
+      h = np.asarray(_FUNCTIONS[name][0](z))
+    stats = {}
+    if z is not None:
+      stats["preact_mean"], stats["preact_std"] = _mean_std(z)
+    if x_in is not None:
+      stats["input_mean"], stats["input_std"] = _mean_std(x_in)
+    if h is not None:
+      stats["act_mean"], stats["act_std"] = _mean_std(h)
+      stats["act_hist"] = _histogram(h, bins)
+      if name in _BOUNDS:
+        lo, hi = _BOUNDS[name]
+        stats["saturated"] = float(np.mean((h <= lo + SATURATION_MARGIN)
+                                           | (h >= hi - SATURATION_MARGIN)))
+      if name == "relu":
+        stats["dead"] = float(np.mean(np.all(h == 0, axis=0)))
+    if g_eps is not None:
+      g = np.asarray(g_eps[k])
+      stats["grad_preact_std"] = float(np.asarray(g, np.float64).std())
+      stats["grad_hist"] = _histogram(g, bins)
+      ks = float(kernel_std[k])
+      stats["grad_kernel_std"] = ks if math.isfinite(ks) else None
+    add(role=c.role, name=_name(c.path, c.kind), kind=c.kind, shape=c.shape,
+        nonlinearity=name, **stats)
+  residual_rows(len(meta.calls))
+
+  recorded = {c.path for c in meta.calls if c.role == "layer"}
+  in_transform = set(meta.in_transform)
+  for path in meta.kernel_paths:
+    if path in recorded:
+      continue
+    note = ("called inside a lifted transform (scan/vmap/remat): its tensors cannot be "
+            "recorded" if path in in_transform else
+            "no recorded __call__ used it (another method, a transform, or not in "
+            "layer_types)")
+    add(role="uninstrumented", name=_name(path, "kernel"), kind="kernel", note=note)
+  return rows
 
 
 # --------------------------------------------------------------------------- figures
@@ -427,7 +794,8 @@ def plot_histograms(report: Diagnostics, which: str = "activations", *, ax: Any 
     report: what :func:`diagnose` returned.
     which: ``"activations"`` (``h``) or ``"gradients"`` (``dL/dz``).
     ax: a matplotlib Axes to draw on (a new figure if None).
-    layers: 1-based layer indices to draw (default: every layer but the output).
+    layers: 1-based indices into ``report.layers`` (default: every layer but the
+      output); layers without a known activation are left out of ``"activations"``.
     title: the axes title.
 
   Returns:
@@ -435,20 +803,26 @@ def plot_histograms(report: Diagnostics, which: str = "activations", *, ax: Any 
   """
   if which not in _WHICH:
     raise ValueError(f"which must be one of {tuple(_WHICH)}, got {which!r}")
+  all_layers = report.layers
   if ax is None:
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
   else:
     fig = ax.figure
+  explicit = layers is not None
   if layers is None:
-    layers = range(1, max(2, len(report.layers)))
+    layers = range(1, max(2, len(all_layers)))
   for index in layers:
-    if not 1 <= index <= len(report.layers):
-      raise ValueError(f"layers must be between 1 and {len(report.layers)}, got {index}")
-    hist = getattr(report.layers[index - 1], _WHICH[which])
+    if not 1 <= index <= len(all_layers):
+      raise ValueError(f"layers must be between 1 and {len(all_layers)}, got {index}")
+    hist = getattr(all_layers[index - 1], _WHICH[which])
     if hist is None:
-      raise ValueError("the report has no gradients: call diagnose with labels or loss_fn")
+      if which == "gradients":
+        raise ValueError("the report has no gradients: call diagnose with labels or loss_fn")
+      if explicit:
+        raise ValueError(f"layer {index} has no known activation to plot")
+      continue
     ax.plot(hist.centers, hist.density, label=f"layer {index}")
   ax.set_xlabel("activation value h" if which == "activations" else "dL/dz")
   ax.set_ylabel("density")
@@ -459,5 +833,5 @@ def plot_histograms(report: Diagnostics, which: str = "activations", *, ax: Any 
 
 
 __all__ = ["Diagnostics", "Histogram", "LAYER_TYPES", "LayerCall", "LayerReport",
-           "NONLINEARITIES", "SATURATION_MARGIN", "capture_layers", "cross_entropy",
-           "diagnose", "layer_metadata", "plot_histograms"]
+           "MAX_CANDIDATES", "NONLINEARITIES", "ROLES", "SATURATION_MARGIN", "capture_layers",
+           "cross_entropy", "diagnose", "plot_histograms"]

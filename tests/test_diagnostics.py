@@ -186,7 +186,8 @@ def test_backward_stats_match_jax_grad(tanh_case):
   def loss_from(zs_offsets, params):
     h = x
     for i in range(4):
-      z = h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"] + zs_offsets[i]
+      p = params[f"Dense_{i}"]
+      z = h @ p["kernel"] + p["bias"][None, :] + zs_offsets[i]
       h = jnp.tanh(z) if i < 3 else z
     logp = jax.nn.log_softmax(h)
     return -jnp.mean(logp[jnp.arange(32), labels])
@@ -213,7 +214,8 @@ def test_histograms_count_every_entry(tanh_case):
 def test_report_serializes_and_prints(tanh_case):
   report = tanh_case[-1]
   d = json.loads(json.dumps(report.to_dict()))
-  assert len(d["layers"]) == 4 and d["layers"][0]["act_hist"]["counts"]
+  assert len(d["rows"]) == 4 and d["rows"][0]["act_hist"]["counts"]
+  assert [r["role"] for r in d["rows"]] == ["layer"] * 4
   table = report.table()
   assert table.count("\n") == 5 and "Dense_3" in table
   with pytest.raises(ValueError, match="field"):
@@ -302,7 +304,7 @@ def test_bad_input():
   with pytest.raises(ValueError, match="labels"):
     diag.diagnose(model, v, x, jnp.zeros((2,), jnp.int32))
   with pytest.raises(ValueError, match="nonlinearity"):
-    diag.diagnose(model, v, x, nonlinearity="gelu")
+    diag.diagnose(model, v, x, nonlinearity="elu")
   with pytest.raises(ValueError, match="nonlinearity"):
     diag.diagnose(model, v, x, nonlinearity=["tanh", "tanh"])
   with pytest.raises(ValueError, match="bins"):
@@ -327,9 +329,227 @@ def test_detection_survives_vanishing_signals(relu_reports, tanh_case, x_white):
   model, _, x, labels, _ = tanh_case
   v = chain_variables(jax.random.key(10), 8, SMALL, jinit.normal, std=1e-3)
   report = diag.diagnose(model, v, x, labels, bins=20)
-  assert [l.nonlinearity for l in report.layers] == ["tanh"] * 4  # the output layer: below
-  # The output layer is linear, but its outputs (~1e-9) are where tanh(z) == z: it reads as
-  # tanh, as documented; stating the nonlinearity removes the ambiguity.
+  # The output layer's z *is* the model output (the same array): identity, even though its
+  # outputs (~1e-9) are where tanh(z) == z.
+  assert [l.nonlinearity for l in report.layers] == ["tanh"] * 3 + ["identity"]
+  # Where only values decide (a tanh layer vs an identity one), stating the nonlinearity
+  # removes the ambiguity: the reported h is still the tensor the model used.
   forced = diag.diagnose(model, v, x, labels, bins=20,
-                         nonlinearity=["tanh"] * 3 + ["identity"])
-  assert forced.layers[-1].nonlinearity == "identity" and forced.layers[-1].saturated is None
+                         nonlinearity=["identity"] + ["tanh"] * 2 + ["identity"])
+  assert forced.layers[0].nonlinearity == "identity" and forced.layers[0].saturated is None
+  assert forced.layers[0].act_std == pytest.approx(report.layers[0].act_std, rel=1e-6)
+
+
+# ------------------------------------------------------------- models that are not chains
+
+import signal_models as sm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
+from flax import nnx  # noqa: E402
+
+
+def kernel_count(model, variables):
+  """Params named "kernel", counted from the parameter tree (not from the recorder)."""
+  if variables is None:
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    return sum(1 for path, _ in flat if path[-1] == "kernel")
+  flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+  return sum(1 for path, _ in flat if path[-1].key == "kernel")
+
+
+def run_diagnose(model, variables, x, **kw):
+  if variables is None:
+    return diag.diagnose(model, x, **kw)
+  return diag.diagnose(model, variables, x, **kw)
+
+
+@pytest.fixture(scope="module", params=sm.MODELS)
+def model_case(request):
+  model, variables, x, hand = sm.build(request.param)
+  return request.param, model, variables, x, hand, run_diagnose(model, variables, x)
+
+
+def assert_rows_match(report, hand_rows):
+  """Each row's own input and output (and activation) against the hand-computed forward."""
+  got = [r for r in report.rows if r.role != "uninstrumented"]
+  assert [(r.role, r.name) for r in got] == [(h.role, h.name) for h in hand_rows]
+  for r, h in zip(got, hand_rows):
+    # float32 forward vs float64 hand forward: relative errors ~1e-6; 1e-4 leaves room for
+    # the softmax and LayerNorm (absolute 1e-6 for means near 0).
+    expected = [h.input.mean(), h.input.std(), h.output.mean(), h.output.std()]
+    np.testing.assert_allclose([r.input_mean, r.input_std, r.preact_mean, r.preact_std],
+                               expected, rtol=1e-4, atol=1e-6, err_msg=r.name)
+    assert r.shape == h.output.shape, r.name
+    if r.role == "layer":
+      assert r.nonlinearity == h.act, r.name
+      if h.act is None:  # unknown: no made-up h (not the next layer's input)
+        assert r.act_std is None and r.act_mean is None and r.act_hist is None, r.name
+      else:
+        np.testing.assert_allclose([r.act_mean, r.act_std], [h.h.mean(), h.h.std()],
+                                   rtol=1e-4, atol=1e-6, err_msg=r.name)
+
+
+def test_row_per_kernel_with_its_own_input_and_output(model_case):
+  name, model, variables, x, hand, report = model_case
+  n_kernels = kernel_count(model, variables)
+  assert len(report.layers) == n_kernels  # none skipped
+  assert not report.by_role("uninstrumented")
+  assert_rows_match(report, hand())
+  # The row counts the closing note of issue 10 quotes.
+  expected = {"nnx_mlp": (6, 0, 0), "nnx_block": (6, 2, 2), "linen_transformer": (12, 4, 4),
+              "residual_mlp": (6, 0, 2)}[name]
+  assert tuple(len(report.by_role(r)) for r in ("layer", "norm", "residual")) == expected
+
+
+def test_activations_detected_or_explicitly_unknown(model_case):
+  name, *_, report = model_case
+  found = [l.nonlinearity for l in report.layers]
+  if name == "nnx_mlp":
+    assert found == ["relu", "gelu", "silu", "tanh", "sigmoid", "identity"]
+    assert report.layers[0].dead is not None and report.layers[3].saturated is not None
+  elif name == "residual_mlp":
+    # The residual branch's last layer feeds an add, not an activation: unknown, and the
+    # residual stream gets its own row instead of being shown as that layer's h.
+    assert found == ["identity", "relu", None, "relu", None, "identity"]
+  else:
+    # q/k/v/out feed attention, down feeds a residual add: no elementwise activation.
+    blocks = 2 if name == "linen_transformer" else 1
+    assert found == [None, None, None, None, "gelu", None] * blocks
+  table = report.table()
+  assert table.count("\n") == len(report.rows) + 1
+  assert (" ? " in table) == (name != "nnx_mlp")  # "?" marks an unknown activation
+
+
+def test_nnx_backward_matches_nnx_grad():
+  model, _, x, _ = sm.build("nnx_mlp")
+  labels = jnp.arange(x.shape[0]) % sm.CLASSES
+  report = diag.diagnose(model, x, labels)
+
+  def loss(m):
+    return diag.cross_entropy(m(x), labels)
+
+  grads = nnx.grad(loss)(model)
+  assert report.loss == pytest.approx(float(loss(model)), rel=1e-5)
+  for i, l in enumerate(report.layers):
+    assert l.grad_kernel_std == pytest.approx(float(jnp.std(grads.layers[i].kernel[...])),
+                                              rel=1e-4)
+    assert l.grad_preact_std is not None and l.grad_preact_std > 0
+
+
+class Remat(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Dense(8)(x))
+    return nn.remat(nn.Dense)(4)(x)
+
+
+class DirectKernel(nnx.Module):
+
+  def __init__(self, rngs):
+    self.first = nnx.Linear(6, 8, rngs=rngs)
+    self.second = nnx.Linear(8, 4, rngs=rngs)
+
+  def __call__(self, x):
+    return jnp.tanh(self.first(x)) @ self.second.kernel[...]  # no call of `second`
+
+
+def test_layers_that_cannot_be_instrumented_are_listed():
+  x = jax.random.normal(jax.random.key(0), (16, 6))
+  model = Remat()
+  v = jax.jit(model.init)(jax.random.key(1), x)
+  with pytest.warns(UserWarning, match="CheckpointDense_0.*lifted transform"):
+    report = diag.diagnose(model, v, x)
+  assert [(r.role, r.name) for r in report.rows] == [("layer", "Dense_0"),
+                                                    ("uninstrumented", "CheckpointDense_0")]
+  assert report.rows[1].preact_std is None and "u1" in report.table()
+  with pytest.warns(UserWarning, match="second"):
+    report = diag.diagnose(DirectKernel(nnx.Rngs(0)), x)
+  assert [(r.role, r.name) for r in report.rows] == [("layer", "first"),
+                                                    ("uninstrumented", "second")]
+  assert report.rows[0].nonlinearity is None  # tanh(z) is read by a matmul, not a layer
+
+
+def test_einsum_kernel_axes():
+  from jinit._src import capture
+  assert capture.einsum_kernel_axes("bld,dhk->blhk", 3) == ((), (0,), (1, 2))
+  assert capture.einsum_kernel_axes("blhk,hkd->bld", 3) == ((), (0, 1), (2,))
+  assert capture.einsum_kernel_axes("bhd,hdk->bhk", 3) == ((0,), (1,), (2,))
+  assert capture.einsum_kernel_axes("...d,df->...f", 2) == ((), (0,), (1,))
+  with pytest.raises(ValueError, match="kernel has 2"):
+    capture.einsum_kernel_axes("bld,dhk->blhk", 2)
+  with pytest.raises(ValueError, match="einsum equation"):
+    capture.einsum_kernel_axes("bld->bl", 1)
+
+
+def test_bad_input_nnx():
+  model, _, x, _ = sm.build("nnx_mlp")
+  with pytest.raises(TypeError, match=r"diagnose takes \(model, x, labels\) for an nnx"):
+    diag.diagnose(model, {"params": {}}, x, jnp.zeros((64,), jnp.int32))
+  with pytest.raises(TypeError, match="missing variables, x"):
+    diag.diagnose(sm.ResidualMLP())
+  with pytest.raises(TypeError, match="linen Module or a flax.nnx Module"):
+    diag.diagnose(object(), x)
+  with pytest.raises(TypeError, match="norm_types"):
+    diag.diagnose(model, x, norm_types=[nnx.LayerNorm])
+  with pytest.raises(ValueError, match="labels"):
+    diag.diagnose(model, x, labels=jnp.zeros((3,), jnp.int32))
+  with pytest.raises(TypeError, match="unexpected argument 'y'"):
+    diag.diagnose(model, x, y=1)
+
+
+class ReZero(nn.Module):
+  """x + alpha * branch(x) with alpha = 0 at init (Bachlechner et al. 2020)."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(8, name="embed")(x)
+    for i in range(2):
+      alpha = self.param(f"alpha{i}", nn.initializers.constant(0.5 * i), ())
+      x = x + alpha * nn.Dense(8, name=f"b{i}")(nn.relu(nn.Dense(8, name=f"a{i}")(x)))
+    return x
+
+
+def test_gated_residual_streams_are_found():
+  x = jax.random.normal(jax.random.key(0), (16, 4))
+  model = ReZero()
+  v = jax.jit(model.init)(jax.random.key(1), x)
+  report = diag.diagnose(model, v, x)
+  res = report.by_role("residual")
+  assert [r.name for r in res] == ["b0+skip", "b1+skip"]
+  # The fitted gate is alpha: 0 (the stream passes unchanged), then 0.5.
+  assert res[0].note == "stream = skip + 0 * output of b0"
+  assert res[1].note == "stream = skip + 0.5 * output of b1"
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), v["params"])
+  e = np.asarray(x, np.float64) @ p["embed"]["kernel"] + p["embed"]["bias"]
+  u = np.maximum(e @ p["a1"]["kernel"] + p["a1"]["bias"], 0)
+  stream = e + 0.5 * (u @ p["b1"]["kernel"] + p["b1"]["bias"])
+  assert res[1].preact_std == pytest.approx(stream.std(), rel=1e-4)
+  assert res[0].preact_std == pytest.approx(e.std(), rel=1e-4)
+
+
+class DropNorm(nnx.Module):
+
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(4, 8, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+    self.bn = nnx.BatchNorm(8, rngs=rngs)
+
+  def __call__(self, x):
+    return self.bn(self.drop(self.lin(x)))
+
+
+def test_nnx_model_with_rng_and_batch_stats_is_not_modified():
+  model = DropNorm(nnx.Rngs(0))  # training mode: dropout draws keys, batch norm updates
+  x = jax.random.normal(jax.random.key(0), (16, 4))
+
+  def leaves():  # params, batch stats, RNG counts (keys as their raw data)
+    return [np.asarray(jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+                       else a) for a in jax.tree.leaves(nnx.to_pure_dict(nnx.state(model)))]
+
+  before = leaves()
+  report = diag.diagnose(model, x, loss_fn=lambda y, _: jnp.mean(y**2))
+  after = leaves()
+  assert all(np.array_equal(a, b) for a, b in zip(before, after))
+  assert [(r.role, r.name) for r in report.rows] == [("layer", "lin"), ("norm", "bn")]
+  # Dropout's output is not an elementwise f(z): unknown, not mislabelled.
+  assert report.layers[0].nonlinearity is None
+  assert report.rows[1].input_std > report.rows[0].preact_std  # dropout rescales by 2

@@ -166,3 +166,101 @@ def test_dead_layer_is_a_clear_error():
 
 def test_lazy_import():
   assert jinit.lsuv is lsuv_lib
+
+
+# ------------------------------------------------------------- nnx, attention, residual
+
+import math  # noqa: E402
+import warnings  # noqa: E402
+
+import signal_models as sm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
+from flax import nnx  # noqa: E402
+
+
+def kernel_of(model, variables, name):
+  """The kernel of the layer called ``name`` (a "/"-joined path), read from the params."""
+  node = model if variables is None else variables["params"]
+  for part in name.split("/"):
+    node = node[int(part)] if part.isdigit() else (
+        getattr(node, part) if variables is None else node[part])
+  return np.asarray(node.kernel[...] if variables is None else node["kernel"], np.float64)
+
+
+@pytest.fixture(scope="module", params=sm.MODELS)
+def model_case(request):
+  model, variables, x, hand = sm.build(request.param)
+  names = [r.name for r in (hand() if variables is None else hand(variables))
+           if r.role == "layer"]
+  before = {n: kernel_of(model, variables, n) for n in names}
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # every kernel is handled: nothing left alone
+    if variables is None:
+      out, info = lsuv_lib.lsuv(model, x, jax.random.key(5), return_info=True)
+      assert out is model  # nnx: in place
+      rows = hand()
+    else:
+      out, info = lsuv_lib.lsuv(model, variables, x, jax.random.key(5), return_info=True)
+      rows = hand(out)
+  return request.param, model, variables, out, names, before, info, rows
+
+
+def test_every_kernel_layer_gets_unit_variance(model_case):
+  name, model, variables, out, names, _, info, rows = model_case
+  layers = [r for r in rows if r.role == "layer"]
+  # Attention q/k/v/out and the Einsum are among them: 12 in the 2-block transformer.
+  assert len(layers) == {"nnx_mlp": 6, "nnx_block": 6, "linen_transformer": 12,
+                         "residual_mlp": 6}[name]
+  assert [l.name for l in info] == [r.name for r in layers]
+  for r, layer in zip(layers, info):
+    # Hand-computed (float64) forward pass of the final weights: every layer's own output.
+    assert abs(r.output.var() - 1.0) < 0.1, (r.name, r.output.var())
+    assert layer.converged and layer.variance == pytest.approx(r.output.var(), rel=1e-3)
+
+
+def test_grouped_orthogonal_pre_init(model_case):
+  _, model, variables, out, names, before, _, _ = model_case
+  for n in names:
+    w = kernel_of(model, None if variables is None else out, n)
+    assert not np.allclose(w, before[n])
+    # The kernel as its (prod in axes, prod out axes) matrix: attention's out projection
+    # (heads, head_dim, d) contracts two axes, q/k/v (d, heads, head_dim) one.
+    split = 2 if (w.ndim == 3 and n.endswith("/out")) else 1
+    m = w.reshape(math.prod(w.shape[:split]), -1)
+    g = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+    c = np.mean(np.diag(g))  # LSUV's scale
+    np.testing.assert_allclose(g / c, np.eye(len(g)), atol=1e-5, err_msg=n)
+
+
+class DirectKernel(nnx.Module):
+
+  def __init__(self, rngs):
+    self.first = nnx.Linear(6, 8, rngs=rngs)
+    self.second = nnx.Linear(8, 4, rngs=rngs)
+
+  def __call__(self, x):
+    return jnp.tanh(self.first(x)) @ self.second.kernel[...]  # no call of `second`
+
+
+def test_nnx_warns_on_kernels_left_alone():
+  model = DirectKernel(nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (32, 6))
+  second = np.asarray(model.second.kernel[...])
+  with pytest.warns(UserWarning, match=r"leaves these kernels alone: second \(no recorded"):
+    lsuv_lib.lsuv(model, x, jax.random.key(2))
+  np.testing.assert_array_equal(model.second.kernel[...], second)
+  assert abs(float(jnp.var(model.first(x))) - 1.0) < 0.1
+
+
+def test_bad_input_nnx():
+  model, _, x, _ = sm.build("nnx_mlp")
+  key = jax.random.key(0)
+  with pytest.raises(TypeError, match=r"lsuv takes \(model, x, key\) for an nnx model"):
+    lsuv_lib.lsuv(model, {"params": {}}, x, key)
+  with pytest.raises(TypeError, match="missing key"):
+    lsuv_lib.lsuv(model, x)
+  with pytest.raises(TypeError, match="key must be a jax PRNG key"):
+    lsuv_lib.lsuv(model, x, 0)
+  with pytest.raises(TypeError, match="linen Module or a flax.nnx Module"):
+    lsuv_lib.lsuv([model], x, key)
+  with pytest.raises(ValueError, match="non-empty batch"):
+    lsuv_lib.lsuv(model, x[:0], key)
