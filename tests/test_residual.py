@@ -254,7 +254,8 @@ def test_apply_tfixup_touches_value_out_mlp_only():
   factor = 0.67 * n ** -0.25
   for b in new["blocks"]:
     assert np.all(b["attn"]["query"]["kernel"] == 1) and np.all(b["attn"]["key"]["kernel"] == 1)
-    for w, (fi, fo) in ((b["attn"]["value"]["kernel"], (d, d)), (b["attn"]["out"]["kernel"], (d, d)),
+    for w, (fi, fo) in ((b["attn"]["value"]["kernel"], (d, d)),
+                        (b["attn"]["out"]["kernel"], (d, d)),
                         (b["mlp"]["fc1"]["kernel"], (d, 2 * d))):
       bound = _xavier_bound(fi, fo) * factor
       assert np.max(np.abs(w)) <= bound * (1 + 1e-6)

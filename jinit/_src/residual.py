@@ -169,7 +169,8 @@ def gpt2_rules(num_layers: int, pattern: str = GPT2_PATTERN, *, std: float = GPT
     ``[(pattern, init)]`` for ``jinit.nnx.reinit`` / ``jinit.linen.reinit`` / :func:`apply_rules`.
 
   References: Radford et al. 2019, "Language Models are Unsupervised Multitask
-  Learners", section 2.3 (https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf).
+  Learners", section 2.3:
+  https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
   """
   factor = gpt2_scale(num_layers)
   pattern = _check_pattern(pattern, "pattern")
