@@ -345,47 +345,55 @@ def format_table(rows: Sequence[dict[str, Any]], steps: int) -> str:
 
 
 def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-  """The papers' claims, checked on the run's numbers (relative to Pre-LN at the same depth).
+  """The papers' claims, checked on the run's numbers, each with a verdict.
 
-  "Trains" = no seed diverged and the loss after N steps is at most Pre-LN's (the
-  baseline everyone agrees trains) at the same depth. "Does not train" = diverged, or a
-  loss after N steps at or above 90% of chance (ln of the number of classes).
+  A variant at a depth "trains like Pre-LN" when no seed diverged and its loss after N
+  steps is at most Pre-LN's (the baseline all papers agree trains) at that depth; it
+  "trains" when no seed diverged and its loss is below 0.9 ln(10) (clearly under
+  chance); otherwise it "does not train". Verdicts: ``agrees``, ``partly agrees`` (for
+  "X trains at depth": X trains, but worse than Pre-LN), ``disagrees``.
   """
   depths = sorted({r["depth"] for r in rows})
   at = {(r["depth"], r["variant"]): r for r in rows}
-  chance = math.log(10)
+  stuck = 0.9 * math.log(10)
 
   def loss(d, v):
     r = at.get((d, v))
     return None if r is None or r["diverged"] else r["loss_after_n"]
 
-  def trains(d, v):
+  def status(d, v):
     lv, lp = loss(d, v), loss(d, "preln_standard")
-    return lv is not None and lp is not None and lv <= lp
+    if lv is None or lv >= stuck:
+      return "does not train"
+    return "trains like Pre-LN" if lp is not None and lv <= lp else "trains"
 
   deep, shallow = depths[-1], depths[0]
   out = []
   for v, text in (("noln_rezero", "ReZero: without LayerNorm, gate alpha = 0 trains at depth"),
                   ("noln_tfixup", "T-Fixup: without LayerNorm and warmup, trains at depth")):
     if (deep, v) in at and (deep, "preln_standard") in at:
-      out.append({"claim": text + " (loss after N steps <= Pre-LN's)", "depth": deep,
-                  "agrees": trains(deep, v), "loss": loss(deep, v),
-                  "preln_loss": loss(deep, "preln_standard")})
+      st = status(deep, v)
+      verdict = {"trains like Pre-LN": "agrees", "trains": "partly agrees"}.get(st, "disagrees")
+      out.append({"claim": text, "depth": deep, "verdict": verdict, "status": st,
+                  "loss": loss(deep, v), "preln_loss": loss(deep, "preln_standard")})
   if all((d, v) in at for d in (deep, shallow) for v in ("postln_standard", "preln_standard")):
     gaps = {}
     for d in (shallow, deep):
       lpost, lpre = loss(d, "postln_standard"), loss(d, "preln_standard")
       gaps[d] = math.inf if lpost is None else (None if lpre is None else lpost - lpre)
-    ok = (gaps[deep] is not None and gaps[shallow] is not None and gaps[deep] > 0
-          and gaps[deep] > gaps[shallow])
+    worse = gaps[deep] is not None and gaps[deep] > 0
+    grows = worse and gaps[shallow] is not None and gaps[deep] > gaps[shallow]
     out.append({"claim": "Xiong et al.: without warmup Post-LN trains worse than Pre-LN at "
-                         "depth, and the gap grows with depth", "depth": deep, "agrees": ok,
+                         "depth, and the gap grows with depth", "depth": deep,
+                "verdict": "agrees" if grows else ("partly agrees" if worse else "disagrees"),
+                "status": status(deep, "postln_standard"),
                 "gap_post_minus_pre": {str(d): g for d, g in gaps.items()}})
   if (deep, "noln_standard") in at:
-    lv = loss(deep, "noln_standard")
+    st = status(deep, "noln_standard")
     out.append({"claim": "Without LayerNorm or a depth-scaled init, a deep transformer does "
                          "not train (diverges, or loss >= 0.9 ln 10)", "depth": deep,
-                "agrees": lv is None or lv >= 0.9 * chance, "loss": lv})
+                "verdict": "agrees" if st == "does not train" else "disagrees", "status": st,
+                "loss": loss(deep, "noln_standard")})
   return out
 
 
@@ -454,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--test-size", type=int, default=2000)
   p.add_argument("--train-size", type=int, default=None)
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--resummarize", default=None, metavar="DIR",
+                 help="only recompute the rows, claims, summary.md and figures of the finished "
+                      "run in DIR from its results.json (no training)")
   cli.add_common_args(p)
   return p
 
@@ -461,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = build_parser().parse_args(argv)
+  if args.resummarize:
+    return resummarize(args.resummarize)
   depths = _int_list(args.depths, "--depths")
   variants = [v for v in args.variants.split(",") if v]
   bad = [v for v in variants if v not in VARIANTS]
@@ -507,21 +520,59 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                      y_test, steps=steps, batch_size=args.batch_size,
                                      lr=args.lr, progress=not args.no_progress))
     rows = summarize(depth_results)
-    record = {**meta, "seconds": time.time() - t0, "rows": rows, "claims": claims(rows),
+    record = {**meta, "seconds": time.time() - t0, "cpu_seconds": time.process_time(),
+              "rows": rows, "claims": claims(rows),
               "complete": depth == depths[-1], "depth_results": depth_results}
     results.write_json(os.path.join(out_dir, "results.json"), record)
-  table = format_table(rows, steps)
-  lines = [f"# deep_transformer{' (--quick)' if args.quick else ''}", "",
-           f"Command: `{meta['command']}`  ", f"Date: {meta['date']}  ",
-           f"Machine: {meta['machine']}  ", f"Wall time: {time.time() - t0:.0f} s", "", table, "",
-           "Claims (see `claims` in experiments/deep_transformer.py for the criteria):", ""]
-  lines += [f"- {'agrees' if c['agrees'] else 'DISAGREES'}: {c['claim']} (depth {c['depth']})"
+  write_summary(out_dir, record)
+  return record
+
+
+def write_summary(out_dir: str, record: dict[str, Any]) -> str:
+  """Writes ``summary.md`` and the figures from a results record; prints the table."""
+  cfg = record["config"]
+  table = format_table(record["rows"], cfg["steps"])
+  lines = [f"# deep_transformer{' (--quick)' if cfg['quick'] else ''}", "",
+           f"Command: `{record['command']}`  ", f"Date: {record['date']}  ",
+           f"Machine: {record['machine']}  ",
+           f"Wall time: {record['seconds']:.0f} s; CPU time (all threads): "
+           f"{_fmt(record.get('cpu_seconds'), '.0f')} s  ",
+           f"Model: ViT, {cfg['tokens']} patches of {cfg['patch']}x{cfg['patch']}, width "
+           f"{cfg['width']}, {cfg['heads']} heads, MLP {cfg['mlp']}; Adam lr {cfg['lr']} "
+           f"(constant, no warmup, no clipping), batch {cfg['batch_size']}, {cfg['steps']} "
+           f"steps, {cfg['seeds']} seed(s), {cfg['dataset']} ({cfg['train_size']} train, "
+           f"{cfg['test_size']} test)", "",
+           "Loss after N steps: mean training loss over the last 10% of the steps, median "
+           "over seeds; stream std: seed 0, 256 training images.", "", table, "",
+           "Claims (criteria: `claims` in experiments/deep_transformer.py):", ""]
+  lines += [f"- **{c['verdict']}** ({c['status']}): {c['claim']} (depth {c['depth']})"
             for c in record["claims"]]
-  results.write_text(os.path.join(out_dir, "summary.md"), "\n".join(lines) + "\n")
-  plot(depth_results, out_dir)
+  path = os.path.join(out_dir, "summary.md")
+  results.write_text(path, "\n".join(lines) + "\n")
+  plot(record["depth_results"], out_dir)
   print(table)
   for c in record["claims"]:
-    print(f"{'agrees' if c['agrees'] else 'DISAGREES'}: {c['claim']}")
+    print(f"{c['verdict']} ({c['status']}): {c['claim']} (depth {c['depth']})")
+  return path
+
+
+def resummarize(out_dir: str) -> dict[str, Any]:
+  """Recomputes rows and claims of a finished run's ``results.json``; rewrites the summary.
+
+  The measured numbers (``depth_results``) are kept as they are.
+  """
+  path = os.path.join(out_dir, "results.json")
+  if not os.path.exists(path):
+    raise SystemExit(f"error: --resummarize: no results.json in {out_dir}")
+  record = results.read_json(path)
+  if not record.get("complete"):
+    raise SystemExit(f"error: --resummarize: the run in {out_dir} did not complete")
+  record["rows"] = summarize(record["depth_results"])
+  record["claims"] = claims(record["rows"])
+  record["resummarized"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+  results.write_json(path, record)
+  write_summary(out_dir, record)
   return record
 
 

@@ -107,8 +107,15 @@ def test_smoke_run_digits(tmp_path, capsys):
                                                                    "Xiong et al."}
   assert "| 3 | noln_tfixup |" in capsys.readouterr().out
   assert record["rows"] == saved["rows"]
+  assert saved["cpu_seconds"] > 0 and all(
+      c["verdict"] in ("agrees", "partly agrees", "disagrees") for c in saved["claims"])
   with pytest.raises(SystemExit, match="already holds results.json"):
     dt.main(args)  # never overwrites a finished run
+  again = dt.main(["--resummarize", str(out)])  # recomputes rows/claims, keeps the numbers
+  assert again["depth_results"] == saved["depth_results"] and again["rows"] == saved["rows"]
+  assert "**" in (out / "summary.md").read_text()
+  with pytest.raises(SystemExit, match="no results.json"):
+    dt.main(["--resummarize", str(tmp_path / "nothing")])
 
 
 def test_bad_cli_input():
