@@ -292,8 +292,11 @@ def test_apply_rules_fans_dtype_and_determinism():
   conv = {"conv": {"kernel": np.zeros((3, 3, 16, 32), np.float32)},
           "dense": {"kernel": np.zeros((8, 8), jnp.bfloat16)}}
   rules = [(r"kernel$", jinit.xavier_uniform)]
-  with pytest.raises(ValueError, match="cannot tell the fans of 'conv/kernel'"):
+  with pytest.raises(ValueError, match="cannot tell the fans of 'conv/kernel'.*needs them"):
     residual.apply_rules(conv, rules, key=KEY)
+  # An init that needs no fans (GPT-2's normal) is fine on an ambiguous rank-3 kernel.
+  gpt2 = residual.apply_rules(conv, residual.gpt2_rules(4, r"conv/kernel$"), key=KEY)
+  assert gpt2["conv"]["kernel"].shape == (3, 3, 16, 32) and np.any(gpt2["conv"]["kernel"])
   a = residual.apply_rules(conv, rules, key=KEY, fans="conv")
   b = residual.apply_rules(conv, rules, key=KEY, fans="conv")
   np.testing.assert_array_equal(a["conv"]["kernel"], b["conv"]["kernel"])  # pure in the key

@@ -375,6 +375,10 @@ def _conv_fans(path: str, shape: tuple[int, ...]):
   return fans_lib.compute_fans(shape, layout="flax")
 
 
+def _rule_for(rules: Sequence[Rule], path: str) -> str:
+  return next(p for p, _ in rules if re.search(p, path))
+
+
 def _match_counts(paths: Sequence[str], rules: Sequence[Rule]) -> list[int]:
   return [sum(re.search(p, path) is not None for path in paths) for p, _ in rules]
 
@@ -402,7 +406,9 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
   path draws the leaf with its shape, its dtype and fans from ``fans``. Leaf i gets
   ``jax.random.fold_in(key, i)`` (i in the pytree's flattening order). The same rules
   drive ``jinit.nnx.reinit`` / ``jinit.linen.reinit``, which know every layer's true fans;
-  this function only sees shapes.
+  this function only sees shapes. A leaf whose fans its shape cannot tell (rank >= 3
+  with ``fans=None``) is fine for an init that needs no fans (GPT-2's normal, zeros);
+  one that needs them raises.
 
   Args:
     params: a pytree of arrays (nested dicts, lists, an ``nnx.State``, ...).
@@ -417,7 +423,7 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
 
   Raises:
     ValueError: a pattern matches no parameter (naming the pattern), or a matched
-      leaf's fans cannot be told.
+      leaf's init needs fans its shape cannot tell.
   """
   rules = _check_rules(rules)
   if fans is None:
@@ -441,9 +447,19 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
       new.append(leaf)
       continue
     shape = tuple(np.shape(leaf))
-    fan_in, fan_out = fans_fn(path, shape)
-    new.append(init(jax.random.fold_in(key, i), shape, fan_in, fan_out,
-                    dtype=jnp.result_type(leaf)))
+    try:
+      fan_in, fan_out = fans_fn(path, shape)
+      unknown = None
+    except ValueError as e:  # ambiguous shape: fine for an init that needs no fans
+      fan_in, fan_out, unknown = None, None, e
+    try:
+      new.append(init(jax.random.fold_in(key, i), shape, fan_in, fan_out,
+                      dtype=jnp.result_type(leaf)))
+    except ValueError as e:
+      if unknown is not None and "required" in str(e):
+        raise ValueError(f"{unknown} (the init of rule {_rule_for(rules, path)!r} needs "
+                         f"them: {e})") from None
+      raise
   return jax.tree_util.tree_unflatten(treedef, new)
 
 
