@@ -409,15 +409,16 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
     for ax, res in zip(axes[0], depth_results):
       for v in dict.fromkeys(r["variant"] for r in res["runs"]):
         runs = [r for r in res["runs"] if r["variant"] == v]
+        style = "--" if v.startswith("postln") else "-"  # Post-LN's std 1 overlaps ReZero's
         if fn == "std":
-          ax.semilogy(runs[0]["stream_std_at_init"], label=v)
+          ax.semilogy(runs[0]["stream_std_at_init"], style, label=v)
           ax.set_xlabel("block (0 = embedding)")
           ax.set_ylabel("residual stream std at init")
         else:
           loss = np.median(np.asarray([r["loss"] for r in runs], np.float64), axis=0)
           k = max(1, len(loss) // 50)  # moving average over ~2% of the steps
           smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-          ax.plot(np.arange(k, len(loss) + 1), smooth, label=v)
+          ax.plot(np.arange(k, len(loss) + 1), smooth, style, label=v)
           ax.set_ylim(0, 3)
           ax.set_xlabel("step")
           ax.set_ylabel("training loss (moving avg.)")
