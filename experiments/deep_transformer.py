@@ -16,9 +16,9 @@ variant               norm       init
 ``preln_gpt2``        Pre-LN     GPT-2: N(0, 0.02^2), residual projections / sqrt(2L)
 ====================  =========  ====================================================
 
-Every init is written as ``rules`` (``jinit.residual``) and applied to the per-layer
-params (``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`.
-All variants and seeds of one depth train in ONE compiled program: the model takes
+Pixels are standardized by the training split's mean and std. Every init is written
+as ``rules`` (``jinit.residual``) and applied to the per-layer params
+(``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`. All variants and seeds of one depth train in ONE compiled program: the model takes
 its variant as data (Pre-LN / Post-LN / gated flags), the blocks run under
 ``lax.scan``, and the runs are ``vmap``-ed.
 
