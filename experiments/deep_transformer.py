@@ -18,9 +18,10 @@ variant               norm       init
 
 Pixels are standardized by the training split's mean and std. Every init is written
 as ``rules`` (``jinit.residual``) and applied to the per-layer params
-(``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`. All variants and seeds of one depth train in ONE compiled program: the model takes
-its variant as data (Pre-LN / Post-LN / gated flags), the blocks run under
-``lax.scan``, and the runs are ``vmap``-ed.
+(``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`. All
+variants and seeds of one depth train in ONE compiled program: the model takes its
+variant as data (Pre-LN / Post-LN / gated flags), the blocks run under ``lax.scan``,
+and the runs are ``vmap``-ed.
 
 Reported per variant and depth: the residual stream's std after every block at init
 (256 training images, seed 0), the training loss per step, the loss after N steps
