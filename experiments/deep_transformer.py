@@ -1,0 +1,582 @@
+"""Deep ViTs on MNIST without warmup: LayerNorm placement vs depth-scaled residual inits.
+
+A small Vision Transformer (7x7 patches: 16 tokens of 49 pixels, width 32, 4 heads,
+GELU MLP of width 64, mean-pooled tokens, linear head; sized for a 2-core CPU) at
+depths 6 / 24 / 48, six variants trained with the SAME optimizer (Adam, constant lr
+1e-3, no warmup, no gradient clipping, batch 32) on the same batches:
+
+====================  =========  ====================================================
+variant               norm       init
+====================  =========  ====================================================
+``preln_standard``    Pre-LN     Xavier uniform kernels, zero biases (+ final LN)
+``postln_standard``   Post-LN    Xavier uniform (LN after each residual add)
+``noln_standard``     none       Xavier uniform
+``noln_rezero``       none       Xavier + ReZero/SkipInit gate alpha = 0 per block
+``noln_tfixup``       none       T-Fixup (Huang et al. 2020)
+``preln_gpt2``        Pre-LN     GPT-2: N(0, 0.02^2), residual projections / sqrt(2L)
+====================  =========  ====================================================
+
+Pixels are standardized by the training split's mean and std. Every init is written
+as ``rules`` (``jinit.residual``) and applied to the per-layer params
+(``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`. All
+variants and seeds of one depth train in ONE compiled program: the model takes its
+variant as data (Pre-LN / Post-LN / gated flags), the blocks run under ``lax.scan``,
+and the runs are ``vmap``-ed.
+
+Reported per variant and depth: the residual stream's std after every block at init
+(256 training images, seed 0), the training loss per step, the loss after N steps
+(mean of the last 10% of steps, median over seeds), the test accuracy, and divergence
+(a non-finite loss at any step).
+
+  python -m experiments.deep_transformer --quick      # depths 6/24/48, 150 steps, 1 seed
+  python -m experiments.deep_transformer              # 400 steps, 2 seeds
+
+Writes ``results.json`` (atomically after each depth, ``"complete": false`` until the
+last), then ``summary.md``, ``residual_std.png`` and ``loss.png`` to the results folder.
+
+Claims held against: ReZero (Bachlechner et al. 2020, https://arxiv.org/abs/2003.04887):
+120-layer transformers train without LayerNorm; T-Fixup (Huang et al. 2020,
+https://proceedings.mlr.press/v119/huang20f.html): deep encoder-decoders train without
+warmup or LayerNorm; Xiong et al. 2020 (https://arxiv.org/abs/2002.04745): Post-LN
+without warmup fails, increasingly with depth, while Pre-LN trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jinit
+from experiments.common import cli
+from experiments.common import data as data_lib
+from experiments.common import results
+from jinit import residual
+
+VARIANTS = ("preln_standard", "postln_standard", "noln_standard", "noln_rezero", "noln_tfixup",
+            "preln_gpt2")
+# (pre_ln, post_ln, gated) per variant: the architecture as data, so one program runs all.
+ARCH = {
+    "preln_standard": (1.0, 0.0, 0.0),
+    "postln_standard": (0.0, 1.0, 0.0),
+    "noln_standard": (0.0, 0.0, 0.0),
+    "noln_rezero": (0.0, 0.0, 1.0),
+    "noln_tfixup": (0.0, 0.0, 0.0),
+    "preln_gpt2": (1.0, 0.0, 0.0),
+}
+LN_EPS = 1e-6
+POS_STD = 0.02  # position embedding N(0, 0.02^2), as ViT and GPT-2
+QUICK = {"steps": 150, "seeds": 1}
+FULL = {"steps": 400, "seeds": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+  """The model: ``tokens`` patches of ``patch_dim`` pixels, ``depth`` blocks of width ``width``."""
+
+  tokens: int
+  patch_dim: int
+  depth: int
+  width: int = 32
+  heads: int = 4
+  mlp: int = 64
+  num_classes: int = 10
+
+  def __post_init__(self):
+    for name in ("tokens", "patch_dim", "depth", "width", "heads", "mlp", "num_classes"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if self.width % self.heads:
+      raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def patchify(x: np.ndarray, patch: int) -> np.ndarray:
+  """(N, side*side) images -> (N, (side/patch)^2, patch*patch) non-overlapping patches."""
+  n, dim = x.shape
+  side = math.isqrt(dim)
+  if side * side != dim:
+    raise ValueError(f"images must be square, got {dim} pixels")
+  if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or side % patch:
+    raise ValueError(f"patch must be a positive divisor of the image side {side}, got {patch!r}")
+  g = side // patch
+  x = x.reshape(n, g, patch, g, patch).transpose(0, 1, 3, 2, 4)
+  return np.ascontiguousarray(x.reshape(n, g * g, patch * patch))
+
+
+# --------------------------------------------------------------------------- params and inits
+
+
+def param_shapes(cfg: ViTConfig) -> dict[str, Any]:
+  """Per-layer param shapes, paths as an nnx model's: ``blocks/<i>/attn/out/kernel``."""
+  d = cfg.width
+  dense = lambda i, o: {"kernel": (i, o), "bias": (o,)}
+  ln = {"scale": (d,), "bias": (d,)}
+  block = {"ln1": ln, "attn": {n: dense(d, d) for n in ("query", "key", "value", "out")},
+           "ln2": ln, "mlp": {"fc1": dense(d, cfg.mlp), "fc2": dense(cfg.mlp, d)},
+           "gate": {"alpha": ()}}
+  return {"embed": dense(cfg.patch_dim, d), "pos_embed": (cfg.tokens, d),
+          "blocks": [block for _ in range(cfg.depth)], "final_ln": ln,
+          "head": dense(d, cfg.num_classes)}
+
+
+def _pos_normal(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
+  return jinit.normal(key, shape, fan_in, fan_out, std=POS_STD, dtype=dtype)
+
+
+def _gpt2_normal(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
+  return jinit.normal(key, shape, fan_in, fan_out, std=residual.GPT2_STD, dtype=dtype)
+
+
+# Every parameter is covered by the base rules; a variant's rules come first (first match wins).
+STANDARD_RULES = [(r"kernel$", jinit.xavier_uniform), (r"^pos_embed$", _pos_normal),
+                  (r"(^|/)bias$", jinit.zeros), (r"(^|/)scale$", jinit.ones),
+                  (r"(^|/)alpha$", jinit.ones)]
+GPT2_BASE_RULES = [(r"kernel$", _gpt2_normal), (r"^pos_embed$", _gpt2_normal)]
+
+
+def variant_rules(variant: str, depth: int) -> list:
+  """The ``(pattern, init)`` rules of a variant (the standard rules complete them)."""
+  if variant not in VARIANTS:
+    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+  if variant == "noln_rezero":
+    return residual.rezero_rules(r"gate/alpha$")
+  if variant == "noln_tfixup":
+    return residual.tfixup_rules(depth, embeddings=(r"^embed/kernel$", r"^pos_embed$"))
+  if variant == "preln_gpt2":
+    return residual.gpt2_rules(depth, r"(attn/out|mlp/fc2)/kernel$") + GPT2_BASE_RULES
+  return []
+
+
+def init_params(variant: str, cfg: ViTConfig, key: jax.Array) -> dict[str, Any]:
+  """The variant's per-layer params (``blocks`` a list), drawn through its rules."""
+  shapes = param_shapes(cfg)
+  placeholders = jax.tree.map(lambda s: np.zeros(s, np.float32), shapes,
+                              is_leaf=lambda s: isinstance(s, tuple))
+  return residual.apply_rules(placeholders, variant_rules(variant, cfg.depth) + STANDARD_RULES,
+                              key=key)
+
+
+def stack_blocks(params: dict[str, Any]) -> dict[str, Any]:
+  """``blocks`` as one pytree with a leading depth axis (for ``lax.scan``)."""
+  out = dict(params)
+  out["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *params["blocks"])
+  return out
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _layer_norm(h, p):
+  mean = jnp.mean(h, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True)
+  return (h - mean) * jax.lax.rsqrt(var + LN_EPS) * p["scale"][None, None, :] \
+      + p["bias"][None, None, :]
+
+
+def _dense(h, p):
+  return h @ p["kernel"] + p["bias"][None, None, :]
+
+
+def _attention(h, p, heads):
+  b, t, d = h.shape
+  split = lambda z: z.reshape(b, t, heads, d // heads)
+  q, k, v = (split(_dense(h, p[n])) for n in ("query", "key", "value"))
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // heads)
+  out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+  return _dense(out.reshape(b, t, d), p["out"])
+
+
+def forward(params, arch, patches, cfg: ViTConfig):
+  """Logits (B, classes) and the residual stream's std after the embedding and each block.
+
+  ``arch`` = (pre_ln, post_ln, gated) as 0/1 scalars: Pre-LN normalizes each branch's
+  input (and the output, with the final LN); Post-LN normalizes after each residual add;
+  gated multiplies both branches of block i by its scalar ``alpha`` (ReZero).
+  """
+  pre, post, gated = arch[0] > 0.5, arch[1] > 0.5, arch[2] > 0.5
+  h = _dense(patches, params["embed"]) + params["pos_embed"][None, :, :]
+
+  def block(h, p):
+    g = jnp.where(gated, p["gate"]["alpha"], 1.0)
+    a = _attention(jnp.where(pre, _layer_norm(h, p["ln1"]), h), p["attn"], cfg.heads)
+    h = h + g * a
+    h = jnp.where(post, _layer_norm(h, p["ln1"]), h)
+    m_in = jnp.where(pre, _layer_norm(h, p["ln2"]), h)
+    m = _dense(jax.nn.gelu(_dense(m_in, p["mlp"]["fc1"])), p["mlp"]["fc2"])
+    h = h + g * m
+    h = jnp.where(post, _layer_norm(h, p["ln2"]), h)
+    return h, jnp.std(h)
+
+  std0 = jnp.std(h)
+  h, stds = jax.lax.scan(block, h, params["blocks"])
+  h = jnp.where(pre, _layer_norm(h, params["final_ln"]), h)
+  logits = jnp.mean(h, axis=1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
+  return logits, jnp.concatenate([std0[None], stds])
+
+
+def _loss(params, arch, patches, labels, cfg):
+  logits = forward(params, arch, patches, cfg)[0]
+  logp = jax.nn.log_softmax(logits)
+  return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_train, x_test,
+                y_test, *, steps: int, batch_size: int, lr: float, chunk: int = 50,
+                data_seed: int = 0, probe: int = 256, progress: bool = True) -> dict[str, Any]:
+  """Trains every (variant, seed) of one depth in one compiled program (vmap over runs).
+
+  Returns per run: variant, seed, losses (per step), test accuracy, first non-finite step,
+  and (seed 0 of each variant) the residual-stream std per block at init.
+  """
+  import optax
+
+  runs = [(v, s) for v in variants for s in range(seeds)]
+  per_run = [stack_blocks(init_params(v, cfg, jax.random.key(1000 * s + cfg.depth)))
+             for v, s in runs]
+  params = jax.tree.map(lambda *xs: jnp.stack(xs), *per_run)
+  arch = jnp.asarray([ARCH[v] for v, _ in runs], jnp.float32)
+  x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
+  x_test, y_test = jnp.asarray(x_test), jnp.asarray(y_test)
+
+  stream = jax.jit(jax.vmap(lambda p, a: forward(p, a, x_train[:probe], cfg)[1]))(params, arch)
+
+  opt = optax.adam(lr)
+  opt_state = jax.vmap(opt.init)(params)
+  grad_fn = jax.vmap(jax.value_and_grad(lambda p, a, x, y: _loss(p, a, x, y, cfg)),
+                     in_axes=(0, 0, None, None))
+
+  @jax.jit
+  def run_chunk(params, opt_state, idx):  # idx: (chunk, batch)
+    def step(carry, i):
+      params, opt_state = carry
+      loss, grads = grad_fn(params, arch, x_train[i], y_train[i])
+      updates, opt_state = jax.vmap(opt.update)(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), idx)
+    return params, opt_state, losses
+
+  rng = np.random.default_rng(data_seed)  # the same batches for every run and depth
+  idx = rng.integers(0, len(y_train), size=(steps, batch_size)).astype(np.int32)
+  losses, t0 = [], time.time()
+  for start in range(0, steps, chunk):
+    params, opt_state, loss = run_chunk(params, opt_state, jnp.asarray(idx[start:start + chunk]))
+    losses.append(np.asarray(loss))
+    if progress:
+      print(f"  depth {cfg.depth}: step {min(start + chunk, steps)}/{steps} "
+            f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+  losses = np.concatenate(losses).T  # (runs, steps)
+
+  @jax.jit
+  def accuracy(params):
+    logits = jax.vmap(lambda p, a: forward(p, a, x_test, cfg)[0])(params, arch)
+    return jnp.mean(jnp.argmax(logits, axis=-1) == y_test[None, :], axis=-1)
+
+  acc = np.asarray(accuracy(params))
+  out = []
+  for r, (v, s) in enumerate(runs):
+    bad = np.flatnonzero(~np.isfinite(losses[r]))
+    out.append({"variant": v, "seed": s, "loss": losses[r].tolist(),
+                "test_acc": float(acc[r]) if np.isfinite(losses[r]).all() else None,
+                "diverged_at": int(bad[0]) + 1 if bad.size else None,
+                "stream_std_at_init": np.asarray(stream[r]).tolist()})
+  return {"depth": cfg.depth, "runs": out, "seconds": time.time() - t0}
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def final_loss(losses: Sequence[float]) -> float:
+  """Mean training loss over the last 10% of steps (non-finite if the run diverged)."""
+  losses = np.asarray(losses, np.float64)
+  return float(np.mean(losses[-max(1, len(losses) // 10):]))
+
+
+def summarize(depth_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per (depth, variant): medians over seeds, diverged seeds, stream std at init."""
+  rows = []
+  for res in depth_results:
+    for v in dict.fromkeys(r["variant"] for r in res["runs"]):
+      runs = [r for r in res["runs"] if r["variant"] == v]
+      finals = [final_loss(r["loss"]) for r in runs]
+      finite = [f for f in finals if math.isfinite(f)]
+      accs = [r["test_acc"] for r in runs if r["test_acc"] is not None]
+      std = runs[0]["stream_std_at_init"]
+      rows.append({
+          "depth": res["depth"], "variant": v, "seeds": len(runs),
+          "diverged": sum(r["diverged_at"] is not None for r in runs),
+          "loss_after_n": float(np.median(finite)) if len(finite) == len(runs) else None,
+          "test_acc": float(np.median(accs)) if accs else None,
+          "stream_std_embed": std[0], "stream_std_mid": std[len(std) // 2],
+          "stream_std_last": std[-1],
+      })
+  return rows
+
+
+def _fmt(v, spec=".3g"):
+  return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def format_table(rows: Sequence[dict[str, Any]], steps: int) -> str:
+  lines = [f"| depth | variant | stream std at init: embed / mid / last block | loss after "
+           f"{steps} steps | test acc | diverged seeds |", "|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['depth']} | {r['variant']} | {_fmt(r['stream_std_embed'])} / "
+                 f"{_fmt(r['stream_std_mid'])} / {_fmt(r['stream_std_last'])} | "
+                 f"{_fmt(r['loss_after_n'], '.4f')} | {_fmt(r['test_acc'], '.3f')} | "
+                 f"{r['diverged']}/{r['seeds']} |")
+  return "\n".join(lines)
+
+
+def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The papers' claims, checked on the run's numbers, each with a verdict.
+
+  A variant at a depth "trains like Pre-LN" when no seed diverged and its loss after N
+  steps is at most Pre-LN's (the baseline all papers agree trains) at that depth; it
+  "trains" when no seed diverged and its loss is below 0.9 ln(10) (clearly under
+  chance); otherwise it "does not train". Verdicts: ``agrees``, ``partly agrees`` (for
+  "X trains at depth": X trains, but worse than Pre-LN), ``disagrees``.
+  """
+  depths = sorted({r["depth"] for r in rows})
+  at = {(r["depth"], r["variant"]): r for r in rows}
+  stuck = 0.9 * math.log(10)
+
+  def loss(d, v):
+    r = at.get((d, v))
+    return None if r is None or r["diverged"] else r["loss_after_n"]
+
+  def status(d, v):
+    lv, lp = loss(d, v), loss(d, "preln_standard")
+    if lv is None or lv >= stuck:
+      return "does not train"
+    return "trains like Pre-LN" if lp is not None and lv <= lp else "trains"
+
+  deep, shallow = depths[-1], depths[0]
+  out = []
+  for v, text in (("noln_rezero", "ReZero: without LayerNorm, gate alpha = 0 trains at depth"),
+                  ("noln_tfixup", "T-Fixup: without LayerNorm and warmup, trains at depth")):
+    if (deep, v) in at and (deep, "preln_standard") in at:
+      st = status(deep, v)
+      verdict = {"trains like Pre-LN": "agrees", "trains": "partly agrees"}.get(st, "disagrees")
+      out.append({"claim": text, "depth": deep, "verdict": verdict, "status": st,
+                  "loss": loss(deep, v), "preln_loss": loss(deep, "preln_standard")})
+  if all((d, v) in at for d in (deep, shallow) for v in ("postln_standard", "preln_standard")):
+    gaps = {}
+    for d in (shallow, deep):
+      lpost, lpre = loss(d, "postln_standard"), loss(d, "preln_standard")
+      gaps[d] = math.inf if lpost is None else (None if lpre is None else lpost - lpre)
+    worse = gaps[deep] is not None and gaps[deep] > 0
+    grows = worse and gaps[shallow] is not None and gaps[deep] > gaps[shallow]
+    out.append({"claim": "Xiong et al.: without warmup Post-LN trains worse than Pre-LN at "
+                         "depth, and the gap grows with depth", "depth": deep,
+                "verdict": "agrees" if grows else ("partly agrees" if worse else "disagrees"),
+                "status": status(deep, "postln_standard"),
+                "gap_post_minus_pre": {str(d): g for d, g in gaps.items()}})
+  if (deep, "noln_standard") in at:
+    st = status(deep, "noln_standard")
+    out.append({"claim": "Without LayerNorm or a depth-scaled init, a deep transformer does "
+                         "not train (diverges, or loss >= 0.9 ln 10)", "depth": deep,
+                "verdict": "agrees" if st == "does not train" else "disagrees", "status": st,
+                "loss": loss(deep, "noln_standard")})
+  return out
+
+
+def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  n = len(depth_results)
+  for name, fn in (("residual_std.png", "std"), ("loss.png", "loss")):
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
+    for ax, res in zip(axes[0], depth_results):
+      for v in dict.fromkeys(r["variant"] for r in res["runs"]):
+        runs = [r for r in res["runs"] if r["variant"] == v]
+        style = "--" if v.startswith("postln") else "-"  # Post-LN's std 1 overlaps ReZero's
+        if fn == "std":
+          ax.semilogy(runs[0]["stream_std_at_init"], style, label=v)
+          ax.set_xlabel("block (0 = embedding)")
+          ax.set_ylabel("residual stream std at init")
+        else:
+          loss = np.median(np.asarray([r["loss"] for r in runs], np.float64), axis=0)
+          k = max(1, len(loss) // 50)  # moving average over ~2% of the steps
+          smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+          ax.plot(np.arange(k, len(loss) + 1), smooth, style, label=v)
+          ax.set_ylim(0, 3)
+          ax.set_xlabel("step")
+          ax.set_ylabel("training loss (moving avg.)")
+      ax.set_title(f"depth {res['depth']}")
+      ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    results.save_figure(fig, os.path.join(out_dir, name))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _int_list(text: str, name: str) -> list[int]:
+  try:
+    vals = [int(t) for t in text.split(",") if t.strip()]
+  except ValueError:
+    raise SystemExit(f"error: {name} must be comma-separated positive ints, got {text!r}")
+  if not vals or min(vals) < 1:
+    raise SystemExit(f"error: {name} must be comma-separated positive ints, got {text!r}")
+  return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m experiments.deep_transformer",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--quick", action="store_true",
+                 help=f"{QUICK['steps']} steps, {QUICK['seeds']} seed (all depths, all variants)")
+  p.add_argument("--depths", default="6,24,48", help="Default: %(default)s")
+  p.add_argument("--variants", default=",".join(VARIANTS),
+                 help=f"comma-separated subset of {', '.join(VARIANTS)}")
+  p.add_argument("--steps", type=int, default=None,
+                 help=f"training steps (default {FULL['steps']}, --quick {QUICK['steps']})")
+  p.add_argument("--seeds", type=int, default=None,
+                 help=f"seeds per variant (default {FULL['seeds']}, --quick {QUICK['seeds']})")
+  p.add_argument("--lr", type=float, default=1e-3, help="Adam, constant. Default: %(default)s")
+  p.add_argument("--batch-size", type=int, default=32)
+  p.add_argument("--width", type=int, default=32)
+  p.add_argument("--heads", type=int, default=4)
+  p.add_argument("--mlp", type=int, default=64)
+  p.add_argument("--patch", type=int, default=7, help="patch side. Default: %(default)s")
+  p.add_argument("--test-size", type=int, default=2000)
+  p.add_argument("--train-size", type=int, default=None)
+  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--resummarize", default=None, metavar="DIR",
+                 help="only recompute the rows, claims, summary.md and figures of the finished "
+                      "run in DIR from its results.json (no training)")
+  cli.add_common_args(p)
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  args = build_parser().parse_args(argv)
+  if args.resummarize:
+    return resummarize(args.resummarize)
+  depths = _int_list(args.depths, "--depths")
+  variants = [v for v in args.variants.split(",") if v]
+  bad = [v for v in variants if v not in VARIANTS]
+  if bad or not variants:
+    raise SystemExit(f"error: --variants must be a subset of {', '.join(VARIANTS)}, got {bad}")
+  mode = QUICK if args.quick else FULL
+  steps = mode["steps"] if args.steps is None else args.steps
+  seeds = mode["seeds"] if args.seeds is None else args.seeds
+  for name, v in (("--steps", steps), ("--seeds", seeds), ("--batch-size", args.batch_size),
+                  ("--test-size", args.test_size)):
+    if v < 1:
+      raise SystemExit(f"error: {name} must be >= 1, got {v}")
+  if not args.lr > 0:
+    raise SystemExit(f"error: --lr must be > 0, got {args.lr}")
+  out_dir = cli.out_dir_from_args(args, "deep_transformer")
+  if os.path.exists(os.path.join(out_dir, "results.json")):
+    raise SystemExit(f"error: {out_dir} already holds results.json; choose another --out")
+  dataset = cli.load_from_args(args)
+  mean, std = float(dataset.x_train.mean()), float(dataset.x_train.std())
+  norm = lambda x: ((x - mean) / std).astype(np.float32)
+  x_train = patchify(norm(dataset.x_train), args.patch)
+  x_test = patchify(norm(dataset.x_test[:args.test_size]), args.patch)
+  y_test = dataset.y_test[:args.test_size]
+  tokens, patch_dim = x_train.shape[1:]
+  os.makedirs(out_dir, exist_ok=True)
+  print(f"Results folder: {out_dir}")
+  meta = {
+      "command": "python -m experiments.deep_transformer " + " ".join(argv),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+                 f"jax {jax.__version__} on {jax.devices()[0].platform}",
+      "config": {"depths": depths, "variants": variants, "steps": steps, "seeds": seeds,
+                 "lr": args.lr, "optimizer": "adam (constant lr, no warmup, no clipping)",
+                 "batch_size": args.batch_size, "width": args.width, "heads": args.heads,
+                 "mlp": args.mlp, "patch": args.patch, "tokens": tokens,
+                 "dataset": dataset.name, "train_size": len(dataset.y_train),
+                 "test_size": len(y_test), "quick": args.quick},
+  }
+  depth_results, t0 = [], time.time()
+  for depth in depths:
+    cfg = ViTConfig(tokens=tokens, patch_dim=patch_dim, depth=depth, width=args.width,
+                    heads=args.heads, mlp=args.mlp, num_classes=dataset.num_classes)
+    depth_results.append(train_depth(cfg, variants, seeds, x_train, dataset.y_train, x_test,
+                                     y_test, steps=steps, batch_size=args.batch_size,
+                                     lr=args.lr, progress=not args.no_progress))
+    rows = summarize(depth_results)
+    record = {**meta, "seconds": time.time() - t0, "cpu_seconds": time.process_time(),
+              "rows": rows, "claims": claims(rows),
+              "complete": depth == depths[-1], "depth_results": depth_results}
+    results.write_json(os.path.join(out_dir, "results.json"), record)
+  write_summary(out_dir, record)
+  return record
+
+
+def write_summary(out_dir: str, record: dict[str, Any]) -> str:
+  """Writes ``summary.md`` and the figures from a results record; prints the table."""
+  cfg = record["config"]
+  table = format_table(record["rows"], cfg["steps"])
+  lines = [f"# deep_transformer{' (--quick)' if cfg['quick'] else ''}", "",
+           f"Command: `{record['command']}`  ", f"Date: {record['date']}  ",
+           f"Machine: {record['machine']}  ",
+           f"Wall time: {record['seconds']:.0f} s; CPU time (all threads): "
+           f"{_fmt(record.get('cpu_seconds'), '.0f')} s  ",
+           f"Model: ViT, {cfg['tokens']} patches of {cfg['patch']}x{cfg['patch']}, width "
+           f"{cfg['width']}, {cfg['heads']} heads, MLP {cfg['mlp']}; Adam lr {cfg['lr']} "
+           f"(constant, no warmup, no clipping), batch {cfg['batch_size']}, {cfg['steps']} "
+           f"steps, {cfg['seeds']} seed(s), {cfg['dataset']} ({cfg['train_size']} train, "
+           f"{cfg['test_size']} test)", "",
+           "Loss after N steps: mean training loss over the last 10% of the steps, median "
+           "over seeds; stream std: seed 0, 256 training images.", "", table, "",
+           "Claims (criteria: `claims` in experiments/deep_transformer.py):", ""]
+  lines += [f"- **{c['verdict']}** ({c['status']}): {c['claim']} (depth {c['depth']})"
+            for c in record["claims"]]
+  path = os.path.join(out_dir, "summary.md")
+  results.write_text(path, "\n".join(lines) + "\n")
+  plot(record["depth_results"], out_dir)
+  print(table)
+  for c in record["claims"]:
+    print(f"{c['verdict']} ({c['status']}): {c['claim']} (depth {c['depth']})")
+  return path
+
+
+def resummarize(out_dir: str) -> dict[str, Any]:
+  """Recomputes rows and claims of a finished run's ``results.json``; rewrites the summary.
+
+  The measured numbers (``depth_results``) are kept as they are.
+  """
+  path = os.path.join(out_dir, "results.json")
+  if not os.path.exists(path):
+    raise SystemExit(f"error: --resummarize: no results.json in {out_dir}")
+  record = results.read_json(path)
+  if not record.get("complete"):
+    raise SystemExit(f"error: --resummarize: the run in {out_dir} did not complete")
+  record["rows"] = summarize(record["depth_results"])
+  record["claims"] = claims(record["rows"])
+  record["resummarized"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+  results.write_json(path, record)
+  write_summary(out_dir, record)
+  return record
+
+
+if __name__ == "__main__":
+  main()
