@@ -398,7 +398,7 @@ def test_torch_dirac_identity(groups):
   in_c, out_c, size, k = 3, 9, 5, 3
   per_group = out_c // groups
   for nd in (1, 2):
-    x = jax.random.normal(jax.random.key(9), (8, *([size] * nd), in_c))
+    x = jax.random.normal(jax.random.key(9), (8, *([size] * nd), in_c), jnp.float32)
     w = jinit.dirac(KEY, (*([k] * nd), in_c, out_c), groups=groups)
     spatial = "HW"[:nd]
     dn = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")

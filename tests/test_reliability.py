@@ -76,7 +76,7 @@ def test_normal_z_max_is_the_samplers_extreme():
   z32 = inits_lib._normal_z_max("float32")
   assert z32 == pytest.approx(-scipy.stats.norm.ppf(2.0**-25), rel=1e-4)  # 5.42
   # 1e6 float32 normals never exceed it.
-  z = np.asarray(jax.random.normal(jax.random.key(3), (1_000_000,)))
+  z = np.asarray(jax.random.normal(jax.random.key(3), (1_000_000,), jnp.float32))
   assert np.abs(z).max() <= z32
 
 

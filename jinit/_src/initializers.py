@@ -9,7 +9,19 @@ function of the key alone (same key, same bits, under ``jax.jit`` or not). Fans 
 explicit: initializers whose scale depends on them raise ``ValueError`` when the
 needed fan is missing; the others accept and validate fans but do not use them.
 :func:`jinit.compute_fans` derives fans from a shape and a named layout.
-Hyperparameters are keyword-only. The result has exactly ``shape`` and ``dtype``.
+Hyperparameters are keyword-only. The result has exactly ``shape`` and ``dtype``:
+
+* float16 and bfloat16 samples are drawn in float32 and cast (float64 and
+  complex128 in 64 bits); float32 results are jax's bits where jinit follows jax.
+* A 64-bit dtype (float64, complex128) needs JAX's x64 mode; with it off the call
+  raises ``ValueError`` saying how to enable it, rather than silently returning
+  32 bits. ``dtype=None`` is jax's default float dtype.
+* A zero-size shape gives an empty array (fans of 0 are then allowed).
+* Every argument is checked before anything is compiled or sampled; a sample range
+  that would overflow the dtype (inf/NaN) raises ``ValueError``.
+
+See docs/parity.md for how each initializer compares with ``jax.nn.initializers``
+and ``torch.nn.init``.
 """
 
 from __future__ import annotations
