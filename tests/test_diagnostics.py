@@ -186,7 +186,7 @@ def test_backward_stats_match_jax_grad(tanh_case):
   def loss_from(zs_offsets, params):
     h = x
     for i in range(4):
-      z = h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"] + zs_offsets[i]
+      z = h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"][None, :] + zs_offsets[i]
       h = jnp.tanh(z) if i < 3 else z
     logp = jax.nn.log_softmax(h)
     return -jnp.mean(logp[jnp.arange(32), labels])

@@ -142,7 +142,7 @@ def test_nnx_linear_torch_default(check_law):
   check_law(layer.bias[...], law, what="nnx bias")
   check_law(layer.kernel[...][:2], law, what="nnx kernel")  # 200000 samples
   x = jax.random.normal(KEY, (3, 16))
-  expected = x @ layer.kernel[...] + layer.bias[...]
+  expected = x @ layer.kernel[...] + layer.bias[...][None, :]
   np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 

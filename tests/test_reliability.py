@@ -87,7 +87,8 @@ def test_normal_z_max_is_the_samplers_extreme():
     lambda: jinit.variance_scaling(KEY, (64, 64), 1, 1, scale=3e8, distribution="normal",
                                    dtype=jnp.float16),  # std 17321, 5.42 std > max
     lambda: jinit.truncated_normal(KEY, (64, 64), std=3.3e4, dtype=jnp.float16),  # 2s > max
-    lambda: jinit.variance_scaling(KEY, (64, 64), 1, 1, scale=9e8, dtype=jnp.float16),  # 2 s = 68212
+    lambda: jinit.variance_scaling(KEY, (64, 64), 1, 1, scale=9e8,
+                                   dtype=jnp.float16),  # 2 s = 68212 > max
     lambda: jinit.sparse(KEY, (64, 64), std=3e4, dtype=jnp.float16),
     lambda: jinit.normal(KEY, (64, 64), std=1e38),  # float32: 5.42e38 > 3.4e38
 ], ids=["normal", "normal-mean", "xavier_normal", "vs-normal", "truncated_normal",
