@@ -12,7 +12,8 @@ needed fan is missing; the others accept and validate fans but do not use them.
 Hyperparameters are keyword-only. The result has exactly ``shape`` and ``dtype``:
 
 * float16 and bfloat16 samples are drawn in float32 and cast (float64 and
-  complex128 in 64 bits); float32 results are jax's bits where jinit follows jax.
+  complex128 in 64 bits); float32 results are jax's samples (to rounding) where
+  jinit follows jax.
 * A 64-bit dtype (float64, complex128) needs JAX's x64 mode; with it off the call
   raises ``ValueError`` saying how to enable it, rather than silently returning
   32 bits. ``dtype=None`` is jax's default float dtype.
