@@ -14,6 +14,7 @@ from jinit._src.gains import calculate_gain as calculate_gain
 from jinit._src.gains import gain_for as gain_for
 from jinit._src.gains import second_moment as second_moment
 from jinit._src.initializers import Initializer as Initializer
+from jinit._src.initializers import complex_truncated_std as complex_truncated_std
 from jinit._src.initializers import constant as constant
 from jinit._src.initializers import delta_orthogonal as delta_orthogonal
 from jinit._src.initializers import dirac as dirac
@@ -56,7 +57,8 @@ def __getattr__(name):
 
 __all__ = [
     "INITIALIZERS", "Initializer", "LAYOUTS", "NONLINEARITIES", "calculate_gain",
-    "compute_fans", "constant", "delta_orthogonal", "dirac", "einsum_fans", "eye", "gain_for",
+    "complex_truncated_std", "compute_fans", "constant", "delta_orthogonal", "dirac", "einsum_fans",
+    "eye", "gain_for",
     "get_initializer", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
     "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform", "normal", "ones",
     "orthogonal", "second_moment", "sparse", "torch_linear_default", "truncated_normal",

@@ -1,10 +1,19 @@
-"""Shared helper for the jinit tests: one statistical check of a sample against a law."""
+"""Shared set-up for the jinit tests: strict rank promotion, and one statistical check.
+
+Every test runs with ``jax_numpy_rank_promotion="raise"`` (as jax's own test harness
+and careful users do), so an implicit rank broadcast anywhere in jinit, or in the
+tests, fails loudly. The core tests also run once under ``JAX_ENABLE_X64=1`` (see
+``.ci/run``).
+"""
 
 import math
 
+import jax
 import numpy as np
 import pytest
 import scipy.stats
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Tolerances (see check_law): with fixed keys every check is deterministic; these
 # margins make a correct implementation pass with overwhelming probability for any

@@ -14,7 +14,7 @@ import pytest
 import jinit
 
 KEY = jax.random.key(0)
-ALL_MODES = "mode must be one of 'fan_in', 'fan_out', 'fan_avg'; got"
+ALL_MODES = "mode must be one of 'fan_in', 'fan_out', 'fan_avg', 'fan_geo_avg'; got"
 ALL_DISTRIBUTIONS = "distribution must be one of 'truncated_normal', 'normal', 'uniform'; got"
 ALL_NONLINEARITIES = "nonlinearity must be one of " + ", ".join(map(repr, jinit.NONLINEARITIES))
 ALL_LAYOUTS = "layout must be one of 'dense', 'conv', 'flax', 'torch_linear', 'torch_conv'; got"
@@ -25,8 +25,11 @@ kaiming = functools.partial(jinit.kaiming_uniform, KEY)
 CASES = [  # (id, call, error type, message pattern (regex-escaped unless it starts with ^))
     # shapes
     ("negative-dim", lambda: jinit.normal(KEY, (3, -1)), ValueError,
-     "shape must contain positive dimensions, got (3, -1)"),
-    ("zero-dim", lambda: xavier((0, 4), 1, 4), ValueError, "shape must contain positive"),
+     "shape must contain non-negative dimensions, got (3, -1)"),
+    ("negative-dim-orthogonal", lambda: jinit.orthogonal(KEY, (0, -4)), ValueError,
+     "shape must contain non-negative dimensions"),
+    ("zero-fan-nonempty-shape", lambda: xavier((2, 4), 0, 4), ValueError,
+     "fan_in must be a positive int, got 0"),
     ("float-dim", lambda: jinit.normal(KEY, (3.0, 2)), TypeError, "shape must contain ints"),
     ("string-shape", lambda: jinit.normal(KEY, "3x3"), TypeError, "shape must be a sequence"),
     ("orthogonal-empty", lambda: jinit.orthogonal(KEY, ()), ValueError,
@@ -110,15 +113,22 @@ CASES = [  # (id, call, error type, message pattern (regex-escaped unless it sta
      "activation must map an array elementwise"),
     # dtypes
     ("int-dtype", lambda: jinit.normal(KEY, (3, 3), dtype=jnp.int32), TypeError,
+     "dtype must be a floating or complex dtype (float16, bfloat16, float32, float64, "
+     "complex64, complex128), got int32"),
+    ("int-dtype-real-only", lambda: jinit.uniform(KEY, (3, 3), dtype=jnp.int32), TypeError,
      "dtype must be a floating dtype (float16, bfloat16, float32, float64), got int32"),
     ("bool-dtype", lambda: jinit.zeros(KEY, (3, 3), dtype=bool), TypeError,
-     "dtype must be a floating dtype"),
+     "dtype must be a floating or complex dtype"),
     ("uint8-dtype", lambda: jinit.orthogonal(KEY, (3, 3), dtype=jnp.uint8), TypeError,
+     "dtype must be a floating or complex dtype"),
+    ("complex-dtype-uniform", lambda: jinit.uniform(KEY, (3, 3), dtype=jnp.complex64),
+     TypeError, "dtype must be a floating dtype (float16, bfloat16, float32, float64), got "
+     "complex64; complex dtypes are accepted by variance_scaling"),
+    ("complex-dtype-truncated_normal",
+     lambda: jinit.truncated_normal(KEY, (3, 3), dtype=jnp.complex64), TypeError,
      "dtype must be a floating dtype"),
-    ("complex-dtype", lambda: jinit.xavier_normal(KEY, (3, 3), 3, 3, dtype=jnp.complex64),
-     TypeError, "dtype must be a floating dtype"),
     ("garbage-dtype", lambda: jinit.normal(KEY, (3, 3), dtype="float17"), TypeError,
-     "dtype must be a floating dtype"),
+     "dtype must be a floating or complex dtype"),
     # hyperparameter ranges: never a silent NaN/inf or an all-zero "random" init
     ("sparsity-one", lambda: jinit.sparse(KEY, (4, 4), sparsity=1.0), ValueError,
      "sparsity must be in [0, 1), got 1.0"),
@@ -189,9 +199,9 @@ def test_case_ids_are_unique():
 def test_every_initializer_rejects_bad_shape_and_dtype(name):
   fn = jinit.INITIALIZERS[name]
   shape = (3, 3, 4, 4)
-  with pytest.raises(ValueError, match=re.escape("shape must contain positive dimensions")):
-    fn(KEY, (3, 3, 0, 4), 36, 36)
-  with pytest.raises(TypeError, match=re.escape("dtype must be a floating dtype")):
+  with pytest.raises(ValueError, match=re.escape("shape must contain non-negative dimensions")):
+    fn(KEY, (3, 3, -1, 4), 36, 36)
+  with pytest.raises(TypeError, match=re.escape("dtype must be a floating")):
     fn(KEY, shape, 36, 36, dtype=jnp.int8)
   with pytest.raises(ValueError, match=re.escape("fan_in must be a positive int")):
     fn(KEY, shape, -1, 36)

@@ -70,7 +70,7 @@ def test_compute_fans_agrees_with_jax_variance_scaling(shape, in_axis, out_axis,
   ours = jinit.variance_scaling(key, shape, *fans, mode="fan_avg", distribution="normal")
   theirs = jax.nn.initializers.variance_scaling(
       1.0, "fan_avg", "normal", in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis)(
-          key, shape)
+          key, shape, jnp.float32)
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-7)
 
 

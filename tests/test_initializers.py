@@ -290,7 +290,7 @@ JAX_SAME = [("lecun_uniform", DENSE), ("lecun_normal", CONV), ("glorot_uniform",
 def test_same_samples_as_jax_nn_initializers(name, shape):
   """Same key, same law as jax.nn.initializers' namesake: equal up to float32 rounding."""
   ours = jinit.INITIALIZERS[name](KEY, shape, *jinit.compute_fans(shape, "flax"))
-  theirs = getattr(jax.nn.initializers, name)()(KEY, shape)
+  theirs = getattr(jax.nn.initializers, name)()(KEY, shape, jnp.float32)
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-7)
 
 
@@ -300,14 +300,14 @@ def test_variance_scaling_same_samples_as_jax(mode, distribution):
   shape = (5, 16, 32)  # conv1d kernel: fans 80 and 160
   ours = jinit.variance_scaling(KEY, shape, 80, 160, scale=1.7, mode=mode,
                                 distribution=distribution)
-  theirs = jax.nn.initializers.variance_scaling(1.7, mode, distribution)(KEY, shape)
+  theirs = jax.nn.initializers.variance_scaling(1.7, mode, distribution)(KEY, shape, jnp.float32)
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-7)
 
 
 def test_delta_orthogonal_same_samples_as_jax():
   for shape in [(4, 8, 8)]:
     np.testing.assert_allclose(np.asarray(jinit.delta_orthogonal(KEY, shape)),
-                               np.asarray(jax.nn.initializers.delta_orthogonal()(KEY, shape)),
+                               np.asarray(jax.nn.initializers.delta_orthogonal()(KEY, shape, jnp.float32)),
                                rtol=1e-6, atol=1e-7)
 
 
@@ -324,7 +324,7 @@ def test_kaiming_uniform_a_sqrt5_is_torch_linear_default():
 def test_truncated_normal_default_is_uncorrected_like_jax():
   """corrected=False: std is the pre-truncation std, as jax.nn.initializers.truncated_normal."""
   ours = jinit.truncated_normal(KEY, DENSE, std=0.3)
-  theirs = jax.nn.initializers.truncated_normal(0.3)(KEY, DENSE)
+  theirs = jax.nn.initializers.truncated_normal(0.3)(KEY, DENSE, jnp.float32)
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6, atol=1e-7)
   corrected = jinit.truncated_normal(KEY, DENSE, std=0.3, corrected=True)
   np.testing.assert_allclose(np.asarray(corrected), np.asarray(ours) / TN, rtol=1e-6)

@@ -56,11 +56,16 @@ def compute_fans(shape: Sequence[int], layout: str | None = None, *,
     batch_axis: axes that are neither fan nor receptive field (explicit axes only).
 
   Returns:
-    ``(fan_in, fan_out)`` as Python ints.
+    ``(fan_in, fan_out)`` as Python ints. A zero-size shape may give fans of 0,
+    which the initializers accept for that (empty) shape only.
+
+  Raises:
+    ValueError: for an unknown layout, a shape of the wrong rank for it, axes out
+      of range or overlapping, or a negative dimension.
 
   Example: ``compute_fans((3, 3, 64, 128), layout="conv") == (576, 1152)``.
   """
-  shape = validation.check_shape(shape)
+  shape = validation.check_shape(shape, allow_zero=True)
   rank = len(shape)
   if layout is not None and (in_axis is not None or out_axis is not None):
     raise ValueError("give either layout or in_axis/out_axis, not both")
@@ -72,6 +77,9 @@ def compute_fans(shape: Sequence[int], layout: str | None = None, *,
   else:
     validation.check_choice(layout, "layout", LAYOUTS)
     if layout == "flax":
+      if rank < 2:
+        raise ValueError(f"layout='flax' needs a kernel of rank >= 2 (dense (in, out) or conv "
+                         f"(*window, in, out)), got shape {shape!r}")
       layout = "dense" if rank == 2 else "conv"
     need = {"dense": (2, 2), "torch_linear": (2, 2), "conv": (3, None),
             "torch_conv": (3, None)}[layout]

@@ -6,6 +6,7 @@ is allowed, so bad input never turns into a silent NaN or a wrong shape.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -15,8 +16,20 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def check_shape(shape: Any, *, min_rank: int = 0, name: str = "shape") -> tuple[int, ...]:
-  """Returns ``shape`` as a tuple of positive ints, or raises."""
+def check_shape(shape: Any, *, min_rank: int = 0, name: str = "shape",
+                allow_zero: bool = False) -> tuple[int, ...]:
+  """Returns ``shape`` as a tuple of Python ints, or raises.
+
+  Args:
+    shape: a sequence of ints (a single int is a 1-D shape).
+    min_rank: the smallest rank allowed.
+    name: the argument's name, for the messages.
+    allow_zero: whether a dimension may be 0 (a zero-size array). Negative
+      dimensions are always rejected.
+
+  Returns:
+    The shape as a tuple of Python ints.
+  """
   if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
     shape = (int(shape),)
   if not isinstance(shape, (Sequence, np.ndarray)) or isinstance(shape, str):
@@ -25,8 +38,9 @@ def check_shape(shape: Any, *, min_rank: int = 0, name: str = "shape") -> tuple[
   for d in shape:
     if isinstance(d, bool) or not isinstance(d, (numbers.Integral, np.integer)):
       raise TypeError(f"{name} must contain ints, got {shape!r}")
-    if d <= 0:
-      raise ValueError(f"{name} must contain positive dimensions, got {tuple(shape)!r}")
+    if d < 0 or (d == 0 and not allow_zero):
+      what = "non-negative" if allow_zero else "positive"
+      raise ValueError(f"{name} must contain {what} dimensions, got {tuple(shape)!r}")
     dims.append(int(d))
   if len(dims) < min_rank:
     raise ValueError(
@@ -34,32 +48,95 @@ def check_shape(shape: Any, *, min_rank: int = 0, name: str = "shape") -> tuple[
   return tuple(dims)
 
 
-def check_fan(value: Any, name: str, *, required: bool) -> int | None:
-  """Returns a fan as a positive int (or None when allowed), or raises."""
+# A fan counts the elements an output (or input) unit sees; no array has more than
+# 2**63 - 1 elements, so a larger fan is a mistake (and 10**400 cannot be a float).
+MAX_FAN = 2**63 - 1
+
+
+def check_fan(value: Any, name: str, *, required: bool, allow_zero: bool = False) -> int | None:
+  """Returns a fan as a Python int in [1, MAX_FAN] (or None when allowed), or raises.
+
+  ``allow_zero`` admits 0, the fan of a zero-size kernel. An integral float
+  (``64.0``) is accepted as an int; a bool is not.
+  """
   if value is None:
     if required:
       raise ValueError(f"{name} is required by this initializer (a positive int), got None")
     return None
+  what = "a non-negative int" if allow_zero else "a positive int"
   if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
     if not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) \
-        and float(value).is_integer():
+        and math.isfinite(value) and float(value).is_integer():
       value = int(value)
     else:
-      raise TypeError(f"{name} must be a positive int, got {value!r}")
-  if value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
+      raise TypeError(f"{name} must be {what}, got {value!r}")
+  value = int(value)
+  if value < 0 or (value == 0 and not allow_zero):
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+  if value > MAX_FAN:
+    digits = len(str(value))
+    shown = str(value) if digits <= 30 else f"an int of {digits} digits"
+    raise ValueError(f"{name} must be at most 2**63 - 1 (no array has more elements), "
+                     f"got {shown}")
+  return value
 
 
-def check_float_dtype(dtype: Any) -> jnp.dtype:
-  """Returns ``dtype`` as a numpy dtype if it is a floating type, or raises."""
+def check_key(key: Any, name: str = "key") -> Any:
+  """Returns ``key`` if it is a JAX PRNG key, or raises a TypeError naming ``name``.
+
+  Accepted: a typed key (``jax.random.key(0)``, dtype ``key<...>``, shape ``()``)
+  or a legacy raw key (``jax.random.PRNGKey(0)``, a uint32 vector), concrete or
+  traced. A batch of keys is refused: vmap over the initializer instead.
+  """
+  how = ("a PRNG key made by jax.random.key(seed) (or a legacy jax.random.PRNGKey(seed)); "
+         "for several keys, jax.vmap over the initializer")
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  if not isinstance(key, (jax.Array, np.ndarray)) or dtype is None:
+    raise TypeError(f"{name} must be {how}, got {key!r}")
+  if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if shape != ():
+      raise TypeError(f"{name} must be a single key (shape ()), got a key array of shape "
+                      f"{shape}; {how}")
+    return key
+  if dtype == np.uint32 and len(shape) == 1 and shape[0] in (2, 4):
+    return key
+  raise TypeError(f"{name} must be {how}, got an array of dtype {dtype} and shape {shape}")
+
+
+_X64_HINT = ("64-bit types need JAX's x64 mode, which is off: without it JAX would "
+             "silently return {fallback}. Enable it at startup with "
+             "jax.config.update('jax_enable_x64', True) or the environment variable "
+             "JAX_ENABLE_X64=1, or ask for {fallback}")
+
+
+def check_float_dtype(dtype: Any, *, allow_complex: bool = False) -> np.dtype:
+  """Returns ``dtype`` as a numpy dtype if it is floating (or complex, if allowed), or raises.
+
+  ``None`` means JAX's default floating dtype (float32, float64 under x64), as in
+  ``jax.nn.initializers``. A 64-bit dtype with x64 off raises ``ValueError``
+  instead of being silently downcast to 32 bits.
+  """
+  allowed = "float16, bfloat16, float32, float64" + (
+      ", complex64, complex128" if allow_complex else "")
+  kind = "a floating or complex dtype" if allow_complex else "a floating dtype"
+  if dtype is None:
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
   try:
     dt = jnp.dtype(dtype)
   except TypeError as e:
-    raise TypeError(f"dtype must be a floating dtype, got {dtype!r}") from e
-  if not jnp.issubdtype(dt, jnp.floating):
-    raise TypeError(
-        f"dtype must be a floating dtype (float16, bfloat16, float32, float64), got {dt}")
+    raise TypeError(f"dtype must be {kind} ({allowed}), got {dtype!r}") from e
+  if jnp.issubdtype(dt, jnp.complexfloating):
+    if not allow_complex:
+      raise TypeError(f"dtype must be {kind} ({allowed}), got {dt}; complex dtypes are "
+                      "accepted by variance_scaling and its named cases (xavier_*, kaiming_*, "
+                      "lecun_*, glorot_*, he_*), normal, orthogonal, delta_orthogonal, zeros, "
+                      "ones and constant")
+  elif not jnp.issubdtype(dt, jnp.floating):
+    raise TypeError(f"dtype must be {kind} ({allowed}), got {dt}")
+  canonical = jax.dtypes.canonicalize_dtype(dt)
+  if canonical != dt:
+    raise ValueError(f"dtype={dt.name}: " + _X64_HINT.format(fallback=np.dtype(canonical).name))
   return dt
 
 
@@ -90,6 +167,13 @@ def check_real(value: Any, name: str, *, positive: bool = False,
   return value
 
 
+def _real_finfo(dtype: Any):
+  dt = jnp.dtype(dtype)
+  if jnp.issubdtype(dt, jnp.complexfloating):
+    dt = jnp.dtype(np.zeros((), dt).real.dtype)
+  return jnp.finfo(dt)
+
+
 def check_fits(value: Any, name: str, dtype: Any) -> None:
   """Raises if a concrete scalar ``value`` overflows ``dtype`` (it would become inf).
 
@@ -98,10 +182,39 @@ def check_fits(value: Any, name: str, dtype: Any) -> None:
   """
   if isinstance(value, jax.core.Tracer):
     return
-  limit = float(jnp.finfo(dtype).max)
+  limit = float(_real_finfo(dtype).max)
   if abs(float(value)) > limit:
     raise ValueError(f"{name}={value!r} overflows dtype {jnp.dtype(dtype).name} "
                      f"(largest finite value {limit:g})")
+
+
+def check_range(largest: Any, what: str, dtype: Any) -> None:
+  """Raises if ``largest``, the largest magnitude a sampler can return, overflows ``dtype``.
+
+  Unlike :func:`check_fits` on a hyperparameter, ``largest`` is the quantity that
+  is actually computed (a uniform bound, a normal's largest tail value), so a pass
+  guarantees finite samples. Traced values pass.
+  """
+  if isinstance(largest, jax.core.Tracer):
+    return
+  limit = float(_real_finfo(dtype).max)
+  if not abs(float(largest)) <= limit:
+    raise ValueError(f"{what} = {float(largest):.6g} overflows dtype {jnp.dtype(dtype).name} "
+                     f"(largest finite value {limit:g}); the samples would be inf or NaN")
+
+
+def check_no_underflow(scale: Any, name: str, dtype: Any) -> None:
+  """Raises if a nonzero ``scale`` rounds to 0 in ``dtype`` (every sample would be 0).
+
+  Traced values pass.
+  """
+  if isinstance(scale, jax.core.Tracer):
+    return
+  tiny = float(_real_finfo(dtype).smallest_subnormal)
+  if 0.0 < abs(float(scale)) < tiny / 2:
+    raise ValueError(f"{name}={float(scale):.6g} underflows to 0 in dtype "
+                     f"{jnp.dtype(dtype).name} (smallest positive value {tiny:g}); every "
+                     "sample would be 0")
 
 
 def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
