@@ -289,7 +289,7 @@ def zero_query(model: Any) -> Any:
     found = 0
     for _, m in nnx.iter_modules(model):
       if isinstance(m, nnx.MultiHeadAttention):
-        m.query.kernel.value = jnp.zeros_like(m.query.kernel.value)
+        m.query.kernel[...] = jnp.zeros_like(m.query.kernel[...])
         found += 1
     if not found:
       raise ValueError("model has no nnx.MultiHeadAttention to zero the query of")
@@ -384,16 +384,16 @@ class _LinenModel:
     self.layer_types = layer_types
 
   def apply(self, params, x):
-    out, state = self.module.apply(
-        {**self.rest, "params": params}, x, mutable=["intermediates"],
-        capture_intermediates=lambda mdl, name: (name == "__call__"
-                                                 and isinstance(mdl, self.layer_types)))
-    flat = jax.tree_util.tree_flatten_with_path(state.get("intermediates", {}))[0]
-    record = {}
-    for kp, leaf in flat:
-      names = [str(getattr(k, "key", getattr(k, "idx", k))) for k in kp]
-      if "__call__" in names:
-        record.setdefault("/".join(names[:names.index("__call__")]) or "<root>", leaf)
+    record: dict[str, jax.Array] = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if context.method_name == "__call__" and isinstance(context.module, self.layer_types):
+        record["/".join(map(str, context.module.scope.path)) or "<root>"] = _first_array(out)
+      return out
+
+    with nn.intercept_methods(interceptor):
+      out = self.module.apply({**self.rest, "params": params}, x)
     return out, record
 
 
@@ -577,17 +577,16 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
     for seed in range(seeds):
       model = _wrap_model(make_model(width, seed), layer_types)
 
-      def loss_and_record(params, model=model):
-        out, record = model.apply(params, x)
-        return loss_fn(out, y), (record, out)
-
       order: list[str] = []  # layer names in call order, filled while tracing
 
+      def loss_and_record(params, model=model, order=order):
+        out, record = model.apply(params, x)
+        order[:] = list(record) + [OUTPUT]  # a dict through jax comes back key-sorted
+        return loss_fn(out, y), [_size(v, metric) for v in record.values()] + [_size(out, metric)]
+
       @jax.jit
-      def step(params, opt_state, tx=tx, loss_and_record=loss_and_record, order=order):
-        (loss, (record, out)), grads = jax.value_and_grad(loss_and_record, has_aux=True)(params)
-        order[:] = list(record) + [OUTPUT]
-        stats = [_size(v, metric) for v in record.values()] + [_size(out, metric)]
+      def step(params, opt_state, tx=tx, loss_and_record=loss_and_record):
+        (loss, stats), grads = jax.value_and_grad(loss_and_record, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, stats
 

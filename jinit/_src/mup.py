@@ -221,7 +221,8 @@ def _default_fan_in(ndim: int, infinite: tuple[int, ...]) -> tuple[int, ...]:
 def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Sequence[int]], *,
                parametrization: str = "mup", readout: str | Sequence[str] | None = None,
                fan_in_axes: Mapping[str, Sequence[int]] | None = None,
-               norm_names: Sequence[str] = ("scale",)) -> dict[str, ParamMeta]:
+               norm_names: Sequence[str] = ("scale",),
+               bias_names: Sequence[str] = ("bias",)) -> dict[str, ParamMeta]:
   """Per-parameter :class:`ParamMeta` from the target's and the base's ``{path: shape}``.
 
   Args:
@@ -230,15 +231,16 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
     readout: the path (or paths) of the readout weight, or of its layer. ``None``: the one
       kernel whose only infinite axis is fan-in; an error if there is not exactly one.
     fan_in_axes: ``{path: axes}`` overrides of the default fan-in axes (see above).
-    norm_names: leaf names of norm gains among the vectors (role ``norm``).
+    norm_names: leaf names of norm gains (role ``norm``).
+    bias_names: leaf names of biases (role ``bias``, whatever their rank: attention biases
+      are ``(heads, head_dim)``). Vectors (rank <= 1) with other names are biases too.
 
   Returns:
     ``{path: ParamMeta}`` in the order of ``shapes``.
 
   Raises:
     ValueError: different parameter sets or ranks (naming ``base_model``), a readout that
-      cannot be identified or does not exist (naming ``readout``), more than one infinite
-      axis in a vector.
+      cannot be identified or does not exist (naming ``readout``).
   """
   check_parametrization(parametrization)
   missing = sorted(set(base_shapes) - set(shapes))
@@ -258,14 +260,19 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
       raise ValueError(f"fan_in_axes names {path!r}, which is not a parameter; parameters: "
                        f"{list(shapes)[:8]}...")
   infinite = {p: _infinite_axes(tuple(s), tuple(base_shapes[p])) for p, s in shapes.items()}
+  leaf = {p: p.rsplit("/", 1)[-1] for p in shapes}
+  # Vectors: rank <= 1, or named like a bias / norm gain (attention biases are (heads, dim)).
+  vector = {p: len(s) <= 1 or leaf[p] in bias_names or leaf[p] in norm_names
+            for p, s in shapes.items()}
   fan_in = {p: tuple(a % len(shapes[p]) for a in fan_in_axes[p]) if p in fan_in_axes
-            else _default_fan_in(len(shapes[p]), inf) for p, inf in infinite.items()}
+            else () if vector[p] else _default_fan_in(len(shapes[p]), inf)
+            for p, inf in infinite.items()}
   for p, axes in fan_in.items():
     if not set(axes) <= set(infinite[p]):
       fan_in[p] = tuple(a for a in axes if a in infinite[p])  # finite fan-in axes don't scale
 
   def readout_like(p):
-    return (len(shapes[p]) >= 2 and infinite[p] and set(infinite[p]) == set(fan_in[p]))
+    return (not vector[p] and infinite[p] and set(infinite[p]) == set(fan_in[p]))
 
   if readout is None and not any(infinite.values()):
     readouts = set()  # the base model itself: nothing scales, every role is "fixed"
@@ -284,9 +291,9 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
       if not isinstance(name, str):
         raise TypeError(f"readout must be a path str or a sequence of them, got {name!r}")
       hits = [p for p in shapes if (p == name or p.startswith(name.rstrip("/") + "/"))
-              and len(shapes[p]) >= 2]
+              and not vector[p]]
       if not hits:
-        raise ValueError(f"readout {name!r} matches no weight (rank >= 2) of the model; "
+        raise ValueError(f"readout {name!r} matches no weight (not a bias or gain) of the model; "
                          f"parameters: {list(shapes)[:8]}...")
       readouts.update(hits)
 
@@ -297,10 +304,8 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
       role = "output" if inf else "fixed"
     elif not inf:
       role = "fixed"
-    elif len(shape) <= 1:
-      if len(inf) > 1:
-        raise ValueError(f"{p!r} is a vector with several infinite axes {inf}")
-      role = "norm" if p.rsplit("/", 1)[-1] in norm_names else "bias"
+    elif vector[p]:
+      role = "norm" if leaf[p] in norm_names else "bias"
     elif fan_in[p] and len(inf) > len(fan_in[p]):
       role = "hidden"
     elif not fan_in[p]:
