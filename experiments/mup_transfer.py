@@ -32,7 +32,7 @@ Outputs (in ``--out``, default ``results/mup_transfer-<UTC time>``):
   the command, date and machine.
 
   python -m experiments.mup_transfer --quick     # 3 widths, 64 -> 1024, a few minutes
-  python -m experiments.mup_transfer             # 6 widths, 64 -> 2048
+  python -m experiments.mup_transfer             # 6 widths, 64 -> 2048, 9 lrs
 """
 
 from __future__ import annotations
@@ -66,15 +66,16 @@ PARAMETRIZATIONS = ("sp", "mup")
 @dataclasses.dataclass(frozen=True)
 class Config:
   widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
-  log2_lrs: tuple[int, ...] = tuple(range(-14, -3))  # 2^-14 .. 2^-4
+  log2_lrs: tuple[int, ...] = tuple(range(-13, -4))  # 2^-13 .. 2^-5
   seeds: int = 3
-  steps: int = 300
+  steps: int = 150
   batch_size: int = 64
   eval_size: int = 4096  # training examples the final loss is measured on
   val_size: int = 2000  # validation examples for the accuracy (not used to pick the lr)
   chunk: int = 12  # runs vmapped together inside lax.map (bounds memory at the widest width)
   coord_steps: int = 3
   coord_batch: int = 256
+  zero_readout: bool = False  # zero-init readout for SP and μP (mup's MLP example does)
 
   def __post_init__(self):
     if len(self.widths) < 2 or any(b <= a for a, b in zip(self.widths, self.widths[1:])):
@@ -83,7 +84,7 @@ class Config:
       raise ValueError("log2_lrs must be at least 3 consecutive ints (a grid of powers of 2), "
                        f"got {self.log2_lrs}")
     for name in ("seeds", "steps", "batch_size", "eval_size", "val_size", "chunk",
-                 "coord_batch"):
+                 "coord_steps", "coord_batch"):
       v = getattr(self, name)
       if not isinstance(v, int) or v < 1:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -101,6 +102,7 @@ class MLP(nn.Module):
   """``784 -> width -> width -> 10``, ReLU; SP when ``base_width`` is None, else μP's readout."""
   width: int
   base_width: int | None
+  zero_readout: bool = False
   num_classes: int = 10
 
   @nn.compact
@@ -109,11 +111,13 @@ class MLP(nn.Module):
     x = nn.relu(nn.Dense(self.width, name="hidden")(x))
     parametrization = "sp" if self.base_width is None else "mup"
     return mup.LinenReadout(self.num_classes, base_in_features=self.base_width,
-                            parametrization=parametrization, name="out")(x)
+                            zero_init=self.zero_readout, parametrization=parametrization,
+                            name="out")(x)
 
 
-def make_model(parametrization: str, width: int, base_width: int) -> MLP:
-  return MLP(width, base_width if parametrization == "mup" else None)
+def make_model(parametrization: str, width: int, base_width: int,
+               zero_readout: bool = False) -> MLP:
+  return MLP(width, base_width if parametrization == "mup" else None, zero_readout)
 
 
 def params_meta(parametrization: str, width: int, base_width: int, input_dim: int):
@@ -210,7 +214,10 @@ def summary_markdown(transfer, claim, coord, meta_info) -> str:
   widths = transfer["widths"]
   lines = [f"# μP learning-rate transfer ({meta_info['dataset']})", "",
            f"Command: `{meta_info['command']}`  ", f"Date: {meta_info['date']}  ",
-           f"Machine: {meta_info['machine']}  ", f"Wall time: {meta_info['seconds']:.0f} s", "",
+           f"Machine: {meta_info['machine']}  ",
+           f"Wall time: {meta_info['seconds']:.0f} s (CPU time {meta_info['cpu_seconds']:.0f} s; "
+           f"1-min load average {meta_info['load_average_1min_at_start_and_end'][0]:.1f} at "
+           f"start, {meta_info['load_average_1min_at_start_and_end'][1]:.1f} at the end)", "",
            "## Best learning rate per width (median training loss over seeds)", "",
            "| width | SP best lr | SP loss | μP best lr | μP loss |", "|---|---|---|---|---|"]
   for i, w in enumerate(widths):
@@ -286,7 +293,7 @@ def run_coord_check(dataset, config, lr, input_dim):
   out = {"steps": config.coord_steps, "lr": lr}
   for p in PARAMETRIZATIONS:
     def make(width, seed, p=p):
-      model = make_model(p, width, base)
+      model = make_model(p, width, base, config.zero_readout)
       return model, model.init(jax.random.key(seed), jnp.asarray(x[:1]))
 
     def opt(width, p=p):
@@ -304,7 +311,7 @@ def run_coord_check(dataset, config, lr, input_dim):
 def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
         log=print) -> dict[str, Any]:
   """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
-  start = time.time()
+  start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
   input_dim = dataset.input_dim
   x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
   n_eval = min(config.eval_size, len(dataset.y_train))
@@ -322,7 +329,7 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   for i, width in enumerate(config.widths):
     for p in PARAMETRIZATIONS:
       t0 = time.time()
-      model = make_model(p, width, base)
+      model = make_model(p, width, base, config.zero_readout)
       sweep = make_sweep(model, params_meta(p, width, base, input_dim), config, x_train,
                          y_train, x_eval, y_eval, x_val, y_val)
       loss, acc = jax.device_get(sweep(lr_r, seed_r))
@@ -357,7 +364,11 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax "
                      f"{jax.__version__} on {jax.default_backend()}",
           "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
-          "seconds": time.time() - start}
+          "seconds": time.time() - start,
+          # CPU time of this process (all threads): on a shared machine, what the run
+          # would take with the cores to itself is closer to cpu_seconds / cores.
+          "cpu_seconds": time.process_time() - cpu_start,
+          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
   summary = {"info": info, "config": dataclasses.asdict(config), "claims": claim,
              "coord_check_max_abs_slope_last_step": {
                  p: coord[p]["max_abs_slope_last_step"] for p in PARAMETRIZATIONS},
@@ -383,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--batch-size", type=int, default=None)
   p.add_argument("--eval-size", type=int, default=None)
+  p.add_argument("--zero-readout", action=argparse.BooleanOptionalAction, default=None,
+                 help="zero-init the readout kernel (SP and μP alike)")
+  p.add_argument("--coord-steps", type=int, default=None, help="Adam steps of the coord check")
   p.add_argument("--train-size", type=int, default=None,
                  help="subsample the training split to this many examples")
   cli.add_common_args(p)
@@ -403,7 +417,7 @@ def config_from_args(args) -> Config:
     except ValueError:
       raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
     changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  for name in ("seeds", "steps", "batch_size", "eval_size"):
+  for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout"):
     if getattr(args, name) is not None:
       changes[name] = getattr(args, name)
   return dataclasses.replace(base, **changes)

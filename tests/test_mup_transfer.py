@@ -13,7 +13,7 @@ from experiments import mup_transfer
 from experiments.common import data as data_lib
 
 TINY = ["--dataset", "digits", "--widths", "8,16", "--log2-lrs=-6:-4", "--seeds", "2",
-        "--steps", "4", "--eval-size", "64", "--cache-dir", ""]
+        "--steps", "4", "--eval-size", "64", "--coord-steps", "1", "--cache-dir", ""]
 
 
 def test_smoke_outputs_and_schema(tmp_path, capsys):
