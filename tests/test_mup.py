@@ -265,6 +265,22 @@ def test_scale_updates_equals_hand_scaled_learning_rates(opt):
   assert not np.allclose(u_plain[scaled]["kernel"], u_mup[scaled]["kernel"])
 
 
+def test_scale_updates_inside_multi_transform():
+  params = {"l1": {"kernel": jnp.ones((4, 64))}, "l2": {"kernel": jnp.ones((64, 64))},
+            "head": {"kernel": jnp.ones((64, 3))}}
+  meta = mup.infinite_dims(params, {"l1": {"kernel": jnp.ones((4, 16))},
+                                    "l2": {"kernel": jnp.ones((16, 16))},
+                                    "head": {"kernel": jnp.ones((16, 3))}})
+  labels = {"l1": {"kernel": "mup"}, "l2": {"kernel": "mup"}, "head": {"kernel": "frozen"}}
+  tx = optax.multi_transform({"mup": optax.chain(optax.sgd(0.5), mup.scale_updates(meta, "adam")),
+                              "frozen": optax.set_to_zero()}, labels)
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["l1"]["kernel"], -0.5)  # Adam table: input x1
+  np.testing.assert_allclose(updates["l2"]["kernel"], -0.5 / 4)  # hidden x 1/width_mult
+  np.testing.assert_allclose(updates["head"]["kernel"], 0.0)
+
+
 def test_scale_updates_on_nnx_state_and_optimizer():
   model = NnxMLP(64, 16, rngs=nnx.Rngs(0))
   meta = mup.infinite_dims(model, NnxMLP(16, 16, rngs=nnx.Rngs(0)))

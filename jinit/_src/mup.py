@@ -409,10 +409,11 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
     paths = [path_str(kp) for kp, _ in leaves]
     unknown = [p for p in paths if p not in mults]
-    if unknown or len(paths) != len(mults):
+    if unknown:  # a subset is fine: optax.multi_transform masks the other parameters out
       raise ValueError(
-          f"params_meta does not match the updates: {len(mults)} parameters in params_meta, "
-          f"{len(paths)} updates; not in params_meta: {unknown[:5]}")
+          f"params_meta does not match the updates: {len(unknown)} of {len(paths)} updates "
+          f"have no entry in params_meta, e.g. {unknown[:5]}; params_meta has "
+          f"{list(mults)[:5]}...")
     new = [u if mults[p] == 1.0 else u * jnp.asarray(mults[p], jnp.result_type(u))
            for p, (_, u) in zip(paths, leaves)]
     return jax.tree_util.tree_unflatten(treedef, new), state
