@@ -1,0 +1,443 @@
+"""μP learning-rate transfer: the best Adam lr of an MNIST MLP vs width, SP against μP.
+
+Tensor Programs V (G. Yang et al., 2022, https://arxiv.org/abs/2203.03466, Fig. 1 and
+mup's README figure) claims that under the standard parametrization (SP) the best learning
+rate shifts as a model widens, while under μP it stays put, so it can be tuned on a narrow
+model and transferred. This study trains an MLP ``784 -> width -> width -> 10`` (ReLU) on
+MNIST with Adam at every width, learning rate (powers of 2) and seed, for both:
+
+* ``sp``: LeCun-normal init (variance ``1/fan_in``), biases zero, one Adam lr for all;
+* ``mup``: the same model with :class:`jinit.mup.LinenReadout` (readout multiplier
+  ``base_width/width``, width-independent readout init), its metadata from
+  :func:`jinit.mup.infinite_dims` against the base (smallest) width, and
+  ``optax.chain(optax.adam(lr), jinit.mup.scale_updates(meta, "adam"))`` (hidden weight lr
+  ``lr * base_width/width``; Table 8 of the paper). At the base width the two coincide.
+
+All learning rates x seeds of one width train in one compiled program (``jax.vmap`` over
+runs inside ``jax.lax.map`` chunks, a ``lax.scan`` over steps); a seed fixes the init and
+the batch order, shared by every learning rate. The loss of a run is the mean training
+cross-entropy on a fixed subset of the training set after the last step (mup's figure plots
+training loss); a diverged run counts as +inf.
+
+Outputs (in ``--out``, default ``results/mup_transfer-<UTC time>``):
+
+* ``transfer.json``: ``{"widths", "lrs", "parametrizations": {"sp": {"best_lr",
+  "final_loss"}, "mup": {...}}}``; ``best_lr[i]`` is the argmin over lrs at ``widths[i]``
+  of the median over seeds, ``final_loss[i][j]`` that median at ``widths[i]``, ``lrs[j]``;
+* ``runs.json``: every run's final loss (per seed), validation accuracy, and the config;
+* ``loss_vs_lr.png``: loss vs learning rate, one line per width (SP and μP side by side);
+* ``coord_check_sp.png``, ``coord_check_mup.png`` and ``coord_check.json``: a coordinate
+  check (:func:`jinit.mup.coord_check`, 3 Adam steps at the transferred lr);
+* ``summary.md`` / ``summary.json``: the best-lr table, the claims held against the paper,
+  the command, date and machine.
+
+  python -m experiments.mup_transfer --quick     # 3 widths, 64 -> 1024, a few minutes
+  python -m experiments.mup_transfer             # 6 widths, 64 -> 2048, 9 lrs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.common import cli
+from experiments.common import data as data_lib
+from experiments.common import results
+from jinit import mup
+
+PARAMETRIZATIONS = ("sp", "mup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+  log2_lrs: tuple[int, ...] = tuple(range(-13, -4))  # 2^-13 .. 2^-5
+  seeds: int = 3
+  steps: int = 150
+  batch_size: int = 64
+  eval_size: int = 4096  # training examples the final loss is measured on
+  val_size: int = 2000  # validation examples for the accuracy (not used to pick the lr)
+  chunk: int = 12  # runs vmapped together inside lax.map (bounds memory at the widest width)
+  coord_steps: int = 3
+  coord_batch: int = 256
+  zero_readout: bool = False  # zero-init readout for SP and μP (mup's MLP example does)
+
+  def __post_init__(self):
+    if len(self.widths) < 2 or any(b <= a for a, b in zip(self.widths, self.widths[1:])):
+      raise ValueError(f"widths must be at least 2 strictly increasing ints, got {self.widths}")
+    if any(b != a + 1 for a, b in zip(self.log2_lrs, self.log2_lrs[1:])) or len(self.log2_lrs) < 3:
+      raise ValueError("log2_lrs must be at least 3 consecutive ints (a grid of powers of 2), "
+                       f"got {self.log2_lrs}")
+    for name in ("seeds", "steps", "batch_size", "eval_size", "val_size", "chunk",
+                 "coord_steps", "coord_batch"):
+      v = getattr(self, name)
+      if not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+  @property
+  def lrs(self) -> list[float]:
+    return [2.0 ** k for k in self.log2_lrs]
+
+
+QUICK = Config(widths=(64, 256, 1024), log2_lrs=tuple(range(-12, -4)), seeds=3, steps=150,
+               eval_size=2048)
+
+
+class MLP(nn.Module):
+  """``784 -> width -> width -> 10``, ReLU; SP when ``base_width`` is None, else μP's readout."""
+  width: int
+  base_width: int | None
+  zero_readout: bool = False
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Dense(self.width, name="in")(x))
+    x = nn.relu(nn.Dense(self.width, name="hidden")(x))
+    parametrization = "sp" if self.base_width is None else "mup"
+    return mup.LinenReadout(self.num_classes, base_in_features=self.base_width,
+                            zero_init=self.zero_readout, parametrization=parametrization,
+                            name="out")(x)
+
+
+def make_model(parametrization: str, width: int, base_width: int,
+               zero_readout: bool = False) -> MLP:
+  return MLP(width, base_width if parametrization == "mup" else None, zero_readout)
+
+
+def params_meta(parametrization: str, width: int, base_width: int, input_dim: int):
+  x = jnp.zeros((1, input_dim), jnp.float32)
+  return mup.infinite_dims(make_model(parametrization, width, base_width),
+                           make_model(parametrization, base_width, base_width), x,
+                           parametrization=parametrization)
+
+
+def _loss(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_sweep(model: MLP, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val, y_val):
+  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program."""
+  n_train = x_train.shape[0]
+
+  def one_run(lr, seed):
+    key = jax.random.fold_in(jax.random.key(20221), seed)
+    init_key, data_key = jax.random.split(key)
+    params = model.init(init_key, x_train[:1])["params"]
+    tx = optax.chain(optax.adam(lr), mup.scale_updates(meta, "adam"))
+    opt_state = tx.init(params)
+
+    def step(carry, step_key):
+      params, opt_state = carry
+      idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+
+      def loss_fn(p):
+        return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
+
+      grads = jax.grad(loss_fn)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt_state),
+                                  jax.random.split(data_key, config.steps))
+    eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
+    val_logits = model.apply({"params": params}, x_val)
+    val_acc = jnp.mean((jnp.argmax(val_logits, -1) == y_val).astype(jnp.float32))
+    return eval_loss, val_acc
+
+  @jax.jit
+  def sweep(lrs, seeds):
+    return jax.lax.map(lambda a: one_run(*a), (lrs, seeds), batch_size=config.chunk)
+
+  return sweep
+
+
+def best_lrs(final_loss: np.ndarray, lrs: Sequence[float]) -> list[float | None]:
+  """Per width, the lr minimizing the (median) loss; None when every lr diverged."""
+  out = []
+  for row in final_loss:
+    finite = np.where(np.isfinite(row), row, np.inf)
+    out.append(None if not np.isfinite(finite).any() else float(lrs[int(np.argmin(finite))]))
+  return out
+
+
+def claims(transfer: dict[str, Any]) -> dict[str, Any]:
+  """The issue's three claims, evaluated on ``transfer.json``'s content."""
+  widths, lrs = transfer["widths"], transfer["lrs"]
+  sp, mu = transfer["parametrizations"]["sp"], transfer["parametrizations"]["mup"]
+
+  def shift(best):
+    if best[0] is None or best[-1] is None:
+      return None
+    return abs(round(math.log2(best[-1]) - math.log2(best[0])))
+
+  mup_shift, sp_shift = shift(mu["best_lr"]), shift(sp["best_lr"])
+  out = {
+      "mup_shift_steps": mup_shift, "sp_shift_steps": sp_shift,
+      "mup_best_lr_moves_at_most_1_step": mup_shift is not None and mup_shift <= 1,
+      "sp_best_lr_moves_at_least_2_steps": sp_shift is not None and sp_shift >= 2,
+  }
+  transferred = mu["best_lr"][0]
+  sp_best = sp["best_lr"][-1]
+  mup_loss = (mu["final_loss"][-1][lrs.index(transferred)] if transferred is not None else None)
+  sp_loss = sp["final_loss"][-1][lrs.index(sp_best)] if sp_best is not None else None
+  out.update({
+      "widest": widths[-1], "transferred_lr": transferred,
+      "mup_widest_loss_at_transferred_lr": mup_loss,
+      "sp_widest_best_lr": sp_best, "sp_widest_loss_at_its_best_lr": sp_loss,
+      "mup_transferred_at_least_as_good_as_sp_tuned": (
+          mup_loss is not None and sp_loss is not None and mup_loss <= sp_loss),
+  })
+  return out
+
+
+def _fmt_lr(lr):
+  return "-" if lr is None else f"2^{round(math.log2(lr))}"
+
+
+def summary_markdown(transfer, claim, coord, meta_info) -> str:
+  widths = transfer["widths"]
+  lines = [f"# μP learning-rate transfer ({meta_info['dataset']})", "",
+           f"Command: `{meta_info['command']}`  ", f"Date: {meta_info['date']}  ",
+           f"Machine: {meta_info['machine']}  ",
+           f"Wall time: {meta_info['seconds']:.0f} s (CPU time {meta_info['cpu_seconds']:.0f} s; "
+           f"1-min load average {meta_info['load_average_1min_at_start_and_end'][0]:.1f} at "
+           f"start, {meta_info['load_average_1min_at_start_and_end'][1]:.1f} at the end)", "",
+           "## Best learning rate per width (median training loss over seeds)", "",
+           "| width | SP best lr | SP loss | μP best lr | μP loss |", "|---|---|---|---|---|"]
+  for i, w in enumerate(widths):
+    row = [str(w)]
+    for p in ("sp", "mup"):
+      best = transfer["parametrizations"][p]["best_lr"][i]
+      loss = (transfer["parametrizations"][p]["final_loss"][i][transfer["lrs"].index(best)]
+              if best is not None else None)
+      row += [_fmt_lr(best), "-" if loss is None else f"{loss:.4f}"]
+    lines.append("| " + " | ".join(row) + " |")
+  yes = {True: "agrees", False: "disagrees"}
+  lines += ["", "## Claims (Tensor Programs V; issue 11)", "",
+            f"- μP best lr moves by at most one grid step from width {widths[0]} to "
+            f"{widths[-1]}: moved {claim['mup_shift_steps']} step(s) -> "
+            f"**{yes[claim['mup_best_lr_moves_at_most_1_step']]}**.",
+            f"- SP best lr moves by at least two grid steps: moved {claim['sp_shift_steps']} "
+            f"step(s) -> **{yes[claim['sp_best_lr_moves_at_least_2_steps']]}**.",
+            f"- Widest μP at the lr transferred from width {widths[0]} "
+            f"({_fmt_lr(claim['transferred_lr'])}) is at least as good as widest SP at its own "
+            f"best lr ({_fmt_lr(claim['sp_widest_best_lr'])}): "
+            f"{_fmt(claim['mup_widest_loss_at_transferred_lr'])} vs "
+            f"{_fmt(claim['sp_widest_loss_at_its_best_lr'])} -> "
+            f"**{yes[claim['mup_transferred_at_least_as_good_as_sp_tuned']]}**.", "",
+            f"## Coordinate check ({coord['steps']} Adam steps at lr "
+            f"{_fmt_lr(coord['lr'])}, widths {widths[0]}-{widths[-1]})", "",
+            "Slope of log RMS(layer output) vs log width (0: width-independent).", ""]
+  for p in PARAMETRIZATIONS:
+    lines += [f"### {p}", "", coord[p]["table"], ""]
+  return "\n".join(lines)
+
+
+def _fmt(v):
+  return "-" if v is None else f"{v:.4f}"
+
+
+def plot_loss_vs_lr(transfer, path):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+  widths, lrs = transfer["widths"], np.asarray(transfer["lrs"])
+  colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
+  finite = [v for p in PARAMETRIZATIONS for row in transfer["parametrizations"][p]["final_loss"]
+            for v in row if v is not None and math.isfinite(v)]
+  top = min(max(finite), 2.5) if finite else 2.5
+  for ax, p in zip(axes, PARAMETRIZATIONS):
+    d = transfer["parametrizations"][p]
+    for i, w in enumerate(widths):
+      loss = np.array([np.nan if v is None else v for v in d["final_loss"][i]], float)
+      ax.plot(lrs, loss, "o-", ms=3, color=colors[i], label=f"width {w}")
+      if d["best_lr"][i] is not None:
+        j = list(lrs).index(d["best_lr"][i])
+        ax.plot(lrs[j], loss[j], "*", ms=11, color=colors[i], markeredgecolor="k")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(min(finite) * 0.8 if finite else 0, top)
+    ax.set_xlabel("Adam learning rate (base)")
+    ax.set_title({"sp": "SP", "mup": "μP"}[p])
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("training loss (median over seeds)")
+  axes[1].legend(fontsize=8)
+  fig.suptitle("MNIST MLP: training loss vs learning rate (star: best lr per width)")
+  fig.tight_layout()
+  results.save_figure(fig, path)
+
+
+def run_coord_check(dataset, config, lr, input_dim):
+  """coord_check for SP and μP at ``lr`` on one training batch."""
+  x = dataset.x_train[:config.coord_batch]
+  y = dataset.y_train[:config.coord_batch]
+  base = config.widths[0]
+  out = {"steps": config.coord_steps, "lr": lr}
+  for p in PARAMETRIZATIONS:
+    def make(width, seed, p=p):
+      model = make_model(p, width, base, config.zero_readout)
+      return model, model.init(jax.random.key(seed), jnp.asarray(x[:1]))
+
+    def opt(width, p=p):
+      return optax.chain(optax.adam(lr),
+                         mup.scale_updates(params_meta(p, width, base, input_dim), "adam"))
+
+    cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps, optimizer=opt)
+    out[p] = {**cc.to_dict(), "table": cc.table(),
+              "max_abs_slope_last_step": cc.max_abs_slope(-1)}
+    out[p]["_figure"] = cc.plot(title=f"{p.upper() if p == 'sp' else 'μP'}: coordinate check "
+                                      f"(Adam lr {_fmt_lr(lr)})")
+  return out
+
+
+def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
+        log=print) -> dict[str, Any]:
+  """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
+  start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+  input_dim = dataset.input_dim
+  x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  n_eval = min(config.eval_size, len(dataset.y_train))
+  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
+  x_val = jnp.asarray(dataset.x_val[:config.val_size])
+  y_val = jnp.asarray(dataset.y_val[:config.val_size])
+  lrs = config.lrs
+  n_l, n_s = len(lrs), config.seeds
+  lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
+  seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
+  base = config.widths[0]
+  per_run = {p: {"loss": np.full((len(config.widths), n_l, n_s), np.nan),
+                 "val_acc": np.full((len(config.widths), n_l, n_s), np.nan)}
+             for p in PARAMETRIZATIONS}
+  for i, width in enumerate(config.widths):
+    for p in PARAMETRIZATIONS:
+      t0 = time.time()
+      model = make_model(p, width, base, config.zero_readout)
+      sweep = make_sweep(model, params_meta(p, width, base, input_dim), config, x_train,
+                         y_train, x_eval, y_eval, x_val, y_val)
+      loss, acc = jax.device_get(sweep(lr_r, seed_r))
+      per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
+      per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
+      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
+                               np.inf), axis=1)
+      log(f"width {width:5d} {p:3s}: {n_l * n_s} runs in {time.time() - t0:6.1f} s; best lr "
+          f"{_fmt_lr(lrs[int(np.argmin(med))]) if np.isfinite(med).any() else '-'}, "
+          f"loss {np.min(med):.4f}")
+    results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per width
+        "config": dataclasses.asdict(config), "done_widths": list(config.widths[:i + 1]),
+        "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
+
+  transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
+  for p in PARAMETRIZATIONS:
+    loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
+    median = np.median(loss, axis=2)
+    transfer["parametrizations"][p] = {"best_lr": best_lrs(median, lrs),
+                                       "final_loss": median.tolist()}
+  claim = claims(transfer)
+  transferred = claim["transferred_lr"] or lrs[len(lrs) // 2]
+  log(f"coordinate check at lr {_fmt_lr(transferred)} ...")
+  coord = run_coord_check(dataset, config, transferred, input_dim)
+  for p in PARAMETRIZATIONS:
+    results.save_figure(coord[p].pop("_figure"), os.path.join(out_dir, f"coord_check_{p}.png"))
+  results.write_json(os.path.join(out_dir, "coord_check.json"), coord)
+  results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
+  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"))
+  info = {"command": command,
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+          "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax "
+                     f"{jax.__version__} on {jax.default_backend()}",
+          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
+          "seconds": time.time() - start,
+          # CPU time of this process (all threads): on a shared machine, what the run
+          # would take with the cores to itself is closer to cpu_seconds / cores.
+          "cpu_seconds": time.process_time() - cpu_start,
+          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
+  summary = {"info": info, "config": dataclasses.asdict(config), "claims": claim,
+             "coord_check_max_abs_slope_last_step": {
+                 p: coord[p]["max_abs_slope_last_step"] for p in PARAMETRIZATIONS},
+             "coord_check_slopes_last_step": {
+                 p: dict(zip(coord[p]["layers"], np.asarray(coord[p]["slopes"])[:, -1].tolist()))
+                 for p in PARAMETRIZATIONS}}
+  results.write_json(os.path.join(out_dir, "summary.json"), summary)
+  text = summary_markdown(transfer, claim, coord, info)
+  results.write_text(os.path.join(out_dir, "summary.md"), text + "\n")
+  log(text)
+  return transfer
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m experiments.mup_transfer",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--quick", action="store_true",
+                 help=f"widths {QUICK.widths}, lrs 2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]},"
+                      f" {QUICK.steps} steps (a few minutes on 2 CPU cores)")
+  p.add_argument("--widths", default=None, help="comma-separated increasing widths")
+  p.add_argument("--log2-lrs", default=None, help="first:last exponents of the lr grid, e.g. -14:-4")
+  p.add_argument("--seeds", type=int, default=None)
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--batch-size", type=int, default=None)
+  p.add_argument("--eval-size", type=int, default=None)
+  p.add_argument("--zero-readout", action=argparse.BooleanOptionalAction, default=None,
+                 help="zero-init the readout kernel (SP and μP alike)")
+  p.add_argument("--coord-steps", type=int, default=None, help="Adam steps of the coord check")
+  p.add_argument("--train-size", type=int, default=None,
+                 help="subsample the training split to this many examples")
+  cli.add_common_args(p)
+  return p
+
+
+def config_from_args(args) -> Config:
+  base = QUICK if args.quick else Config()
+  changes: dict[str, Any] = {}
+  if args.widths:
+    try:
+      changes["widths"] = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+      raise ValueError(f"--widths must be comma-separated ints, got {args.widths!r}") from None
+  if args.log2_lrs:
+    try:
+      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
+    except ValueError:
+      raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
+    changes["log2_lrs"] = tuple(range(lo, hi + 1))
+  for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout"):
+    if getattr(args, name) is not None:
+      changes[name] = getattr(args, name)
+  return dataclasses.replace(base, **changes)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  args = build_parser().parse_args(argv)
+  try:
+    config = config_from_args(args)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  out_dir = cli.out_dir_from_args(args, "mup_transfer")
+  if os.path.exists(os.path.join(out_dir, "transfer.json")):
+    sys.exit(f"error: {out_dir} already holds a transfer.json; choose another --out")
+  dataset = cli.load_from_args(args)
+  command = "python -m experiments.mup_transfer " + " ".join(
+      shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+  print(f"writing to {out_dir}", flush=True)
+  return run(dataset, config, out_dir, command)
+
+
+if __name__ == "__main__":
+  main()

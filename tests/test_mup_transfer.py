@@ -1,0 +1,102 @@
+"""experiments.mup_transfer on tiny offline data (8x8 digits): outputs, schema, one-program sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import mup_transfer
+from experiments.common import data as data_lib
+
+TINY = ["--dataset", "digits", "--widths", "8,16", "--log2-lrs=-6:-4", "--seeds", "2",
+        "--steps", "4", "--eval-size", "64", "--coord-steps", "1", "--cache-dir", ""]
+
+
+def test_smoke_outputs_and_schema(tmp_path, capsys):
+  out = tmp_path / "mup"
+  transfer = mup_transfer.main(TINY + ["--out", str(out)])
+  for name in ("transfer.json", "runs.json", "summary.json", "summary.md", "loss_vs_lr.png",
+               "coord_check_sp.png", "coord_check_mup.png", "coord_check.json"):
+    assert (out / name).stat().st_size > 0, name
+  saved = json.loads((out / "transfer.json").read_text())
+  assert saved == json.loads(json.dumps(transfer))
+  # exactly the issue's schema
+  assert set(saved) == {"widths", "lrs", "parametrizations"}
+  assert saved["widths"] == [8, 16] and saved["lrs"] == [2.0 ** -6, 2.0 ** -5, 2.0 ** -4]
+  assert set(saved["parametrizations"]) == {"sp", "mup"}
+  runs = json.loads((out / "runs.json").read_text())["runs"]
+  for p, d in saved["parametrizations"].items():
+    assert set(d) == {"best_lr", "final_loss"}
+    assert np.shape(d["final_loss"]) == (2, 3) and len(d["best_lr"]) == 2
+    per_seed = np.array(runs[p]["loss"], float)  # (widths, lrs, seeds)
+    assert per_seed.shape == (2, 3, 2) and np.all(np.isfinite(per_seed))
+    np.testing.assert_allclose(d["final_loss"], np.median(per_seed, axis=2), rtol=1e-6)
+    for i in range(2):  # best_lr is the argmin of the median loss
+      assert d["best_lr"][i] == saved["lrs"][int(np.argmin(d["final_loss"][i]))]
+  # At the base width SP and μP are the same model with the same multipliers.
+  np.testing.assert_allclose(saved["parametrizations"]["sp"]["final_loss"][0],
+                             saved["parametrizations"]["mup"]["final_loss"][0], rtol=1e-5)
+  summary = json.loads((out / "summary.json").read_text())
+  claims = summary["claims"]
+  assert claims == mup_transfer.claims(saved)
+  assert isinstance(claims["mup_best_lr_moves_at_most_1_step"], bool)
+  assert "python -m experiments.mup_transfer" in summary["info"]["command"]
+  text = (out / "summary.md").read_text()
+  assert "| width | SP best lr" in text and "Coordinate check" in text
+  assert str(out) in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="already holds a transfer.json"):  # never overwrites
+    mup_transfer.main(TINY + ["--out", str(out)])
+
+  # One compiled program per width holds all 6 runs; a run trained alone gives the same loss
+  # (no cross-talk between vmapped runs). Same data pipeline as run().
+  ds = data_lib.load_digits()
+  config = mup_transfer.config_from_args(mup_transfer.build_parser().parse_args(TINY))
+  x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+  sweep = mup_transfer.make_sweep(
+      mup_transfer.make_model("mup", 16, 8), mup_transfer.params_meta("mup", 16, 8, ds.input_dim),
+      config, x, y, x[:64], y[:64], jnp.asarray(ds.x_val[:config.val_size]),
+      jnp.asarray(ds.y_val[:config.val_size]))
+  alone, _ = sweep(jnp.asarray([2.0 ** -4], jnp.float32), jnp.asarray([1], jnp.int32))
+  np.testing.assert_allclose(alone[0], runs["mup"]["loss"][1][2][1], rtol=1e-5)
+
+
+def test_claims_logic():
+  lrs = [2.0 ** k for k in range(-6, 0)]
+
+  def table(best_sp, best_mu, loss_mu_widest, loss_sp_widest):
+    fl_sp = [[1.0] * 6, [1.0] * 6]
+    fl_mu = [[1.0] * 6, [1.0] * 6]
+    fl_mu[1][lrs.index(best_mu[0])] = loss_mu_widest
+    fl_sp[1][lrs.index(best_sp[1])] = loss_sp_widest
+    return {"widths": [8, 64], "lrs": lrs, "parametrizations": {
+        "sp": {"best_lr": best_sp, "final_loss": fl_sp},
+        "mup": {"best_lr": best_mu, "final_loss": fl_mu}}}
+
+  c = mup_transfer.claims(table([2 ** -2, 2 ** -5], [2 ** -3, 2 ** -4], 0.2, 0.3))
+  assert c["sp_shift_steps"] == 3 and c["mup_shift_steps"] == 1
+  assert c["mup_best_lr_moves_at_most_1_step"] and c["sp_best_lr_moves_at_least_2_steps"]
+  assert c["mup_transferred_at_least_as_good_as_sp_tuned"]
+  c = mup_transfer.claims(table([2 ** -2, 2 ** -3], [2 ** -1, 2 ** -3], 0.4, 0.3))
+  assert not c["mup_best_lr_moves_at_most_1_step"] and not c["sp_best_lr_moves_at_least_2_steps"]
+  assert not c["mup_transferred_at_least_as_good_as_sp_tuned"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--widths", "16,8"], "widths must be"),
+    (["--widths", "8,x"], "--widths must be comma-separated ints"),
+    (["--log2-lrs=-4:-6"], "log2_lrs must be"),
+    (["--seeds", "0"], "seeds must be a positive int"),
+])
+def test_bad_arguments(tmp_path, argv, message):
+  with pytest.raises(SystemExit, match=message):
+    mup_transfer.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + argv)
+  assert not (tmp_path / "x").exists()
+
+
+def test_lr_grid_is_powers_of_two():
+  assert all(math.log2(lr) == int(math.log2(lr)) for lr in mup_transfer.QUICK.lrs)
+  assert len(mup_transfer.QUICK.widths) >= 3 and mup_transfer.QUICK.seeds >= 3
