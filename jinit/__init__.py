@@ -42,7 +42,7 @@ from jinit._src.registry import get_initializer as get_initializer
 __version__ = "0.1.0"
 
 # Imported on first use: flax, diagnostics and lsuv need the flax package.
-_LAZY_SUBMODULES = ("flax", "sharding", "diagnostics", "lsuv")
+_LAZY_SUBMODULES = ("flax", "sharding", "diagnostics", "lsuv", "theory")
 
 
 def __getattr__(name):

@@ -434,7 +434,7 @@ def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype) -> A
   a = jax.random.normal(key, (rows, cols), compute_dtype)
   q, r = jnp.linalg.qr(a)
   # Sign correction (Mezzadri 2007) makes Q Haar-distributed; never multiply by 0.
-  q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(compute_dtype)
+  q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(compute_dtype)[None, :]
   return q.T if transpose else q
 
 
