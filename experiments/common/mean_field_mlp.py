@@ -68,11 +68,31 @@ def make_train_fn(*, depth: int, width: int, input_dim: int, num_classes: int,
                   distribution: str = "normal", eval_every: int | None = None):
   """A jitted, vmapped ``f(sigma_w2s, keys, x, y, x_eval, y_eval)``.
 
-  Each run inits its MLP (tanh) from its key and sigma_w2, takes ``steps`` plain SGD
-  steps on the mean cross-entropy of random batches, and returns ``(acc, loss, curve)``:
-  the final accuracy on ``(x_eval, y_eval)``, the mean loss of the last tenth of the
-  steps, and the accuracy every ``eval_every`` steps (``(steps // eval_every,)``; empty
-  when None).
+  Each run inits its MLP (tanh) from its key and sigma_w2 (:func:`init_mlp`), then
+  trains as :func:`make_train_params_fn`. Returns ``(acc, loss, curve)`` per run.
+  """
+  train = make_train_params_fn(steps=steps, batch_size=batch_size, lr=lr,
+                               eval_every=eval_every, jit=False)
+
+  def one(sigma_w2, key, x, y, x_eval, y_eval):
+    k_init, k_steps = jax.random.split(key)
+    params = init_mlp(k_init, sigma_w2, sigma_b2, input_dim, width, depth, num_classes,
+                      distribution)
+    return train(params, k_steps, x, y, x_eval, y_eval)
+
+  return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None, None)))
+
+
+def make_train_params_fn(*, steps: int, batch_size: int, lr: float,
+                         eval_every: int | None = None, jit: bool = True):
+  """``f(params, key, x, y, x_eval, y_eval) -> (acc, loss, curve)`` for given parameters.
+
+  ``steps`` plain SGD steps on the mean cross-entropy of random batches (drawn from
+  ``key``: runs with the same key see the same batches); ``acc`` is the final accuracy
+  on ``(x_eval, y_eval)``, ``loss`` the mean loss of the last tenth of the steps,
+  ``curve`` the accuracy every ``eval_every`` steps (empty when None). With ``jit``, the
+  result is jitted and vmapped over a leading run axis of ``params`` and ``key``, so
+  differently initialized runs (orthogonal and Gaussian, say) share one program.
   """
   tx = optax.sgd(lr)
   every = eval_every or steps
@@ -84,11 +104,7 @@ def make_train_fn(*, depth: int, width: int, input_dim: int, num_classes: int,
     logits = apply_mlp(params, x)
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
-  def train_one(sigma_w2, key, x, y, x_eval, y_eval):
-    k_init, k_steps = jax.random.split(key)
-    params = init_mlp(k_init, sigma_w2, sigma_b2, input_dim, width, depth, num_classes,
-                      distribution)
-
+  def train_one(params, key, x, y, x_eval, y_eval):
     def accuracy(params):
       pred = jnp.argmax(apply_mlp(params, x_eval), axis=-1)
       return jnp.mean((pred == y_eval).astype(jnp.float32))
@@ -104,10 +120,12 @@ def make_train_fn(*, depth: int, width: int, input_dim: int, num_classes: int,
       carry, losses = jax.lax.scan(step, carry, ks)
       return carry, (losses, accuracy(carry[0]))
 
-    keys = jax.random.split(k_steps, steps).reshape(chunks, every)
+    keys = jax.random.split(key, steps).reshape(chunks, every)
     (params, _), (losses, curve) = jax.lax.scan(chunk, (params, tx.init(params)), keys)
     losses = losses.reshape(-1)
     tail = max(steps // 10, 1)
     return curve[-1], jnp.mean(losses[-tail:]), (curve if eval_every else curve[:0])
 
+  if not jit:
+    return train_one
   return jax.jit(jax.vmap(train_one, in_axes=(0, 0, None, None, None, None)))
