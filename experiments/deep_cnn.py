@@ -24,7 +24,7 @@ same batches, plain SGD, and compared by the steps to reach ``--target`` (defaul
 90%) training accuracy (measured on a fixed subset of the training split).
 
   python -m experiments.deep_cnn --quick     # depth 50, width 8, 7x7 images, 400 steps
-  python -m experiments.deep_cnn             # depth 100, width 16, 2000 steps
+  python -m experiments.deep_cnn             # depth 100, width 8, 14x14 images, 1000 steps
 
 Writes ``deep_cnn.json``, ``deep_cnn.png`` and ``summary.md``.
 
@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--pool", type=int, default=None,
                  help="mean-pool the images by this factor (default 2: 14x14; --quick 4: 7x7)")
   p.add_argument("--depth", type=int, default=None, help="conv layers (default 100)")
-  p.add_argument("--channels", type=int, default=None, help="default 16")
-  p.add_argument("--steps", type=int, default=None, help="default 2000")
+  p.add_argument("--channels", type=int, default=None, help="default 8")
+  p.add_argument("--steps", type=int, default=None, help="default 1000 (--quick 400)")
   p.add_argument("--eval-every", type=int, default=None, help="default ~steps / 20")
   p.add_argument("--batch-size", type=int, default=32)
   p.add_argument("--lr", type=float, default=0.05)
@@ -237,8 +237,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = build_parser().parse_args(argv)
   q = args.quick
   depth = args.depth or (50 if q else 100)
-  channels = args.channels or (8 if q else 16)
-  steps = args.steps or (400 if q else 2000)
+  channels = args.channels or 8
+  steps = args.steps or (400 if q else 1000)
   pool = args.pool or (4 if q else POOL)
   # Default: about 20 evaluations, at a step count that divides ``steps``.
   eval_every = args.eval_every or next(d for d in range(max(steps // 20, 1), 0, -1)

@@ -140,6 +140,17 @@ def run_study(dataset, config: Config, progress: bool = True) -> dict[str, Any]:
   }
 
 
+def variance_check(dataset, sigma_w2: float, sigma_b2: float, *, depth: int = 10,
+                   width: int = 1000, n: int = 64, seed: int = 0) -> dict[str, Any]:
+  """q_map's predicted per-layer variance next to one random width-``width`` net's, on MNIST."""
+  x = jnp.asarray(dataset.x_train[:n])
+  cmp = theory.compare_variances(jnp.tanh, sigma_w2, sigma_b2, x, depth=depth,
+                                 key=jax.random.key(seed), width=width)
+  return {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2, "width": width, "inputs": int(x.shape[0]),
+          "predicted": cmp.predicted.tolist(), "measured": cmp.measured.tolist(),
+          "rel_error": cmp.rel_error.tolist(), "table": cmp.format()}
+
+
 def format_table(res: dict[str, Any]) -> str:
   """Markdown: depth rows, sigma_w2 columns, accuracy; * where depth <= 6 xi_c."""
   head = ["depth \\ sigma_w2"] + [f"{s:g}" for s in res["sigma_w2"]]
@@ -206,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--train-size", type=int, default=None,
                  help="first N training examples (default: 20000, --quick 10000)")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--check-width", type=int, default=1000,
+                 help="width of the random net whose per-layer variance is compared with "
+                      "jinit.theory.q_map. Default: %(default)s")
   p.add_argument("--overwrite", action="store_true",
                  help="replace an existing trainability.json in --out")
   p.add_argument("--no-progress", action="store_true")
@@ -241,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   res["dataset"] = {"name": dataset.name, "train_size": len(dataset.y_train)}
   res["seconds"] = time.time() - t0
   res["quick"] = bool(args.quick)
+  res["variance_check"] = variance_check(dataset, res["critical_sigma_w2"], config.sigma_b2,
+                                         width=args.check_width, seed=config.seed)
   table = format_table(res)
   results.write_json(out_json, res)
   plot(res, os.path.join(out_dir, "trainability.png"))
@@ -253,7 +269,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              f"cells with depth <= 6 xi_c. Critical sigma_w2 = "
              f"{res['critical_sigma_w2']:.4f}.\n\n{table}\n\n"
              f"Agreement ((acc >= {config.threshold}) == (depth <= 6 xi_c)): "
-             f"**{res['agreement']:.1%}** of {len(config.depths) * len(config.sigma_w2)} cells.\n")
+             f"**{res['agreement']:.1%}** of {len(config.depths) * len(config.sigma_w2)} cells.\n"
+             f"\n## Mean-field prediction vs one random net at criticality\n\n"
+             f"tanh, sigma_w2 = {res['critical_sigma_w2']:.4f}, sigma_b2 = {config.sigma_b2}, "
+             f"width {res['variance_check']['width']}, the first "
+             f"{res['variance_check']['inputs']} training images (layer 1 is linear in the "
+             f"pixels):\n\n{res['variance_check']['table']}\n")
   results.write_text(os.path.join(out_dir, "summary.md"), summary)
   print(table)
   print(f"Agreement: {res['agreement']:.1%} ({res['seconds']:.0f} s)")

@@ -228,6 +228,7 @@ def test_compare_variances_in_a_wide_random_net():
   sim = theory.compare_variances(jnp.tanh, 1.76, SB2, x, depth=3, key=jax.random.key(5),
                                  width=256)
   assert sim.width == 256 and sim.measured.shape == (3,)
+  assert "sqrt(2/width) = 8.8%" in str(sim) and len(str(sim).splitlines()) == 3 + 4
 
 
 # --------------------------------------------------------------------------- jit / vmap

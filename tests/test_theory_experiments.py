@@ -43,7 +43,7 @@ def test_trainability_tiny_run_writes_the_schema(tmp_path):
   out = str(tmp_path / "tr")
   argv = ["--dataset", "digits", "--sigma-w2", "1.0", "4.0", "--depths", "3",
           "--steps", "20", "--width", "16", "--train-size", "200", "--out", out,
-          "--no-progress", "--cache-dir", ""]
+          "--no-progress", "--cache-dir", "", "--check-width", "32"]
   res = trainability.main(argv)
   with open(os.path.join(out, "trainability.json")) as f:
     saved = json.load(f)
@@ -57,6 +57,8 @@ def test_trainability_tiny_run_writes_the_schema(tmp_path):
   assert saved["provenance"]["command"].startswith("python -m experiments.trainability")
   assert os.path.getsize(os.path.join(out, "trainability.png")) > 1000
   assert "Agreement" in open(os.path.join(out, "summary.md")).read()
+  check = saved["variance_check"]
+  assert check["width"] == 32 and len(check["predicted"]) == len(check["measured"]) == 10
   with pytest.raises(SystemExit, match="exists; pass --overwrite"):
     trainability.main(argv)
 

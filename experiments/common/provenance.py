@@ -23,6 +23,8 @@ def provenance(module: str, argv: Sequence[str] | None) -> dict[str, str]:
                  f"({platform.processor() or 'unknown CPU'})",
       "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
       "jax": jax.__version__,
+      # A busy machine makes wall times longer: record how busy it was at the start.
+      "load_average_1min_at_start": f"{os.getloadavg()[0]:.1f}",
   }
 
 

@@ -734,10 +734,12 @@ class VarianceComparison:
 
   def format(self) -> str:
     """A markdown table: layer, predicted q, measured, relative error."""
-    scale = f" (width {self.width}: sampling error ~ sqrt(2/width) = " \
-            f"{math.sqrt(2.0 / self.width):.1%} per layer)" if self.width else ""
-    lines = [f"| layer | predicted q (mean field) | measured mean z^2 | rel. error |{scale}",
-             "|---|---|---|---|"]
+    lines = []
+    if self.width:
+      lines += [f"Width {self.width}: a layer's mean z^2 fluctuates by about sqrt(2/width) = "
+                f"{math.sqrt(2.0 / self.width):.1%} (relative) per layer.", ""]
+    lines += ["| layer | predicted q (mean field) | measured mean z^2 | rel. error |",
+              "|---|---|---|---|"]
     for i, (p, m, r) in enumerate(zip(self.predicted, self.measured, self.rel_error), start=1):
       lines.append(f"| {i} | {p:.4g} | {m:.4g} | {r:+.2%} |")
     return "\n".join(lines)
