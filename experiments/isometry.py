@@ -1,4 +1,4 @@
-"""Dynamical isometry (Pennington et al. 2017): Jacobian singular values at init, and learning speed.
+"""Dynamical isometry (Pennington et al. 2017): Jacobian spectra at init, and learning speed.
 
 At the edge of chaos (chi1 = 1, :func:`jinit.theory.critical_sigma_w2`) the mean
 squared singular value of a deep net's input-output Jacobian J = prod_l D_l W_l stays
@@ -176,7 +176,7 @@ def plot_spectra(spec: dict[str, Any], depths: Sequence[int], path: str) -> None
       ax.hist(np.log10(np.maximum(s, 1e-6)), bins=bins, histtype="step", density=True,
               label=name)
     ax.set_title(f"depth {d}")
-    ax.set_xlabel("log10 singular value of J")
+    ax.set_xlabel("log10 singular value of J (< 1e-6 drawn at -6)", fontsize=8)
   axes[0].set_ylabel("density")
   axes[-1].legend(fontsize=6)
   fig.tight_layout()
@@ -302,10 +302,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       args.train_size = 10000 if q else 20000
     dataset = cli.load_from_args(args)
     steps = args.steps or (600 if q else 2000)
+    every = next(d for d in range(max(steps // 30, 1), 0, -1) if steps % d == 0)
     ls = learning_speed(dataset, depth=args.learn_depth or (32 if q else 64),
                         width=args.learn_width or (64 if q else 128), steps=steps,
-                        eval_every=next(d for d in range(max(steps // 30, 1), 0, -1)
-                                        if steps % d == 0), seeds=args.seeds or (2 if q else 3), lr=args.lr,
+                        eval_every=every, seeds=args.seeds or (2 if q else 3), lr=args.lr,
                         batch_size=args.batch_size, target=args.target)
     ls["dataset"] = {"name": dataset.name, "train_size": len(dataset.y_train)}
     res["learning"] = ls

@@ -310,7 +310,8 @@ def test_edge_of_chaos_in_a_flax_mlp():
 # --------------------------------------------------------------------------- bad input
 
 BAD = [  # (id, call, error type, message fragment)
-    ("sigma_w2-zero", lambda: theory.q_star(jnp.tanh, 0.0, 0.05), ValueError, "sigma_w2 must be > 0"),
+    ("sigma_w2-zero", lambda: theory.q_star(jnp.tanh, 0.0, 0.05), ValueError,
+     "sigma_w2 must be > 0"),
     ("sigma_w2-negative-in-array", lambda: theory.chi1(jnp.tanh, jnp.array([1.0, -1.0]), 0.0),
      ValueError, "sigma_w2 must be > 0"),
     ("sigma_b2-negative", lambda: theory.xi_c(jnp.tanh, 1.5, -0.1), ValueError,

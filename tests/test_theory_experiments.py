@@ -141,7 +141,7 @@ def test_deep_cnn_tiny_run(tmp_path):
 
 def test_deep_cnn_inits_have_the_stated_variances():
   p = {name: deep_cnn.init_cnn(jax.random.key(0), name, depth=2, channels=32, num_classes=10,
-                               sigma_w2=1.5) for name in deep_cnn.INITS}
+                               sigma_w2=1.5, image_side=4) for name in deep_cnn.INITS}
   fan_in = 9 * 32
   # xavier: 2 / (fan_in + fan_out) = 1 / fan_in; he: 2 / fan_in; 9216 samples: allow
   # 6 relative sds of a sample variance (6 sqrt(2 / 9216) = 8.8%).
