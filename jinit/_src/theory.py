@@ -21,7 +21,8 @@ up as NaN.
 References:
   Poole et al. 2016, https://arxiv.org/abs/1606.05340
   Schoenholz et al. 2017, "Deep Information Propagation", https://arxiv.org/abs/1611.01232
-  (equation numbers below are those of arXiv v3).
+  Equation numbers below refer to arXiv:1611.01232 from memory and were not re-checked
+  against the paper when this was written; every docstring also gives the formula.
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ def _check_phi_values(phi: Any) -> None:
   # Infinite or non-finite second moment: non-finite values, or a quadrature that does
   # not converge (a finite E[phi(z)^2] gives the same value with 100 and 200 nodes).
   m_full = gains_lib.second_moment(phi)
-  m_half = gains_lib.second_moment(phi, n=gains_lib._QUAD_NODES // 2)  # pylint: disable=protected-access
+  half = gains_lib._QUAD_NODES // 2  # pylint: disable=protected-access
+  m_half = gains_lib.second_moment(phi, n=half)
   if not (np.isfinite(values).all() and np.isfinite(m_full) and np.isfinite(m_half)) \
       or abs(m_full - m_half) > 0.1 * max(abs(m_full), 1e-30):
     raise ValueError(f"phi has an infinite (or non-finite) second moment E[phi(z)^2] "
@@ -636,7 +638,7 @@ def edge_of_chaos(phi: Activation, sigma_b2, *, distribution: str = "normal",
   return EdgeOfChaos(kernel_init, bias_init)
 
 
-# --------------------------------------------------------------------------- prediction vs measurement
+# --------------------------------------------------------------------------- prediction vs measured
 
 
 def predicted_variances(phi: Activation, sigma_w2, sigma_b2, x, depth: int) -> jax.Array:
