@@ -178,7 +178,15 @@ def run(dataset, *, depth: int, channels: int, steps: int, eval_every: int, batc
                   "steps_to_target": steps_to(accs[i], target, eval_every),
                   "final_train_acc": float(accs[i][-1]),
                   "best_train_acc": float(accs[i].max())}
-  return {"depth": depth, "channels": channels, "steps": steps, "eval_every": eval_every,
+  # Mean-field view of each init (a CNN has the fully connected q* and chi1 with fan_in =
+  # 9 C; xavier's 2 / (fan_in + fan_out) is 1 / fan_in here since in = out channels).
+  mean_field = {name: {"sigma_w2": sw, "sigma_b2": sb,
+                       "chi1": float(theory.chi1(jnp.tanh, sw, sb)),
+                       "xi_c": float(theory.xi_c(jnp.tanh, sw, sb))}
+                for name, sw, sb in (("delta_orthogonal", sigma_w2, SIGMA_B2),
+                                     ("xavier", 1.0, 0.0), ("he", 2.0, 0.0))}
+  return {"mean_field": mean_field,
+          "depth": depth, "channels": channels, "steps": steps, "eval_every": eval_every,
           "batch_size": batch_size, "lr": lr, "target": target, "seed": seed,
           "sigma_w2_critical": sigma_w2, "sigma_b2": SIGMA_B2, "eval_size": n_eval,
           "image_side": int(x.shape[1]), "runs": runs}
