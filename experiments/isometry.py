@@ -131,9 +131,10 @@ def spread_stats(s: np.ndarray) -> dict[str, float]:
   }
 
 
-def spectra(depths: Sequence[int], width: int, nets: int, seed: int) -> dict[str, Any]:
+def spectra(depths: Sequence[int], width: int, nets: int, seed: int,
+            configs: Sequence[str] = CONFIGS) -> dict[str, Any]:
   out = {}
-  for name in CONFIGS:
+  for name in configs:
     cfg = config_params(name)
     out[name] = {"sigma_w2": cfg["sigma_w2"], "sigma_b2": cfg["sigma_b2"],
                  "q_star": cfg["q_star"], "activation": cfg["activation"],
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true",
                  help="width 128, 2 nets per cell; learning: depth 32, 600 steps, 2 seeds")
   p.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
+  p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
+                 help="configurations of the spectra (default: all)")
   p.add_argument("--width", type=int, default=None, help="Jacobian width (default 256)")
   p.add_argument("--nets", type=int, default=None, help="random nets per cell (default 3)")
   p.add_argument("--learn-depth", type=int, default=None, help="default 64 (--quick 32)")
@@ -291,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   prov = provenance("experiments.isometry", argv)
   t0 = time.time()
   print(f"Jacobian spectra at init: width {width}, {nets} nets per cell, depths {args.depths}")
-  spec = spectra(args.depths, width, nets, args.seed)
+  spec = spectra(args.depths, width, nets, args.seed, args.configs)
   spec_table = format_spectra(spec, args.depths)
   print(spec_table)
   res: dict[str, Any] = {"spectra": spec, "depths": args.depths, "width": width, "nets": nets,
@@ -316,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   plot_spectra(spec, args.depths, os.path.join(out_dir, "spectra.png"))
   if "learning" in res:
     plot_learning(res["learning"], os.path.join(out_dir, "learning.png"))
-  tanh = spec["tanh-critical-gaussian"]
+  tanh = config_params("tanh-critical")
   summary = (f"# Dynamical isometry ({'--quick' if q else 'full'} run)\n\n"
              f"{format_provenance(prov)}\n- wall time: {res['seconds']:.0f} s\n\n"
              f"## Jacobian singular values at init\n\nwidth {width}, {nets} random nets per "

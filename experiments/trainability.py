@@ -89,10 +89,19 @@ class Config:
 # --------------------------------------------------------------------------- study
 
 
+CURVE_POINTS = 200  # sigma_w2 points of the 6 xi_c curve drawn on the heat map
+
+
 def theory_curves(sigma_w2: Sequence[float], sigma_b2: float) -> dict[str, Any]:
-  grid = jnp.asarray(sigma_w2, jnp.float32)
+  """xi_c and chi1 on the grid, xi_c on a fine grid for the figure, and the critical sigma_w2."""
+  grid = np.asarray(sigma_w2, np.float64)
+  fine = np.linspace(grid.min(), grid.max(), CURVE_POINTS)
+  # One call (one compiled program) for the grid and the fine curve.
+  xi = np.asarray(theory.xi_c(jnp.tanh, jnp.asarray(np.concatenate([grid, fine]), jnp.float32),
+                              sigma_b2))
   return {
-      "xi_c": np.asarray(theory.xi_c(jnp.tanh, grid, sigma_b2)).tolist(),
+      "xi_c": xi[:len(grid)].tolist(),
+      "xi_c_curve": {"sigma_w2": fine.tolist(), "xi_c": xi[len(grid):].tolist()},
       "chi1": np.asarray(theory.chi1(jnp.tanh, grid, sigma_b2)).tolist(),
       "critical_sigma_w2": float(theory.critical_sigma_w2(jnp.tanh, sigma_b2)),
   }
@@ -132,7 +141,7 @@ def run_study(dataset, config: Config, progress: bool = True) -> dict[str, Any]:
   frac, _, _ = agreement(np.array(accs), config.depths, curves["xi_c"], config.threshold)
   return {
       "sigma_w2": list(config.sigma_w2), "depths": list(config.depths), "train_acc": accs,
-      "xi_c": curves["xi_c"], "agreement": frac,
+      "xi_c": curves["xi_c"], "agreement": frac, "xi_c_curve": curves["xi_c_curve"],
       "six_xi_c": [6.0 * v for v in curves["xi_c"]], "chi1": curves["chi1"],
       "critical_sigma_w2": curves["critical_sigma_w2"], "final_loss": losses,
       "threshold": config.threshold, "sigma_b2": config.sigma_b2,
@@ -185,8 +194,12 @@ def plot(res: dict[str, Any], path: str) -> None:
   mesh = ax.pcolormesh(edges(sig), edges(depths), acc, cmap="viridis", vmin=0.0, vmax=1.0,
                        shading="flat")
   fig.colorbar(mesh, ax=ax, label=f"training accuracy after {res['config']['steps']} SGD steps")
-  fine = np.linspace(sig.min(), sig.max(), 200)
-  xi = np.asarray(theory.xi_c(jnp.tanh, jnp.asarray(fine, jnp.float32), res["sigma_b2"]))
+  if "xi_c_curve" in res:
+    fine = np.asarray(res["xi_c_curve"]["sigma_w2"], float)
+    xi = np.array([np.inf if v is None else v for v in res["xi_c_curve"]["xi_c"]], float)
+  else:  # results written before the curve was stored
+    fine = np.linspace(sig.min(), sig.max(), CURVE_POINTS)
+    xi = np.asarray(theory.xi_c(jnp.tanh, jnp.asarray(fine, jnp.float32), res["sigma_b2"]))
   ax.plot(fine, np.minimum(6.0 * xi, 1e9), "w-", lw=2, label=r"$6\,\xi_c$ (jinit.theory)")
   ax.axvline(res["critical_sigma_w2"], color="w", ls=":", lw=1,
              label=fr"critical $\sigma_w^2$ = {res['critical_sigma_w2']:.3f}")
