@@ -1,0 +1,32 @@
+"""Where a result came from: the command, the UTC date, the machine and the JAX devices."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+
+
+def provenance(module: str, argv: Sequence[str] | None) -> dict[str, str]:
+  """A dict to store next to a result: ``command``, ``date``, ``machine``, ``devices``."""
+  import jax
+
+  args = list(sys.argv[1:] if argv is None else argv)
+  devices = jax.devices()
+  return {
+      "command": " ".join(["python", "-m", module] + [shlex.quote(a) for a in args]),
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+      "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
+                 f"({platform.processor() or 'unknown CPU'})",
+      "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
+      "jax": jax.__version__,
+      # A busy machine makes wall times longer: record how busy it was at the start.
+      "load_average_1min_at_start": f"{os.getloadavg()[0]:.1f}",
+  }
+
+
+def format_provenance(p: dict[str, str]) -> str:
+  return "\n".join(f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in p.items())

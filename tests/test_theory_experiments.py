@@ -1,0 +1,156 @@
+"""Smoke and unit tests of experiments.trainability, .isometry and .deep_cnn on tiny offline data.
+
+They use scikit-learn's 8x8 digits (offline) and tiny grids: they check the pipelines
+(result schema, files, refusal to overwrite, bad flags) and the pieces with a known
+answer (agreement fraction, spectrum statistics, the orthogonal Jacobian), not the
+papers' numbers (those come from the runs in docs/results/).
+"""
+
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import deep_cnn
+from experiments import isometry
+from experiments import trainability
+from experiments.common import mean_field_mlp as mlp
+
+
+@pytest.fixture(autouse=True)
+def _strict_rank_promotion():
+  with jax.numpy_rank_promotion("raise"):
+    yield
+
+
+def test_agreement_counts_matching_cells():
+  acc = np.array([[0.9, 0.9], [0.9, 0.1], [0.1, 0.1]])  # depths x sigmas
+  depths = [6, 30, 120]
+  xi_c = [10.0, 2.0]  # 6 xi_c = 60, 12
+  frac, trainable, predicted = trainability.agreement(acc, depths, xi_c, 0.5)
+  np.testing.assert_array_equal(predicted, [[True, True], [True, False], [False, False]])
+  np.testing.assert_array_equal(trainable, acc >= 0.5)
+  assert frac == 1.0
+  frac, _, _ = trainability.agreement(acc[::-1], depths, xi_c, 0.5)
+  assert frac == pytest.approx(2 / 6)
+
+
+def test_trainability_tiny_run_writes_the_schema(tmp_path):
+  out = str(tmp_path / "tr")
+  argv = ["--dataset", "digits", "--sigma-w2", "1.0", "4.0", "--depths", "3",
+          "--steps", "20", "--width", "16", "--train-size", "200", "--out", out,
+          "--no-progress", "--cache-dir", "", "--check-width", "32"]
+  res = trainability.main(argv)
+  with open(os.path.join(out, "trainability.json")) as f:
+    saved = json.load(f)
+  for key in ("sigma_w2", "depths", "train_acc", "xi_c", "agreement"):
+    assert key in saved
+  assert saved["sigma_w2"] == [1.0, 4.0] and saved["depths"] == [3]
+  assert np.asarray(saved["train_acc"]).shape == (1, 2)  # depth-major
+  assert all(0.0 <= a <= 1.0 for row in saved["train_acc"] for a in row)
+  assert 0.0 <= saved["agreement"] <= 1.0
+  assert saved["agreement"] == res["agreement"]
+  assert saved["provenance"]["command"].startswith("python -m experiments.trainability")
+  assert os.path.getsize(os.path.join(out, "trainability.png")) > 1000
+  assert "Agreement" in open(os.path.join(out, "summary.md")).read()
+  check = saved["variance_check"]
+  assert check["width"] == 32 and len(check["predicted"]) == len(check["measured"]) == 10
+  with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+    trainability.main(argv)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--sigma-w2", "-1.0"], "sigma_w2 must be"),
+    (["--depths", "0"], "depths must be"),
+    (["--threshold", "1.5"], "threshold must be in"),
+])
+def test_trainability_bad_flags(tmp_path, flags, message):
+  with pytest.raises(SystemExit, match=message):
+    trainability.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + flags)
+  assert not os.path.exists(tmp_path / "x" / "trainability.json")
+
+
+def test_mean_field_mlp_init_variances():
+  # sigma_w2 is vmapped: each net's hidden kernels have variance sigma_w2 / width.
+  width, depth = 128, 3
+  params = jax.vmap(lambda s, k: mlp.init_mlp(k, s, 0.05, 64, width, depth, 10))(
+      jnp.array([1.0, 4.0]), jax.random.split(jax.random.key(0), 2))
+  var = np.asarray(jnp.var(params["w_hid"], axis=(1, 2, 3)))
+  n = (depth - 1) * width * width
+  # Sample variance of n normals: relative sd sqrt(2/n) (~0.4% here); allow 6 of them.
+  np.testing.assert_allclose(var * width, [1.0, 4.0], rtol=6 * math.sqrt(2.0 / n))
+  assert params["w_hid"].shape == (2, depth - 1, width, width)
+
+
+def test_spread_stats_of_known_spectra():
+  flat = isometry.spread_stats(np.ones(50))
+  assert flat["std_log_s"] == 0.0 and flat["max_over_min"] == 1.0 and flat["var_s2"] == 0.0
+  assert flat["frac_in_half_to_2"] == 1.0 and flat["frac_zero"] == 0.0
+  s = np.array([0.0, 0.5, 2.0, 8.0])
+  st = isometry.spread_stats(s)
+  assert st["frac_zero"] == 0.25 and math.isinf(st["max_over_min"])
+  assert st["std_log_s"] == pytest.approx(np.std(np.log([0.5, 2.0, 8.0])))
+
+
+def test_orthogonal_linear_net_is_exactly_isometric():
+  cfg = {"phi": lambda x: x, "sigma_w2": 1.0, "sigma_b2": 0.0, "distribution": "orthogonal",
+         "q_star": 1.0}
+  s = isometry.jacobian_singular_values(jax.random.key(0), cfg, 8, 32)
+  np.testing.assert_allclose(s, 1.0, atol=1e-4)
+
+
+def test_isometry_tiny_run(tmp_path):
+  out = str(tmp_path / "iso")
+  res = isometry.main(["--dataset", "digits", "--configs", "tanh-critical-orthogonal",
+                       "relu-he-gaussian", "--depths", "3", "--width", "16", "--nets",
+                       "1", "--learn-depth", "3", "--learn-width", "16", "--steps", "10",
+                       "--seeds", "2", "--train-size", "200", "--target", "0.3", "--out", out,
+                       "--cache-dir", ""])
+  with open(os.path.join(out, "isometry.json")) as f:
+    saved = json.load(f)
+  assert set(saved["spectra"]) == {"tanh-critical-orthogonal", "relu-he-gaussian"}
+  for entry in saved["spectra"].values():
+    assert set(entry["by_depth"]) == {"3"}
+    assert len(entry["by_depth"]["3"]["singular_values"]) == 16
+  assert res["spectra"]["tanh-critical-orthogonal"]["sigma_w2"] == pytest.approx(1.086,
+                                                                                 rel=0.01)
+  for run in saved["learning"]["runs"].values():
+    assert np.asarray(run["curve"]).shape == (2, 10)
+  for name in ("spectra.png", "learning.png", "summary.md"):
+    assert os.path.exists(os.path.join(out, name))
+
+
+def test_deep_cnn_tiny_run(tmp_path):
+  out = str(tmp_path / "cnn")
+  res = deep_cnn.main(["--dataset", "digits", "--depth", "3", "--channels", "4", "--steps",
+                       "4", "--eval-every", "2", "--train-size", "100", "--out", out,
+                       "--cache-dir", ""])
+  with open(os.path.join(out, "deep_cnn.json")) as f:
+    saved = json.load(f)
+  assert set(saved["runs"]) == set(deep_cnn.INITS)
+  for run in saved["runs"].values():
+    assert len(run["train_acc"]) == 2 and all(np.isfinite(run["train_loss"]))
+  assert res["image_side"] == 4  # 8x8 digits pooled 2x2
+  with pytest.raises(SystemExit, match="eval-every must divide steps"):
+    deep_cnn.main(["--dataset", "digits", "--steps", "5", "--eval-every", "2",
+                   "--out", str(tmp_path / "bad")])
+
+
+def test_deep_cnn_inits_have_the_stated_variances():
+  p = {name: deep_cnn.init_cnn(jax.random.key(0), name, depth=2, channels=32, num_classes=10,
+                               sigma_w2=1.5, image_side=4) for name in deep_cnn.INITS}
+  fan_in = 9 * 32
+  # xavier: 2 / (fan_in + fan_out) = 1 / fan_in; he: 2 / fan_in; 9216 samples: allow
+  # 6 relative sds of a sample variance (6 sqrt(2 / 9216) = 8.8%).
+  tol = 6 * math.sqrt(2.0 / p["xavier"]["w_hid"].size)
+  assert float(jnp.var(p["xavier"]["w_hid"])) * fan_in == pytest.approx(1.0, rel=tol)
+  assert float(jnp.var(p["he"]["w_hid"])) * fan_in == pytest.approx(2.0, rel=tol)
+  w = np.asarray(p["delta_orthogonal"]["w_hid"])
+  center = w[:, 1, 1]  # (layers, in, out): orthogonal times sqrt(sigma_w2)
+  for m in center:
+    np.testing.assert_allclose(m.T @ m, 1.5 * np.eye(32), atol=1e-4)
+  assert np.count_nonzero(w) == np.count_nonzero(center)
