@@ -223,14 +223,15 @@ def format_table(rows: Sequence[dict[str, Any]], epochs: int) -> str:
     esc = [e for e in r["escape_epochs"] if e is not None]
     median = r["escape_epoch_median"]
     div = r.get("diverged_epochs", [])
+    span = f" [{min(esc)}-{max(esc)}]" if esc else ""
     if median is not None:
       median = _fmt(median, "g")
     elif div and len(div) * 2 >= r["seeds"]:  # most seeds stopped on a non-finite loss
-      median = _diverged_text(div)
+      median = f"{_diverged_text(div)} ({len(div)} of {r['seeds']})"
+      span = f"; {len(esc)} escaped{span}" if esc else ""
       div = []
     else:
       median = f"never (>{epochs})"
-    span = f" [{min(esc)}-{max(esc)}]" if esc else ""
     never = f", {r['never_escaped']} never" if r["never_escaped"] and esc else ""
     if div:
       never += f", {len(div)} {_diverged_text(div)}"
