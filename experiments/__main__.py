@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       dataset, specs, config, part, mesh=mesh, progress=not args.no_progress,
       title=f"sigmoid MLP 5 x 50, {dataset.name}: default vs Xavier, {args.seeds} seeds",
       resume=resume and os.path.isdir(os.path.join(part, study.CHECKPOINTS)),
-      command=parser.prog)
+      command=parser.prog, resume_dir=out)
   print(f"\n=== Done: {out} ===")
   study.finish(story["sigmoid_mnist"], part)
   return story

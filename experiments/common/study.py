@@ -227,13 +227,15 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
               config: train_lib.TrainConfig, out_dir: str, *, mesh=None, post_init=None,
               log=print, log_every: int = 10, progress: bool = True,
               title: str | None = None, resume: bool = False,
-              checkpoints: bool = True, command: str | None = None) -> dict:
+              checkpoints: bool = True, command: str | None = None,
+              resume_dir: str | None = None) -> dict:
   """Trains ``specs`` in one compiled run and writes history.json, metrics.png, summary.md.
 
   history.json is rewritten (atomically) after every epoch and a checkpoint saved,
   so an interrupted or killed study keeps its results and can be resumed
   (``resume=True`` continues from ``<out_dir>/checkpoints``). Ctrl-C writes the
-  summary and figure of the epochs done, prints how to resume and exits 130.
+  summary and figure of the epochs done, prints how to resume (``command --resume
+  resume_dir``, default ``out_dir``) and exits 130.
 
   Returns:
     The history dict (with "summary").
@@ -266,7 +268,7 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     done = partial.epochs_done if partial is not None else 0
     how = command or "python -m experiments.<name>"
     sys.stderr.write(f"\nInterrupted after epoch {done}; summary of the epochs done in "
-                     f"{out_dir}; resume with: {how} --resume {out_dir}\n")
+                     f"{out_dir}; resume with: {how} --resume {resume_dir or out_dir}\n")
     raise SystemExit(130) from None
   finally:
     if checkpointer is not None:
