@@ -151,6 +151,9 @@ def check_batch_size(args, batch_size: int, parser: argparse.ArgumentParser | st
                      flag: str = "--batch-size") -> None:
   """Exits (code 2) if ``batch_size`` exceeds the dataset's training examples."""
   n = TRAIN_SIZES.get(args.dataset)
+  repeat = getattr(args, "digits_repeat", None)  # digits repeated N times per epoch
+  if n is not None and args.dataset == "digits" and repeat:
+    n *= repeat if isinstance(repeat, int) else max(1, TRAIN_SIZES["mnist"] // n)
   if getattr(args, "train_size", None):
     n = min(n, args.train_size) if n else args.train_size
   if n is not None and batch_size > n:
@@ -220,8 +223,14 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
 
 
 def out_dir_from_args(args, name: str) -> str:
-  """The checked results folder (see :func:`check_out`); kept for existing experiments."""
-  return check_out(args, name, f"python -m experiments.{name}")
+  """The checked results folder (see :func:`check_out`) of an experiment that cannot resume.
+
+  Exits (one line, code 2) on ``--resume``: only the study pipeline resumes.
+  """
+  prog = f"python -m experiments.{name}"
+  if getattr(args, "resume", None):
+    fail(prog, f"--resume: {prog} cannot resume a run; start it again with a new --out")
+  return check_out(args, name, prog)
 
 
 def load_from_args(args) -> data_lib.Dataset:
