@@ -18,7 +18,9 @@ engine (``train``), the study pipeline (``study``), flags (``cli``), result writ
 Devices: run as ``python -m experiments[.<name>]``, this package gives the CPU one XLA
 device per core (before jax is imported), so a study's runs are sharded over every
 core. A device count already in ``XLA_FLAGS`` is left alone; so is a process that
-imported jax first.
+imported jax first. Compiled programs are kept in ``results/cache/jax`` (jax's
+persistent compilation cache; ``JAX_COMPILATION_CACHE_DIR`` overrides), so a second
+run skips most compilation.
 """
 
 import os as _os
@@ -43,5 +45,14 @@ def use_host_devices(count: int | None = None) -> bool:
   return True
 
 
+def use_compilation_cache(directory: str = _os.path.join("results", "cache", "jax")) -> None:
+  """Keeps compiled programs in ``directory`` (jax's persistent cache) for the next run.
+
+  An existing ``JAX_COMPILATION_CACHE_DIR`` wins.
+  """
+  _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", directory)
+
+
 if _sys.argv[:1] == ["-m"]:  # `python -m experiments...`: the entry point, before jax
   use_host_devices()
+  use_compilation_cache()

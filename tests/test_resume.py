@@ -13,6 +13,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -27,9 +28,14 @@ ARGS = ["--dataset", "digits", "--init", "xavier_uniform,torch_linear_default", 
         "--devices", "1", "--log-every", "1000", "--no-progress"]
 
 
+_JAX_CACHE = tempfile.mkdtemp(prefix="jinit-test-jax-cache-")  # shared by this module's runs
+
+
 def _env():
-  return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
-      [str(ROOT)] + ([os.environ["PYTHONPATH"]] if "PYTHONPATH" in os.environ else [])))
+  return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+              PYTHONPATH=os.pathsep.join(
+                  [str(ROOT)] + ([os.environ["PYTHONPATH"]] if "PYTHONPATH" in os.environ
+                                 else [])))
 
 
 def _command(*argv):
