@@ -375,6 +375,13 @@ _DP_SCRIPT = textwrap.dedent(r"""
         "runs": [{k: getattr(h, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc",
                                              "test_loss", "test_acc")} for h in r.runs],
         "params": [np.asarray(p).tolist() for p in jax.tree.leaves(r.params)]}
+  # The run-sharded epoch program: runs are independent, so no device talks to another.
+  import re
+  prep = train.prepare(ds, specs3, cfg2, mesh=train.engine_mesh(8))
+  hlo = train.compile_programs(prep).epoch_fn.as_text()
+  out["run_sharded_collectives"] = sorted(set(re.findall(
+      r"all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter", hlo)))
+  out["run_sharded_param_spec"] = str(jax.tree.leaves(prep.params)[0].sharding.spec)
   errors = {}
   for label, fn in [("make_mesh", lambda: train.engine_mesh(16)),
                     ("cli", lambda: cli.mesh_from_args(argparse.Namespace(devices=16)))]:
@@ -427,6 +434,9 @@ def test_run_sharding_gives_the_same_numbers(data_parallel):
         np.testing.assert_allclose(r2[k], r1[k], rtol=0, atol=1e-6, err_msg=f"{label} {k}")
     for p1, p2 in zip(one["params"], got["params"], strict=True):
       np.testing.assert_allclose(np.asarray(p2), np.asarray(p1), rtol=0, atol=1e-6)
+  # Each device holds its own runs, and the compiled epoch has no collective at all.
+  assert data_parallel["run_sharded_param_spec"] == str(P("runs"))
+  assert data_parallel["run_sharded_collectives"] == []
 
 
 def test_data_parallel_too_many_devices(data_parallel):

@@ -185,6 +185,10 @@ def plan_from_args(parser: argparse.ArgumentParser, args, name: str, *,
   cli.check_batch_size(args, config.batch_size, parser)
   out_dir = cli.check_out(args, name, parser)
   mesh = cli.mesh_from_args(args, parser)
+  n_data = 1 if mesh is None else int(mesh.shape.get(train_lib.DATA_AXIS, 1))
+  if config.batch_size % n_data:
+    cli.fail(parser, f"--batch-size {config.batch_size} must be divisible by the {n_data} "
+                     "devices of --parallel data")
   return Plan(list(specs), config, mesh, out_dir, bool(getattr(args, "resume", None)), inits)
 
 
