@@ -139,3 +139,19 @@ def test_all_diverged_study_exits_nonzero(tmp_path, capsys):
   history = json.loads((out / "history.json").read_text())
   assert [r["diverged_epoch"] for r in history["runs"]] == [1, 1]
   assert np.all([r["train_loss"] == [] for r in history["runs"]])
+
+
+def test_overwrite_replaces_a_previous_run_and_nothing_else(tmp_path, capsys):
+  from experiments import fans
+
+  out = tmp_path / "fans"
+  fans.main(["--out", str(out)])
+  (out / "stale.txt").write_text("from the old run")
+  first = json.loads((out / "fans.json").read_text())
+  assert "not empty" in _usage_error(capsys, ["--out", str(out)], main=fans.main)
+  assert (out / "stale.txt").exists()  # refused: nothing touched
+  fans.main(["--out", str(out), "--overwrite", "--seed", "1"])
+  assert not (out / "stale.txt").exists()  # the old run is gone, not mixed with the new one
+  assert json.loads((out / "fans.json").read_text())["seed"] == 1 != first["seed"]
+  assert json.loads((out / cli.RUN_FILE).read_text())["argv"] == ["--out", str(out), "--seed",
+                                                                  "1"]
