@@ -155,3 +155,20 @@ def test_overwrite_replaces_a_previous_run_and_nothing_else(tmp_path, capsys):
   assert json.loads((out / "fans.json").read_text())["seed"] == 1 != first["seed"]
   assert json.loads((out / cli.RUN_FILE).read_text())["argv"] == ["--out", str(out), "--seed",
                                                                   "1"]
+
+
+def test_common_args_leave_an_experiments_own_flags_alone(tmp_path):
+  """Experiments that define --overwrite themselves (and use out_dir_from_args) still work."""
+  import argparse
+
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--overwrite", action="store_true", help="replace my results file")
+  cli.add_common_args(parser)  # no "conflicting option string" error
+  out = tmp_path / "mine"
+  out.mkdir()
+  (out / "mine.json").write_text("{}")
+  args = parser.parse_args(["--out", str(out), "--overwrite"])
+  assert cli.out_dir_from_args(args, "mine") == str(out)  # its --overwrite decides
+  with pytest.raises(SystemExit) as e:
+    cli.out_dir_from_args(parser.parse_args(["--out", str(out)]), "mine")
+  assert e.value.code == 2

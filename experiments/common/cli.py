@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import shutil
 import sys
@@ -87,20 +88,26 @@ def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> 
   parser.add_argument("--download", action="store_true",
                       help="let TFDS download and prepare MNIST if missing (needs network "
                            "and TensorFlow: pip install 'jinit[prepare]')")
-  parser.add_argument("--devices", type=positive_int, default=None,
+  add = functools.partial(_add_once, parser)  # an experiment may define some of these itself
+  add("--devices", type=positive_int, default=None,
                       help="use this many devices (default: all; on CPU the experiments use "
                            "one device per core unless XLA_FLAGS sets a device count)")
-  parser.add_argument("--parallel", default="runs", choices=("runs", "data"),
-                      help="runs: shard the runs over the devices (default); data: shard each "
-                           "batch (data parallelism, for one big run)")
-  parser.add_argument("--out", default=None,
-                      help="results folder (default: results/<experiment>-<UTC time>); an "
-                           "existing non-empty folder is refused")
-  parser.add_argument("--resume", default=None, metavar="DIR",
-                      help="continue the study saved in DIR from its last finished epoch, "
-                           "with the flags it was started with")
-  parser.add_argument("--overwrite", action="store_true",
-                      help="replace an existing results folder given as --out")
+  add("--parallel", default="runs", choices=("runs", "data"),
+      help="runs: shard the runs over the devices (default); data: shard each batch (data "
+           "parallelism, for one big run)")
+  add("--out", default=None,
+      help="results folder (default: results/<experiment>-<UTC time>); an existing non-empty "
+           "folder is refused")
+  add("--resume", default=None, metavar="DIR",
+      help="continue the study saved in DIR from its last finished epoch, with the flags it "
+           "was started with")
+  add("--overwrite", action="store_true",
+      help="replace an existing results folder given as --out")
+
+
+def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+  if flag not in parser._option_string_actions:  # pylint: disable=protected-access
+    parser.add_argument(flag, **kwargs)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Namespace:
@@ -165,11 +172,14 @@ def _default_out(name: str) -> str:
   return os.path.join("results", f"{name}-{stamp}")
 
 
-def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments") -> str:
+def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments",
+              *, guard_overwrite: bool = True) -> str:
   """The results folder ``--out`` names (or the default), checked; nothing is created.
 
   Exits (one line, code 2) when it is a file, lies under a file, cannot be created
   or written, or is an existing non-empty folder without ``--resume``/``--overwrite``.
+  With ``guard_overwrite``, ``--overwrite`` is refused for a folder without ``run.json``
+  (:func:`start_out` empties the folder, so it must hold a run, not a user's files).
   """
   checked = getattr(args, "_out_checked", None)
   if checked:
@@ -184,7 +194,7 @@ def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
       if not getattr(args, "overwrite", False):
         fail(parser, f"{flag}: folder exists and is not empty (pass --resume {path} to "
                      "continue it, or --overwrite to replace it)")
-      if not os.path.isfile(os.path.join(path, RUN_FILE)):
+      if guard_overwrite and not os.path.isfile(os.path.join(path, RUN_FILE)):
         fail(parser, f"{flag}: --overwrite refuses to delete a folder that holds no run "
                      f"({RUN_FILE} missing)")
     if not os.access(path, os.W_OK | os.X_OK):
@@ -225,12 +235,13 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
 def out_dir_from_args(args, name: str) -> str:
   """The checked results folder (see :func:`check_out`) of an experiment that cannot resume.
 
-  Exits (one line, code 2) on ``--resume``: only the study pipeline resumes.
+  Exits (one line, code 2) on ``--resume``: only the study pipeline resumes. With
+  ``--overwrite`` the experiment itself decides what it replaces (nothing is deleted).
   """
   prog = f"python -m experiments.{name}"
   if getattr(args, "resume", None):
     fail(prog, f"--resume: {prog} cannot resume a run; start it again with a new --out")
-  return check_out(args, name, prog)
+  return check_out(args, name, prog, guard_overwrite=False)
 
 
 def load_from_args(args) -> data_lib.Dataset:
