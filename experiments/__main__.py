@@ -78,4 +78,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -110,6 +110,19 @@ def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     parser.add_argument(flag, **kwargs)
 
 
+def entry(main) -> None:
+  """Runs ``main()`` as a program: Ctrl-C outside a study's epochs exits 130, no traceback.
+
+  (Inside the epochs, :func:`experiments.common.study.run_study` first writes the
+  summary of the epochs done and says how to resume.)
+  """
+  try:
+    main()
+  except KeyboardInterrupt:
+    sys.stderr.write("\nInterrupted\n")
+    raise SystemExit(130) from None
+
+
 def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Namespace:
   """``parser.parse_args(argv)``; with ``--resume DIR``, the flags saved in ``DIR/run.json``.
 
