@@ -9,8 +9,9 @@
   init (applied before stacking), seed, initial weights and shuffling order. A run
   trained alone gives the same numbers as inside a batch of runs.
 * Devices: a mesh with a ``"runs"`` axis shards the run axis (runs are independent:
-  no communication; the run count is padded to a multiple of the axis with copies
-  of the last run, which are dropped from every output). A mesh with a ``"data"``
+  no communication; with fewer runs than devices each run gets its own device,
+  otherwise the run count is padded to a multiple of the axis with copies of the
+  last run, which are dropped from every output). A mesh with a ``"data"``
   axis shards every batch along its example axis, parameters replicated (XLA adds
   the gradient all-reduce): data parallelism for one big run. :func:`engine_mesh`
   builds either with :func:`jinit.sharding.make_mesh`.
@@ -196,6 +197,17 @@ def engine_mesh(devices: int | None = None, parallel: str = RUNS_AXIS) -> Mesh |
 
 def _axis(mesh: Mesh | None, name: str) -> int:
   return 1 if mesh is None else int(mesh.shape.get(name, 1))
+
+
+def _fit_runs(mesh: Mesh | None, runs: int) -> Mesh | None:
+  """Fewer runs than devices on a runs-only mesh: one run per device, on the first ones."""
+  if mesh is None or tuple(mesh.axis_names) != (RUNS_AXIS,) or mesh.devices.size <= runs:
+    return mesh
+  if runs == 1:
+    return None
+  from jinit import sharding as js
+
+  return js.make_mesh(runs, (RUNS_AXIS,), devices=list(mesh.devices.flat))
 
 
 def _check_mesh(mesh):
@@ -457,6 +469,7 @@ def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   if not isinstance(config, TrainConfig):
     raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
   _check_mesh(mesh)
+  mesh = _fit_runs(mesh, len(specs))
   n_data, n_run_dev = _axis(mesh, DATA_AXIS), _axis(mesh, RUNS_AXIS)
   if config.batch_size % n_data:
     raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
@@ -704,6 +717,7 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   prep = prepare(dataset, specs, config, post_init=post_init, mesh=mesh, skip_post_init=resume)
   comp = compile_programs(prep)
   histories = [RunHistory(s.label, s.bias_label, s.seed) for s in prep.specs]
+  mesh = prep.mesh  # as fitted to the number of runs
   result = TrainResult(config, dataset.name, dataset.sizes(), histories, [], comp.seconds,
                        prep.init_seconds, 1 if mesh is None else int(mesh.devices.size),
                        _take_runs(prep.params, prep.runs) if prep.n_pad else prep.params,
