@@ -31,11 +31,10 @@ Targets: jinit within 1.1x of jax.nn.initializers, not slower than torch.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import tempfile
+import sys
 import time
 
 import jax
@@ -242,12 +241,11 @@ def _summary(rows):
 
 
 def _write_json(path, payload):
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=1)
-  os.replace(tmp, path)
+  """Atomically, through the experiments' one writer (temporary file + os.replace)."""
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from experiments.common import results
+
+  results.write_json(path, payload)
 
 
 def main(argv=None):

@@ -1,14 +1,16 @@
 """The course page's whole story, in sequence: symmetry, fans, the sigmoid MLP on MNIST.
 
-  python -m experiments --data-dir ~/tensorflow_datasets          # MNIST, 8 seeds
-  python -m experiments --dataset digits                          # offline, quick
+  python -m experiments                                  # MNIST, 8 seeds
+  python -m experiments --dataset digits                 # offline, quick
+  python -m experiments --resume results/story-<time>    # continue after a kill
 
-Each part writes to ``<out>/<part>/`` (default ``results/story-<UTC time>``).
+Each part writes to ``<out>/<part>/`` (default ``results/story-<UTC time>``). Every
+flag is checked before part 1; with ``--resume`` the finished parts are kept and the
+MNIST study continues from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
@@ -16,34 +18,64 @@ from experiments import fans
 from experiments import sigmoid_mnist
 from experiments import symmetry
 from experiments.common import cli
+from experiments.common import results
+from experiments.common import study
+
+NAME = "story"
+
+
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
+  p.add_argument("--seeds", type=cli.positive_int, default=8,
+                 help="seeds per init in the MNIST study. Default: %(default)s")
+  p.add_argument("--epochs", type=cli.positive_int, default=30,
+                 help="epochs of the MNIST study. Default: %(default)s")
+  p.add_argument("--symmetry-epochs", type=cli.positive_int, default=3)
+  p.add_argument("--no-progress", action="store_true")
+  cli.add_common_args(p)
+  return p
+
+
+def _done(path: str, name: str):
+  """A finished part's JSON (resume keeps it), else None."""
+  file = os.path.join(path, name)
+  return results.read_json(file) if os.path.isfile(file) else None
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
-  p.add_argument("--seeds", type=int, default=8, help="seeds per init in the MNIST study")
-  p.add_argument("--epochs", type=int, default=30, help="epochs of the MNIST study")
-  p.add_argument("--symmetry-epochs", type=int, default=3)
-  p.add_argument("--no-progress", action="store_true")
-  cli.add_common_args(p)
-  args = p.parse_args(argv)
-  mesh = cli.mesh_from_args(args)
-  out = cli.out_dir_from_args(args, "story")
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
+  # Every check of every part, before part 1.
+  specs = study.make_specs(sigmoid_mnist.DEFAULT_INITS, args.seeds)
+  config = sigmoid_mnist.study.train_lib.TrainConfig(epochs=args.epochs)
+  try:
+    study.dry_run(specs, config.activation)
+  except ValueError as e:
+    cli.fail(parser, str(e))
+  cli.check_batch_size(args, max(config.batch_size, symmetry.BATCH_SIZE), parser)
+  cli.check_out(args, NAME, parser)
+  mesh = cli.mesh_from_args(args, parser)
   dataset = cli.load_from_args(args)
+  out = cli.start_out(args, NAME, parser)
+  resume = bool(args.resume)
   print(f"=== The story, results in {out} ===\n\n=== 1. Symmetry ===")
-  story = {"symmetry": symmetry.run(dataset, os.path.join(out, "symmetry"),
-                                    epochs=args.symmetry_epochs, mesh=mesh)}
+  part = os.path.join(out, "symmetry")
+  story = {"symmetry": resume and _done(part, "symmetry.json") or symmetry.run(
+      dataset, part, epochs=args.symmetry_epochs, mesh=mesh)}
   print("\n=== 2. Fans ===")
-  story["fans"] = fans.run(os.path.join(out, "fans"))
+  part = os.path.join(out, "fans")
+  story["fans"] = resume and _done(part, "fans.json") or fans.run(part)
   print(f"\n=== 3. The deep sigmoid MLP: default init vs Xavier, {args.seeds} seeds ===")
-  config = sigmoid_mnist.train_lib.TrainConfig(epochs=args.epochs)
-  specs = sigmoid_mnist.make_specs(sigmoid_mnist.DEFAULT_INITS, args.seeds)
-  story["sigmoid_mnist"] = sigmoid_mnist.run_study(
-      dataset, specs, config, os.path.join(out, "sigmoid_mnist"), mesh=mesh,
-      progress=not args.no_progress,
-      title=f"sigmoid MLP 5 x 50, {dataset.name}: default vs Xavier, {args.seeds} seeds")
+  part = os.path.join(out, "sigmoid_mnist")
+  story["sigmoid_mnist"] = study.run_study(
+      dataset, specs, config, part, mesh=mesh, progress=not args.no_progress,
+      title=f"sigmoid MLP 5 x 50, {dataset.name}: default vs Xavier, {args.seeds} seeds",
+      resume=resume and os.path.isdir(os.path.join(part, study.CHECKPOINTS)),
+      command=parser.prog, resume_dir=out)
   print(f"\n=== Done: {out} ===")
+  study.finish(story["sigmoid_mnist"], part)
   return story
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

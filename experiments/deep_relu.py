@@ -24,21 +24,21 @@ Reference: K. He et al., "Delving Deep into Rectifiers", ICCV 2015, Fig. 3.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from experiments import sigmoid_mnist
 from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import models
 from experiments.common import results
+from experiments.common import study
 from experiments.common import train as train_lib
 from jinit import diagnostics
 
+NAME = "deep_relu"
 INITS = ("xavier_uniform", "kaiming_normal:nonlinearity=relu")
 DEPTH = 30
 
@@ -87,50 +87,34 @@ def format_signal(signal: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.deep_relu",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--init", action="append", default=None, metavar="NAME[:k=v...]",
-                 help=f"kernel inits (repeatable). Default: {', '.join(INITS)}")
-  p.add_argument("--seeds", type=int, default=3, help="seeds per init. Default: %(default)s")
-  p.add_argument("--epochs", type=int, default=5)
-  p.add_argument("--lr", type=float, default=0.0005,
-                 help="SGD step on the loss summed over the batch. Default: %(default)s")
-  p.add_argument("--batch-size", type=int, default=64)
-  p.add_argument("--hidden", type=int, default=128, help="width. Default: %(default)s")
-  p.add_argument("--depth", type=int, default=DEPTH, help="hidden layers. Default: %(default)s")
-  p.add_argument("--train-size", type=int, default=None,
-                 help="use only the first N training examples (default: all)")
-  p.add_argument("--log-every", type=int, default=1)
-  p.add_argument("--no-progress", action="store_true")
-  cli.add_common_args(p)
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0])
+  study.add_args(p, inits=INITS, seeds=3, epochs=5, bias_init="zeros", activation="relu",
+                 hidden=128, depth=DEPTH, lr=0.0005, batch_size=64)
+  p.set_defaults(log_every=1)
   return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  args = build_parser().parse_args(argv)
-  inits = sigmoid_mnist.parse_inits(args.init or list(INITS))
-  specs = sigmoid_mnist.make_specs(inits, args.seeds, 0, "zeros")
-  config = train_lib.TrainConfig(activation="relu", hidden=args.hidden, depth=args.depth,
-                                 lr=args.lr, batch_size=args.batch_size, epochs=args.epochs)
-  mesh = cli.mesh_from_args(args)
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
+  plan = study.plan_from_args(parser, args, NAME, default_inits=INITS)
   dataset = cli.load_from_args(args)
-  out_dir = cli.out_dir_from_args(args, "deep_relu")
-  os.makedirs(out_dir, exist_ok=True)
-  signal = signal_at_init(dataset, specs, config)
+  out_dir = cli.start_out(args, NAME, parser)
+  signal = signal_at_init(dataset, plan.specs, plan.config)
   results.write_json(os.path.join(out_dir, "signal_at_init.json"), signal)
   print(f"Signal at initialization ({args.depth} x {args.hidden} ReLU MLP, zero biases, "
         "256 training examples):")
   print(format_signal(signal))
-  title = (f"{args.depth}-layer ReLU MLP (width {args.hidden}), {dataset.name}, SGD lr {args.lr} "
-           f"(summed loss), batch {args.batch_size}: He et al. Fig. 3")
-  history = sigmoid_mnist.run_study(dataset, specs, config, out_dir, mesh=mesh,
-                                    log_every=args.log_every,
-                                    progress=not args.no_progress, title=title)
+  title = (f"{args.depth}-layer {args.activation} MLP (width {args.hidden}), {dataset.name}, "
+           f"SGD lr {args.lr} (summed loss), batch {args.batch_size}: He et al. Fig. 3")
+  history = study.run_study(dataset, plan.specs, plan.config, out_dir, mesh=plan.mesh,
+                            log_every=args.log_every, progress=not args.no_progress,
+                            title=title, resume=plan.resume, command=parser.prog)
   history["signal_at_init"] = signal
   results.write_json(os.path.join(out_dir, "history.json"), history)
-  return history
+  return study.finish(history, out_dir)
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -18,7 +18,6 @@ He et al. 2015, https://arxiv.org/abs/1502.01852
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 import os
@@ -29,6 +28,7 @@ import jax
 import numpy as np
 
 import jinit
+from experiments.common import cli
 from experiments.common import results
 
 LAYERS = ((2, 3), (3, 2))  # the page's 2-3-2 network, (in, out) per layer
@@ -93,11 +93,7 @@ def run(out_dir: str, seed: int = 0, log=print) -> dict[str, Any]:
 
 
 def _plot(sample: np.ndarray, bound: float, rows, path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
   axes[0].hist(sample.ravel(), bins=60, density=True, color="C0", alpha=0.7)
   for b in (-bound, bound):
@@ -112,15 +108,14 @@ def _plot(sample: np.ndarray, bound: float, rows, path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  p = argparse.ArgumentParser(prog="python -m experiments.fans", description=__doc__.split(
-      "\n")[0])
-  p.add_argument("--seed", type=int, default=0)
+  p = cli.ArgumentParser(prog="python -m experiments.fans", description=__doc__.split("\n")[0])
+  p.add_argument("--seed", type=cli.nonneg_int, default=0)
   p.add_argument("--out", default=None, help="results folder (default: results/fans-<UTC time>)")
-  args = p.parse_args(argv)
-  out = args.out or os.path.join("results", "fans-" + datetime.datetime.now(
-      datetime.timezone.utc).strftime("%Y%m%d-%H%M%S"))
-  return run(out, args.seed)
+  p.add_argument("--overwrite", action="store_true",
+                 help="replace an existing results folder given as --out")
+  args = cli.parse_args(p, argv, "fans")
+  return run(cli.start_out(args, "fans", p), args.seed)
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -27,20 +27,19 @@ Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 
-from experiments import sigmoid_mnist
 from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import models
 from experiments.common import results
+from experiments.common import study
 from experiments.common import train as train_lib
 from jinit import lsuv as lsuv_lib
 
+NAME = "lsuv"
 LSUV_LABEL = "lsuv"
 # The engine's jinit init of the LSUV runs; LSUV replaces every kernel by an orthonormal one
 # (with the run's post_init key), so this only has to be cheap (no QR in the vmapped init).
@@ -78,23 +77,45 @@ def lsuv_hook(config: train_lib.TrainConfig, num_classes: int, sink: list):
   return post_init
 
 
-def run(dataset: data_lib.Dataset, name: str, study: Study, seeds: int, out_dir: str,
-        log=print, progress: bool = True) -> dict:
-  """Trains LSUV runs and baseline runs of one study; writes and returns the merged history."""
+def run(dataset: data_lib.Dataset, name: str, study_def: Study, seeds: int, out_dir: str,
+        log=print, progress: bool = True, mesh=None, resume: bool = False) -> dict:
+  """Trains LSUV runs and baseline runs of one study; writes and returns the merged history.
+
+  Each of the two programs checkpoints after every epoch (``checkpoints_lsuv/``,
+  ``checkpoints_baselines/``), so ``resume=True`` continues both.
+  """
   os.makedirs(out_dir, exist_ok=True)
-  cfg = study.config
+  cfg = study_def.config
   log(f"\n== {name}: {cfg.depth} x {cfg.hidden} {cfg.activation} MLP, SGD lr {cfg.lr} (summed "
       f"loss), batch {cfg.batch_size}, {cfg.epochs} epochs, {seeds} seeds; results in {out_dir}")
   info: list = []
-  lsuv_specs = sigmoid_mnist.make_specs([LSUV_BASE], seeds, 0, "zeros")
+  every = max(1, cfg.epochs // 5)
+  lsuv_specs = study.make_specs([LSUV_BASE], seeds, 0, "zeros")
   log(f"-- LSUV ({seeds} runs; post_init on {cfg.init_batch_size} training examples)")
-  lsuv_result = train_lib.train(dataset, lsuv_specs, cfg,
-                                post_init=lsuv_hook(cfg, dataset.num_classes, info), log=log,
-                                log_every=max(1, cfg.epochs // 5), progress=progress)
-  base_specs = sigmoid_mnist.make_specs(list(study.baselines), seeds, 0, study.bias_init)
-  log(f"-- baselines: {', '.join(study.baselines)}")
-  base_result = train_lib.train(dataset, base_specs, cfg, log=log,
-                                log_every=max(1, cfg.epochs // 5), progress=progress)
+  info_path = os.path.join(out_dir, "lsuv.json")
+
+  def save_info(result):  # LSUV's record, once, before the first epoch
+    if result.epochs_done == 0 and info:
+      results.write_json(info_path, {"per_run_layers": info})
+
+  ckpt = train_lib.Checkpointer(os.path.join(out_dir, "checkpoints_lsuv"))
+  try:
+    lsuv_result = train_lib.train(dataset, lsuv_specs, cfg,
+                                  post_init=lsuv_hook(cfg, dataset.num_classes, info), log=log,
+                                  log_every=every, progress=progress, mesh=mesh,
+                                  checkpointer=ckpt, resume=resume, on_epoch=save_info)
+  finally:
+    ckpt.close()
+  if not info and os.path.exists(info_path):  # resumed: LSUV ran before the interruption
+    info = results.read_json(info_path)["per_run_layers"]
+  base_specs = study.make_specs(list(study_def.baselines), seeds, 0, study_def.bias_init)
+  log(f"-- baselines: {', '.join(study_def.baselines)}")
+  ckpt = train_lib.Checkpointer(os.path.join(out_dir, "checkpoints_baselines"))
+  try:
+    base_result = train_lib.train(dataset, base_specs, cfg, log=log, log_every=every,
+                                  progress=progress, mesh=mesh, checkpointer=ckpt, resume=resume)
+  finally:
+    ckpt.close()
   history = base_result.to_json()
   lsuv_history = lsuv_result.to_json()
   for r in lsuv_history["runs"]:
@@ -104,33 +125,29 @@ def run(dataset: data_lib.Dataset, name: str, study: Study, seeds: int, out_dir:
                      "epoch_seconds": lsuv_history["epoch_seconds"],
                      "compile_seconds": lsuv_history["compile_seconds"],
                      "init_seconds": lsuv_history["init_seconds"]}
-  rows = results.summary_rows(history, dataset.num_classes)
-  history["summary"] = rows
-  results.write_json(os.path.join(out_dir, "history.json"), history)
   title = f"{name}: LSUV vs baselines ({cfg.depth} x {cfg.hidden} {cfg.activation}, {dataset.name})"
-  results.plot_history(history, os.path.join(out_dir, "metrics.png"), title=title)
-  table = results.format_table(rows, cfg.epochs)
   iters = [sum(l["iterations"] for l in layers) for layers in info]
   note = (f"LSUV rescalings per run (all layers): {iters}; layers converged: "
           f"{sum(l['converged'] for layers in info for l in layers)}/"
           f"{sum(len(layers) for layers in info)}; LSUV time (init, all runs) "
           f"{lsuv_result.init_seconds:.1f} s")
-  results.write_text(os.path.join(out_dir, "summary.md"),
-                     f"{title} (median over seeds)\n\n{table}\n\n{note}\n")
-  log(f"\n{title}: median over seeds; escape epoch = first epoch with val acc > 0.5")
-  log(table)
+  timing = (f"baselines: {study._timing(base_result, len(base_specs))}; LSUV: "
+            f"{study._timing(lsuv_result, len(lsuv_specs))}")
+  study.write_report(out_dir, history, dataset.num_classes, cfg.epochs, title, timing, log=log,
+                     note=note)
   log(note)
   return history
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.lsuv",
-                              description=__doc__.split("\n")[0])
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0])
   p.add_argument("--study", action="append", choices=tuple(STUDIES), default=None,
                  help="which study (repeatable). Default: all")
-  p.add_argument("--seeds", type=int, default=3, help="seeds per init. Default: %(default)s")
-  p.add_argument("--epochs", type=int, default=None, help="override the study's epochs")
-  p.add_argument("--train-size", type=int, default=None,
+  p.add_argument("--seeds", type=cli.positive_int, default=3,
+                 help="seeds per init. Default: %(default)s")
+  p.add_argument("--epochs", type=cli.positive_int, default=None,
+                 help="override the study's epochs")
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="use only the first N training examples (default: all)")
   p.add_argument("--no-progress", action="store_true")
   cli.add_common_args(p)
@@ -138,23 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  args = build_parser().parse_args(argv)
-  if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
-    sys.exit("error: --seeds and --epochs must be positive")
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
+  names = args.study or list(STUDIES)
+  n_train = cli.TRAIN_SIZES.get(args.dataset, 0)
+  if args.train_size:
+    n_train = min(n_train, args.train_size) if n_train else args.train_size
+  configs = {}
+  for name in names:  # a batch larger than a small training set is clipped to it
+    config = STUDIES[name].config
+    configs[name] = dataclasses.replace(config, epochs=args.epochs or config.epochs,
+                                        batch_size=min(config.batch_size, n_train or
+                                                       config.batch_size))
+  out_dir = cli.check_out(args, NAME, parser)
+  mesh = cli.mesh_from_args(args, parser)
   dataset = cli.load_from_args(args)
-  out_dir = cli.out_dir_from_args(args, "lsuv")
+  out_dir = cli.start_out(args, NAME, parser)
   print(f"Results folder: {out_dir}")
   out = {}
-  for name in args.study or list(STUDIES):
-    study = STUDIES[name]
-    config = study.config
-    batch = min(config.batch_size, len(dataset.y_train))
-    config = dataclasses.replace(config, epochs=args.epochs or config.epochs, batch_size=batch)
-    out[name] = run(dataset, name, dataclasses.replace(study, config=config), args.seeds,
-                    os.path.join(out_dir, name), progress=not args.no_progress)
+  for name in names:
+    config = dataclasses.replace(configs[name], batch_size=min(configs[name].batch_size,
+                                                               len(dataset.y_train)))
+    out[name] = run(dataset, name, dataclasses.replace(STUDIES[name], config=config),
+                    args.seeds, os.path.join(out_dir, name), progress=not args.no_progress,
+                    mesh=mesh, resume=bool(args.resume))
   print(f"Wrote {out_dir}/<study>/history.json, metrics.png, summary.md")
+  for history in out.values():
+    study.finish(history, out_dir)
   return out
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

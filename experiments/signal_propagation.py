@@ -28,7 +28,6 @@ activation std and first-layer gradient std vs depth) and ``glorot_fig6_7.png``
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -190,9 +189,7 @@ def claims(stats: dict, depth: int) -> list[dict]:
 
 
 def plot_std(stats: dict, act: str, depth: int, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for init, s in stats[act][str(depth)].items():
     layers = np.arange(1, len(s["act_std"]) + 1)
@@ -210,9 +207,7 @@ def plot_std(stats: dict, act: str, depth: int, path: str) -> None:
 
 
 def plot_depth(stats: dict, act: str, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   depths = sorted(int(d) for d in stats[act])
   inits = list(stats[act][str(depths[0])])
@@ -234,9 +229,7 @@ def plot_depth(stats: dict, act: str, path: str) -> None:
 
 def plot_glorot(reports: dict, depth: int, path: str) -> None:
   """Glorot & Bengio Figs. 6-7: tanh, standard vs Xavier, one histogram curve per layer."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()
   fig, axes = plt.subplots(2, 2, figsize=(11, 7))
   for col, init in enumerate(("standard", "xavier")):
     report = reports[("tanh", depth, init)]
@@ -263,35 +256,36 @@ def _parse_list(text: str, name: str, allowed=None, cast=str) -> list:
   return items
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.signal_propagation",
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog="python -m experiments.signal_propagation",
                               description=__doc__.split("\n")[0])
   p.add_argument("--depths", default=",".join(map(str, DEFAULT_DEPTHS)),
                  help="hidden-layer counts, comma-separated. Default: %(default)s")
-  p.add_argument("--hidden", type=int, default=256, help="width. Default: %(default)s")
+  p.add_argument("--hidden", type=cli.positive_int, default=256,
+                 help="width. Default: %(default)s")
   p.add_argument("--activations", default=",".join(ACTIVATIONS), help="Default: %(default)s")
   p.add_argument("--inits", default=",".join(INITS), help="Default: %(default)s")
-  p.add_argument("--batch", type=int, default=256,
+  p.add_argument("--batch", type=cli.positive_int, default=256,
                  help="training examples in the batch. Default: %(default)s")
-  p.add_argument("--seed", type=int, default=0, help="weights and batch seed")
+  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="weights and batch seed")
   cli.add_common_args(p)
   return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = cli.parse_args(parser, argv, "signal_propagation")
   try:
     depths = _parse_list(args.depths, "--depths", cast=int)
     activations = _parse_list(args.activations, "--activations", ACTIVATIONS)
     inits = _parse_list(args.inits, "--inits", tuple(INITS))
   except ValueError as e:
     parser.error(str(e))
-  if any(d < 1 for d in depths) or args.hidden < 1 or args.batch < 1:
-    parser.error("--depths, --hidden and --batch must be positive")
+  if any(d < 1 for d in depths):
+    parser.error(f"--depths must be positive ints, got {args.depths!r}")
+  cli.check_out(args, "signal_propagation", parser)
   dataset = cli.load_from_args(args)
-  out_dir = cli.out_dir_from_args(args, "signal_propagation")
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = cli.start_out(args, "signal_propagation", parser)
   print(f"Results folder: {out_dir}")
   rng = np.random.default_rng(args.seed)
   idx = np.sort(rng.choice(len(dataset.y_train), min(args.batch, len(dataset.y_train)),
@@ -334,4 +328,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

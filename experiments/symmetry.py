@@ -23,7 +23,6 @@ References: Glorot & Bengio 2010, https://proceedings.mlr.press/v9/glorot10a.htm
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -36,9 +35,12 @@ from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import models
 from experiments.common import results
+from experiments.common import study
 from experiments.common import train as train_lib
 
+NAME = "symmetry"
 FEATURES = (5.0, 2.0)  # the page's x1, x2
+BATCH_SIZE = 32
 
 
 # --------------------------------------------------------------------------- part 1
@@ -152,20 +154,20 @@ def train_tracking_symmetry(dataset: data_lib.Dataset, specs: Sequence[models.Ru
   return result, tracked
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.symmetry", description=__doc__.split(
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split(
       "\n")[0])
   p.add_argument("--value", type=float, default=0.01,
                  help="the constant of the constant init (weights; biases are 0)")
   p.add_argument("--random-init", default="xavier_uniform",
                  help="the symmetry-breaking init to compare with")
   p.add_argument("--activation", default="tanh", choices=tuple(models.ACTIVATIONS))
-  p.add_argument("--hidden", type=int, default=64)
-  p.add_argument("--depth", type=int, default=2, help="hidden layers")
-  p.add_argument("--epochs", type=int, default=3)
-  p.add_argument("--lr", type=float, default=0.01)
-  p.add_argument("--batch-size", type=int, default=32)
-  p.add_argument("--seeds", type=int, default=2, help="seeds per configuration")
+  p.add_argument("--hidden", type=cli.positive_int, default=64)
+  p.add_argument("--depth", type=cli.nonneg_int, default=2, help="hidden layers")
+  p.add_argument("--epochs", type=cli.positive_int, default=3)
+  p.add_argument("--lr", type=cli.positive_float, default=0.01)
+  p.add_argument("--batch-size", type=cli.positive_int, default=BATCH_SIZE)
+  p.add_argument("--seeds", type=cli.positive_int, default=2, help="seeds per configuration")
   cli.add_common_args(p)
   return p
 
@@ -245,11 +247,7 @@ def run(dataset: data_lib.Dataset, out_dir: str, *, value: float = 0.01,
 
 
 def _plot(part2: dict[str, Any], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for label, r in part2.items():
     accs = np.asarray([run["val_acc"] for run in r["runs"]])
@@ -260,22 +258,30 @@ def _plot(part2: dict[str, Any], path: str) -> None:
   axes[1].set(xlabel="Epoch (0 = init)", ylabel="max |unit i - unit j|",
               title="Largest difference between hidden units")
   for ax in axes:
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend()
   fig.tight_layout()
   results.save_figure(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  args = build_parser().parse_args(argv)
-  mesh = cli.mesh_from_args(args)
-  models.parse_init(args.random_init)
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
+  try:
+    name, hyper = models.parse_init(args.random_init)
+    study.dry_run([models.RunSpec(name, 0, "zeros", hyper),
+                   models.RunSpec("constant", 0, "zeros", {"value": args.value})],
+                  args.activation)
+  except ValueError as e:
+    cli.fail(parser, f"--random-init/--value: {e}")
+  cli.check_batch_size(args, args.batch_size, parser)
+  cli.check_out(args, NAME, parser)
+  mesh = cli.mesh_from_args(args, parser)
   dataset = cli.load_from_args(args)
-  return run(dataset, cli.out_dir_from_args(args, "symmetry"), value=args.value,
+  return run(dataset, cli.start_out(args, NAME, parser), value=args.value,
              random_init=args.random_init, activation=args.activation, hidden=args.hidden,
              depth=args.depth, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
              seeds=args.seeds, mesh=mesh)
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -65,7 +65,10 @@ _SIMULATE_HINT = ("on CPU, simulate N devices with XLA_FLAGS=--xla_force_host_pl
 
 
 def _check_positive_int(value: Any, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+  """TypeError for a non-int (bool included), ValueError for an int < 1: both name ``name``."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+  if value <= 0:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
   return int(value)
 
@@ -93,8 +96,9 @@ def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",
       what ``jit(out_shardings=...)`` and Flax partitioning metadata expect).
 
   Raises:
-    ValueError: ``n_devices`` is not a positive int or exceeds the devices
-      available; bad ``axis_names``/``axis_sizes``.
+    TypeError: ``n_devices`` (or an entry of ``axis_sizes``) is not an int.
+    ValueError: ``n_devices`` is < 1 or exceeds the devices available; bad
+      ``axis_names``/``axis_sizes``.
   """
   available = list(jax.devices() if devices is None else devices)
   if n_devices is None:

@@ -97,13 +97,20 @@ def test_bad_config_values_name_the_argument():
     train.TrainConfig(shuffle="never")
 
 
-def test_too_many_devices_fail_before_any_work(tmp_path):
-  with pytest.raises(ValueError, match=f"only {len(jax.devices())}"):
-    train.make_mesh(len(jax.devices()) + 1)
-  # Through the CLI: the device check comes before the data (which does not exist here).
-  with pytest.raises(ValueError, match="devices=999"):
+def test_too_many_devices_fail_before_any_work(tmp_path, capsys):
+  n = len(jax.devices())
+  with pytest.raises(ValueError, match=f"n_devices={n + 1} but only {n}"):
+    train.engine_mesh(n + 1)
+  with pytest.raises(TypeError, match="n_devices must be a positive int, got float"):
+    train.engine_mesh(2.0)  # a wrong type is a TypeError naming the argument
+  # Through the CLI: one line naming the flag, exit 2, before the data (which does not
+  # exist here) and before any folder.
+  with pytest.raises(SystemExit) as e:
     sigmoid_mnist.main(["--dataset", "mnist", "--data-dir", str(tmp_path / "none"),
                         "--devices", "999", "--out", str(tmp_path / "out")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "--devices 999" in err and "n_devices=999" in err
   assert not (tmp_path / "out").exists()
 
 
@@ -236,3 +243,4 @@ def test_cli_rejects_unknown_init_listing_the_known_ones(capsys):
     sigmoid_mnist.main(["--init", "torch_linear_default,xavier", "--dataset", "digits"])
   err = capsys.readouterr().err
   assert "unknown initializer 'xavier'" in err and "xavier_uniform" in err
+  assert err.count("\n") == 1 and "--init" in err  # one line naming the flag

@@ -1,4 +1,10 @@
-"""Writing results (atomically), the page-style figure, and the per-init summary table."""
+"""Writing results (atomically), the figure style, the page-style figure, the summary table.
+
+Every file the experiments (and benchmarks) write goes through :func:`atomic_target`:
+a temporary file beside the target, renamed over it on success, so a reader (or a
+killed run) never sees a half-written file. Every figure starts from :func:`pyplot`,
+the one matplotlib set-up (headless backend, one style).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ def _umask_mode() -> int:
 
 
 @contextlib.contextmanager
-def _atomic_target(path: str, suffix: str = ""):
+def atomic_target(path: str, suffix: str = ""):
   """Yields a temporary path beside ``path``; on success it replaces ``path`` (mode as
   the umask gives), on error it is removed: readers never see a half-written file."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -41,29 +47,44 @@ def _atomic_target(path: str, suffix: str = ""):
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-  with _atomic_target(path) as tmp, open(tmp, "wb") as f:
+  with atomic_target(path) as tmp, open(tmp, "wb") as f:
     f.write(data)
+
+
+STYLE = {"axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 7, "figure.dpi": 110,
+         "axes.spines.top": False, "axes.spines.right": False}
+
+
+def pyplot():
+  """``matplotlib.pyplot`` set up once for every experiment: Agg backend, :data:`STYLE`."""
+  import matplotlib
+
+  if matplotlib.get_backend().lower() != "agg":
+    matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  plt.rcParams.update(STYLE)
+  return plt
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:
   """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), then closes it."""
-  import matplotlib.pyplot as plt
-
+  plt = pyplot()
   try:
-    with _atomic_target(path, suffix=".png") as tmp:
+    with atomic_target(path, suffix=".png") as tmp:
       fig.savefig(tmp, dpi=dpi)
   finally:
     plt.close(fig)
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
   """JSON-safe: non-finite floats become None, numpy scalars/arrays become Python."""
   if isinstance(obj, dict):
-    return {str(k): _finite(v) for k, v in obj.items()}
+    return {str(k): json_safe(v) for k, v in obj.items()}
   if isinstance(obj, (list, tuple)):
-    return [_finite(v) for v in obj]
+    return [json_safe(v) for v in obj]
   if isinstance(obj, np.ndarray):
-    return _finite(obj.tolist())
+    return json_safe(obj.tolist())
   if isinstance(obj, np.generic):
     obj = obj.item()
   if isinstance(obj, float) and not math.isfinite(obj):
@@ -73,10 +94,11 @@ def _finite(obj: Any) -> Any:
 
 def write_json(path: str, obj: Any) -> None:
   """Writes ``obj`` as JSON via a temporary file and ``os.replace`` (never half-written)."""
-  _atomic_write(path, json.dumps(_finite(obj), indent=1, allow_nan=False).encode())
+  _atomic_write(path, json.dumps(json_safe(obj), indent=1, allow_nan=False).encode())
 
 
 def write_text(path: str, text: str) -> None:
+  """Writes ``text`` atomically (temporary file + ``os.replace``)."""
   _atomic_write(path, text.encode())
 
 
@@ -147,7 +169,8 @@ def summary_rows(history: dict[str, Any], num_classes: int = 10,
   epochs = history["config"]["epochs"]
   for label, runs in group_runs(history).items():
     escapes = [escape_epoch(r["val_acc"]) for r in runs]
-    never = [e is None for e in escapes]
+    diverged = [r.get("diverged_epoch") if e is None else None for r, e in zip(runs, escapes)]
+    never = [e is None and d is None for e, d in zip(escapes, diverged)]
     # Median with "never" as +inf: None when at least half the seeds never escaped.
     ranked = sorted(math.inf if e is None else e for e in escapes)
     med = float(np.median(ranked)) if ranked else None
@@ -155,6 +178,8 @@ def summary_rows(history: dict[str, Any], num_classes: int = 10,
         "init": label, "seeds": len(runs), "stopped": sum(r["stopped"] is not None for r in runs),
         "escape_epoch_median": med if med is not None and math.isfinite(med) else None,
         "escape_epochs": escapes, "never_escaped": sum(never),
+        # runs that hit a non-finite loss before escaping: the epoch it happened
+        "diverged_epochs": [d for d in diverged if d is not None],
     }
     for name in ("train_loss", "val_loss", "train_acc", "val_acc"):
       row[f"final_{name}"] = _median([r[name][-1] if r[name] else None for r in runs])
@@ -176,6 +201,17 @@ def _fmt(v, spec=".4f"):
   return str(v)
 
 
+def _diverged_text(epochs: Sequence[int]) -> str:
+  lo, hi = min(epochs), max(epochs)
+  return f"diverged at epoch {lo}" if lo == hi else f"diverged at epochs {lo}-{hi}"
+
+
+def all_diverged(history: dict[str, Any]) -> bool:
+  """True when every run of a study stopped on a non-finite loss."""
+  runs = history.get("runs", [])
+  return bool(runs) and all(r.get("stopped") for r in runs)
+
+
 def format_table(rows: Sequence[dict[str, Any]], epochs: int) -> str:
   """A markdown table (medians over seeds)."""
   chance_cols = sorted(int(k.rsplit("_", 1)[1]) for k in rows[0] if k.startswith("at_chance"))
@@ -186,9 +222,19 @@ def format_table(rows: Sequence[dict[str, Any]], epochs: int) -> str:
   for r in rows:
     esc = [e for e in r["escape_epochs"] if e is not None]
     median = r["escape_epoch_median"]
-    median = _fmt(median, "g") if median is not None else f"never (>{epochs})"
+    div = r.get("diverged_epochs", [])
     span = f" [{min(esc)}-{max(esc)}]" if esc else ""
+    if median is not None:
+      median = _fmt(median, "g")
+    elif div and len(div) * 2 >= r["seeds"]:  # most seeds stopped on a non-finite loss
+      median = f"{_diverged_text(div)} ({len(div)} of {r['seeds']})"
+      span = f"; {len(esc)} escaped{span}" if esc else ""
+      div = []
+    else:
+      median = f"never (>{epochs})"
     never = f", {r['never_escaped']} never" if r["never_escaped"] and esc else ""
+    if div:
+      never += f", {len(div)} {_diverged_text(div)}"
     cells = [r["init"], str(r["seeds"]), f"{median}{span}{never}",
              _fmt(r["final_train_loss"]), _fmt(r["final_val_loss"]), _fmt(r["test_loss"]),
              _fmt(r["final_train_acc"]), _fmt(r["final_val_acc"]), _fmt(r["test_acc"])]
@@ -206,11 +252,7 @@ def plot_history(history: dict[str, Any], path: str, title: str | None = None) -
   One color per init; with several seeds the line is the median and the band the
   25-75% quantiles over seeds. Written atomically as PNG.
   """
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for c, (label, runs) in enumerate(group_runs(history).items()):
@@ -233,7 +275,6 @@ def plot_history(history: dict[str, Any], path: str, title: str | None = None) -
   for ax, name in zip(axes, ("Cross-entropy", "Accuracy")):
     ax.set_xlabel("Epoch")
     ax.set_ylabel(name)
-    ax.grid(alpha=0.3)
   if axes[1].get_legend_handles_labels()[0]:
     axes[1].legend(fontsize=7)
   n = len(history["runs"])

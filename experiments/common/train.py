@@ -1,30 +1,41 @@
 """The training engine: many MLP runs (seeds x inits) in one compiled program.
 
-Design (issue 3, DESIGN.md):
-
 * The dataset lives on the device. One epoch is one compiled call: ``lax.scan`` over
   the shuffled batch indices (the last partial batch is dropped; every epoch
-  reshuffles). Evaluation (validation each epoch, test at the end) is compiled too.
+  reshuffles with ``fold_in(key, epoch)``, so epoch e's batches depend only on the
+  run's key and e). Evaluation (validation each epoch, test at the end) is compiled.
 * Several runs share the program through ``jax.vmap``: their parameters are stacked
   on a leading run axis. Runs share the architecture; each has its own kernel/bias
   init (applied before stacking), seed, initial weights and shuffling order. A run
   trained alone gives the same numbers as inside a batch of runs.
+* Devices: a mesh with a ``"runs"`` axis shards the run axis (runs are independent:
+  no communication; with fewer runs than devices each run gets its own device,
+  otherwise the run count is padded to a multiple of the axis with copies of the
+  last run, which are dropped from every output). A mesh with a ``"data"``
+  axis shards every batch along its example axis, parameters replicated (XLA adds
+  the gradient all-reduce): data parallelism for one big run. :func:`engine_mesh`
+  builds either with :func:`jinit.sharding.make_mesh`.
 * Loss: cross-entropy summed over the batch (PyTorch's ``reduction="sum"``), plain
   ``optax.sgd``; reported losses are the mean per example. The train loss/accuracy
   of an epoch are measured on the whole training split after the epoch (as the
   course does), or, with ``train_metrics="running"``, averaged over the epoch's
   batches before each update (no extra pass).
-* Data parallelism: given a ``jax.sharding.Mesh`` with a ``"data"`` axis, every batch
-  is sharded along its example axis and the parameters are replicated; XLA adds the
-  gradient all-reduce. Results equal the single-device ones within float tolerance.
 * A non-finite loss stops that run (message naming init, seed and epoch); the
   others go on; its history so far is kept.
+* Checkpoints: with a :class:`Checkpointer`, the stacked parameters, optimizer
+  state, shuffling keys, histories and epoch are saved after every epoch (Orbax
+  ``CheckpointManager``, last 2 kept, each save atomic); ``train(..., resume=True)``
+  continues from the last one and gives the same numbers as an uninterrupted run.
+
+:func:`train` is four steps: :func:`prepare` (data and initial state on the
+devices), :func:`compile_programs`, :func:`run_epochs`, :func:`report` (test metrics).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,9 +52,29 @@ from experiments.common import models
 from experiments.common import results as results_lib
 
 PostInit = Callable[[Any, jax.Array, jax.Array], Any]  # (params, key, x_batch) -> params
+RUNS_AXIS = "runs"
 DATA_AXIS = "data"
+PARALLEL = (RUNS_AXIS, DATA_AXIS)
 SHUFFLES = ("shared", "per_run")
 TRAIN_METRICS = ("eval", "running")
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+  """TypeError for a non-int (bool included), ValueError below ``minimum``; both name it."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+  if value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+  return int(value)
+
+
+def _check_choice(value, name: str, allowed: Sequence[str]) -> str:
+  if not isinstance(value, str):
+    raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, allowed))}, got "
+                    f"{type(value).__name__} {value!r}")
+  if value not in allowed:
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,30 +100,22 @@ class TrainConfig:
   train_metrics: str = "eval"
 
   def __post_init__(self):
+    if not isinstance(self.activation, str):
+      raise TypeError(f"activation must be a str, got {self.activation!r}")
     models.check_activation(self.activation)
-    if self.shuffle not in SHUFFLES:
-      raise ValueError(f"shuffle must be one of {', '.join(map(repr, SHUFFLES))}, got "
-                       f"{self.shuffle!r}")
-    if self.train_metrics not in TRAIN_METRICS:
-      raise ValueError(f"train_metrics must be one of {', '.join(map(repr, TRAIN_METRICS))}, "
-                       f"got {self.train_metrics!r}")
-    if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) \
-        or self.data_seed < 0:
-      raise ValueError(f"data_seed must be a non-negative int, got {self.data_seed!r}")
+    _check_choice(self.shuffle, "shuffle", SHUFFLES)
+    _check_choice(self.train_metrics, "train_metrics", TRAIN_METRICS)
+    check_int(self.data_seed, "data_seed", 0)
     for name in ("hidden", "batch_size", "epochs", "eval_batch_size", "init_batch_size"):
-      _check_positive_int(getattr(self, name), name)
-    if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
-      raise ValueError(f"depth must be an int >= 0, got {self.depth!r}")
-    if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+      check_int(getattr(self, name), name)
+    check_int(self.depth, "depth", 0)
+    if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+      raise TypeError(f"lr must be a number, got {type(self.lr).__name__} {self.lr!r}")
+    if not (math.isfinite(self.lr) and self.lr > 0):
       raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
-
-
-def _check_positive_int(value, name):
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -109,6 +132,7 @@ class RunHistory:
   test_loss: float | None = None
   test_acc: float | None = None
   stopped: str | None = None  # why the run stopped early (non-finite loss), else None
+  diverged_epoch: int | None = None  # the epoch whose loss was non-finite
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -128,52 +152,72 @@ class TrainResult:
   devices: int
   params: Any = None
   finished: bool = False
+  parallel: str | None = None  # "runs", "data" or None (one device)
+  resumed_from: int | None = None  # the checkpoint epoch a resumed run started after
+
+  @property
+  def epochs_done(self) -> int:
+    return len(self.epoch_seconds)
 
   def to_json(self) -> dict[str, Any]:
-    """The ``history.json`` layout of issue 3 (plus a few descriptive keys)."""
+    """The ``history.json`` layout (plus a few descriptive keys)."""
     return {
         "config": {**self.config.to_json(), "dataset": self.dataset, "sizes": self.sizes,
-                   "devices": self.devices},
+                   "devices": self.devices, "parallel": self.parallel},
         "runs": [r.to_json() for r in self.runs],
         "epoch_seconds": list(self.epoch_seconds),
         "compile_seconds": self.compile_seconds,
         "init_seconds": self.init_seconds,
         "finished": self.finished,
+        "resumed_from": self.resumed_from,
     }
 
 
 # --------------------------------------------------------------------------- devices
 
 
-def make_mesh(devices: int | None = None) -> Mesh | None:
-  """A 1-D ``("data",)`` mesh over the first ``devices`` devices; ``None`` for one device.
+def engine_mesh(devices: int | None = None, parallel: str = RUNS_AXIS) -> Mesh | None:
+  """A 1-D mesh over the first ``devices`` devices for :func:`train`; ``None`` for one.
 
-  ``devices=None`` uses every device when there is more than one.
+  Args:
+    devices: how many devices (default: all local devices).
+    parallel: ``"runs"`` shards the run axis (independent runs, no communication);
+      ``"data"`` shards each batch (data parallelism, for one big run).
 
   Raises:
-    ValueError: ``devices`` is not a positive int or exceeds the devices present.
+    TypeError: ``devices`` is not an int, or ``parallel`` not a str.
+    ValueError: ``devices`` < 1 or more than available, or an unknown ``parallel``.
   """
-  available = jax.devices()
-  if devices is None:
-    devices = len(available)
-  elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-    raise ValueError(f"devices must be a positive int, got {devices!r}")
-  if devices > len(available):
-    raise ValueError(
-        f"devices={devices} but only {len(available)} {available[0].platform} device(s) are "
-        "available (to simulate CPU devices set XLA_FLAGS="
-        "--xla_force_host_platform_device_count=N before starting Python)")
-  if devices == 1:
+  from jinit import sharding as js
+
+  _check_choice(parallel, "parallel", PARALLEL)
+  mesh = js.make_mesh(devices, (parallel,))  # the device-count checks live there
+  return None if mesh.devices.size == 1 else mesh
+
+
+def _axis(mesh: Mesh | None, name: str) -> int:
+  return 1 if mesh is None else int(mesh.shape.get(name, 1))
+
+
+def _fit_runs(mesh: Mesh | None, runs: int) -> Mesh | None:
+  """Fewer runs than devices on a runs-only mesh: one run per device, on the first ones."""
+  if mesh is None or tuple(mesh.axis_names) != (RUNS_AXIS,) or mesh.devices.size <= runs:
+    return mesh
+  if runs == 1:
     return None
-  return Mesh(np.asarray(available[:devices]), (DATA_AXIS,))
+  from jinit import sharding as js
+
+  return js.make_mesh(runs, (RUNS_AXIS,), devices=list(mesh.devices.flat))
 
 
-def _mesh_size(mesh: Mesh | None) -> int:
+def _check_mesh(mesh):
   if mesh is None:
-    return 1
-  if DATA_AXIS not in mesh.shape:
-    raise ValueError(f"mesh must have a {DATA_AXIS!r} axis, got axes {tuple(mesh.shape)}")
-  return mesh.shape[DATA_AXIS]
+    return
+  if not isinstance(mesh, Mesh):
+    raise TypeError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}")
+  unknown = set(mesh.axis_names) - set(PARALLEL)
+  if unknown:
+    raise ValueError(f"mesh axes must be among {PARALLEL}, got {tuple(mesh.axis_names)}")
 
 
 # --------------------------------------------------------------------------- the programs
@@ -191,6 +235,8 @@ def _make_epoch_fn(apply_fn, tx, n_train: int, batch_size: int, mesh: Mesh | Non
   over the epoch's training batches.
   """
   num_batches = n_train // batch_size  # drop the last partial batch
+  runs_ax = RUNS_AXIS if _axis(mesh, RUNS_AXIS) > 1 else None
+  data_ax = DATA_AXIS if _axis(mesh, DATA_AXIS) > 1 else None
 
   def loss_fn(params, x, y):
     logits = apply_fn({"params": params}, x)
@@ -202,6 +248,11 @@ def _make_epoch_fn(apply_fn, tx, n_train: int, batch_size: int, mesh: Mesh | Non
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, correct
 
+  def constrain(tree, spec):
+    if mesh is None:
+      return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, spec))
+
   def epoch(params, opt_state, keys, epoch_index, x_all, y_all):
     def order(key):
       perm = jax.random.permutation(jax.random.fold_in(key, epoch_index), n_train)
@@ -209,22 +260,18 @@ def _make_epoch_fn(apply_fn, tx, n_train: int, batch_size: int, mesh: Mesh | Non
 
     if shared_order:  # one order for all runs: x is shared, so layer 1 is one wide GEMM
       batches = order(keys)  # (batches, batch)
-      batch_axis = None
+      batch_axis, x_spec = None, P(data_ax)
     else:
       batches = jnp.swapaxes(jax.vmap(order)(keys), 0, 1)  # (batches, runs, batch)
-      batch_axis = 0
-    sharding = None
-    if mesh is not None:
-      sharding = NamedSharding(mesh, P(DATA_AXIS) if shared_order else P(None, DATA_AXIS))
+      batch_axis, x_spec = 0, P(runs_ax, data_ax)
 
     def body(carry, idx):
       params, opt_state = carry
       x, y = x_all[idx], y_all[idx]  # ([runs,] batch, D), ([runs,] batch)
-      if sharding is not None:
-        x = jax.lax.with_sharding_constraint(x, sharding)
-        y = jax.lax.with_sharding_constraint(y, sharding)
+      x, y = constrain(x, x_spec), constrain(y, x_spec)
       params, opt_state, loss, correct = jax.vmap(
           run_step, in_axes=(0, 0, batch_axis, batch_axis))(params, opt_state, x, y)
+      params, opt_state = constrain((params, opt_state), P(runs_ax))
       return (params, opt_state), (loss, correct)
 
     (params, opt_state), (losses, corrects) = jax.lax.scan(body, (params, opt_state), batches)
@@ -243,8 +290,8 @@ def _make_eval_fn(apply_fn):
 
   def evaluate(params, x, y, mask):
     logits = jax.vmap(lambda p: apply_fn({"params": p}, x))(params)  # (runs, chunk, C)
-    loss = (_cross_entropy(logits, y[None]) * mask).sum(-1)
-    correct = ((jnp.argmax(logits, -1) == y[None]) * mask).sum(-1)
+    loss = (_cross_entropy(logits, y[None, :]) * mask[None, :]).sum(-1)
+    correct = ((jnp.argmax(logits, -1) == y[None, :]) * mask[None, :]).sum(-1)
     return loss, correct
 
   return evaluate
@@ -281,6 +328,18 @@ def _host_stack(trees):
   return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
 
 
+def _pad_runs(tree, n_pad: int):
+  """Appends ``n_pad`` copies of the last run along axis 0 of every leaf."""
+  if not n_pad:
+    return tree
+  return jax.tree.map(
+      lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], n_pad, axis=0)]), tree)
+
+
+def _take_runs(tree, n: int):
+  return jax.tree.map(lambda a: a[:n], tree)
+
+
 def init_params(specs: Sequence[models.RunSpec], config: TrainConfig, input_dim: int,
                 num_classes: int):
   """``(params, shuffle_keys, hook_keys)`` of the runs, in ONE compiled program.
@@ -288,9 +347,9 @@ def init_params(specs: Sequence[models.RunSpec], config: TrainConfig, input_dim:
   Run i gets ``k = jax.random.key(specs[i].seed)``; ``split(k, 3)`` are its init,
   shuffling and ``post_init`` keys. With ``config.shuffle == "shared"`` the
   shuffling key is ``jax.random.key(config.data_seed)`` for every run (a scalar key).
-  Runs with the same (kernel, bias) init share one
-  vmapped ``model.init``; the groups are concatenated back in spec order, so params
-  are stacked on a leading run axis.
+  Runs with the same (kernel, bias) init share one vmapped ``model.init``; the
+  groups are concatenated back in spec order, so params are stacked on a leading
+  run axis.
   """
   dummy = jnp.zeros((1, input_dim), jnp.float32)
   groups: dict[tuple[str, str], list[int]] = {}
@@ -315,7 +374,304 @@ def init_params(specs: Sequence[models.RunSpec], config: TrainConfig, input_dim:
   return jax.jit(setup)(seeds)
 
 
+# --------------------------------------------------------------------------- checkpoints
+
+
+class Checkpointer:
+  """Saves and restores the engine's state after every epoch (Orbax, last ``keep`` kept).
+
+  A checkpoint holds the runs' stacked parameters and optimizer state (host arrays,
+  so a study can resume on another device count), the shuffling keys' data, and as
+  JSON the epoch, per-run histories, epoch times and the config. Each save is atomic
+  (Orbax writes a temporary folder and renames it), so a kill mid-save leaves the
+  previous checkpoint intact.
+  """
+
+  def __init__(self, directory: str, keep: int = 2):
+    import orbax.checkpoint as ocp
+
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=check_int(keep, "keep"), create=True,
+                                           enable_async_checkpointing=False)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_epoch(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, epoch: int, state: dict, meta: dict) -> None:
+    ocp = self._ocp
+    self.manager.save(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        meta=ocp.args.JsonSave(results_lib.json_safe(meta))))
+    self.manager.wait_until_finished()
+
+  def restore(self, epoch: int | None = None) -> tuple[dict, dict]:
+    ocp = self._ocp
+    epoch = self.latest_epoch() if epoch is None else epoch
+    if epoch is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    out = self.manager.restore(epoch, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    return out.state, out.meta
+
+  def close(self) -> None:
+    self.manager.close()
+
+
 # --------------------------------------------------------------------------- the engine
+
+
+@dataclasses.dataclass
+class Prepared:
+  """Step 1's output: data and the initial training state on the devices."""
+
+  specs: list[models.RunSpec]
+  config: TrainConfig
+  dataset: data_lib.Dataset
+  mesh: Mesh | None
+  runs: int  # real runs (the state may hold padding runs after them)
+  n_pad: int
+  model: Any
+  tx: Any
+  x_train: Any
+  y_train: Any
+  val: list
+  test: list
+  train_chunks: list | None
+  params: Any
+  opt_state: Any
+  shuffle_keys: Any
+  init_seconds: float
+  state_sharding: Any = None
+
+  def put(self, tree, spec=P()):
+    if self.mesh is None:
+      return jax.device_put(tree)
+    return jax.device_put(tree, NamedSharding(self.mesh, spec))
+
+
+def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
+            config: TrainConfig = TrainConfig(), *, post_init: PostInit | None = None,
+            mesh: Mesh | None = None, skip_post_init: bool = False) -> Prepared:
+  """Step 1: checks, data on the devices, initial params (jinit init, then ``post_init``).
+
+  Raises:
+    TypeError: ``specs`` holds something other than :class:`models.RunSpec`, or a bad mesh.
+    ValueError: no specs, a batch larger than the training set, or a batch size not
+      divisible by the mesh's ``"data"`` axis.
+  """
+  specs = list(specs)
+  if not specs:
+    raise ValueError("specs must be a non-empty list of RunSpec")
+  if not all(isinstance(s, models.RunSpec) for s in specs):
+    raise TypeError("specs must be a list of RunSpec")
+  if not isinstance(config, TrainConfig):
+    raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+  _check_mesh(mesh)
+  mesh = _fit_runs(mesh, len(specs))
+  n_data, n_run_dev = _axis(mesh, DATA_AXIS), _axis(mesh, RUNS_AXIS)
+  if config.batch_size % n_data:
+    raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
+                     f"data-parallel devices ({n_data})")
+  n_train = len(dataset.y_train)
+  if n_train < config.batch_size:
+    raise ValueError(f"batch_size={config.batch_size} exceeds the {n_train} training examples")
+  runs = len(specs)
+  n_pad = -runs % n_run_dev
+
+  def put(tree, spec=P()):
+    if mesh is None:
+      return jax.device_put(tree)
+    return jax.device_put(tree, NamedSharding(mesh, spec))
+
+  data_spec = P(DATA_AXIS) if n_data > 1 else P()
+  x_train, y_train = put(dataset.x_train), put(dataset.y_train)  # replicated
+  chunk = -(-min(config.eval_batch_size, max(len(dataset.y_val), len(dataset.y_test))) // n_data)
+  chunk *= n_data
+  splits = [(dataset.x_val, dataset.y_val), (dataset.x_test, dataset.y_test)]
+  if config.train_metrics == "eval":
+    splits.append((dataset.x_train, dataset.y_train))
+  val, test, *train_chunks = (
+      [tuple(put(a, data_spec) for a in part) for part in _chunked(x, y, chunk)]
+      for x, y in splits)
+
+  t0 = time.perf_counter()
+  params, shuffle_keys, hook_keys = init_params(specs, config, dataset.input_dim,
+                                                dataset.num_classes)
+  if post_init is not None and not skip_post_init:
+    n_hook = min(config.init_batch_size, n_train)
+    per_run = _host_unstack(params, runs)
+    for i, spec in enumerate(specs):  # the batch: n_hook examples drawn with the seed
+      idx = np.sort(np.random.default_rng(spec.seed).choice(n_train, n_hook, replace=False))
+      per_run[i] = post_init(per_run[i], hook_keys[i], jnp.asarray(dataset.x_train[idx]))
+    params = _host_stack(per_run)
+  run_spec = P(RUNS_AXIS) if n_run_dev > 1 else P()
+  params = put(_pad_runs(params, n_pad), run_spec)
+  if config.shuffle == "per_run":
+    shuffle_keys = put(_pad_runs(shuffle_keys, n_pad), run_spec)
+  else:
+    shuffle_keys = put(shuffle_keys)
+  model = models.build_model(specs[0], hidden=config.hidden, depth=config.depth,
+                             num_classes=dataset.num_classes, activation=config.activation)
+  tx = optax.sgd(config.lr)
+  opt_state = put(jax.vmap(tx.init)(params), run_spec)
+  jax.block_until_ready(params)
+  return Prepared(specs, config, dataset, mesh, runs, n_pad, model, tx, x_train, y_train, val,
+                  test, train_chunks[0] if train_chunks else None, params, opt_state,
+                  shuffle_keys, time.perf_counter() - t0, run_spec)
+
+
+@dataclasses.dataclass
+class Compiled:
+  """Step 2's output: the epoch and evaluation programs, compiled ahead of time."""
+
+  epoch_fn: Any
+  eval_fn: Any
+  seconds: float
+
+
+def compile_programs(prep: Prepared) -> Compiled:
+  """Step 2: compiles one epoch and one evaluation chunk (so epoch times are run time)."""
+  t0 = time.perf_counter()
+  config = prep.config
+  epoch_fn = jax.jit(_make_epoch_fn(prep.model.apply, prep.tx, len(prep.dataset.y_train),
+                                    config.batch_size, prep.mesh, config.shuffle == "shared"))
+  epoch_fn = epoch_fn.lower(prep.params, prep.opt_state, prep.shuffle_keys, jnp.int32(0),
+                            prep.x_train, prep.y_train).compile()
+  eval_fn = jax.jit(_make_eval_fn(prep.model.apply)).lower(prep.params, *prep.val[0]).compile()
+  return Compiled(epoch_fn, eval_fn, time.perf_counter() - t0)
+
+
+def _state_to_host(prep: Prepared, params, opt_state) -> dict:
+  host = lambda t: jax.tree.map(lambda a: np.asarray(a)[:prep.runs], t)
+  keys = prep.shuffle_keys
+  key_data = np.asarray(jax.random.key_data(keys))
+  if prep.config.shuffle == "per_run":
+    key_data = key_data[:prep.runs]
+  return {"params": host(params),
+          "opt_state": {str(i): leaf for i, leaf in enumerate(jax.tree.leaves(host(opt_state)))},
+          "shuffle_key_data": key_data}
+
+
+def _restore_state(prep: Prepared, state: dict):
+  """(params, opt_state) on the devices from a checkpoint's host arrays (padded again)."""
+  params = jax.tree.map(lambda ref, a: np.asarray(a, ref.dtype), prep.params, state["params"])
+  want = jax.tree.map(lambda a: a.shape[1:], prep.params)
+  got = jax.tree.map(lambda a: np.shape(a)[1:], params)
+  if want != got or len(jax.tree.leaves(params)[0]) != prep.runs:
+    raise ValueError("the checkpoint's parameters do not match this study's model and runs")
+  leaves, treedef = jax.tree.flatten(prep.opt_state)
+  saved = state.get("opt_state", {}) or {}
+  opt_leaves = [np.asarray(saved[str(i)], leaf.dtype) for i, leaf in enumerate(leaves)]
+  keys = np.asarray(state["shuffle_key_data"], np.uint32)
+  if not np.array_equal(keys, np.asarray(jax.random.key_data(prep.shuffle_keys))[
+      :prep.runs if prep.config.shuffle == "per_run" else None]):
+    raise ValueError("the checkpoint's shuffling keys differ from this study's seeds")
+  params = prep.put(_pad_runs(params, prep.n_pad), prep.state_sharding)
+  opt_state = prep.put(_pad_runs(jax.tree.unflatten(treedef, opt_leaves), prep.n_pad),
+                       prep.state_sharding)
+  return params, opt_state
+
+
+def _runs_label_groups(specs):
+  groups: dict[str, list[int]] = {}
+  for i, spec in enumerate(specs):
+    groups.setdefault(results_lib.init_label(spec.label, spec.bias_label), []).append(i)
+  return groups
+
+
+def run_epochs(prep: Prepared, comp: Compiled, result: TrainResult, *,
+               on_epoch: Callable[[TrainResult], None] | None = None,
+               log: Callable[[str], None] | None = print, log_every: int = 10,
+               progress: bool = False, checkpointer: Checkpointer | None = None,
+               start_state: tuple | None = None) -> tuple[Any, np.ndarray]:
+  """Step 3: trains epoch after epoch; returns ``(params, active)`` (padded, on devices).
+
+  Logs page-style lines, stops runs whose loss is non-finite, calls ``on_epoch``
+  and saves a checkpoint after every epoch. A ``KeyboardInterrupt`` propagates
+  after the last finished epoch's results were handed to ``on_epoch``.
+  """
+  from tqdm.auto import tqdm
+
+  config, specs = prep.config, prep.specs
+  histories = result.runs
+  active = np.asarray([h.stopped is None for h in histories])
+  params, opt_state = start_state or (prep.params, prep.opt_state)
+  groups = _runs_label_groups(specs)
+  start = result.epochs_done
+  bar = tqdm(total=config.epochs, initial=start, unit="epoch", file=sys.stderr,
+             disable=not progress, leave=False, dynamic_ncols=True)
+  say = log or (lambda _: None)
+  if progress and log is print:
+    say = tqdm.write
+  n_train = len(prep.dataset.y_train)
+  try:
+    for epoch in range(start + 1, config.epochs + 1):
+      t0 = time.perf_counter()
+      params, opt_state, train_loss, train_acc = comp.epoch_fn(
+          params, opt_state, prep.shuffle_keys, jnp.int32(epoch - 1), prep.x_train,
+          prep.y_train)
+      jax.block_until_ready(params)
+      seconds = time.perf_counter() - t0
+      val_loss, val_acc = _evaluate(comp.eval_fn, params, prep.val, len(prep.dataset.y_val))
+      if prep.train_chunks is not None:  # the page's train loss: whole split, after the epoch
+        train_loss, train_acc = _evaluate(comp.eval_fn, params, prep.train_chunks, n_train)
+      metrics = [np.asarray(m, np.float64)[:prep.runs]
+                 for m in (train_loss, val_loss, train_acc, val_acc)]
+      for i in np.flatnonzero(active):
+        h = histories[i]
+        if not (np.isfinite(metrics[0][i]) and np.isfinite(metrics[1][i])):
+          active[i] = False
+          h.diverged_epoch = epoch
+          h.stopped = (f"non-finite loss at epoch {epoch} (init {h.init}, bias {h.bias_init}, "
+                       f"seed {h.seed}): run stopped, history kept up to epoch {epoch - 1}")
+          say(f"WARNING: {h.stopped}")
+          continue
+        for name, values in zip(("train_loss", "val_loss", "train_acc", "val_acc"), metrics):
+          getattr(h, name).append(float(values[i]))
+      result.epoch_seconds.append(seconds)
+      result.params = _take_runs(params, prep.runs) if prep.n_pad else params
+      bar.update(1)
+      bar.set_postfix_str(f"{seconds:.2f} s/epoch")
+      if epoch == 1 or epoch % log_every == 0 or epoch == config.epochs:
+        for label, members in groups.items():
+          live = [i for i in members if active[i]]
+          if not live:
+            continue
+          tl, vl = (float(np.median(metrics[j][live])) for j in (0, 1))
+          va = float(np.median(metrics[3][live]))
+          tag = f"[{label}] " if len(groups) > 1 else ""
+          note = f" (median of {len(live)} seeds)" if len(members) > 1 else ""
+          say(f"{tag}Epoch: {epoch}/{config.epochs} | Train Loss: {tl:.4f} | Val Loss: "
+              f"{vl:.4f} | Val Acc: {va:.4f}{note}")
+      if checkpointer is not None:
+        checkpointer.save(epoch, _state_to_host(prep, params, opt_state),
+                          {"epoch": epoch, "result": result.to_json()})
+      if on_epoch is not None:
+        on_epoch(result)
+      if not active.any():
+        say("WARNING: every run stopped on a non-finite loss")
+        break
+  finally:
+    bar.close()
+  return params, active
+
+
+def report(prep: Prepared, comp: Compiled, result: TrainResult, params,
+           active: np.ndarray) -> TrainResult:
+  """Step 4: test metrics of the runs still training; marks the result finished."""
+  test_loss, test_acc = _evaluate(comp.eval_fn, params, prep.test, len(prep.dataset.y_test))
+  for i in np.flatnonzero(active):
+    result.runs[i].test_loss, result.runs[i].test_acc = float(test_loss[i]), float(test_acc[i])
+  result.params = _take_runs(params, prep.runs) if prep.n_pad else params
+  result.finished = True
+  return result
+
+
+def _history_from_json(run: dict) -> RunHistory:
+  fields = {f.name for f in dataclasses.fields(RunHistory)}
+  return RunHistory(**{k: v for k, v in run.items() if k in fields})
 
 
 def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
@@ -323,7 +679,8 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
           mesh: Mesh | None = None,
           on_epoch: Callable[[TrainResult], None] | None = None,
           log: Callable[[str], None] | None = print, log_every: int = 10,
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, checkpointer: Checkpointer | None = None,
+          resume: bool = False) -> TrainResult:
   """Trains one MLP per spec, all in one compiled program, and evaluates them.
 
   Args:
@@ -335,171 +692,56 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     post_init: optional ``post_init(params, key, x_batch) -> params``, applied to each
       run's parameters (a ``{"dense_0": {"kernel", "bias"}, ...}`` dict) after the
       jinit init and before training; ``x_batch`` is ``config.init_batch_size``
-      training examples drawn with ``key``. The model is
-      ``models.build_model(spec, ...)``; e.g. a data-dependent init (LSUV).
-    mesh: a mesh with a ``"data"`` axis (see :func:`make_mesh`): batches are sharded
-      along their example axis, parameters replicated. ``None``: one device.
+      training examples drawn with ``key`` (e.g. LSUV).
+    mesh: from :func:`engine_mesh`: a ``"runs"`` axis shards the runs, a ``"data"``
+      axis shards each batch. ``None``: one device.
     on_epoch: called with the result so far before the first epoch (``result.params``
       are then the initial parameters) and after every epoch (e.g. to write it).
     log: where the page-style lines and stop messages go (``None``: silent).
     log_every: log epoch 1, every ``log_every``-th epoch and the last.
-    progress: draw a progress bar over epochs on stderr.
+    progress: draw a tqdm progress bar over epochs on stderr.
+    checkpointer: save the state after every epoch (see :class:`Checkpointer`).
+    resume: continue from ``checkpointer``'s last checkpoint (same specs and config).
 
   Returns:
     A :class:`TrainResult`: per-run histories, test metrics, epoch wall times
     (without compilation), and the final stacked parameters.
 
   Raises:
-    ValueError: bad specs, a batch larger than the training set, or a batch size
-      not divisible by the number of devices in ``mesh``.
+    TypeError, ValueError: bad specs, config or mesh; a batch larger than the
+      training set; a checkpoint that does not belong to this study.
   """
-  specs = list(specs)
-  if not specs or not all(isinstance(s, models.RunSpec) for s in specs):
-    raise ValueError("specs must be a non-empty list of RunSpec")
-  n_dev = _mesh_size(mesh)
-  if config.batch_size % n_dev:
-    raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
-                     f"devices ({n_dev})")
-  n_train = len(dataset.y_train)
-  if n_train < config.batch_size:
-    raise ValueError(f"batch_size={config.batch_size} exceeds the {n_train} training examples")
-  _check_positive_int(log_every, "log_every")
-  say = log or (lambda _: None)
-  runs = len(specs)
-
-  def put(tree, spec=P()):
-    if mesh is None:
-      return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(mesh, spec))
-
-  # Data on the device (replicated over a mesh: each device gathers its batch shard).
-  x_train, y_train = put(dataset.x_train), put(dataset.y_train)
-  chunk = -(-min(config.eval_batch_size, max(len(dataset.y_val), len(dataset.y_test))) // n_dev)
-  chunk *= n_dev
-  splits = [(dataset.x_val, dataset.y_val), (dataset.x_test, dataset.y_test)]
-  if config.train_metrics == "eval":
-    splits.append((dataset.x_train, dataset.y_train))
-  val, test, *train_chunks = (
-      [tuple(put(a, P(DATA_AXIS)) for a in part) for part in _chunked(x, y, chunk)]
-      for x, y in splits)
-
-  # Initial parameters: jinit init per group, then the optional hook, then stacked.
-  t0 = time.perf_counter()
-  params, shuffle_keys, hook_keys = init_params(specs, config, dataset.input_dim,
-                                                dataset.num_classes)
-  if post_init is not None:
-    n_hook = min(config.init_batch_size, n_train)
-    per_run = _host_unstack(params, runs)
-    for i, spec in enumerate(specs):  # the batch: n_hook examples drawn with the seed
-      idx = np.sort(np.random.default_rng(spec.seed).choice(n_train, n_hook, replace=False))
-      per_run[i] = post_init(per_run[i], hook_keys[i], jnp.asarray(dataset.x_train[idx]))
-    params = _host_stack(per_run)
-  params = put(params)
-  shuffle_keys = put(shuffle_keys)
-  model = models.build_model(specs[0], hidden=config.hidden, depth=config.depth,
-                             num_classes=dataset.num_classes, activation=config.activation)
-  tx = optax.sgd(config.lr)
-  opt_state = put(jax.vmap(tx.init)(params))
-  jax.block_until_ready(params)
-  init_seconds = time.perf_counter() - t0
-
-  # Compile ahead of time, so epoch times are pure run time.
-  t0 = time.perf_counter()
-  epoch_fn = jax.jit(_make_epoch_fn(model.apply, tx, n_train, config.batch_size, mesh,
-                                    config.shuffle == "shared"))
-  epoch_fn = epoch_fn.lower(params, opt_state, shuffle_keys, jnp.int32(0), x_train,
-                            y_train).compile()
-  eval_fn = jax.jit(_make_eval_fn(model.apply)).lower(
-      params, *val[0]).compile()
-  compile_seconds = time.perf_counter() - t0
-
-  histories = [RunHistory(s.label, s.bias_label, s.seed) for s in specs]
-  result = TrainResult(config, dataset.name, dataset.sizes(), histories, [], compile_seconds,
-                       init_seconds, n_dev, params)
-  groups: dict[str, list[int]] = {}
-  for i, spec in enumerate(specs):
-    groups.setdefault(results_lib.init_label(spec.label, spec.bias_label), []).append(i)
-  bar = _ProgressBar(config.epochs) if progress else None
-  active = np.ones(runs, bool)
-  if on_epoch is not None:
+  check_int(log_every, "log_every")
+  if resume and checkpointer is None:
+    raise ValueError("resume=True needs a checkpointer")
+  prep = prepare(dataset, specs, config, post_init=post_init, mesh=mesh, skip_post_init=resume)
+  comp = compile_programs(prep)
+  histories = [RunHistory(s.label, s.bias_label, s.seed) for s in prep.specs]
+  mesh = prep.mesh  # as fitted to the number of runs
+  result = TrainResult(config, dataset.name, dataset.sizes(), histories, [], comp.seconds,
+                       prep.init_seconds, 1 if mesh is None else int(mesh.devices.size),
+                       _take_runs(prep.params, prep.runs) if prep.n_pad else prep.params,
+                       parallel=None if mesh is None else mesh.axis_names[0])
+  start_state = None
+  if resume and checkpointer.latest_epoch() is not None:
+    state, meta = checkpointer.restore()
+    saved = meta["result"]
+    if saved["config"]["epochs"] != config.epochs or any(
+        saved["config"][k] != v for k, v in config.to_json().items() if k != "epochs"):
+      raise ValueError(f"the checkpoint in {checkpointer.directory} was made with another "
+                       "config")
+    if [(r["init"], r["bias_init"], r["seed"]) for r in saved["runs"]] != [
+        (h.init, h.bias_init, h.seed) for h in histories]:
+      raise ValueError(f"the checkpoint in {checkpointer.directory} holds other runs")
+    result.runs = histories = [_history_from_json(r) for r in saved["runs"]]
+    result.epoch_seconds = list(saved["epoch_seconds"])
+    result.init_seconds = saved["init_seconds"]
+    result.resumed_from = int(meta["epoch"])
+    start_state = _restore_state(prep, state)
+    result.params = _take_runs(start_state[0], prep.runs) if prep.n_pad else start_state[0]
+  if on_epoch is not None and result.epochs_done == 0:
     on_epoch(result)  # epoch 0: the initial parameters, no metrics yet
-
-  for epoch in range(1, config.epochs + 1):
-    t0 = time.perf_counter()
-    params, opt_state, train_loss, train_acc = epoch_fn(params, opt_state, shuffle_keys,
-                                                        jnp.int32(epoch - 1), x_train, y_train)
-    jax.block_until_ready(params)
-    result.epoch_seconds.append(time.perf_counter() - t0)
-    val_loss, val_acc = _evaluate(eval_fn, params, val, len(dataset.y_val))
-    if train_chunks:  # the page's train loss: the whole training split, after the epoch
-      train_loss, train_acc = _evaluate(eval_fn, params, train_chunks[0], n_train)
-    metrics = [np.asarray(m, np.float64) for m in (train_loss, val_loss, train_acc, val_acc)]
-    for i in np.flatnonzero(active):
-      h = histories[i]
-      if not (np.isfinite(metrics[0][i]) and np.isfinite(metrics[1][i])):
-        active[i] = False
-        h.stopped = (f"non-finite loss at epoch {epoch} (init {h.init}, bias {h.bias_init}, "
-                     f"seed {h.seed}): run stopped, history kept up to epoch {epoch - 1}")
-        say(f"WARNING: {h.stopped}")
-        continue
-      for name, values in zip(("train_loss", "val_loss", "train_acc", "val_acc"), metrics):
-        getattr(h, name).append(float(values[i]))
-    result.params = params
-    if bar:
-      bar.update(epoch, result.epoch_seconds[-1])
-    if epoch == 1 or epoch % log_every == 0 or epoch == config.epochs:
-      for label, members in groups.items():
-        live = [i for i in members if active[i]]
-        if not live:
-          continue
-        tl, vl = (float(np.median(metrics[j][live])) for j in (0, 1))
-        va = float(np.median(metrics[3][live]))
-        tag = f"[{label}] " if len(groups) > 1 else ""
-        note = f" (median of {len(live)} seeds)" if len(members) > 1 else ""
-        if bar:
-          bar.clear()
-        say(f"{tag}Epoch: {epoch}/{config.epochs} | Train Loss: {tl:.4f} | Val Loss: {vl:.4f} "
-            f"| Val Acc: {va:.4f}{note}")
-    if on_epoch is not None:
-      on_epoch(result)
-    if not active.any():
-      say("WARNING: every run stopped on a non-finite loss")
-      break
-  if bar:
-    bar.close()
-
-  test_loss, test_acc = _evaluate(eval_fn, params, test, len(dataset.y_test))
-  for i in np.flatnonzero(active):
-    histories[i].test_loss, histories[i].test_acc = float(test_loss[i]), float(test_acc[i])
-  result.finished = True
-  return result
-
-
-class _ProgressBar:
-  """A one-line text progress bar over epochs (stderr; redrawn only on a terminal)."""
-
-  def __init__(self, total: int, width: int = 30, stream=None):
-    self.total, self.width = total, width
-    self.stream = stream or sys.stderr
-    self.tty = getattr(self.stream, "isatty", lambda: False)()
-    self.start = time.perf_counter()
-
-  def update(self, done: int, seconds: float) -> None:
-    if not self.tty:
-      return
-    filled = int(self.width * done / self.total)
-    elapsed = time.perf_counter() - self.start
-    eta = elapsed / done * (self.total - done)
-    self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
-                      f"epochs | {seconds:.2f} s/epoch | ETA {eta:.0f} s ")
-    self.stream.flush()
-
-  def clear(self) -> None:
-    if self.tty:
-      self.stream.write("\r" + " " * (self.width + 60) + "\r")
-      self.stream.flush()
-
-  def close(self) -> None:
-    if self.tty:
-      self.stream.write("\n")
-      self.stream.flush()
+  params, active = run_epochs(prep, comp, result, on_epoch=on_epoch, log=log,
+                              log_every=log_every, progress=progress,
+                              checkpointer=checkpointer, start_state=start_state)
+  return report(prep, comp, result, params, active)

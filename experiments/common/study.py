@@ -1,0 +1,296 @@
+"""The study pipeline every multi-run experiment shares: flags, specs, results folder, summary.
+
+A study is several inits x several seeds of one MLP, trained in one compiled
+program (:func:`experiments.common.train.train`). An experiment module only says
+what differs: its defaults, its specs and anything extra it measures. A new one is::
+
+  def main(argv=None):
+    parser = cli.ArgumentParser(prog="python -m experiments.mine")
+    study.add_args(parser, inits=("xavier_uniform",), seeds=4, epochs=10)
+    args = cli.parse_args(parser, argv, "mine")
+    plan = study.plan_from_args(parser, args, "mine")   # every check, before any work
+    dataset = cli.load_from_args(args)
+    return study.finish(study.run_study(dataset, plan.specs, plan.config, plan.out_dir,
+                                        mesh=plan.mesh, resume=plan.resume, ...))
+
+:func:`run_study` writes, in the results folder: ``history.json`` (after every
+epoch, atomically), ``checkpoints/`` (Orbax, last 2 epochs), and at the end (or on
+Ctrl-C, for the epochs done) ``metrics.png`` and ``summary.md``. Ctrl-C prints one
+line saying how to resume and exits 130; a study whose runs all diverged exits 1
+(:func:`finish`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.common import cli
+from experiments.common import data as data_lib
+from experiments.common import models
+from experiments.common import results
+from experiments.common import train as train_lib
+
+CHECKPOINTS = "checkpoints"
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def parse_inits(values: Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
+  """Init strings from repeatable / comma-separated flags; unknown names raise ValueError."""
+  inits = [v.strip() for value in (values or default) for v in value.split(",") if v.strip()]
+  if not inits:
+    raise ValueError("--init: give at least one initializer")
+  for text in inits:
+    models.parse_init(text)  # ValueError listing the known names
+  return inits
+
+
+def make_specs(inits: Sequence[str], seeds: int, first_seed: int = 0,
+               bias_init: str = models.AUTO_BIAS) -> list[models.RunSpec]:
+  """One :class:`models.RunSpec` per (init, seed), inits outermost."""
+  train_lib.check_int(seeds, "seeds")
+  train_lib.check_int(first_seed, "first_seed", 0)
+  return [models.RunSpec.parse(init, first_seed + s, bias_init)
+          for init in inits for s in range(seeds)]
+
+
+def dry_run(specs: Sequence[models.RunSpec], activation: str = "sigmoid") -> None:
+  """Binds every (kernel, bias) init of ``specs`` and runs it on a tiny model (5 -> 4 -> 3).
+
+  Raises:
+    ValueError: naming the init, when it raises or gives non-finite weights.
+  """
+  import jax
+  import numpy as np
+
+  seen = set()
+  for spec in specs:
+    if spec.group in seen:
+      continue
+    seen.add(spec.group)
+    where = f"--init {spec.label}" + (f" (bias {spec.bias_label})" if spec.bias_label else "")
+    try:
+      model = models.build_model(spec, hidden=4, depth=1, num_classes=3, activation=activation)
+      params = model.init(jax.random.key(0), np.zeros((1, 5), np.float32))
+      leaves = [np.asarray(a) for a in jax.tree.leaves(params)]
+    except Exception as e:  # whatever the init raises, reported as a usage error
+      msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      raise ValueError(f"{where}: {type(e).__name__}: {msg}") from None
+    if not all(np.isfinite(a).all() for a in leaves):
+      raise ValueError(f"{where}: gives non-finite weights")
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: int = 8,
+             epochs: int | None = None, bias_init: str = models.AUTO_BIAS,
+             init_flag: bool = True, **config: Any) -> None:
+  """The flags of a study (init, seeds, architecture, optimization) plus the common ones.
+
+  ``config`` overrides :class:`train_lib.TrainConfig`'s defaults shown in ``--help``.
+  """
+  d = dataclasses.replace(train_lib.TrainConfig(),
+                          **({"epochs": epochs} if epochs else {}), **config)
+  if init_flag:
+    parser.add_argument("--init", action="append", default=None, metavar="NAME[:k=v...]",
+                        help="kernel initializer (any jinit name; repeatable or comma-separated;"
+                             " hyperparameters as NAME:key=value, e.g. kaiming_normal:"
+                             f"nonlinearity=relu). Default: {','.join(inits)}")
+    parser.add_argument("--bias-init", default=bias_init, metavar="NAME[:k=v...]",
+                        help="bias initializer for every run; 'auto' = torch_linear_default "
+                             "biases with torch_linear_default weights, zeros otherwise. "
+                             "Default: %(default)s")
+  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS))
+  parser.add_argument("--seeds", type=cli.positive_int, default=seeds,
+                      help="seeds per init (FIRST..FIRST+N-1). Default: %(default)s")
+  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0)
+  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs)
+  parser.add_argument("--lr", type=cli.positive_float, default=d.lr)
+  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
+  parser.add_argument("--hidden", type=cli.positive_int, default=d.hidden,
+                      help="width of hidden layers. Default: %(default)s")
+  parser.add_argument("--depth", type=cli.nonneg_int, default=d.depth,
+                      help="number of hidden layers (Dense + activation). Default: %(default)s")
+  parser.add_argument("--shuffle", default=d.shuffle, choices=train_lib.SHUFFLES,
+                      help="per_run: each seed its own batch order (default); shared: one order "
+                           "(--data-seed) for all runs, so runs differ only in their init")
+  parser.add_argument("--data-seed", type=cli.nonneg_int, default=d.data_seed)
+  parser.add_argument("--train-metrics", default=d.train_metrics,
+                      choices=train_lib.TRAIN_METRICS,
+                      help="eval: train loss/acc on the whole training split after each epoch "
+                           "(the page); running: mean over the epoch's batches (faster)")
+  parser.add_argument("--train-size", type=cli.positive_int, default=None,
+                      help="use only the first N training examples (default: all)")
+  parser.add_argument("--log-every", type=cli.positive_int, default=10,
+                      help="print every N epochs (and the first and last)")
+  parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  cli.add_common_args(parser)
+
+
+def config_from_args(args, **overrides: Any) -> train_lib.TrainConfig:
+  """The :class:`train_lib.TrainConfig` the flags name (``overrides`` win)."""
+  values = dict(activation=args.activation, hidden=args.hidden, depth=args.depth, lr=args.lr,
+                batch_size=args.batch_size, epochs=args.epochs, shuffle=args.shuffle,
+                data_seed=args.data_seed, train_metrics=args.train_metrics)
+  values.update(overrides)
+  return train_lib.TrainConfig(**values)
+
+
+@dataclasses.dataclass
+class Plan:
+  """Everything checked before any work: specs, config, mesh, results folder."""
+
+  specs: list[models.RunSpec]
+  config: train_lib.TrainConfig
+  mesh: Any
+  out_dir: str
+  resume: bool
+  inits: list[str]
+
+
+def plan_from_args(parser: argparse.ArgumentParser, args, name: str, *,
+                   default_inits: Sequence[str] = (), bias_init: str | None = None,
+                   specs: Sequence[models.RunSpec] | None = None,
+                   **config_overrides: Any) -> Plan:
+  """Checks every flag (one line naming it, exit 2 on error) before any data or folder.
+
+  Inits are bound and dry-run on a tiny model, the batch size is checked against the
+  dataset, ``--out`` must be writable and new (or ``--resume``/``--overwrite``), and
+  ``--devices`` must exist.
+  """
+  try:
+    if specs is None:
+      inits = parse_inits(getattr(args, "init", None), default_inits)
+      specs = make_specs(inits, args.seeds, args.first_seed,
+                         bias_init if bias_init is not None else args.bias_init)
+    else:
+      inits = list(dict.fromkeys(s.label for s in specs))
+  except (TypeError, ValueError) as e:
+    cli.fail(parser, str(e) if str(e).startswith("--") else f"--init/--bias-init: {e}")
+  try:
+    config = config_from_args(args, **config_overrides)
+  except (TypeError, ValueError) as e:
+    cli.fail(parser, str(e))
+  try:
+    dry_run(specs, config.activation)
+  except ValueError as e:
+    cli.fail(parser, str(e))
+  cli.check_batch_size(args, config.batch_size, parser)
+  out_dir = cli.check_out(args, name, parser)
+  mesh = cli.mesh_from_args(args, parser)
+  n_data = 1 if mesh is None else int(mesh.shape.get(train_lib.DATA_AXIS, 1))
+  if config.batch_size % n_data:
+    cli.fail(parser, f"--batch-size {config.batch_size} must be divisible by the {n_data} "
+                     "devices of --parallel data")
+  return Plan(list(specs), config, mesh, out_dir, bool(getattr(args, "resume", None)), inits)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _timing(result: train_lib.TrainResult, runs: int) -> str:
+  epoch_s = result.epoch_seconds
+  where = (f"{result.devices} devices ({result.parallel})" if result.devices > 1
+           else "1 device")
+  return (f"compile {result.compile_seconds:.1f} s, init {result.init_seconds:.1f} s, "
+          f"{len(epoch_s)} epochs in {sum(epoch_s):.1f} s "
+          f"({sum(epoch_s) / max(len(epoch_s), 1):.2f} s/epoch for {runs} runs, "
+          f"{sum(epoch_s) / max(len(epoch_s), 1) / runs:.3f} s per run-epoch) on {where}")
+
+
+def write_report(out_dir: str, history: dict, num_classes: int, epochs: int,
+                 title: str | None, timing: str, log=print, note: str = "") -> str:
+  """Adds the summary rows to ``history``; writes history.json, metrics.png, summary.md."""
+  say = log or (lambda _: None)
+  rows = results.summary_rows(history, num_classes)
+  history["summary"] = rows
+  results.write_json(os.path.join(out_dir, "history.json"), history)
+  results.plot_history(history, os.path.join(out_dir, "metrics.png"), title=title)
+  table = results.format_table(rows, epochs)
+  done = len(history["epoch_seconds"])
+  status = "" if history.get("finished") else f" -- interrupted after epoch {done} of {epochs}"
+  text = f"{title or 'Summary'} (median over seeds){status}\n\n{table}\n\n{timing}\n"
+  if note:
+    text += f"\n{note}\n"
+  results.write_text(os.path.join(out_dir, "summary.md"), text)
+  say("\nFinal metrics (median over seeds); escape epoch = first epoch with val acc > 0.5; "
+      f"at chance = val acc < {results.chance_threshold(num_classes):.2f}")
+  say(table)
+  say(timing)
+  return table
+
+
+def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
+              config: train_lib.TrainConfig, out_dir: str, *, mesh=None, post_init=None,
+              log=print, log_every: int = 10, progress: bool = True,
+              title: str | None = None, resume: bool = False,
+              checkpoints: bool = True, command: str | None = None,
+              resume_dir: str | None = None) -> dict:
+  """Trains ``specs`` in one compiled run and writes history.json, metrics.png, summary.md.
+
+  history.json is rewritten (atomically) after every epoch and a checkpoint saved,
+  so an interrupted or killed study keeps its results and can be resumed
+  (``resume=True`` continues from ``<out_dir>/checkpoints``). Ctrl-C writes the
+  summary and figure of the epochs done, prints how to resume (``command --resume
+  resume_dir``, default ``out_dir``) and exits 130.
+
+  Returns:
+    The history dict (with "summary").
+  """
+  say = log or (lambda _: None)
+  os.makedirs(out_dir, exist_ok=True)
+  say(f"Results folder: {out_dir}")
+  say(f"{dataset.name}: {dataset.sizes()} | {len(specs)} runs "
+      f"({len({s.group for s in specs})} init(s) x seeds) in one compiled program")
+  checkpointer = (train_lib.Checkpointer(os.path.join(out_dir, CHECKPOINTS))
+                  if checkpoints else None)
+  if resume:
+    last = checkpointer.latest_epoch() if checkpointer else None
+    say(f"Resuming after epoch {last}" if last else "No checkpoint yet: starting from epoch 1")
+  last: dict[str, Any] = {}
+
+  def on_epoch(result):
+    last["result"] = result
+    results.save_history(out_dir, result)
+
+  try:
+    result = train_lib.train(dataset, specs, config, post_init=post_init, mesh=mesh,
+                             on_epoch=on_epoch, log=log, log_every=log_every,
+                             progress=progress, checkpointer=checkpointer, resume=resume)
+  except KeyboardInterrupt:
+    partial = last.get("result")
+    if partial is not None and partial.epochs_done:
+      write_report(out_dir, partial.to_json(), dataset.num_classes, config.epochs, title,
+                   _timing(partial, len(specs)), log=None)
+    done = partial.epochs_done if partial is not None else 0
+    how = command or "python -m experiments.<name>"
+    sys.stderr.write(f"\nInterrupted after epoch {done}; summary of the epochs done in "
+                     f"{out_dir}; resume with: {how} --resume {resume_dir or out_dir}\n")
+    raise SystemExit(130) from None
+  finally:
+    if checkpointer is not None:
+      checkpointer.close()
+  history = result.to_json()
+  write_report(out_dir, history, dataset.num_classes, config.epochs, title,
+               _timing(result, len(specs)), log=log)
+  for run in history["runs"]:
+    if run["stopped"]:
+      say(f"WARNING: {run['stopped']}")
+  say(f"Wrote {out_dir}/history.json, metrics.png, summary.md")
+  return history
+
+
+def finish(history: dict, out_dir: str | None = None) -> dict:
+  """Returns ``history``; exits with code 1 (one line) when every run diverged."""
+  if results.all_diverged(history):
+    where = f" (see {out_dir}/summary.md)" if out_dir else ""
+    sys.stderr.write(f"error: every run diverged (non-finite loss){where}\n")
+    raise SystemExit(1)
+  return history
