@@ -109,8 +109,11 @@ def test_smoke_run_digits(tmp_path, capsys):
   assert record["rows"] == saved["rows"]
   assert saved["cpu_seconds"] > 0 and all(
       c["verdict"] in ("agrees", "partly agrees", "disagrees") for c in saved["claims"])
-  with pytest.raises(SystemExit, match="already holds results.json"):
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:  # refused before any work
     dt.main(args)  # never overwrites a finished run
+  assert exit_info.value.code == 2
+  assert "folder exists and is not empty" in capsys.readouterr().err
   again = dt.main(["--resummarize", str(out)])  # recomputes rows/claims, keeps the numbers
   assert again["depth_results"] == saved["depth_results"] and again["rows"] == saved["rows"]
   assert "**" in (out / "summary.md").read_text()

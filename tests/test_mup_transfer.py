@@ -48,8 +48,11 @@ def test_smoke_outputs_and_schema(tmp_path, capsys):
   text = (out / "summary.md").read_text()
   assert "| width | SP best lr" in text and "Coordinate check" in text
   assert str(out) in capsys.readouterr().out
-  with pytest.raises(SystemExit, match="already holds a transfer.json"):  # never overwrites
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:  # refused before any work
     mup_transfer.main(TINY + ["--out", str(out)])
+  assert exit_info.value.code == 2
+  assert "folder exists and is not empty" in capsys.readouterr().err
 
   # One compiled program per width holds all 6 runs; a run trained alone gives the same loss
   # (no cross-talk between vmapped runs). Same data pipeline as run().

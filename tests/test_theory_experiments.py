@@ -39,7 +39,7 @@ def test_agreement_counts_matching_cells():
   assert frac == pytest.approx(2 / 6)
 
 
-def test_trainability_tiny_run_writes_the_schema(tmp_path):
+def test_trainability_tiny_run_writes_the_schema(tmp_path, capsys):
   out = str(tmp_path / "tr")
   argv = ["--dataset", "digits", "--sigma-w2", "1.0", "4.0", "--depths", "3",
           "--steps", "20", "--width", "16", "--train-size", "200", "--out", out,
@@ -59,8 +59,11 @@ def test_trainability_tiny_run_writes_the_schema(tmp_path):
   assert "Agreement" in open(os.path.join(out, "summary.md")).read()
   check = saved["variance_check"]
   assert check["width"] == 32 and len(check["predicted"]) == len(check["measured"]) == 10
-  with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:  # refused before any work
     trainability.main(argv)
+  assert exit_info.value.code == 2
+  assert "folder exists and is not empty" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags,message", [
