@@ -210,10 +210,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   for name, run in res["runs"].items():

@@ -399,10 +399,7 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   n = len(depth_results)
   for name, fn in (("residual_std.png", "std"), ("loss.png", "loss")):

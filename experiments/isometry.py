@@ -163,10 +163,7 @@ def format_spectra(spec: dict[str, Any], depths: Sequence[int]) -> str:
 
 
 def plot_spectra(spec: dict[str, Any], depths: Sequence[int], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   fig, axes = plt.subplots(1, len(depths), figsize=(3.2 * len(depths), 3.2), sharey=False)
   axes = np.atleast_1d(axes)
@@ -230,10 +227,7 @@ def format_learning(ls: dict[str, Any]) -> str:
 
 
 def plot_learning(ls: dict[str, Any], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   for dist, run in ls["runs"].items():

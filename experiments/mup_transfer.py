@@ -254,10 +254,7 @@ def _fmt(v):
 
 
 def plot_loss_vs_lr(transfer, path):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
   widths, lrs = transfer["widths"], np.asarray(transfer["lrs"])

@@ -176,10 +176,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = results.pyplot()  # the experiments' one figure style
 
   sig = np.asarray(res["sigma_w2"], float)
   depths = np.asarray(res["depths"], float)
