@@ -56,6 +56,8 @@ from experiments.common import results
 from experiments.common.provenance import format_provenance, provenance
 from jinit import theory
 
+PROG = "python -m experiments.deep_cnn"  # names the program in one-line errors
+
 SIGMA_B2 = 1e-4
 INITS = ("delta_orthogonal", "xavier", "he")
 LOWER_TARGETS = (0.8, 0.85)  # also reported, for runs too short to reach the target
@@ -258,10 +260,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   eval_every = args.eval_every or next(d for d in range(max(steps // 20, 1), 0, -1)
                                        if steps % d == 0)
   if depth < 1 or channels < 1 or steps < 1 or eval_every < 1 or steps % eval_every:
-    sys.exit(f"error: depth, channels, steps, eval-every must be >= 1 and eval-every must "
-             f"divide steps; got {depth}, {channels}, {steps}, {eval_every}")
+    cli.fail(PROG, f"--depth, --channels, --steps, --eval-every must be >= 1 and eval-every "
+                   f"must divide steps; got {depth}, {channels}, {steps}, {eval_every}")
   if not 0.0 < args.target < 1.0:
-    sys.exit(f"error: target must be in (0, 1), got {args.target}")
+    cli.fail(PROG, f"--target must be in (0, 1), got {args.target}")
   if args.train_size is None:
     args.train_size = 10000 if q else 20000
   out_dir = cli.out_dir_from_args(args, "deep_cnn")

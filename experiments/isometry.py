@@ -55,6 +55,8 @@ from experiments.common import results
 from experiments.common.provenance import format_provenance, provenance
 from jinit import theory
 
+PROG = "python -m experiments.isometry"  # names the program in one-line errors
+
 # sigma_b2 small so that q* at criticality is small (Pennington et al.: isometry of
 # orthogonal tanh improves as q* -> 0); tanh's critical sigma_w2 there is ~1.09.
 SIGMA_B2_TANH = 1e-4
@@ -278,9 +280,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   nets = args.nets or (2 if q else 3)
   for name, v in (("depths", min(args.depths)), ("width", width), ("nets", nets)):
     if v < 1:
-      sys.exit(f"error: {name} must be >= 1")
+      cli.fail(PROG, f"--{name} must be >= 1")
   if not 0.0 < args.target < 1.0:
-    sys.exit(f"error: target must be in (0, 1), got {args.target}")
+    cli.fail(PROG, f"--target must be in (0, 1), got {args.target}")
   out_dir = cli.out_dir_from_args(args, "isometry")
   out_json = os.path.join(out_dir, "isometry.json")
   if os.path.exists(out_json) and not args.overwrite:

@@ -60,6 +60,8 @@ from experiments.common import data as data_lib
 from experiments.common import results
 from jinit import mup
 
+PROG = "python -m experiments.mup_transfer"  # names the program in one-line errors
+
 PARAMETRIZATIONS = ("sp", "mup")
 
 
@@ -425,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   try:
     config = config_from_args(args)
   except ValueError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(PROG, str(e))
   out_dir = cli.out_dir_from_args(args, "mup_transfer")
   if os.path.exists(os.path.join(out_dir, "transfer.json")):
     sys.exit(f"error: {out_dir} already holds a transfer.json; choose another --out")

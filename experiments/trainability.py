@@ -48,6 +48,8 @@ from experiments.common import results
 from experiments.common.provenance import format_provenance, provenance
 from jinit import theory
 
+PROG = "python -m experiments.trainability"  # names the program in one-line errors
+
 SIGMA_B2 = 0.05
 FULL = dict(sigma_w2=tuple(np.round(np.linspace(1.0, 4.0, 13), 4)),
             depths=(10, 20, 40, 70, 100), steps=500, width=64, train_size=20000)
@@ -247,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         width=args.width or base["width"], steps=args.steps or base["steps"],
         batch_size=args.batch_size, lr=args.lr, threshold=args.threshold, seed=args.seed)
   except ValueError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(PROG, str(e))
   if args.train_size is None:
     args.train_size = base["train_size"]
   out_dir = cli.out_dir_from_args(args, "trainability")

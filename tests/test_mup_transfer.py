@@ -94,9 +94,11 @@ def test_claims_logic():
     (["--log2-lrs=-4:-6"], "log2_lrs must be"),
     (["--seeds", "0"], "seeds must be a positive int"),
 ])
-def test_bad_arguments(tmp_path, argv, message):
-  with pytest.raises(SystemExit, match=message):
+def test_bad_arguments(tmp_path, capsys, argv, message):
+  with pytest.raises(SystemExit) as exit_info:
     mup_transfer.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + argv)
+  assert exit_info.value.code == 2  # a usage error: one line naming the flag
+  assert message in capsys.readouterr().err
   assert not (tmp_path / "x").exists()
 
 

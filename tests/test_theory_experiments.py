@@ -71,9 +71,12 @@ def test_trainability_tiny_run_writes_the_schema(tmp_path, capsys):
     (["--depths", "0"], "depths must be"),
     (["--threshold", "1.5"], "threshold must be in"),
 ])
-def test_trainability_bad_flags(tmp_path, flags, message):
-  with pytest.raises(SystemExit, match=message):
+def test_trainability_bad_flags(tmp_path, capsys, flags, message):
+  with pytest.raises(SystemExit) as exit_info:
     trainability.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + flags)
+  assert exit_info.value.code == 2  # a usage error: one line naming the flag
+  err = capsys.readouterr().err
+  assert message in err and len(err.strip().splitlines()) == 1, err
   assert not os.path.exists(tmp_path / "x" / "trainability.json")
 
 
@@ -127,7 +130,7 @@ def test_isometry_tiny_run(tmp_path):
     assert os.path.exists(os.path.join(out, name))
 
 
-def test_deep_cnn_tiny_run(tmp_path):
+def test_deep_cnn_tiny_run(tmp_path, capsys):
   out = str(tmp_path / "cnn")
   res = deep_cnn.main(["--dataset", "digits", "--depth", "3", "--channels", "4", "--steps",
                        "4", "--eval-every", "2", "--train-size", "100", "--out", out,
@@ -138,9 +141,13 @@ def test_deep_cnn_tiny_run(tmp_path):
   for run in saved["runs"].values():
     assert len(run["train_acc"]) == 2 and all(np.isfinite(run["train_loss"]))
   assert res["image_side"] == 4  # 8x8 digits pooled 2x2
-  with pytest.raises(SystemExit, match="eval-every must divide steps"):
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
     deep_cnn.main(["--dataset", "digits", "--steps", "5", "--eval-every", "2",
                    "--out", str(tmp_path / "bad")])
+  assert exit_info.value.code == 2
+  assert "eval-every must divide steps" in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "bad")  # checked before any folder is made
 
 
 def test_deep_cnn_inits_have_the_stated_variances():
