@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,6 +42,8 @@ import flax.linen as nn
 import jax
 from flax import nnx
 from flax.core import tracers as flax_tracers
+
+from jinit._src import einsum as einsum_lib
 
 LINEN_NORM_TYPES: tuple[type, ...] = (nn.LayerNorm, nn.RMSNorm, nn.BatchNorm, nn.GroupNorm,
                                       nn.InstanceNorm)
@@ -104,33 +105,15 @@ def is_linen(model: Any) -> bool:
 
 # --------------------------------------------------------------------------- kernel axes
 
-_EINSUM = re.compile(r"^\s*([a-zA-Z.]*)\s*,\s*([a-zA-Z.]*)\s*->\s*([a-zA-Z.]*)\s*$")
-
-
 def einsum_kernel_axes(equation: str, ndim: int):
   """``(batch, in, out)`` axes of the kernel (2nd operand) of ``equation``.
 
-  Contracted axes (in the input, not in the output) are ``in``; axes in the output but
-  not in the input are ``out``; axes in input and output both are batch axes; a kernel
-  axis in neither is summed over (counted as ``in``).
+  The same split as :func:`jinit.einsum_fans` (one parser, :func:`jinit._src.einsum.einsum_axes`):
+  contracted and kernel-only axes are ``in``, free output axes ``out``, axes in input and output
+  both are batch axes.
   """
-  m = _EINSUM.match(equation.replace(" ", ""))
-  if m is None or "." in m.group(2):
-    raise ValueError(f"einsum equation must read 'input,kernel->output' without an ellipsis "
-                     f"in the kernel, got {equation!r}")
-  lhs, kernel, out = (g.replace("...", "") for g in m.groups())
-  if len(kernel) != ndim:
-    raise ValueError(f"einsum equation {equation!r} names {len(kernel)} kernel axes but the "
-                     f"kernel has {ndim}")
-  batch, ins, outs = [], [], []
-  for i, c in enumerate(kernel):
-    if c in lhs and c in out:
-      batch.append(i)
-    elif c in out:
-      outs.append(i)
-    else:
-      ins.append(i)
-  return tuple(batch), tuple(ins), tuple(outs)
+  ins, outs, batch = einsum_lib.einsum_axes(equation, ndim)
+  return batch, ins, outs
 
 
 def _as_tuple(v) -> tuple:
