@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jinit._src import capture as capture_lib
 from jinit._src.mup import OPTIMIZERS as OPTIMIZERS
 from jinit._src.mup import PARAMETRIZATIONS as PARAMETRIZATIONS
 from jinit._src.mup import ROLES as ROLES
@@ -332,12 +333,21 @@ def _first_array(out):
   return jax.tree_util.tree_leaves(out)[0]
 
 
+def _layer_outputs(cap) -> dict[str, jax.Array]:
+  """``{layer path: output}`` from a :func:`jinit._src.capture.capture` (a layer called twice
+  keeps its last call, at its first call's position)."""
+  record: dict[str, jax.Array] = {}
+  for call in cap.calls:
+    if call.role == "layer":
+      record["/".join(map(str, call.path)) or "<root>"] = _first_array(call.outputs)
+  return record
+
+
 class _NnxModel:
   """An nnx model as ``apply(params, x) -> (output, {layer: output})`` (params: nnx.Param).
 
-  Layer outputs are recorded by wrapping the ``__call__`` of ``layer_types`` while the
-  forward is traced (nnx has no ``intercept_methods``); a layer called twice keeps its last
-  call. Kept small and private: ``jinit.diagnostics`` owns the shared instrumentation.
+  Layer outputs are recorded by :mod:`jinit._src.capture`, the instrumentation
+  ``jinit.diagnostics`` and ``jinit.lsuv`` use.
   """
 
   def __init__(self, model: nnx.Module, layer_types):
@@ -346,34 +356,8 @@ class _NnxModel:
 
   def apply(self, params, x):
     model = nnx.merge(self.graphdef, params, self.rest)
-    paths = {id(m): "/".join(map(str, p)) or "<root>" for p, m in nnx.iter_modules(model)}
-    record: dict[str, jax.Array] = {}
-    originals = {cls: cls.__dict__.get("__call__")  # None: inherited
-                 for cls in {type(m) for _, m in nnx.iter_modules(model)}
-                 if issubclass(cls, self.layer_types)}
-
-    def wrap(cls, call):
-      def wrapped(self_, *args, **kwargs):
-        out = call(self_, *args, **kwargs)
-        if type(self_) is cls and id(self_) in paths:
-          record[paths[id(self_)]] = _first_array(out)
-        return out
-      return wrapped
-
-    patched = []
-    try:
-      for cls in originals:
-        call = cls.__call__
-        setattr(cls, "__call__", wrap(cls, call))
-        patched.append(cls)
-      out = model(x)
-    finally:
-      for cls in patched:
-        if originals[cls] is None:
-          delattr(cls, "__call__")
-        else:
-          setattr(cls, "__call__", originals[cls])
-    return out, record
+    cap = capture_lib.capture_nnx(model, x, layer_types=self.layer_types, norm_types=())
+    return cap.output, _layer_outputs(cap)
 
 
 class _LinenModel:
@@ -384,17 +368,9 @@ class _LinenModel:
     self.layer_types = layer_types
 
   def apply(self, params, x):
-    record: dict[str, jax.Array] = {}
-
-    def interceptor(next_fun, args, kwargs, context):
-      out = next_fun(*args, **kwargs)
-      if context.method_name == "__call__" and isinstance(context.module, self.layer_types):
-        record["/".join(map(str, context.module.scope.path)) or "<root>"] = _first_array(out)
-      return out
-
-    with nn.intercept_methods(interceptor):
-      out = self.module.apply({**self.rest, "params": params}, x)
-    return out, record
+    cap = capture_lib.capture_linen(self.module, {**self.rest, "params": params}, x,
+                                    layer_types=self.layer_types, norm_types=())
+    return cap.output, _layer_outputs(cap)
 
 
 def _wrap_model(made, layer_types):
