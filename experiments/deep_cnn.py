@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -268,8 +267,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.train_size = 10000 if q else 20000
   out_dir = cli.out_dir_from_args(args, "deep_cnn")
   out_json = os.path.join(out_dir, "deep_cnn.json")
-  if os.path.exists(out_json) and not args.overwrite:
-    sys.exit(f"error: {out_json} exists; pass --overwrite to replace it or --out elsewhere")
   dataset = cli.load_from_args(args)
   prov = provenance("experiments.deep_cnn", argv)
   print(f"Deep vanilla tanh CNN: depth {depth}, {channels} channels, {steps} SGD steps (lr "

@@ -39,7 +39,6 @@ import argparse
 import functools
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -285,8 +284,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli.fail(PROG, f"--target must be in (0, 1), got {args.target}")
   out_dir = cli.out_dir_from_args(args, "isometry")
   out_json = os.path.join(out_dir, "isometry.json")
-  if os.path.exists(out_json) and not args.overwrite:
-    sys.exit(f"error: {out_json} exists; pass --overwrite to replace it or --out elsewhere")
   prov = provenance("experiments.isometry", argv)
   t0 = time.time()
   print(f"Jacobian spectra at init: width {width}, {nets} nets per cell, depths {args.depths}")

@@ -33,7 +33,6 @@ import argparse
 import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -254,8 +253,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.train_size = base["train_size"]
   out_dir = cli.out_dir_from_args(args, "trainability")
   out_json = os.path.join(out_dir, "trainability.json")
-  if os.path.exists(out_json) and not args.overwrite:
-    sys.exit(f"error: {out_json} exists; pass --overwrite to replace it or --out elsewhere")
   dataset = cli.load_from_args(args)
   prov = provenance("experiments.trainability", argv)
   print(f"Trainability: tanh MLP width {config.width}, sigma_b2 {config.sigma_b2}, "

@@ -221,12 +221,7 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
   if not isinstance(variables, Mapping) or "params" not in variables:
     raise TypeError("variables must be a mapping with a 'params' collection (from "
                     f"module.init), got {type(variables).__name__}")
-  if init is not None:
-    layers._check_init(init, "init")  # pylint: disable=protected-access
-  if bias_init is not None:
-    layers._check_init(bias_init, "bias_init")  # pylint: disable=protected-access
-  key = layers.check_key(key)
-  checked_rules = layers.check_rules(rules)
+  key, checked_rules = layers.check_reinit_args(init, bias_init, key, rules)
 
   records = _module_records(module, variables, x)
   flat = traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))

@@ -164,12 +164,7 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     hint = (" (for a linen model use jinit.linen.reinit(module, variables, x, init, key=...))"
             if isinstance(model, nn.Module) else "")
     raise TypeError(f"model must be a flax.nnx Module, got {type(model).__name__}{hint}")
-  if init is not None:
-    layers._check_init(init, "init")  # pylint: disable=protected-access
-  if bias_init is not None:
-    layers._check_init(bias_init, "bias_init")  # pylint: disable=protected-access
-  key = layers.check_key(key)
-  checked_rules = layers.check_rules(rules)
+  key, checked_rules = layers.check_reinit_args(init, bias_init, key, rules)
 
   modules, params = {}, {}
   for path, node in nnx.iter_graph(model):

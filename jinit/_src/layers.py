@@ -395,6 +395,19 @@ def check_key(key: Any) -> jax.Array:
   raise TypeError(f"key must be a single JAX PRNG key (jax.random.key(0)), got {key!r}")
 
 
+def check_reinit_args(init: Any, bias_init: Any, key: Any, rules: Any):
+  """Checks ``reinit``'s arguments (linen and nnx alike) before any work.
+
+  Returns:
+    ``(key, checked_rules)``: the key, and ``rules`` as :func:`check_rules` returns them.
+  """
+  if init is not None:
+    _check_init(init, "init")
+  if bias_init is not None:
+    _check_init(bias_init, "bias_init")
+  return check_key(key), check_rules(rules)
+
+
 def param_key(key: jax.Array, path: str) -> jax.Array:
   """The key of the parameter at ``path``: depends on its path only, not on the others."""
   return jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)

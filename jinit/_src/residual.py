@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinit._src import initializers as inits
+from jinit._src import layers
 from jinit._src import validation
 
 Rule = tuple[str, inits.Initializer]
@@ -384,17 +385,8 @@ def _match_counts(paths: Sequence[str], rules: Sequence[Rule]) -> list[int]:
 
 
 def _check_rules(rules: Any) -> list[Rule]:
-  if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
-    raise TypeError(f"rules must be a sequence of (pattern, init) pairs, got {rules!r}")
-  out = []
-  for i, rule in enumerate(rules):
-    if not isinstance(rule, (tuple, list)) or len(rule) != 2:
-      raise TypeError(f"rules[{i}] must be a (pattern, init) pair, got {rule!r}")
-    pattern, init = rule
-    _check_pattern(pattern, f"rules[{i}] pattern")
-    _check_init(init, f"rules[{i}] init")
-    out.append((pattern, init))
-  return out
+  """``rules`` checked by reinit's own check (:func:`jinit._src.layers.check_rules`)."""
+  return [(pattern, init) for pattern, _, init in layers.check_rules(rules)]
 
 
 def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
