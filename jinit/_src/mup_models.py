@@ -1,0 +1,543 @@
+"""Implementation of the Flax-model parts of :mod:`jinit.mup`; re-exported there."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jinit._src import capture as capture_lib
+from jinit._src.mup import (
+  TABLES,
+  ParamMeta,
+  build_meta,
+  check_parametrization,
+  flat_shapes,
+  scale_updates,
+)
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _is_shape_dict(obj: Any) -> bool:
+  return isinstance(obj, Mapping) and bool(obj) and all(
+      isinstance(k, str) and isinstance(v, tuple) and all(isinstance(d, int) for d in v)
+      for k, v in obj.items())
+
+
+def base_shapes(model: Any, *example_args: Any, **example_kwargs: Any) -> dict[str, tuple[int, ...]]:
+  """``{path: shape}`` of a model's parameters (the "base shapes" of ``mup.set_base_shapes``).
+
+  Args:
+    model: an ``nnx.Module`` (its ``nnx.Param`` variables; ``nnx.eval_shape`` of a
+      constructor avoids allocating), a linen ``nn.Module`` together with example inputs
+      (initialized abstractly with ``jax.eval_shape``, no weights are allocated), linen
+      variables / params or any pytree of arrays, or a ``{path: shape}`` dict (returned as is).
+    *example_args, **example_kwargs: inputs for a linen module's ``init``.
+
+  Returns:
+    ``{"layer/kernel": shape}``, paths ``"/"``-joined, without linen's ``params`` prefix.
+  """
+  if _is_shape_dict(model):
+    return dict(model)
+  if isinstance(model, nnx.Module):
+    return flat_shapes(nnx.state(model, nnx.Param))
+  if isinstance(model, nn.Module):
+    if not example_args and not example_kwargs:
+      raise ValueError("model: a linen module needs example inputs to find its parameters' "
+                       "shapes: base_shapes(module, x)")
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), *example_args,
+                                                  **example_kwargs))
+    return flat_shapes(variables.get("params", variables))
+  if isinstance(model, Mapping) or isinstance(model, (list, tuple)):
+    if isinstance(model, Mapping) and "params" in model:
+      model = model["params"]
+    shapes = flat_shapes(model)
+    if shapes:
+      return shapes
+  raise TypeError("model must be an nnx.Module, a linen Module (with example inputs), a "
+                  f"params pytree or a {{path: shape}} dict, got {type(model).__name__}")
+
+
+def infinite_dims(model: Any, base_model: Any, *example_args: Any,
+                  parametrization: str = "mup", readout: str | Sequence[str] | None = None,
+                  fan_in_axes: Mapping[str, Sequence[int]] | None = None,
+                  **example_kwargs: Any) -> dict[str, ParamMeta]:
+  """Compares ``model`` with ``base_model``: per parameter, its infinite axes, role and rules.
+
+  An axis is *infinite* (grows with width) when its size differs between the two models,
+  as in ``mup.set_base_shapes``. Fan-in axes come before fan-out axes in Flax layouts; of a
+  kernel's infinite axes the first is fan-in (``fan_in_axes={path: axes}`` overrides).
+  The readout is the one kernel whose infinite axes are all fan-in.
+
+  Args:
+    model, base_model: anything :func:`base_shapes` accepts (both nnx, both linen with the
+      same example inputs, params, or shape dicts).
+    *example_args, **example_kwargs: inputs for linen modules' ``init``.
+    parametrization: ``"mup"`` (Tensor Programs V Table 8, as ``mup``), ``"mup_table3"``
+      or ``"sp"`` (every lr multiplier 1).
+    readout: the readout's path (``"head"`` or ``"head/kernel"``) when it cannot be found
+      from the shapes (no kernel, or several, with only infinite fan-in).
+    fan_in_axes: ``{path: axes}`` for kernels whose fan-in is not the first infinite axis.
+
+  Returns:
+    ``{path: ParamMeta}``; pass it to :func:`scale_updates`.
+
+  Raises:
+    ValueError: the models have different parameters or ranks (``base_model``), the readout
+      cannot be identified (``readout``), a bad ``parametrization``.
+  """
+  check_parametrization(parametrization)
+  shapes = base_shapes(model, *example_args, **example_kwargs)
+  try:
+    base = base_shapes(base_model, *example_args, **example_kwargs)
+  except TypeError as e:
+    raise TypeError(f"base_model: {e}") from None
+  return build_meta(shapes, base, parametrization=parametrization, readout=readout,
+                    fan_in_axes=fan_in_axes)
+
+
+# --------------------------------------------------------------------------- readout
+
+
+def _readout_std_and_mult(in_features, base_in_features, parametrization, output_mult):
+  check_parametrization(parametrization)
+  base = in_features if base_in_features is None else base_in_features
+  if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+    raise ValueError(f"base_in_features must be a positive int, got {base_in_features!r}")
+  width_mult = in_features / base
+  r = TABLES[parametrization]["output"]
+  # std at the base width is LeCun's 1/sqrt(base); it then scales as sqrt(init_var(width_mult)).
+  std = math.sqrt(r.init_var(width_mult, 1.0) / base)
+  return std, output_mult * r.multiplier(width_mult, 1.0)
+
+
+class Readout(nnx.Module):
+  """The μP readout for nnx: ``y = (mult * x) @ kernel + bias``, ``mult = output_mult/width_mult``.
+
+  ``width_mult = in_features / base_in_features``. Under ``"mup"`` (Table 8) the kernel is
+  drawn N(0, 1/base_in_features) (width-independent, what ``mup.MuReadout`` holds after
+  ``set_base_shapes`` rescales it) and the input is multiplied by ``output_mult /
+  width_mult``; under ``"mup_table3"`` the kernel is N(0, 1/(base_in * width_mult^2)) with no
+  multiplier; under ``"sp"`` (or ``base_in_features=None``) it is a LeCun-normal Dense.
+  Bias init zero; ``zero_init=True`` zero-inits the kernel as ``MuReadout(readout_zero_init=True)``.
+
+  Args:
+    in_features, out_features: sizes.
+    base_in_features: ``in_features`` of the base model (None: this model is the base).
+    output_mult: a tunable constant on the logits (``mup``'s ``output_mult``).
+    zero_init: zero kernel.
+    use_bias: add a bias.
+    parametrization: ``"mup"``, ``"mup_table3"`` or ``"sp"``.
+    rngs: ``nnx.Rngs``.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, base_in_features: int | None = None,
+               output_mult: float = 1.0, zero_init: bool = False, use_bias: bool = True,
+               parametrization: str = "mup", param_dtype=jnp.float32, rngs: nnx.Rngs):
+    std, self.mult = _readout_std_and_mult(in_features, base_in_features, parametrization,
+                                           output_mult)
+    shape = (in_features, out_features)
+    kernel = (jnp.zeros(shape, param_dtype) if zero_init else
+              jax.random.normal(rngs.params(), shape, param_dtype) * jnp.asarray(std, param_dtype))
+    self.kernel = nnx.Param(kernel)
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = (x * jnp.asarray(self.mult, x.dtype)) @ self.kernel[...]
+    if self.bias is not None:
+      y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
+    return y
+
+
+class LinenReadout(nn.Module):
+  """The μP readout for linen (see :class:`Readout`): ``Dense`` with multiplier and μP init."""
+  features: int
+  base_in_features: int | None = None
+  output_mult: float = 1.0
+  zero_init: bool = False
+  use_bias: bool = True
+  parametrization: str = "mup"
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    std, mult = _readout_std_and_mult(x.shape[-1], self.base_in_features, self.parametrization,
+                                      self.output_mult)
+    init = nn.initializers.zeros if self.zero_init else nn.initializers.normal(std)
+    kernel = self.param("kernel", init, (x.shape[-1], self.features), self.param_dtype)
+    y = (x * jnp.asarray(mult, x.dtype)) @ kernel
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+      y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+    return y
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_scale(head_dim: int, base_head_dim: int | None = None, *,
+                    parametrization: str = "mup", attn_mult: float = 1.0) -> float:
+  """The attention-logit scale: ``attn_mult * sqrt(base_head_dim) / head_dim`` under μP.
+
+  μP scales logits by ``1/d`` instead of ``1/sqrt(d)`` (Tensor Programs V, §4 and
+  Table 3 footnote); the constant ``sqrt(base_head_dim)`` makes it equal SP's
+  ``1/sqrt(d)`` at the base width. Under ``"sp"``: ``attn_mult / sqrt(head_dim)``.
+  """
+  check_parametrization(parametrization)
+  for name, v in (("head_dim", head_dim), ("base_head_dim", base_head_dim)):
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+      raise ValueError(f"{name} must be a positive int, got {v!r}")
+  if parametrization == "sp":
+    return attn_mult / math.sqrt(head_dim)
+  base = head_dim if base_head_dim is None else base_head_dim
+  return attn_mult * math.sqrt(base) / head_dim
+
+
+def attention_fn(base_head_dim: int | None = None, *, parametrization: str = "mup",
+                 attn_mult: float = 1.0, inner: Callable | None = None) -> Callable:
+  """An ``attention_fn`` for ``nnx.MultiHeadAttention`` / linen ``MultiHeadDotProductAttention``.
+
+  It rescales the query so that Flax's ``dot_product_attention`` (which divides by
+  ``sqrt(d)``) computes logits ``q.k * attention_scale(d, base_head_dim)``.
+
+  Args:
+    base_head_dim: the head dim of the base model (None: the model's own, i.e. ``1/d``
+      scaled to ``1/sqrt(d)`` at this width).
+    parametrization: ``"mup"``/``"mup_table3"`` (``1/d``) or ``"sp"`` (``1/sqrt(d)``).
+    attn_mult: a tunable constant on the logits.
+    inner: the attention to call (default: nnx's or linen's ``dot_product_attention``, by
+      the kind of module that calls it).
+  """
+  check_parametrization(parametrization)
+
+  def fn(query, key, value, *args, **kwargs):
+    d = query.shape[-1]
+    factor = attention_scale(d, base_head_dim, parametrization=parametrization,
+                             attn_mult=attn_mult) * math.sqrt(d)
+    impl = inner
+    if impl is None:
+      impl = (nn.dot_product_attention if isinstance(kwargs.get("module"), nn.Module)
+              else nnx.dot_product_attention)
+    return impl(query * jnp.asarray(factor, query.dtype), key, value, *args, **kwargs)
+
+  return fn
+
+
+def zero_query(model: Any) -> Any:
+  """Zero-inits every attention query projection (``mup``'s ``query_zero_init``).
+
+  Args:
+    model: an ``nnx.Module`` (each ``nnx.MultiHeadAttention``'s ``query`` kernel is zeroed
+      in place) or linen params/variables (every ``.../query/kernel`` leaf is zeroed).
+
+  Returns:
+    The model (nnx) or new params (linen).
+  """
+  if isinstance(model, nnx.Module):
+    found = 0
+    for _, m in nnx.iter_modules(model):
+      if isinstance(m, nnx.MultiHeadAttention):
+        m.query.kernel[...] = jnp.zeros_like(m.query.kernel[...])
+        found += 1
+    if not found:
+      raise ValueError("model has no nnx.MultiHeadAttention to zero the query of")
+    return model
+  from jinit._src.mup import path_str
+
+  hits = []
+
+  def zero(kp, leaf):
+    p = path_str(kp)
+    if p.endswith("query/kernel"):
+      hits.append(p)
+      return jnp.zeros_like(leaf)
+    return leaf
+
+  out = jax.tree_util.tree_map_with_path(zero, model)
+  if not hits:
+    raise ValueError("model has no '.../query/kernel' parameter to zero")
+  return out
+
+
+# --------------------------------------------------------------------------- coord check
+
+NNX_LAYER_TYPES: tuple[type, ...] = (
+    nnx.Linear, nnx.LinearGeneral, nnx.Einsum, nnx.Conv, nnx.Embed, nnx.LayerNorm, nnx.RMSNorm,
+    nnx.MultiHeadAttention, Readout)
+LINEN_LAYER_TYPES: tuple[type, ...] = (
+    nn.Dense, nn.DenseGeneral, nn.Einsum, nn.Conv, nn.Embed, nn.LayerNorm, nn.RMSNorm,
+    nn.MultiHeadDotProductAttention, LinenReadout)
+METRICS = ("rms", "l1")
+OUTPUT = "<output>"  # the model's output, the last row of a coord check
+
+
+def _size(a: jax.Array, metric: str) -> jax.Array:
+  a = jnp.asarray(a, jnp.float32)
+  return jnp.sqrt(jnp.mean(a * a)) if metric == "rms" else jnp.mean(jnp.abs(a))
+
+
+def _first_array(out):
+  return jax.tree_util.tree_leaves(out)[0]
+
+
+def _layer_outputs(cap) -> dict[str, jax.Array]:
+  """``{layer path: output}`` from a :func:`jinit._src.capture.capture` (a layer called twice
+  keeps its last call, at its first call's position)."""
+  record: dict[str, jax.Array] = {}
+  for call in cap.calls:
+    if call.role == "layer":
+      record["/".join(map(str, call.path)) or "<root>"] = _first_array(call.outputs)
+  return record
+
+
+class _NnxModel:
+  """An nnx model as ``apply(params, x) -> (output, {layer: output})`` (params: nnx.Param).
+
+  Layer outputs are recorded by :mod:`jinit._src.capture`, the instrumentation
+  ``jinit.diagnostics`` and ``jinit.lsuv`` use.
+  """
+
+  def __init__(self, model: nnx.Module, layer_types):
+    self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
+    self.layer_types = layer_types
+
+  def apply(self, params, x):
+    model = nnx.merge(self.graphdef, params, self.rest)
+    cap = capture_lib.capture_nnx(model, x, layer_types=self.layer_types, norm_types=())
+    return cap.output, _layer_outputs(cap)
+
+
+class _LinenModel:
+  def __init__(self, module: nn.Module, variables, layer_types):
+    self.module = module
+    self.params = variables["params"]
+    self.rest = {k: v for k, v in variables.items() if k != "params"}
+    self.layer_types = layer_types
+
+  def apply(self, params, x):
+    cap = capture_lib.capture_linen(self.module, {**self.rest, "params": params}, x,
+                                    layer_types=self.layer_types, norm_types=())
+    return cap.output, _layer_outputs(cap)
+
+
+def _wrap_model(made, layer_types):
+  if isinstance(made, nnx.Module):
+    return _NnxModel(made, layer_types or NNX_LAYER_TYPES)
+  if (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)):
+    return _LinenModel(made[0], made[1], layer_types or LINEN_LAYER_TYPES)
+  raise TypeError("make_model must return an nnx.Module or a (linen Module, variables) pair, "
+                  f"got {type(made).__name__}")
+
+
+def _default_loss(out, y):
+  import optax
+
+  if jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
+    return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+  return optax.softmax_cross_entropy(out, y).mean()
+
+
+def _slopes(widths: Sequence[int], sizes: np.ndarray) -> np.ndarray:
+  """Least-squares slope of log(size) vs log(width) along the last axis."""
+  lw = np.log(np.asarray(widths, np.float64))
+  lw = lw - lw.mean()
+  ls = np.log(np.maximum(sizes.astype(np.float64), np.finfo(np.float64).tiny))
+  ls = ls - ls.mean(axis=-1, keepdims=True)
+  return (ls * lw).sum(axis=-1) / (lw * lw).sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordCheck:
+  """Layer output sizes vs width over training steps, and their log-log slopes.
+
+  Attributes:
+    widths: the widths, increasing.
+    layers: layer paths in call order, then ``"<output>"`` (the model's output).
+    sizes: ``(layers, steps + 1, widths)``: the metric of each layer's output after ``t``
+      updates (``t = 0``: at init), mean over seeds.
+    slopes: ``(layers, steps + 1)``: slope of ``log size`` vs ``log width`` (least squares).
+      μP: ~0 at every step; SP: grows after step 0 for layers fed by hidden weights.
+    metric: ``"rms"`` or ``"l1"`` (mean ``|x|``, mup's default).
+  """
+  widths: tuple[int, ...]
+  layers: tuple[str, ...]
+  sizes: np.ndarray
+  slopes: np.ndarray
+  metric: str
+  losses: np.ndarray  # (steps + 1, widths): training loss before each update, mean over seeds
+
+  @property
+  def steps(self) -> int:
+    return self.sizes.shape[1] - 1
+
+  def slope(self, layer: str, step: int = -1) -> float:
+    return float(self.slopes[self.layers.index(layer), step])
+
+  def max_abs_slope(self, step: int = -1, layers: Sequence[str] | None = None) -> float:
+    rows = [self.layers.index(name) for name in (layers or self.layers)]
+    return float(np.max(np.abs(self.slopes[rows, step])))
+
+  def table(self) -> str:
+    head = ["layer"] + [f"slope t={t}" for t in range(self.steps + 1)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, name in enumerate(self.layers):
+      lines.append("| " + " | ".join([name] + [f"{s:+.3f}" for s in self.slopes[i]]) + " |")
+    return "\n".join(lines)
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"widths": list(self.widths), "layers": list(self.layers), "metric": self.metric,
+            "sizes": self.sizes.tolist(), "slopes": self.slopes.tolist(),
+            "losses": self.losses.tolist()}
+
+  def plot(self, title: str | None = None, steps: Sequence[int] | None = None):
+    """mup's ``plot_coord_data``: one panel per step, size vs width (log-log), a line per layer.
+
+    Returns the matplotlib figure (save it with ``experiments.common.results.save_figure``
+    or ``fig.savefig``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = list(range(self.steps + 1)) if steps is None else list(steps)
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True,
+                             squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0, 0.95, len(self.layers)))
+    for ax, t in zip(axes[0], steps):
+      for i, name in enumerate(self.layers):
+        ax.plot(self.widths, self.sizes[i, t], "o-", ms=3, color=colors[i], label=name)
+      ax.set_xscale("log", base=2)
+      ax.set_yscale("log")
+      ax.set_title(f"t={t}")
+      ax.set_xlabel("width")
+      ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean |x|" if self.metric == "l1" else "RMS of layer output")
+    axes[0][-1].legend(fontsize=6, loc="best")
+    if title:
+      fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _check_widths(widths) -> tuple[int, ...]:
+  if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+    raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
+  widths = tuple(widths)
+  if len(widths) < 2:
+    raise ValueError(f"widths must hold at least 2 widths to fit a slope, got {widths}")
+  for w in widths:
+    if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1:
+      raise ValueError(f"widths must be positive ints, got {w!r} in {widths}")
+  if any(b <= a for a, b in zip(widths, widths[1:])):
+    raise ValueError(f"widths must be strictly increasing, got {widths}")
+  return tuple(int(w) for w in widths)
+
+
+def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x: Any, y: Any, *,
+                steps: int = 3, optimizer: Any, loss_fn: Callable | None = None, seeds: int = 1,
+                metric: str = "rms", layer_types: tuple[type, ...] | None = None) -> CoordCheck:
+  """The coordinate check of Tensor Programs V (§D.1): layer output sizes vs width over training.
+
+  For each width and seed, trains ``make_model(width, seed)`` for ``steps`` steps on the
+  batch ``(x, y)`` and records the size (RMS or mean ``|.|``) of every layer's output
+  before each update and after the last. The verdict is the slope of ``log size`` against
+  ``log width`` per layer and step: under μP it is ~0 at every step; under SP the layers
+  after a hidden weight grow with width once training starts (Adam: slope ~1 for a layer's
+  update, ``Δh = ΔW h`` summing ``width`` correlated terms).
+
+  Args:
+    make_model: ``(width, seed) -> model``: an ``nnx.Module``, or ``(linen_module,
+      variables)``. A deterministic model (no dropout; batch stats are not updated).
+    widths: strictly increasing widths (at least 2).
+    x, y: one batch of inputs and targets (integer labels or one-hot / soft targets for the
+      default softmax cross-entropy).
+    steps: training steps (>= 0).
+    optimizer: an ``optax.GradientTransformation`` used at every width, or ``width ->
+      GradientTransformation`` (for μP: chain ``jinit.mup.scale_updates`` with that width's
+      metadata).
+    loss_fn: ``(output, y) -> scalar``; default: mean softmax cross-entropy.
+    seeds: seeds per width (sizes are averaged over them).
+    metric: ``"rms"`` or ``"l1"``.
+    layer_types: module classes whose outputs are recorded (default: Linear/Dense, Conv,
+      Embed, norms, attention, the readouts), plus the model's output.
+
+  Returns:
+    A :class:`CoordCheck`; ``.plot()`` draws mup's figure, ``.table()`` the slopes.
+
+  Raises:
+    ValueError: widths not strictly increasing (``widths``), bad ``steps``/``seeds``/``metric``.
+    TypeError: ``optimizer`` neither a transform nor a callable; ``make_model`` returning
+      something else than a model.
+  """
+  import optax
+
+  widths = _check_widths(widths)
+  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+    raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+  if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+  if metric not in METRICS:
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+  if isinstance(optimizer, optax.GradientTransformation):
+    get_tx = lambda width: optimizer  # noqa: E731
+  elif callable(optimizer):
+    get_tx = optimizer
+  else:
+    raise TypeError("optimizer must be an optax.GradientTransformation or a callable "
+                    f"width -> GradientTransformation, got {type(optimizer).__name__}")
+  loss_fn = loss_fn or _default_loss
+  x, y = jnp.asarray(x), jnp.asarray(y)
+
+  layers: list[str] | None = None
+  sizes = np.zeros((0,))
+  losses = np.zeros((steps + 1, len(widths)))
+  for w_i, width in enumerate(widths):
+    tx = get_tx(width)
+    if not isinstance(tx, optax.GradientTransformation):
+      raise TypeError(f"optimizer({width}) must return an optax.GradientTransformation, got "
+                      f"{type(tx).__name__}")
+    for seed in range(seeds):
+      model = _wrap_model(make_model(width, seed), layer_types)
+
+      order: list[str] = []  # layer names in call order, filled while tracing
+
+      def loss_and_record(params, model=model, order=order):
+        out, record = model.apply(params, x)
+        order[:] = list(record) + [OUTPUT]  # a dict through jax comes back key-sorted
+        return loss_fn(out, y), [_size(v, metric) for v in record.values()] + [_size(out, metric)]
+
+      @jax.jit
+      def step(params, opt_state, tx=tx, loss_and_record=loss_and_record):
+        (loss, stats), grads = jax.value_and_grad(loss_and_record, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss, stats
+
+      params = model.params
+      opt_state = tx.init(params)
+      for t in range(steps + 1):
+        new_params, new_state, loss, values = step(params, opt_state)
+        stats = dict(zip(order, values))
+        if layers is None:
+          layers = list(order)
+          sizes = np.zeros((len(layers), steps + 1, len(widths)))
+        if set(stats) != set(layers):
+          raise ValueError(f"make_model({width}, {seed}) records layers {sorted(stats)}, the "
+                           f"first width recorded {sorted(layers)}: same architecture needed")
+        for i, name in enumerate(layers):
+          sizes[i, t, w_i] += float(stats[name]) / seeds
+        losses[t, w_i] += float(loss) / seeds
+        params, opt_state = new_params, new_state
+  if not np.all(np.isfinite(sizes)):
+    bad = [layers[i] for i in np.unique(np.nonzero(~np.isfinite(sizes))[0])]
+    raise FloatingPointError(f"coord_check: non-finite layer outputs in {bad}; lower the "
+                             "learning rate")
+  return CoordCheck(widths, tuple(layers), sizes, _slopes(widths, sizes), metric, losses)
