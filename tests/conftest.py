@@ -1,8 +1,10 @@
-"""Shared set-up for the jinit tests: strict rank promotion, and one statistical check.
+"""Shared set-up for the jinit tests: strict rank and dtype promotion, one statistical check.
 
 Every test runs with ``jax_numpy_rank_promotion="raise"`` (as jax's own test harness
 and careful users do), so an implicit rank broadcast anywhere in jinit, or in the
-tests, fails loudly. The core tests also run once under ``JAX_ENABLE_X64=1`` (see
+tests, fails loudly; and with ``jax_numpy_dtype_promotion="strict"`` (as equinox's
+test suite does), so an implicit dtype promotion (float32 x complex64, float32 x
+float64 arrays) fails loudly too. The core tests also run once under ``JAX_ENABLE_X64=1`` (see
 ``.ci/run``).
 """
 
@@ -14,6 +16,7 @@ import pytest
 import scipy.stats
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Tolerances (see check_law): with fixed keys every check is deterministic; these
 # margins make a correct implementation pass with overwhelming probability for any

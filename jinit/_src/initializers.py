@@ -227,6 +227,16 @@ def _normal_z_max(dtype_name: str) -> float:
     return abs(float(z))
 
 
+def _cast(value, real, x: Array) -> Array:
+  """``value`` rounded to the sampling dtype ``real``, then cast to ``x``'s dtype.
+
+  A real scale for complex samples is cast to the complex dtype explicitly (no
+  float32 x complex64 promotion, which jax's strict dtype promotion refuses); the
+  product ``z * (s + 0j)`` is bit-identical to ``z * s``.
+  """
+  return jnp.asarray(value, real).astype(x.dtype)
+
+
 def _std_normal(key: Array, shape, dtype) -> Array:
   """N(0, 1) samples in the sampling dtype; complex: E|z|^2 = 1 (re, im each variance 1/2)."""
   real = _sampling_dtype(dtype)
@@ -380,7 +390,7 @@ def normal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
     return jnp.zeros(shape, dtype)
   real = _sampling_dtype(dtype)
   z = _std_normal(key, shape, dtype)
-  return (z * jnp.asarray(std, real) + jnp.asarray(mean, real)).astype(dtype)
+  return (z * _cast(std, real, z) + _cast(mean, real, z)).astype(dtype)
 
 
 @_compiled
@@ -578,15 +588,17 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
   complex_ = _is_complex(dtype)
   if distribution == "normal":
     z = _std_normal(key, shape, dtype)
-    return (z * jnp.asarray(std, real)).astype(dtype)
+    return (z * _cast(std, real, z)).astype(dtype)
   if distribution == "uniform":
     if complex_:
-      return (_complex_uniform(key, shape, dtype) * jnp.asarray(std, real)).astype(dtype)
+      w = _complex_uniform(key, shape, dtype)
+      return (w * _cast(std, real, w)).astype(dtype)
     bound = math.sqrt(3.0) * std
     return (_std_uniform(key, shape, dtype) * jnp.asarray(bound, real)).astype(dtype)
   if complex_:
     s = jnp.asarray(std, real) / jnp.asarray(complex_truncated_std(2.0), real)
-    return (_complex_truncated_normal(key, shape, dtype) * s).astype(dtype)
+    w = _complex_truncated_normal(key, shape, dtype)
+    return (w * _cast(s, real, w)).astype(dtype)
   return truncated_normal(key, shape, std=std, corrected=True, dtype=dtype)
 
 
@@ -774,7 +786,8 @@ def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype) -> A
   d = jnp.diagonal(r)
   if jnp.issubdtype(compute_dtype, jnp.complexfloating):
     modulus = jnp.abs(d)
-    phase = jnp.where(modulus == 0, jnp.ones_like(d), d / jnp.where(modulus == 0, 1, modulus))
+    safe = jnp.where(modulus == 0, jnp.ones_like(modulus), modulus).astype(d.dtype)
+    phase = jnp.where(modulus == 0, jnp.ones_like(d), d / safe)
   else:
     phase = jnp.where(d < 0, -1.0, 1.0).astype(compute_dtype)
   q = q * phase[None, :]
@@ -825,7 +838,7 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
   q = _orthogonal_matrix(key, n_rows, n_cols, compute)
   other = tuple(d for i, d in enumerate(shape) if i != column_axis % len(shape))
   q = jnp.moveaxis(q.reshape(*other, n_cols), -1, column_axis)
-  return (q * jnp.asarray(gain, real)).astype(dtype)
+  return (q * _cast(gain, real, q)).astype(dtype)
 
 
 def _check_conv_shape(shape, name: str):
