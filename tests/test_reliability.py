@@ -242,3 +242,265 @@ def test_traced_hyperparameter_still_supported():
   f = functools.partial(jinit.normal, KEY, (4, 4))
   out = jax.vmap(lambda s: f(std=s))(jnp.array([1.0, 2.0]))
   np.testing.assert_allclose(np.asarray(out[1]), 2 * np.asarray(out[0]), rtol=1e-6)
+
+
+# =========================================================================== issue 18
+# Library findings of issue 18 (reliability, second round). Each test reproduces the
+# trial that returned a wrong result and asserts the new behaviour.
+
+import flax.linen as nn  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from jinit import mup, residual  # noqa: E402
+from jinit._src import diagnostics as diag_lib  # noqa: E402
+from jinit._src import lsuv as lsuv_lib  # noqa: E402
+from jinit._src import mup as mup_lib  # noqa: E402
+
+
+def _std_tol(n):
+  """6 standard errors of a sample std (relative): sqrt(1 / (2n)) per SE for a normal."""
+  return 6.0 * math.sqrt(1.0 / (2.0 * n))
+
+
+class _Block(nnx.Module):
+  def __init__(self, d, rngs):
+    self.fc1 = nnx.Linear(d, d, rngs=rngs)
+    self.out = nnx.Linear(d, d, rngs=rngs)
+    self.c_proj = nnx.Linear(d, d, rngs=rngs)
+
+
+class _Stacked(nnx.Module):
+  """``n`` blocks stacked by nnx.vmap (one (n, d, d) kernel per layer)."""
+
+  def __init__(self, n, d, rngs):
+    @nnx.split_rngs(splits=n)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make(rngs):
+      return _Block(d, rngs)
+
+    self.blocks = make(rngs)
+
+
+# --------------------------------------------------------------------------- finding 4
+
+
+def test_gpt2_counts_stacked_nnx_layers_as_their_stack_length():
+  """12 blocks stacked with nnx.vmap: L = 12, std 0.02 / sqrt(24) (was L = 1: 0.0139)."""
+  n, d = 12, 48
+  model = _Stacked(n, d, nnx.Rngs(0))
+  residual.apply_gpt2(model, key=KEY)
+  for name in ("out", "c_proj"):
+    w = np.asarray(getattr(model.blocks, name).kernel[...])
+    assert w.shape == (n, d, d)
+    assert np.std(w) == pytest.approx(0.02 / math.sqrt(2 * n), rel=_std_tol(w.size))
+
+
+def test_fixup_and_tfixup_depth_and_fans_on_stacked_nnx_layers():
+  """Fixup's L and T-Fixup's N are the stack length; fans skip the stack axis."""
+  n, d = 8, 64
+  model = _Stacked(n, d, nnx.Rngs(1))
+  residual.apply_fixup(model, key=KEY, branch_layers=[r"fc1/kernel$", r"c_proj/kernel$"])
+  w = np.asarray(model.blocks.fc1.kernel[...])
+  # He (fan_in = d, not n * d as fans='conv' read the stack) times L^(-1/2), L = 8.
+  assert np.var(w) == pytest.approx(2.0 / d / n, rel=2 * _std_tol(w.size))
+  assert not np.any(np.asarray(model.blocks.c_proj.kernel[...]))
+  model = _Stacked(n, d, nnx.Rngs(2))
+  residual.apply_tfixup(model, key=KEY, value=r"fc1/kernel$", mlp=r"c_proj/kernel$")
+  w = np.asarray(model.blocks.out.kernel[...])
+  # Xavier uniform var 1/d (fans d, d) times (0.67 N^-1/4)^2, N = 8.
+  want = 1.0 / d * (0.67 * n ** -0.25) ** 2
+  assert np.var(w) == pytest.approx(want, rel=2 * _std_tol(w.size))
+  with pytest.raises(ValueError, match="fans must be None for an nnx Module"):
+    residual.apply_gpt2(model, key=KEY, fans="conv")
+
+
+# --------------------------------------------------------------------------- finding 5
+
+
+def test_nnx_reinit_skips_a_stack_axis_put_anywhere_by_out_axes():
+  """nnx.vmap(out_axes=1) Linear(64, 128): kernel (64, 4, 128); fan_in 64 (std 0.125)."""
+  @nnx.split_rngs(splits=4)
+  @nnx.vmap(in_axes=(0,), out_axes=1)
+  def make(rngs):
+    return nnx.Linear(64, 128, rngs=rngs)
+
+  layer = make(nnx.Rngs(0))
+  assert layer.kernel[...].shape == (64, 4, 128)
+  jinit.nnx.reinit(layer, jinit.lecun_normal, key=KEY)
+  w = np.asarray(layer.kernel[...])
+  assert np.std(w) == pytest.approx(1 / 8, rel=_std_tol(w.size))  # was 0.502 (fan_in 4)
+  jinit.nnx.reinit(layer, jinit.orthogonal, key=KEY)  # one orthogonal (64, 128) per copy
+  w = np.asarray(layer.kernel[...], np.float64)
+  for i in range(4):
+    np.testing.assert_allclose(w[:, i, :] @ w[:, i, :].T, np.eye(64), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- finding 6
+
+
+def test_mup_scale_updates_refuses_meta_of_another_width_and_int_updates():
+  def shapes(width):
+    return {"w_in": (8, width), "w_hid": (width, width), "w_out": (width, 4)}
+
+  meta = mup_lib.build_meta(shapes(1024), shapes(64), readout="w_out")
+  tx = mup.scale_updates(meta, "adam")
+  ok = {k: jnp.ones(s) for k, s in shapes(1024).items()}
+  np.testing.assert_allclose(tx.update(ok, tx.init(ok))[0]["w_hid"], 1 / 16)
+  wrong = {k: jnp.ones(s) for k, s in shapes(256).items()}
+  with pytest.raises(ValueError, match=r"other shapes.*w_hid \(256, 256\)"):
+    tx.update(wrong, tx.init(wrong))  # was: 1/16 instead of 1/4, silently
+  ints = {k: jnp.ones(s, jnp.int32) for k, s in shapes(1024).items()}
+  with pytest.raises(TypeError, match="floating updates"):
+    tx.update(ints, tx.init(ints))  # was: 0.25 cast to int, every update 0
+  chained = optax.chain(optax.sgd(0.1), tx)  # still composes
+  assert chained.update(ok, chained.init(ok))[0]["w_hid"].dtype == jnp.float32
+
+
+# --------------------------------------------------------------------------- finding 7
+
+
+_SHARDED_LINEN = """
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax, jax.numpy as jnp, flax.linen as nn, jinit
+from jax.sharding import NamedSharding, PartitionSpec as P
+mesh = jax.make_mesh((2,), ("model",))
+model = nn.Dense(8)
+x = jnp.ones((2, 4))
+variables = model.init(jax.random.key(0), x)
+s = NamedSharding(mesh, P(None, "model"))
+variables = {"params": {"kernel": jax.device_put(variables["params"]["kernel"], s),
+                        "bias": variables["params"]["bias"]}}
+new = jinit.linen.reinit(model, variables, x, jinit.xavier_uniform, key=jax.random.key(1))
+k = new["params"]["kernel"]
+print("SHARDING", k.sharding == s, len(k.sharding.device_set))
+"""
+
+
+def test_linen_reinit_keeps_sharding():
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  out = subprocess.run([sys.executable, "-c", _SHARDED_LINEN], capture_output=True, text=True,
+                       check=True, timeout=300)
+  assert "SHARDING True 2" in out.stdout, out.stdout + out.stderr  # was: one device
+
+
+# --------------------------------------------------------------------------- finding 10
+
+
+def test_nnx_reinit_with_init_none_keeps_a_fine_tuned_lora_b():
+  lora = nnx.LoRA(16, 4, 8, rngs=nnx.Rngs(0))
+  lora.lora_b[...] = jnp.ones((4, 8))  # fine-tuned
+  jinit.nnx.reinit(lora, None, key=KEY, bias_init=None)
+  np.testing.assert_array_equal(lora.lora_b[...], np.ones((4, 8)))  # was zeroed
+  jinit.nnx.reinit(lora, jinit.xavier_uniform, key=KEY)  # re-drawing the layers: B = 0
+  assert not np.any(np.asarray(lora.lora_b[...]))
+
+
+# --------------------------------------------------------------------------- finding 11
+
+
+class _ThreeLayers(nnx.Module):
+  def __init__(self, rngs):
+    self.l1 = nnx.Linear(8, 16, rngs=rngs)
+    self.l2 = nnx.Linear(16, 16, rngs=rngs)
+    self.l3 = nnx.Linear(16, 4, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l3(jax.nn.relu(self.l2(jax.nn.relu(self.l1(x)))))
+
+
+def test_lsuv_nnx_failure_at_layer_3_leaves_the_model_unchanged():
+  model = _ThreeLayers(nnx.Rngs(0))
+  model.l2.bias[...] = jnp.full((16,), -100.0)  # layer 2's units all dead: l3 sees zeros
+  model.l3.bias[...] = jnp.zeros((4,))  # so l3's output variance is exactly 0
+  x = jax.random.normal(jax.random.key(1), (32, 8))
+  before = {n: np.asarray(getattr(model, n).kernel[...]) for n in ("l1", "l2", "l3")}
+  with pytest.raises(ValueError, match="l3.*variance"):
+    lsuv_lib.lsuv(model, x, jax.random.key(2))
+  for n, w in before.items():  # was: l1 and l2 already rescaled
+    np.testing.assert_array_equal(getattr(model, n).kernel[...], w, err_msg=n)
+
+
+# --------------------------------------------------------------------------- finding 16
+
+
+def test_scaled_keeps_the_overflow_and_underflow_rule_in_float16():
+  tiny = residual.scaled(jinit.xavier_uniform, 1e-9)
+  with pytest.raises(ValueError, match="underflow to 0 in dtype float16"):
+    tiny(KEY, (64, 64), 64, 64, dtype=jnp.float16)  # was: all zeros
+  big = residual.scaled(functools.partial(jinit.normal, std=1e4), 10.0)
+  with pytest.raises(ValueError, match="overflows dtype float16"):
+    big(KEY, (64, 64), dtype=jnp.float16)  # was: 2097 infs
+  # In range: the scaled law, in the dtype asked for.
+  w = residual.scaled(jinit.normal, 1e-3)(KEY, (256, 256), dtype=jnp.float16)
+  assert w.dtype == jnp.float16 and _finite(w)
+  assert float(np.std(np.asarray(w, np.float64))) == pytest.approx(1e-3, rel=_std_tol(w.size))
+
+
+# --------------------------------------------------------------------------- finding 17
+
+
+class _Head(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    x = nn.Dense(16)(x)
+    x = nn.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(3)(x)
+
+
+def test_diagnose_refuses_nonfinite_inputs_and_bad_labels():
+  model = nn.Sequential([nn.Dense(16), nn.tanh, nn.Dense(3)])
+  x = jax.random.normal(KEY, (8, 4))
+  variables = model.init(jax.random.key(1), x)
+  bad_x = x.at[0, 0].set(jnp.nan)
+  with pytest.raises(ValueError, match="x holds 1 NaN/inf"):
+    diag_lib.diagnose(model, variables, bad_x)
+  with pytest.raises(ValueError, match=r"class indices must be one int in \[0, 3\)"):
+    diag_lib.diagnose(model, variables, x, jnp.full((8,), 3))
+  with pytest.raises(ValueError, match="float labels are target distributions"):
+    diag_lib.diagnose(model, variables, x, jnp.zeros((8,)))
+  with pytest.raises(ValueError, match="labels holds 1 NaN/inf"):
+    diag_lib.diagnose(model, variables, x, jnp.zeros((8, 3)).at[0, 0].set(jnp.inf))
+  with pytest.raises(ValueError, match="x holds"):  # LSUV shares the check
+    lsuv_lib.lsuv(model, variables, bad_x, KEY)
+
+
+def test_linen_reinit_passes_call_kwargs_and_rngs():
+  model = _Head()
+  x = jnp.ones((2, 4))
+  variables = model.init(jax.random.key(1), x, train=False)
+  new = jinit.linen.reinit(model, variables, x, jinit.zeros, key=KEY,
+                           call_kwargs={"train": False}, rngs={"dropout": jax.random.key(3)})
+  assert not np.any(np.asarray(new["params"]["Dense_0"]["kernel"]))
+  with pytest.raises(TypeError, match="call_kwargs must be a mapping"):
+    jinit.linen.reinit(model, variables, x, jinit.zeros, key=KEY, call_kwargs=["train"])
+
+
+# --------------------------------------------------------------------------- finding 18
+
+
+class _Tied(nnx.Module):
+  def __init__(self, rngs):
+    self.a = nnx.Linear(8, 8, rngs=rngs)
+    self.b = nnx.Linear(8, 8, rngs=rngs)
+    self.b.kernel = self.a.kernel  # tied
+
+
+def test_tied_kernels_bias_gets_bias_init():
+  model = _Tied(nnx.Rngs(0))
+  jinit.nnx.reinit(model, None, key=KEY, bias_init=jinit.ones)
+  np.testing.assert_array_equal(model.b.bias[...], np.ones(8))  # was: skipped (warned)
+  np.testing.assert_array_equal(model.a.bias[...], np.ones(8))
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"output_mult": float("nan")}, ValueError, "output_mult"),
+    ({"in_features": 0}, ValueError, "in_features must be a positive int"),
+])
+def test_mup_readout_bad_arguments(kwargs, error, message):
+  args = {"in_features": 16, "out_features": 4, "base_in_features": 8, **kwargs}
+  in_features = args.pop("in_features")
+  with pytest.raises(error, match=message):
+    mup.Readout(in_features, args.pop("out_features"), rngs=nnx.Rngs(0), **args)

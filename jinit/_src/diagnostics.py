@@ -18,6 +18,7 @@ from flax import nnx
 
 from jinit._src import capture as cap
 from jinit._src import linen as jinit_linen
+from jinit._src import validation
 
 # The layer classes recorded before layer-type-free detection; kept for reference.
 # The default (``layer_types=None``) records every module that owns a ``kernel``.
@@ -122,7 +123,26 @@ def check_inputs(model: Any, x: Any, layer_types: Any = None) -> jax.Array:
   if x.ndim < 1 or x.shape[0] == 0 or math.prod(x.shape) == 0:
     raise ValueError(f"x must be a non-empty batch (leading axis = examples), "
                      f"got shape {tuple(x.shape)}")
+  validation.check_finite_array(x, "x")
   return x
+
+
+def _check_labels(labels: jax.Array, out_shape, default_loss: bool) -> None:
+  """Labels finite; for the default cross-entropy, class indices in range or distributions."""
+  validation.check_finite_array(labels, "labels")
+  if not default_loss or out_shape is None:
+    return
+  classes = math.prod(out_shape[1:])
+  if jnp.issubdtype(labels.dtype, jnp.integer):
+    lo, hi = int(jnp.min(labels)), int(jnp.max(labels))
+    if labels.size != out_shape[0] or lo < 0 or hi >= classes:
+      raise ValueError(f"labels: class indices must be one int in [0, {classes}) per example "
+                       f"(the model has {classes} outputs), got shape {labels.shape} with "
+                       f"values in [{lo}, {hi}]")
+  elif labels.size != math.prod(out_shape):
+    raise ValueError(f"labels: float labels are target distributions of the output's shape "
+                     f"{tuple(out_shape)}, got shape {labels.shape} (class indices must be "
+                     "an integer array)")
 
 
 def split_args(fn: str, model: Any, args: tuple, names_linen: tuple[str, ...],
@@ -619,6 +639,9 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
 
   runner = _Runner(model, variables, layer_types, norm_types)
   meta = runner.metadata(x)
+  if labels is not None:
+    _check_labels(labels, None if meta.output_id is None else meta.tensor_shapes[meta.output_id],
+                  loss_fn is cross_entropy)
   layer_calls = [k for k, c in enumerate(meta.calls) if c.role == "layer"]
   if not layer_calls and not meta.kernel_paths:
     raise ValueError(f"model {type(model).__name__} calls no kernel layer (Dense/Conv/"

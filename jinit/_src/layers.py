@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import re
 import warnings
@@ -185,6 +186,49 @@ def stacked(spec_fn: Callable[..., ParamSpec], shape, rank: int, *args) -> Param
                    None if spec.view is None else shape[:k] + tuple(spec.view),
                    tuple(range(k)) + shift(spec.batch), shift(spec.window), shift(spec.ins),
                    shift(spec.outs))
+
+
+def stack_axes(shape, layer_shape) -> tuple[int, ...] | None:
+  """The axes of ``shape`` that stack copies of a layer whose own parameter is ``layer_shape``.
+
+  ``nnx.vmap``/``nnx.scan`` put the stacking axis wherever ``out_axes`` says (an
+  ``nnx.vmap(out_axes=1)`` Linear(64, 128) stores a (64, 4, 128) kernel), so the
+  layer's axes are found as a subsequence of ``shape``: leading stack axes first
+  (the usual case, and the reading when several fit), else the first placement
+  that fits. None when ``layer_shape`` is not a subsequence of ``shape``.
+  """
+  shape, layer_shape = tuple(shape), tuple(layer_shape)
+  k = len(shape) - len(layer_shape)
+  if k < 0:
+    return None
+  if shape[k:] == layer_shape:
+    return tuple(range(k))
+  for placed in itertools.combinations(range(len(shape)), len(layer_shape)):
+    if tuple(shape[i] for i in placed) == layer_shape:
+      return tuple(i for i in range(len(shape)) if i not in placed)
+  return None
+
+
+def stacked_at(spec_fn: Callable[..., ParamSpec], shape, layer_shape, *args) -> ParamSpec | None:
+  """``spec_fn`` on the layer's own axes of ``shape``; its stack axes (anywhere) are batch axes.
+
+  ``layer_shape`` is the parameter's shape in one copy of the layer (from the layer's
+  attributes); :func:`stack_axes` finds where the stacking put the others. None
+  when ``shape`` holds no copy of ``layer_shape`` (not the layer's parameter).
+  """
+  shape = tuple(shape)
+  stack = stack_axes(shape, layer_shape)
+  if stack is None:
+    return None
+  if stack == tuple(range(len(stack))):
+    return stacked(spec_fn, shape, len(layer_shape), *args)
+  spec = spec_fn(tuple(layer_shape), *args)
+  if spec.view is not None:  # a grouped conv stacked on an inner axis: not supported
+    return None
+  own = [i for i in range(len(shape)) if i not in stack]
+  at = lambda axes: tuple(own[a] for a in axes)
+  return ParamSpec(spec.kind, spec.fan_in, spec.fan_out, None, tuple(stack) + at(spec.batch),
+                   at(spec.window), at(spec.ins), at(spec.outs))
 
 
 def einsum_rank(equation: str) -> int:
@@ -451,7 +495,9 @@ def redraw(entries: Sequence[Entry], init, bias_init, rules, key,
       plan.append((e, init))
     elif e.spec.kind == "bias" and bias_init is not None:
       plan.append((e, bias_init))
-    elif e.spec.kind == "zero":
+    elif e.spec.kind == "zero" and init is not None:
+      # Zero by design (LoRA's B) when the layers are re-drawn; with init=None the
+      # kernels are kept, and so is a (fine-tuned) B.
       plan.append((e, inits.zeros))
   unused = [f"rules[{i}] {rule[0]!r}" for i, rule in enumerate(rules) if i not in used]
   if unused:

@@ -15,6 +15,7 @@ from flax.linen import dtypes as flax_dtypes
 
 from jinit._src import initializers as inits
 from jinit._src import layers
+from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
@@ -122,7 +123,8 @@ def _spec(module: nn.Module, args, kwargs, name: str, shape) -> layers.ParamSpec
   return None
 
 
-def _module_records(module: nn.Module, variables, x) -> dict[tuple[str, ...], tuple]:
+def _module_records(module: nn.Module, variables, x, call_kwargs=None,
+                    rngs=None) -> dict[tuple[str, ...], tuple]:
   """``{module path: (module, args, kwargs, is __call__)}`` of every module run on ``x``."""
   records: dict[tuple[str, ...], tuple] = {}
 
@@ -138,16 +140,28 @@ def _module_records(module: nn.Module, variables, x) -> dict[tuple[str, ...], tu
     return next_fun(*args, **kwargs)
 
   def run(v, x):
-    return module.apply(v, x, mutable=True, rngs={"dropout": jax.random.key(0)})
+    return module.apply(v, x, mutable=True,
+                        rngs={"dropout": jax.random.key(0)} if rngs is None else rngs,
+                        **(call_kwargs or {}))
 
   with nn.intercept_methods(interceptor):
     jax.eval_shape(run, variables, x)
   return records
 
 
+def _placed_like(value: Any, old: Any) -> Any:
+  """``value`` with ``old``'s sharding (a sharded parameter stays sharded, as in nnx)."""
+  if value is old or not isinstance(old, jax.Array) or isinstance(old, jax.core.Tracer) \
+      or isinstance(value, jax.core.Tracer):
+    return value
+  return jax.device_put(value, old.sharding)
+
+
 def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
            init: inits.Initializer | None, *, key: jax.Array,
-           bias_init: inits.Initializer | None = None, rules=()) -> Any:  # pylint: disable=redefined-outer-name
+           bias_init: inits.Initializer | None = None, rules=(),
+           call_kwargs: Mapping[str, Any] | None = None,
+           rngs: Mapping[str, jax.Array] | None = None) -> Any:  # pylint: disable=redefined-outer-name
   r"""Re-draws a linen model's parameters with each layer's true fans; returns new variables.
 
   The idiom PyTorch users know as ``model.apply(init_fn)``. ``module`` is run
@@ -190,6 +204,8 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
     key: a JAX PRNG key.
     bias_init: jinit initializer for biases, or None to keep them.
     rules: ordered ``(regex, init)`` overrides; the first match wins.
+    call_kwargs: keyword arguments of the model's call on ``x`` (e.g. ``{"train": False}``).
+    rngs: the rngs of that call (default: a fixed ``"dropout"`` key; it only traces).
 
   Returns:
     New variables, same structure, shapes and dtypes.
@@ -209,7 +225,8 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
                     f"module.init), got {type(variables).__name__}")
   key, checked_rules = layers.check_reinit_args(init, bias_init, key, rules)
 
-  records = _module_records(module, variables, x)
+  call_kwargs, rngs = validation.check_call_args(call_kwargs, rngs)
+  records = _module_records(module, variables, x, call_kwargs, rngs)
   flat = traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))
   entries = []
   for path, value in flat.items():
@@ -226,7 +243,8 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
     entries.append(layers.Entry("/".join(path), tuple(value.shape), value.dtype, spec))
   new = layers.redraw(entries, init, bias_init, checked_rules, key,
                       where=f"{type(module).__name__} (linen)")
-  flat = {path: new.get("/".join(path), value) for path, value in flat.items()}
+  flat = {path: _placed_like(new.get("/".join(path), value), value)
+          for path, value in flat.items()}
   params = traverse_util.unflatten_dict(flat)
   out = {**flax.core.unfreeze(variables), "params": params}
   if isinstance(variables, flax.core.FrozenDict):

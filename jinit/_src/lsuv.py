@@ -98,6 +98,9 @@ class _Linen:
     out = {**self.variables, "params": self.params}
     return flax.core.freeze(out) if self.frozen else out
 
+  def restore(self):
+    """Nothing to undo: the given variables were never modified."""
+
 
 class _Nnx:
   """Kernels of an nnx model (updated in place)."""
@@ -105,6 +108,9 @@ class _Nnx:
   def __init__(self, model, layer_types):
     self.model, self.layer_types = model, layer_types
     self.modules = dict(cap.nnx_modules(model))
+    # Every kernel as it was: an error (or Ctrl-C) mid-way puts them all back.
+    self.saved = {path: k[...] for path in self.modules
+                  if (k := self._kernel(path)) is not None}
 
   def _kernel(self, path):
     k = getattr(self.modules.get(path), "kernel", None)
@@ -123,6 +129,48 @@ class _Nnx:
 
   def result(self):
     return self.model
+
+  def restore(self):
+    """Writes back every kernel as it was before lsuv: the model is left unchanged."""
+    for path, value in self.saved.items():
+      self._kernel(path)[...] = value
+
+
+def _rescale(kernels, meta, order, x, key, *, orthogonal, tol, max_iters) -> list[LayerInfo]:
+  """LSUV's steps on ``kernels`` (orthogonal draws, then the rescaling loop); its records."""
+  if orthogonal:
+    for (_, path, axes), k in zip(order, jax.random.split(key, len(order))):
+      kernel = kernels.get(path)
+      if axes is None:
+        axes = cap.kernel_axes(None, kernel.ndim)
+      kernels.set(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
+
+  info = []
+  for index, path, _ in order:
+    name = diagnostics._name(path, meta.calls[index].kind)
+    variance = before = float(kernels.variances(x)[index])
+    iterations = 0
+    while True:
+      if not math.isfinite(variance) or variance == 0.0:
+        raise ValueError(f"layer {name}: output variance is {variance} on this batch, so LSUV "
+                         "cannot rescale it (dead units or a degenerate input)")
+      if abs(variance - 1.0) < tol or iterations == max_iters:
+        break
+      kernel = kernels.get(path)
+      # In float32 (float64 for float64 kernels), cast explicitly: strict promotion.
+      wide = jnp.float64 if kernel.dtype == jnp.float64 else jnp.float32
+      kernels.set(path, (kernel.astype(wide) / jnp.sqrt(jnp.asarray(variance, wide))
+                         ).astype(kernel.dtype))
+      iterations += 1
+      variance = float(kernels.variances(x)[index])
+    converged = abs(variance - 1.0) < tol
+    if not converged:
+      warnings.warn(f"LSUV: layer {name} did not reach |Var - 1| < {tol} in {max_iters} "
+                    f"rescalings (variance {variance:.4g}); its output variance does not "
+                    "follow its weights (e.g. dominated by the bias, or dead inputs)",
+                    stacklevel=3)
+    info.append(LayerInfo(name, iterations, before, variance, converged))
+  return info
 
 
 def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
@@ -216,37 +264,13 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
     warnings.warn("LSUV leaves these kernels alone: "
                   + "; ".join(f"{n} ({why})" for n, why in left_alone), stacklevel=2)
 
-  if orthogonal:
-    for (_, path, axes), k in zip(order, jax.random.split(key, len(order))):
-      kernel = kernels.get(path)
-      if axes is None:
-        axes = cap.kernel_axes(None, kernel.ndim)
-      kernels.set(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
-
-  info = []
-  for index, path, _ in order:
-    name = diagnostics._name(path, meta.calls[index].kind)
-    variance = before = float(kernels.variances(x)[index])
-    iterations = 0
-    while True:
-      if not math.isfinite(variance) or variance == 0.0:
-        raise ValueError(f"layer {name}: output variance is {variance} on this batch, so LSUV "
-                         "cannot rescale it (dead units or a degenerate input)")
-      if abs(variance - 1.0) < tol or iterations == max_iters:
-        break
-      kernel = kernels.get(path)
-      kernels.set(path, (kernel / jnp.sqrt(jnp.asarray(variance, jnp.float32))
-                         ).astype(kernel.dtype))
-      iterations += 1
-      variance = float(kernels.variances(x)[index])
-    converged = abs(variance - 1.0) < tol
-    if not converged:
-      warnings.warn(f"LSUV: layer {name} did not reach |Var - 1| < {tol} in {max_iters} "
-                    f"rescalings (variance {variance:.4g}); its output variance does not "
-                    "follow its weights (e.g. dominated by the bias, or dead inputs)",
-                    stacklevel=2)
-    info.append(LayerInfo(name, iterations, before, variance, converged))
-
+  # All or nothing: on any error (or an interrupt) the nnx model's kernels are restored.
+  try:
+    info = _rescale(kernels, meta, order, x, key, orthogonal=orthogonal, tol=tol,
+                    max_iters=max_iters)
+  except BaseException:
+    kernels.restore()
+    raise
   out = kernels.result()
   return (out, info) if return_info else out
 

@@ -414,6 +414,17 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
           f"params_meta does not match the updates: {len(unknown)} of {len(paths)} updates "
           f"have no entry in params_meta, e.g. {unknown[:5]}; params_meta has "
           f"{list(mults)[:5]}...")
+    wrong = [f"{p} {tuple(jnp.shape(u))} (params_meta: {params_meta[p].shape})"
+             for p, (_, u) in zip(paths, leaves)
+             if tuple(jnp.shape(u)) != tuple(params_meta[p].shape)]
+    if wrong:  # meta built for another width: its multipliers would be silently wrong
+      raise ValueError(f"params_meta was built for other shapes than these updates: "
+                       f"{'; '.join(wrong[:5])}; rebuild it with jinit.mup.infinite_dims "
+                       "for this model")
+    not_float = [f"{p} ({jnp.result_type(u)})" for p, (_, u) in zip(paths, leaves)
+                 if not jnp.issubdtype(jnp.result_type(u), jnp.inexact)]
+    if not_float:  # an int update times 0.25 would be cast to int (0)
+      raise TypeError(f"scale_updates needs floating updates, got {', '.join(not_float[:5])}")
     new = [u if mults[p] == 1.0 else u * jnp.asarray(mults[p], jnp.result_type(u))
            for p, (_, u) in zip(paths, leaves)]
     return jax.tree_util.tree_unflatten(treedef, new), state

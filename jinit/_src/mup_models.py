@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import capture as capture_lib
+from jinit._src import validation
 from jinit._src.mup import (
   TABLES,
   ParamMeta,
@@ -109,6 +110,9 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
 
 def _readout_std_and_mult(in_features, base_in_features, parametrization, output_mult):
   check_parametrization(parametrization)
+  if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+    raise ValueError(f"in_features must be a positive int, got {in_features!r}")
+  output_mult = validation.check_real(output_mult, "output_mult")
   base = in_features if base_in_features is None else base_in_features
   if not isinstance(base, int) or isinstance(base, bool) or base < 1:
     raise ValueError(f"base_in_features must be a positive int, got {base_in_features!r}")

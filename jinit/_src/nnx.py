@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -49,29 +50,51 @@ def linear(in_features: int, out_features: int, *, rngs: Any,
 _NORMS = (nnx.LayerNorm, nnx.RMSNorm, nnx.GroupNorm, nnx.BatchNorm)
 
 
+def layer_shape(module: nnx.Module, name: str) -> tuple[int, ...] | None:
+  """The shape parameter ``name`` of ``module`` has in one copy of the layer (unstacked).
+
+  From the layer's attributes, so layers stacked by ``nnx.vmap``/``nnx.scan`` (whatever
+  ``out_axes``) are recognised by comparing with the stored shape. None: a parameter of
+  a layer reinit does not know.
+  """
+  if isinstance(module, nnx.Embed):
+    return (module.num_embeddings, module.features) if name == "embedding" else None
+  if isinstance(module, nnx.LoRA):
+    rank = module.lora_a[...].shape[-1]  # the rank (LoRA stores no attribute for it)
+    return {"lora_a": (module.in_features, rank),
+            "lora_b": (rank, module.out_features)}.get(name)
+  if name != "kernel":
+    return None
+  if isinstance(module, nnx.Linear):
+    return (module.in_features, module.out_features)
+  if isinstance(module, nnx.LinearGeneral):
+    return (*module.batch_axis.values(), *module.in_features, *module.out_features)
+  if isinstance(module, (nnx.Conv, nnx.ConvTranspose, nnx.Einsum)):
+    return tuple(module.kernel_shape)
+  return None
+
+
 def _kernel_spec(module: nnx.Module, shape) -> layers.ParamSpec | None:
   """The spec of ``module``'s kernel of ``shape`` (None: not a layer reinit knows).
 
-  Leading axes beyond the layer's kernel rank are stacked copies (nnx.vmap/scan).
+  Axes beyond the layer's own kernel are stacked copies (nnx.vmap/scan), wherever
+  ``out_axes`` put them (:func:`jinit._src.layers.stack_axes`).
   """
+  own = layer_shape(module, "kernel")
+  if own is None:
+    return None
   if isinstance(module, nnx.Linear):
-    return layers.stacked(layers.dense_spec, shape, 2)
+    return layers.stacked_at(layers.dense_spec, shape, own)
   if isinstance(module, nnx.LinearGeneral):
     n_batch, n_in = len(module.batch_axis), len(module.in_features)
-    return layers.stacked(layers.general_spec, shape, n_batch + n_in + len(module.out_features),
-                          n_batch, n_in)
+    return layers.stacked_at(layers.general_spec, shape, own, n_batch, n_in)
   if isinstance(module, nnx.Conv):
-    return layers.stacked(layers.conv_spec, shape, len(module.kernel_size) + 2,
-                          module.feature_group_count)
+    return layers.stacked_at(layers.conv_spec, shape, own, module.feature_group_count)
   if isinstance(module, nnx.ConvTranspose):
     if getattr(module, "feature_group_count", 1) != 1:
       return None
-    return layers.stacked(layers.conv_transpose_spec, shape, len(module.kernel_size) + 2,
-                          module.transpose_kernel)
-  if isinstance(module, nnx.Einsum):
-    return layers.stacked(lambda s: layers.einsum_spec(module.einsum_str, s), shape,
-                          layers.einsum_rank(module.einsum_str))
-  return None
+    return layers.stacked_at(layers.conv_transpose_spec, shape, own, module.transpose_kernel)
+  return layers.stacked_at(lambda s: layers.einsum_spec(module.einsum_str, s), shape, own)
 
 
 def _spec(module: nnx.Module | None, name: str, shape, kernel_shape) -> layers.ParamSpec | None:
@@ -79,11 +102,13 @@ def _spec(module: nnx.Module | None, name: str, shape, kernel_shape) -> layers.P
   if module is None:
     return None
   if isinstance(module, nnx.Embed):
-    return layers.stacked(layers.embed_spec, shape, 2) if name == "embedding" else None
+    own = layer_shape(module, name)
+    return None if own is None else layers.stacked_at(layers.embed_spec, shape, own)
   if isinstance(module, nnx.LoRA):
     # B = 0 by design (Hu et al. 2021, https://arxiv.org/abs/2106.09685): the adapted
     # model starts as the base model. A rule naming lora_b re-draws it.
-    spec = layers.stacked(layers.dense_spec, shape, 2)
+    own = layer_shape(module, name)
+    spec = None if own is None else layers.stacked_at(layers.dense_spec, shape, own)
     if name == "lora_a":
       return spec
     if name == "lora_b" and spec is not None:
@@ -97,6 +122,30 @@ def _spec(module: nnx.Module | None, name: str, shape, kernel_shape) -> layers.P
     spec = _kernel_spec(module, kernel_shape)
     return None if spec is None else spec.bias()
   return None
+
+
+def stack_lengths(model: nnx.Module) -> dict[str, int]:
+  """``{path: number of stacked copies}`` of every ``nnx.Param`` of ``model``.
+
+  A layer built under ``nnx.vmap``/``nnx.scan`` stores n copies of each parameter in
+  one array; its stack length is n (wherever the stack axes are). Parameters of
+  layers whose own shape is unknown count 1.
+  """
+  modules, out = {}, {}
+  for path, node in nnx.iter_graph(model):
+    if isinstance(node, nnx.Module):
+      modules[tuple(path)] = node
+  for path, node in nnx.iter_graph(model):
+    if isinstance(node, nnx.Param):
+      shape = tuple(node[...].shape)
+      owner = modules.get(tuple(path[:-1]))
+      own = None if owner is None else layer_shape(owner, str(path[-1]))
+      if own is None and owner is not None and str(path[-1]) == "bias":
+        kernel = layer_shape(owner, "kernel")
+        own = None if kernel is None else (kernel[-1],)  # a bias has the out features
+      stack = None if own is None else layers.stack_axes(shape, own)
+      out["/".join(map(str, path))] = 1 if stack is None else math.prod(shape[i] for i in stack)
+  return out
 
 
 def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
@@ -115,7 +164,8 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
 
   1. the first rule ``(pattern, init)`` whose regex ``re.search``-matches the path;
   2. else kernels, embeddings and LoRA's A get ``init`` (None: kept), biases
-     ``bias_init`` (None: kept) with their layer's fans, LoRA's B zeros, so
+     ``bias_init`` (None: kept) with their layer's fans, LoRA's B zeros (kept with
+     ``init=None``), so
      PyTorch's default is one call:
      ``reinit(model, jinit.torch_linear_default, bias_init=jinit.torch_linear_default, key=k)``;
   3. norm scales/offsets are kept; any other ``nnx.Param`` is kept and listed in
@@ -164,7 +214,11 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
   for path, var in params.items():
     value = var[...]
     owner = modules.get(path[:-1])
+    # A tied kernel (shared with another layer) is listed once, under its first path:
+    # the bias's spec then reads the kernel from its own layer.
     kernel = params.get((*path[:-1], "kernel"))
+    if kernel is None and isinstance(getattr(owner, "kernel", None), nnx.Variable):
+      kernel = owner.kernel
     spec = _spec(owner, str(path[-1]), tuple(value.shape),
                  None if kernel is None else tuple(kernel[...].shape))
     entries.append(layers.Entry("/".join(map(str, path)), tuple(value.shape), value.dtype, spec))

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,8 +93,10 @@ def _check_patterns(patterns: Any, name: str) -> tuple[str, ...]:
 def scaled(init: inits.Initializer, factor: float) -> inits.Initializer:
   """The initializer ``init`` with its samples multiplied by ``factor``.
 
-  Var[W] becomes factor^2 Var[init]. The factor is cast to the output dtype, so a
-  bfloat16 request stays bfloat16.
+  Var[W] becomes factor^2 Var[init]. The base is drawn and scaled in float32 (float64
+  for a 64-bit dtype) and cast once, so a bfloat16 request stays bfloat16; a scaled
+  sample that overflows the dtype, or most samples flushing to 0, raise ValueError
+  (the base initializers' range rule, for the scaled law).
 
   Args:
     init: a jinit initializer ``f(key, shape, fan_in, fan_out, *, dtype)``.
@@ -105,8 +109,25 @@ def scaled(init: inits.Initializer, factor: float) -> inits.Initializer:
   factor = validation.check_real(factor, "factor", positive=True)
 
   def scaled_init(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
-    w = init(key, shape, fan_in, fan_out, dtype=dtype)
-    return w * jnp.asarray(factor, w.dtype)
+    dtype = validation.check_float_dtype(dtype, allow_complex=True)
+    # Drawn and scaled in float32 (float64 for 64-bit dtypes), then cast once: in
+    # float16 the base's samples times a tiny factor would flush to 0, and a large
+    # factor would overflow, after the base's own range check had passed.
+    real = inits._sampling_dtype(dtype)  # pylint: disable=protected-access
+    wide = inits._complex_of(real) if inits._is_complex(dtype) else real  # pylint: disable=protected-access
+    w = init(key, shape, fan_in, fan_out, dtype=wide)
+    w = w * jnp.asarray(factor, w.dtype)
+    out = w.astype(dtype)
+    if not isinstance(w, jax.core.Tracer) and w.size:
+      largest = float(np.max(np.abs(np.asarray(w))))
+      validation.check_range(largest, f"the largest sample of {scaled_init.__name__}", dtype)
+      nonzero = int(np.count_nonzero(np.asarray(w)))
+      kept = int(np.count_nonzero(np.asarray(out)))
+      if nonzero and kept < nonzero / 2:
+        raise ValueError(f"{scaled_init.__name__}: {nonzero - kept} of {nonzero} nonzero "
+                         f"samples underflow to 0 in dtype {jnp.dtype(dtype).name} (factor "
+                         f"{factor:.6g} is too small for it)")
+    return out
 
   name = getattr(init, "__name__", type(init).__name__)
   scaled_init.__name__ = f"scaled({name}, {factor:.6g})"
@@ -366,7 +387,8 @@ def shape_fans(path: str, shape: tuple[int, ...]) -> tuple[int | None, int | Non
     return shape[0], shape[1]
   raise ValueError(
       f"cannot tell the fans of {path!r} (shape {shape}) from its shape: pass "
-      "fans='conv' for Flax conv kernels (*window, in, out), or fans=callable(path, shape)")
+      "fans='conv' for Flax conv kernels (*window, in, out), or fans=callable(path, shape); "
+      "for layers stacked by nnx.vmap/nnx.scan pass the nnx Module itself (its layers' fans)")
 
 
 def _conv_fans(path: str, shape: tuple[int, ...]):
@@ -455,8 +477,37 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
   return jax.tree_util.tree_unflatten(treedef, new)
 
 
+def _is_nnx_module(params: Any) -> bool:
+  if "flax.nnx" not in sys.modules:  # no Flax import for plain pytrees
+    return False
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  return isinstance(params, nnx.Module)
+
+
 def _count(params: Any, pattern: str) -> int:
+  """How many layers ``pattern`` names: stacked layers (nnx.vmap/scan) count their copies.
+
+  For an nnx Module each matched parameter counts as its stack length (from its
+  layer's own shape, wherever ``out_axes`` put the stack axis); a plain pytree
+  cannot tell a stacked parameter, so each counts 1.
+  """
+  if _is_nnx_module(params):
+    from jinit._src import nnx as nnx_lib  # pylint: disable=import-outside-toplevel
+    return sum(n for p, n in nnx_lib.stack_lengths(params).items() if re.search(pattern, p))
   return sum(re.search(pattern, p) is not None for p in param_paths(params))
+
+
+def _apply(params: Any, rules: list[Rule], key: jax.Array, fans: Any) -> Any:
+  """:func:`apply_rules` on a pytree; on an nnx Module, its layers' fans, in place."""
+  if not _is_nnx_module(params):
+    return apply_rules(params, rules, key=key, fans=fans)
+  if fans is not None:
+    raise ValueError("fans must be None for an nnx Module: each parameter gets its layer's "
+                     f"own fans (stack axes skipped), got fans={fans!r}")
+  from jinit._src import nnx as nnx_lib  # pylint: disable=import-outside-toplevel
+  with warnings.catch_warnings():  # the parameters no rule names are kept, by design
+    warnings.simplefilter("ignore", layers.UncoveredParametersWarning)
+    return nnx_lib.reinit(params, None, key=key, rules=rules)
 
 
 def apply_gpt2(params: Any, *, key: jax.Array, num_layers: int | None = None,
@@ -465,9 +516,12 @@ def apply_gpt2(params: Any, *, key: jax.Array, num_layers: int | None = None,
   """Re-draws the residual projections of a params pytree with :func:`gpt2_rules`.
 
   Args:
-    params: the params pytree.
+    params: the params pytree, or an nnx Module (re-drawn in place, each parameter with
+      its layer's fans; layers stacked by ``nnx.vmap``/``nnx.scan`` count as their stack
+      length). For a stacked model pass the Module, not its state: a pytree cannot tell
+      a stacked parameter from one layer's.
     key: a PRNG key.
-    num_layers: L; default: the number of parameters ``pattern`` matches, halved (one
+    num_layers: L; default: the number of layers ``pattern`` matches, halved (one
       attention and one MLP projection per block).
     pattern, std, init: as in :func:`gpt2_rules`.
     fans: as in :func:`apply_rules`.
@@ -482,17 +536,17 @@ def apply_gpt2(params: Any, *, key: jax.Array, num_layers: int | None = None,
       raise ValueError(f"pattern {pattern!r} matches {n} parameters; GPT-2 scaling expects "
                        "two residual projections per block: pass num_layers explicitly")
     num_layers = n // 2
-  return apply_rules(params, gpt2_rules(num_layers, pattern, std=std, init=init), key=key,
-                     fans=fans)
+  return _apply(params, gpt2_rules(num_layers, pattern, std=std, init=init), key, fans)
 
 
 def apply_fixup(params: Any, *, key: jax.Array, branch_layers: Sequence[str],
                 classifier: str | None = None, init: inits.Initializer = _kaiming_relu,
                 fans: str | FansFn | None = None) -> Any:
-  """Fixup on a params pytree; L is the number of parameters the last branch layer matches.
+  """Fixup on a params pytree; L is the number of layers the last branch layer matches.
 
   Args:
-    params: the params pytree.
+    params: the params pytree, or an nnx Module (as in :func:`apply_gpt2`: stacked
+      layers count as their stack length).
     key: a PRNG key.
     branch_layers, classifier, init: as in :func:`fixup_rules`.
     fans: as in :func:`apply_rules`.
@@ -513,8 +567,8 @@ def apply_fixup(params: Any, *, key: jax.Array, branch_layers: Sequence[str],
         f"branch_layers={list(branch_layers)!r}: the last pattern matches no parameter, so "
         "the model has no residual branches Fixup could scale (Fixup is for residual "
         f"networks); the parameters are: {', '.join(param_paths(params)[:20])}")
-  return apply_rules(params, fixup_rules(num_branches, branch_layers, classifier=classifier,
-                                         init=init), key=key, fans=fans)
+  return _apply(params, fixup_rules(num_branches, branch_layers, classifier=classifier,
+                                    init=init), key, fans)
 
 
 def apply_tfixup(params: Any, *, key: jax.Array, num_layers: int | None = None,
@@ -527,7 +581,8 @@ def apply_tfixup(params: Any, *, key: jax.Array, num_layers: int | None = None,
   Only the parameters the rules name are re-drawn: draw the rest with Xavier first.
 
   Args:
-    params: the params pytree.
+    params: the params pytree, or an nnx Module (as in :func:`apply_gpt2`: stacked
+      layers count as their stack length).
     key: a PRNG key.
     num_layers: N; default: the number of parameters ``out`` matches (one per block).
     value, out, mlp, embeddings, decoder, init: as in :func:`tfixup_rules`.
@@ -549,4 +604,4 @@ def apply_tfixup(params: Any, *, key: jax.Array, num_layers: int | None = None,
           f"{', '.join(param_paths(params)[:20])}")
   rules = tfixup_rules(num_layers, value=value, out=out, mlp=mlp, embeddings=embeddings,
                        decoder=decoder, init=init)
-  return apply_rules(params, rules, key=key, fans=fans)
+  return _apply(params, rules, key, fans)

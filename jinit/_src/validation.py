@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -222,3 +222,28 @@ def check_choice(value: Any, name: str, allowed: Sequence[str]) -> str:
   if not isinstance(value, str) or value not in allowed:
     raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
   return value
+
+
+def check_call_args(call_kwargs: Any, rngs: Any) -> tuple[dict, dict | None]:
+  """A model call's extra keyword arguments and rngs: mappings with string keys, or None."""
+  out = []
+  for value, name in ((call_kwargs, "call_kwargs"), (rngs, "rngs")):
+    if value is None:
+      out.append({} if name == "call_kwargs" else None)
+      continue
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+      example = "{'train': False}" if name == "call_kwargs" else "{'dropout': key}"
+      raise TypeError(f"{name} must be a mapping with string keys (e.g. {example}), "
+                      f"got {value!r}")
+    out.append(dict(value))
+  return out[0], out[1]
+
+
+def check_finite_array(x: Any, name: str) -> None:
+  """Raises if a concrete floating array holds NaN or inf (traced values pass)."""
+  if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+    return
+  bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
+  if bad:
+    raise ValueError(f"{name} holds {bad} NaN/inf value(s) of {np.size(x)}: statistics of a "
+                     "non-finite batch would be NaN")
