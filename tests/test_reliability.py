@@ -504,3 +504,38 @@ def test_mup_readout_bad_arguments(kwargs, error, message):
   in_features = args.pop("in_features")
   with pytest.raises(error, match=message):
     mup.Readout(in_features, args.pop("out_features"), rngs=nnx.Rngs(0), **args)
+
+
+class _WithParamsAttr(nnx.Module):
+  def __init__(self, rngs):
+    self.params = nnx.Linear(4, 8, rngs=rngs)  # an attribute named like linen's collection
+    self.kernel = nnx.Param(jnp.ones((8, 8)))
+    self.bias = nnx.Param(jnp.zeros((8,)))
+    self.head = nnx.Linear(8, 2, use_bias=False, rngs=rngs)
+
+
+def test_mup_paths_keep_an_attribute_named_params():
+  model = _WithParamsAttr(nnx.Rngs(0))
+  shapes = mup.base_shapes(model)
+  assert len(shapes) == 5 and "params/kernel" in shapes and "kernel" in shapes  # was 4
+  linen_vars = {"params": {"Dense_0": {"kernel": np.ones((4, 8))}}}
+  assert list(mup.base_shapes(linen_vars)) == ["Dense_0/kernel"]  # linen's prefix still goes
+
+
+def test_apply_rules_names_a_matched_rng_key_leaf():
+  state = {"rngs": {"default": {"key": jax.random.key(0)}}, "fc": {"kernel": jnp.ones((4, 4))}}
+  with pytest.raises(TypeError, match=r"matches 'rngs/default/key'.*RNG key"):
+    residual.apply_rules(state, [(r"key|kernel", jinit.zeros)], key=KEY)
+  new = residual.apply_rules(state, [(r"fc/kernel", jinit.zeros)], key=KEY)
+  assert not np.any(np.asarray(new["fc"]["kernel"]))
+
+
+def test_diagnose_passes_call_kwargs_and_rngs():
+  model = _Head()  # Dropout in training mode needs a "dropout" rng
+  x = jax.random.normal(KEY, (8, 4))
+  variables = model.init(jax.random.key(1), x, train=False)
+  evaluated = diag_lib.diagnose(model, variables, x, call_kwargs={"train": False})
+  trained = diag_lib.diagnose(model, variables, x, rngs={"dropout": jax.random.key(2)})
+  assert len(evaluated.layers) == len(trained.layers) == 2
+  with pytest.raises(TypeError, match="rngs must be a mapping"):
+    diag_lib.diagnose(model, variables, x, rngs=jax.random.key(2))

@@ -7,7 +7,7 @@ import functools
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -200,9 +200,10 @@ def _same_new(k, out):
 class _Runner:
   """One model, linen or nnx: abstract metadata and compiled forward/backward passes."""
 
-  def __init__(self, model, variables, layer_types, norm_types):
+  def __init__(self, model, variables, layer_types, norm_types, call_items=(), rngs=None):
     self.model = model
     self.nnx = cap.is_nnx(model)
+    self.call_items, self.rngs = call_items, rngs
     self.layer_types = layer_types
     if norm_types is None:
       norm_types = cap.NNX_NORM_TYPES if self.nnx else cap.LINEN_NORM_TYPES
@@ -219,9 +220,10 @@ class _Runner:
     if self.nnx:
       params, rest = state  # both traced: nnx refuses to mutate outer-trace state (RNGs)
       return _nnx_capture(self.graphdef, params, rest, x, self.layer_types,
-                          self.norm_types, perturb)
+                          self.norm_types, perturb, self.call_items)
     return cap.capture_linen(self.model, state, x, layer_types=self.layer_types,
-                             norm_types=self.norm_types, perturb=perturb)
+                             norm_types=self.norm_types, perturb=perturb,
+                             **_apply_kwargs(self.call_items, self.rngs))
 
   @property
   def trainable(self):
@@ -245,10 +247,15 @@ class _Runner:
     return ModelMeta(calls, tshapes, c.output_id, tuple(c.in_transform), tuple(kpaths))
 
 
-def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb):
+def _apply_kwargs(call_items, rngs) -> dict:
+  """linen ``apply``'s keyword arguments: the call's own, and ``rngs`` when given."""
+  return {**dict(call_items), **({} if rngs is None else {"rngs": rngs})}
+
+
+def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb, call_items=()):
   model = nnx.merge(graphdef, params, rest)
   return cap.capture_nnx(model, x, layer_types=layer_types, norm_types=norm_types,
-                         perturb=perturb)
+                         perturb=perturb, **dict(call_items))
 
 
 def _forward_backward(capture_fn, params, rest, x, labels, loss_fn, grad_tree):
@@ -288,20 +295,23 @@ def _std(a):
   return jnp.sqrt(jnp.mean(jnp.square(a - jnp.mean(a))))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "layer_types", "norm_types"))
-def _run_linen(model, variables, x, labels, *, loss_fn, layer_types, norm_types):
+@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "layer_types", "norm_types",
+                                             "call_items"))
+def _run_linen(model, variables, x, labels, rngs=None, *, loss_fn, layer_types, norm_types,
+               call_items=()):
   def capture_fn(v, _, perturb, x):
     return cap.capture_linen(model, v, x, layer_types=layer_types, norm_types=norm_types,
-                             perturb=perturb)
+                             perturb=perturb, **_apply_kwargs(call_items, rngs))
   return _forward_backward(capture_fn, variables, None, x, labels, loss_fn,
                            lambda g: g.get("params", {}))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "loss_fn", "layer_types",
-                                             "norm_types"))
-def _run_nnx(graphdef, params, rest, x, labels, *, loss_fn, layer_types, norm_types):
+                                             "norm_types", "call_items"))
+def _run_nnx(graphdef, params, rest, x, labels, *, loss_fn, layer_types, norm_types,
+             call_items=()):
   def capture_fn(p, r, perturb, x):
-    return _nnx_capture(graphdef, p, r, x, layer_types, norm_types, perturb)
+    return _nnx_capture(graphdef, p, r, x, layer_types, norm_types, perturb, call_items)
   return _forward_backward(capture_fn, params, rest, x, labels, loss_fn, nnx.to_pure_dict)
 
 
@@ -582,7 +592,8 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
              nonlinearity: str | Sequence[str | None] = "auto", bins: int = 50,
              layer_types: tuple[type, ...] | None = None,
              norm_types: tuple[type, ...] | None = None, warn: bool = True,
-             **named: Any) -> Diagnostics:
+             call_kwargs: Mapping[str, Any] | None = None,
+             rngs: Mapping[str, jax.Array] | None = None, **named: Any) -> Diagnostics:
   """Forward and backward signal statistics of every layer, norm and residual stream.
 
   Call shapes: ``diagnose(model, variables, x, labels=None)`` for a linen model,
@@ -608,6 +619,9 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
     norm_types: module classes recorded as norms (default: flax's LayerNorm, RMSNorm,
       BatchNorm, GroupNorm, InstanceNorm of the model's API).
     warn: warn about kernels that could not be instrumented.
+    call_kwargs: keyword arguments of the model's call (e.g. ``{"train": False}``);
+      hashable values (they are static in the compiled pass).
+    rngs: (linen only) the rngs of the call, e.g. ``{"dropout": key}`` for Dropout.
 
   Returns:
     A :class:`Diagnostics` (``.rows``, ``.layers``, ``.table()``, ``.column(name)``,
@@ -615,7 +629,9 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
 
   Raises:
     TypeError: ``model`` is neither a linen nor an nnx module; wrong arguments.
-    ValueError: an empty batch, a model without kernel layers, mismatched labels.
+    ValueError: an empty batch, NaN/inf in ``x`` or ``labels``, a model without kernel
+      layers, mismatched labels (for the default cross-entropy: class indices outside
+      the model's outputs, float labels not shaped like the output).
 
   Warns:
     UserWarning: kernels that no recorded call used (listed as ``uninstrumented`` rows).
@@ -637,7 +653,16 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   if loss_fn is not None and not callable(loss_fn):
     raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
 
-  runner = _Runner(model, variables, layer_types, norm_types)
+  call_kwargs, rngs = validation.check_call_args(call_kwargs, rngs)
+  if rngs is not None and cap.is_nnx(model):
+    raise TypeError("rngs is for a linen model's call; an nnx model holds its own nnx.Rngs")
+  try:
+    call_items = tuple(sorted(call_kwargs.items()))
+    hash(call_items)
+  except TypeError:
+    raise TypeError(f"call_kwargs values must be hashable (static arguments of the compiled "
+                    f"pass, e.g. train=False), got {call_kwargs!r}") from None
+  runner = _Runner(model, variables, layer_types, norm_types, call_items, rngs)
   meta = runner.metadata(x)
   if labels is not None:
     _check_labels(labels, None if meta.output_id is None else meta.tensor_shapes[meta.output_id],
@@ -649,10 +674,12 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   names = _check_nonlinearity(nonlinearity, len(layer_calls))
   if runner.nnx:
     out = _run_nnx(runner.graphdef, runner.params, runner.rest, x, labels, loss_fn=loss_fn,
-                   layer_types=layer_types, norm_types=runner.norm_types)
+                   layer_types=layer_types, norm_types=runner.norm_types,
+                   call_items=call_items)
   else:
-    out = _run_linen(model, variables, x, labels, loss_fn=loss_fn, layer_types=layer_types,
-                     norm_types=runner.norm_types)
+    out = _run_linen(model, variables, x, labels, rngs, loss_fn=loss_fn,
+                     layer_types=layer_types, norm_types=runner.norm_types,
+                     call_items=call_items)
   loss, tensors, g_eps, kernel_std = jax.device_get(out)
   tensors = [None if t is None else np.asarray(t) for t in tensors]
   rows = _build_rows(meta, tensors, g_eps, kernel_std, names, int(bins))

@@ -351,10 +351,23 @@ def path_str(keypath) -> str:
   return "/".join(names)
 
 
+def path_strs(keypaths: Sequence[Any]) -> list[str]:
+  """:func:`path_str` of every key path, with linen's ``params`` prefix dropped only when
+  every path has it (a ``{"params": ...}`` tree): an nnx attribute named ``params``
+  beside others keeps its name, so ``params/kernel`` and ``kernel`` stay two paths."""
+  full = ["/".join(_key_name(k) for k in kp
+                   if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value"))
+          for kp in keypaths]
+  if full and all(p.startswith("params/") for p in full):
+    return [p[len("params/"):] for p in full]
+  return full
+
+
 def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   """``{path: shape}`` of every array-like leaf of ``tree``."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {path_str(kp): tuple(jnp.shape(leaf)) for kp, leaf in leaves}
+  return dict(zip(path_strs([kp for kp, _ in leaves]),
+                  (tuple(jnp.shape(leaf)) for _, leaf in leaves)))
 
 
 # --------------------------------------------------------------------------- optax
@@ -407,7 +420,7 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
   def update_fn(updates, state, params=None):
     del params
     leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
-    paths = [path_str(kp) for kp, _ in leaves]
+    paths = path_strs([kp for kp, _ in leaves])
     unknown = [p for p in paths if p not in mults]
     if unknown:  # a subset is fine: optax.multi_transform masks the other parameters out
       raise ValueError(

@@ -466,14 +466,22 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
       unknown = None
     except ValueError as e:  # ambiguous shape: fine for an init that needs no fans
       fan_in, fan_out, unknown = None, None, e
+    dtype = getattr(leaf, "dtype", None)
+    dtype = jnp.result_type(leaf) if dtype is None and isinstance(leaf, (int, float)) else dtype
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(f"apply_rules: rule {_rule_for(rules, path)!r} matches {path!r}, a leaf "
+                      f"of dtype {dtype} (not a floating parameter: an RNG key, a counter?); "
+                      "pass the parameters only (nnx.state(model, nnx.Param)) or narrow the "
+                      "pattern")
     try:
-      new.append(init(jax.random.fold_in(key, i), shape, fan_in, fan_out,
-                      dtype=jnp.result_type(leaf)))
+      new.append(init(jax.random.fold_in(key, i), shape, fan_in, fan_out, dtype=dtype))
     except ValueError as e:
       if unknown is not None and "required" in str(e):
         raise ValueError(f"{unknown} (the init of rule {_rule_for(rules, path)!r} needs "
                          f"them: {e})") from None
-      raise
+      raise ValueError(f"apply_rules: parameter {path!r} of shape {shape}: {e}") from e
+    except TypeError as e:
+      raise TypeError(f"apply_rules: parameter {path!r} of shape {shape}: {e}") from e
   return jax.tree_util.tree_unflatten(treedef, new)
 
 
