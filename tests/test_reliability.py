@@ -539,3 +539,50 @@ def test_diagnose_passes_call_kwargs_and_rngs():
   assert len(evaluated.layers) == len(trained.layers) == 2
   with pytest.raises(TypeError, match="rngs must be a mapping"):
     diag_lib.diagnose(model, variables, x, rngs=jax.random.key(2))
+
+
+def test_theory_traced_sigmas_outside_the_domain_give_nan():
+  """Under jit/vmap the sigmas cannot be checked: NaN, not -0.0 or a 'critical' inf."""
+  grid = jnp.array([-1.0, 1.0, 2.0])
+  chi = np.asarray(jax.jit(lambda s: jinit.theory.chi1(jnp.tanh, s, 0.05))(grid))
+  assert np.isnan(chi[0]) and np.all(np.isfinite(chi[1:]))  # was -0.0 at -1
+  bad = jnp.array([jnp.nan, jnp.inf, 1.0])
+  xi = np.asarray(jax.vmap(lambda s: jinit.theory.xi_c(jnp.tanh, s, 0.05))(bad))
+  assert np.all(np.isnan(xi[:2])) and np.isfinite(xi[2])  # was inf (reads as critical)
+
+
+def test_compare_variances_names_x_for_nan_inputs():
+  x = jnp.ones((4, 3)).at[0, 0].set(jnp.nan)
+  with pytest.raises(ValueError, match="x holds 1 NaN/inf"):  # was: blamed q0
+    jinit.theory.compare_variances(jnp.tanh, 1.5, 0.05, x, depth=2, key=KEY, width=16)
+
+
+class _ScanBody(nn.Module):
+  @nn.compact
+  def __call__(self, carry, _):
+    return nn.Dense(32)(carry), None
+
+
+class _Scanned(nn.Module):
+  """4 Dense(32) layers stacked by nn.scan with the stack on axis 1: kernel (32, 4, 32)."""
+
+  @nn.compact
+  def __call__(self, x):
+    scan = nn.scan(_ScanBody, variable_axes={"params": 1}, split_rngs={"params": True},
+                   length=4)
+    return scan()(x, None)[0]
+
+
+def test_linen_reinit_skips_a_stack_axis_put_anywhere_by_nn_scan():
+  model = _Scanned()
+  x = jnp.ones((2, 32))
+  variables = model.init(jax.random.key(0), x)
+
+  flat = jax.tree_util.tree_leaves_with_path(variables["params"])
+  (path, kernel), = [(p, v) for p, v in flat if v.ndim == 3]
+  assert kernel.shape == (32, 4, 32), path
+  new = jinit.linen.reinit(model, variables, x, jinit.orthogonal, key=KEY)
+  (w,) = [v for _, v in jax.tree_util.tree_leaves_with_path(new["params"]) if v.ndim == 3]
+  w = np.asarray(w, np.float64)
+  for i in range(4):  # one orthogonal (32, 32) per copy (was: the (32 * 4, 32) reading)
+    np.testing.assert_allclose(w[:, i, :].T @ w[:, i, :], np.eye(32), atol=1e-4)

@@ -94,24 +94,37 @@ def _kernel_size_rank(module) -> int:
 def _spec(module: nn.Module, args, kwargs, name: str, shape) -> layers.ParamSpec | None:
   """The spec of parameter ``name`` of ``module`` (None: a parameter reinit does not know).
 
-  Leading axes beyond the layer's kernel rank are stacked copies (``nn.scan``/``nn.vmap``).
+  Axes beyond the layer's own kernel are stacked copies (``nn.scan``/``nn.vmap``): for
+  Dense, Conv and Embed found wherever ``variable_axes`` put them (the layer's own shape
+  from its attributes and its input), for the others leading.
   """
+  x = args[0] if args else next(iter(kwargs.values()), None)
+  n_in = x.shape[-1] if hasattr(x, "shape") and len(x.shape) else None
   if isinstance(module, _NORMS):
     return layers.ParamSpec("keep") if name in ("scale", "bias") else None
   if isinstance(module, nn.Embed):
-    return layers.stacked(layers.embed_spec, shape, 2) if name == "embedding" else None
+    if name != "embedding":
+      return None
+    return layers.stacked_at(layers.embed_spec, shape, (module.num_embeddings, module.features))
   if name != "kernel":
     return None
   if isinstance(module, (nn.Dense, Dense)):
-    return layers.stacked(layers.dense_spec, shape, 2)
+    if n_in is None:
+      return layers.stacked(layers.dense_spec, shape, 2)
+    return layers.stacked_at(layers.dense_spec, shape, (n_in, module.features))
   if isinstance(module, nn.DenseGeneral):
     canon = nn.linear._canonicalize_tuple  # pylint: disable=protected-access
     n_batch, n_in = len(canon(module.batch_dims)), len(canon(module.axis))
     return layers.stacked(layers.general_spec, shape, n_batch + n_in + len(canon(module.features)),
                           n_batch, n_in)
   if isinstance(module, nn.Conv):  # not ConvLocal: its kernel is per position
-    return layers.stacked(layers.conv_spec, shape, _kernel_size_rank(module),
-                          module.feature_group_count)
+    ks = module.kernel_size
+    ks = (ks,) if isinstance(ks, int) else tuple(ks)
+    groups = module.feature_group_count
+    if n_in is None or n_in % groups:
+      return layers.stacked(layers.conv_spec, shape, _kernel_size_rank(module), groups)
+    return layers.stacked_at(layers.conv_spec, shape, (*ks, n_in // groups, module.features),
+                             groups)
   if isinstance(module, nn.ConvTranspose):
     if getattr(module, "feature_group_count", 1) != 1:
       return None

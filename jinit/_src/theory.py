@@ -332,7 +332,14 @@ def _check_result(out: jax.Array, what: str, phi) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=0)
 def _vec2(impl_and_phi, sw, sb):
   impl, phi = impl_and_phi
-  return jnp.vectorize(functools.partial(impl, phi))(sw, sb)
+  # Traced sigmas cannot be checked before the call: outside the domain (sigma_w2 <= 0,
+  # sigma_b2 < 0, NaN, inf) the result is NaN, never a number that reads as valid
+  # (-0.0 from chi1, or an inf xi_c that reads as "critical").
+  sw, sb = jnp.broadcast_arrays(sw, sb)  # explicit (strict rank promotion)
+  valid = jnp.isfinite(sw) & (sw > 0) & jnp.isfinite(sb) & (sb >= 0)
+  out = jnp.vectorize(functools.partial(impl, phi))(jnp.where(valid, sw, 1.0),
+                                                     jnp.where(valid, sb, 0.0))
+  return jnp.where(valid, out, jnp.nan)
 
 
 def _scalar_pair(impl, phi, sigma_w2, sigma_b2, what):
@@ -663,6 +670,7 @@ def predicted_variances(phi: Activation, sigma_w2, sigma_b2, x, depth: int) -> j
   x = jnp.asarray(x, jnp.float32)
   if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"x must be a non-empty (batch, d) array, got shape {x.shape}")
+  validation.check_finite_array(x, "x")  # (a NaN in x used to be blamed on q0)
   depth = _check_depth(depth)
   sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
