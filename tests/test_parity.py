@@ -142,6 +142,22 @@ def test_strict_rank_promotion():
   assert [o.shape for o in outs] == [s for s, _ in shapes] + [(3, 3, 4, 6), (4, 4)]
 
 
+def test_strict_dtype_promotion():
+  """Issue 18: jinit's complex paths under jax's strict dtype promotion (as equinox tests).
+
+  They multiplied complex64 samples by float32 scales (implicit promotion), so the
+  complex rows of jax's records (test_jax_initializer_records) failed under strict.
+  """
+  assert jax.config.jax_numpy_dtype_promotion == "strict"  # set in conftest.py for all tests
+  fns = [jinit.normal, jinit.he_normal, jinit.glorot_uniform, jinit.lecun_uniform,
+         jinit.orthogonal,
+         functools.partial(jinit.variance_scaling, distribution="truncated_normal")]
+  with jax.numpy_dtype_promotion("strict"):
+    outs = jax.jit(lambda k: [f(k, (4, 6), 4, 6, dtype=d) for f in fns for d in COMPLEX])(KEY)
+  assert [o.dtype for o in outs] == [jnp.dtype(d) for _ in fns for d in COMPLEX]
+  assert all(np.all(np.isfinite(np.asarray(o))) for o in outs)
+
+
 # --------------------------------------------------------------------------- item 2
 
 

@@ -1,4 +1,4 @@
-"""Issue 9, library part: no silent inf/NaN/zeros/downcast, and every check before jit's cache.
+"""Issue 9 and issue 18, library part: no silent inf/NaN/zeros/downcast or wrong numbers.
 
 One test (or table row) per finding; each reproduces the call from the issue that
 used to return a wrong result, and asserts the new behaviour.
@@ -8,14 +8,21 @@ import functools
 import math
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.stats
+from flax import nnx
 
 import jinit
+from jinit import mup, residual
+from jinit._src import diagnostics as diag_lib
 from jinit._src import initializers as inits_lib
+from jinit._src import lsuv as lsuv_lib
+from jinit._src import mup as mup_lib
 
 KEY = jax.random.key(0)
 F16_MAX = float(jnp.finfo(jnp.float16).max)  # 65504
@@ -247,16 +254,6 @@ def test_traced_hyperparameter_still_supported():
 # =========================================================================== issue 18
 # Library findings of issue 18 (reliability, second round). Each test reproduces the
 # trial that returned a wrong result and asserts the new behaviour.
-
-import flax.linen as nn  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from jinit import mup, residual  # noqa: E402
-from jinit._src import diagnostics as diag_lib  # noqa: E402
-from jinit._src import lsuv as lsuv_lib  # noqa: E402
-from jinit._src import mup as mup_lib  # noqa: E402
-
 
 def _std_tol(n):
   """6 standard errors of a sample std (relative): sqrt(1 / (2n)) per SE for a normal."""
