@@ -33,7 +33,9 @@ kernel is viewed as ``(batch, prod(window) * prod(in), prod(out))`` and each
 batch slice is (semi-)orthogonal (``delta_orthogonal``: an orthogonal
 ``(prod(in), prod(out))`` matrix at the window's center, per batch slice).
 A grouped conv's groups are batch slices. Layers stacked by ``nnx.vmap``/``nnx.scan``
-or ``nn.scan`` (leading axes on every parameter) are copies: batch slices too.
+or ``nn.scan`` are copies: batch slices too, in neither fan, wherever ``out_axes`` /
+``variable_axes`` put the stack axis (:func:`stack_axes` finds it from the layer's own
+shape).
 """
 
 from __future__ import annotations

@@ -165,8 +165,7 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
   1. the first rule ``(pattern, init)`` whose regex ``re.search``-matches the path;
   2. else kernels, embeddings and LoRA's A get ``init`` (None: kept), biases
      ``bias_init`` (None: kept) with their layer's fans, LoRA's B zeros (kept with
-     ``init=None``), so
-     PyTorch's default is one call:
+     ``init=None``), so PyTorch's default is one call:
      ``reinit(model, jinit.torch_linear_default, bias_init=jinit.torch_linear_default, key=k)``;
   3. norm scales/offsets are kept; any other ``nnx.Param`` is kept and listed in
      one :class:`UncoveredParametersWarning`.
