@@ -75,3 +75,17 @@ def check_law(samples, dist, *, what: str = "samples") -> None:
 @pytest.fixture(name="check_law")
 def check_law_fixture():
   return check_law
+
+
+@pytest.fixture(name="optax_adam_promotion")
+def optax_adam_promotion_fixture():
+  """Standard dtype promotion for a test that runs ``optax.adam``.
+
+  optax 0.2.8's Adam bias correction computes ``decay ** count`` with a Python float
+  and an int32 step count, which jax's strict dtype promotion refuses (optax's code,
+  not jinit's: ``optax/tree_utils/_tree_math.py::tree_bias_correction``). Only tests
+  that step Adam use this; jinit's own transform (``mup.scale_updates``) is checked
+  under strict promotion with SGD in test_reliability.py.
+  """
+  with jax.numpy_dtype_promotion("standard"):
+    yield

@@ -233,6 +233,7 @@ def _hand_scaled(opt, lr, meta):
   return optax.multi_transform(transforms, label_fn)
 
 
+@pytest.mark.usefixtures("optax_adam_promotion")  # optax.adam is not strict-clean (conftest)
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
 def test_scale_updates_equals_hand_scaled_learning_rates(opt):
   x = jax.random.normal(jax.random.key(1), (8, 16))
@@ -362,6 +363,7 @@ def test_zero_query():
 # --------------------------------------------------------------------------- coord check
 
 
+@pytest.mark.usefixtures("optax_adam_promotion")  # optax.adam is not strict-clean (conftest)
 def test_coord_check_mup_flat_sp_grows():
   widths = (64, 256, 1024)
   x = jax.random.normal(jax.random.key(1), (32, 16))

@@ -351,7 +351,7 @@ def test_mup_scale_updates_refuses_meta_of_another_width_and_int_updates():
   with pytest.raises(TypeError, match="floating updates"):
     tx.update(ints, tx.init(ints))  # was: 0.25 cast to int, every update 0
   chained = optax.chain(optax.sgd(0.1), tx)  # still composes
-  assert chained.update(ok, chained.init(ok))[0]["w_hid"].dtype == jnp.float32
+  assert chained.update(ok, chained.init(ok))[0]["w_hid"].dtype == ok["w_hid"].dtype
 
 
 # --------------------------------------------------------------------------- finding 7
@@ -364,7 +364,7 @@ import jax, jax.numpy as jnp, flax.linen as nn, jinit
 from jax.sharding import NamedSharding, PartitionSpec as P
 mesh = jax.make_mesh((2,), ("model",))
 model = nn.Dense(8)
-x = jnp.ones((2, 4))
+x = jnp.ones((2, 4), jnp.float32)
 variables = model.init(jax.random.key(0), x)
 s = NamedSharding(mesh, P(None, "model"))
 variables = {"params": {"kernel": jax.device_put(variables["params"]["kernel"], s),
@@ -388,7 +388,7 @@ def test_linen_reinit_keeps_sharding():
 
 def test_nnx_reinit_with_init_none_keeps_a_fine_tuned_lora_b():
   lora = nnx.LoRA(16, 4, 8, rngs=nnx.Rngs(0))
-  lora.lora_b[...] = jnp.ones((4, 8))  # fine-tuned
+  lora.lora_b[...] = jnp.ones((4, 8), jnp.float32)  # fine-tuned
   jinit.nnx.reinit(lora, None, key=KEY, bias_init=None)
   np.testing.assert_array_equal(lora.lora_b[...], np.ones((4, 8)))  # was zeroed
   jinit.nnx.reinit(lora, jinit.xavier_uniform, key=KEY)  # re-drawing the layers: B = 0
@@ -410,9 +410,9 @@ class _ThreeLayers(nnx.Module):
 
 def test_lsuv_nnx_failure_at_layer_3_leaves_the_model_unchanged():
   model = _ThreeLayers(nnx.Rngs(0))
-  model.l2.bias[...] = jnp.full((16,), -100.0)  # layer 2's units all dead: l3 sees zeros
-  model.l3.bias[...] = jnp.zeros((4,))  # so l3's output variance is exactly 0
-  x = jax.random.normal(jax.random.key(1), (32, 8))
+  model.l2.bias[...] = jnp.full((16,), -100.0, jnp.float32)  # layer 2's units all dead: l3 sees zeros
+  model.l3.bias[...] = jnp.zeros((4,), jnp.float32)  # so l3's output variance is exactly 0
+  x = jax.random.normal(jax.random.key(1), (32, 8), jnp.float32)
   before = {n: np.asarray(getattr(model, n).kernel[...]) for n in ("l1", "l2", "l3")}
   with pytest.raises(ValueError, match="l3.*variance"):
     lsuv_lib.lsuv(model, x, jax.random.key(2))
@@ -449,7 +449,7 @@ class _Head(nn.Module):
 
 def test_diagnose_refuses_nonfinite_inputs_and_bad_labels():
   model = nn.Sequential([nn.Dense(16), nn.tanh, nn.Dense(3)])
-  x = jax.random.normal(KEY, (8, 4))
+  x = jax.random.normal(KEY, (8, 4), jnp.float32)
   variables = model.init(jax.random.key(1), x)
   bad_x = x.at[0, 0].set(jnp.nan)
   with pytest.raises(ValueError, match="x holds 1 NaN/inf"):
@@ -457,16 +457,16 @@ def test_diagnose_refuses_nonfinite_inputs_and_bad_labels():
   with pytest.raises(ValueError, match=r"class indices must be one int in \[0, 3\)"):
     diag_lib.diagnose(model, variables, x, jnp.full((8,), 3))
   with pytest.raises(ValueError, match="float labels are target distributions"):
-    diag_lib.diagnose(model, variables, x, jnp.zeros((8,)))
+    diag_lib.diagnose(model, variables, x, jnp.zeros((8,), jnp.float32))
   with pytest.raises(ValueError, match="labels holds 1 NaN/inf"):
-    diag_lib.diagnose(model, variables, x, jnp.zeros((8, 3)).at[0, 0].set(jnp.inf))
+    diag_lib.diagnose(model, variables, x, jnp.zeros((8, 3), jnp.float32).at[0, 0].set(jnp.inf))
   with pytest.raises(ValueError, match="x holds"):  # LSUV shares the check
     lsuv_lib.lsuv(model, variables, bad_x, KEY)
 
 
 def test_linen_reinit_passes_call_kwargs_and_rngs():
   model = _Head()
-  x = jnp.ones((2, 4))
+  x = jnp.ones((2, 4), jnp.float32)
   variables = model.init(jax.random.key(1), x, train=False)
   new = jinit.linen.reinit(model, variables, x, jinit.zeros, key=KEY,
                            call_kwargs={"train": False}, rngs={"dropout": jax.random.key(3)})
@@ -506,8 +506,8 @@ def test_mup_readout_bad_arguments(kwargs, error, message):
 class _WithParamsAttr(nnx.Module):
   def __init__(self, rngs):
     self.params = nnx.Linear(4, 8, rngs=rngs)  # an attribute named like linen's collection
-    self.kernel = nnx.Param(jnp.ones((8, 8)))
-    self.bias = nnx.Param(jnp.zeros((8,)))
+    self.kernel = nnx.Param(jnp.ones((8, 8), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((8,), jnp.float32))
     self.head = nnx.Linear(8, 2, use_bias=False, rngs=rngs)
 
 
@@ -529,7 +529,7 @@ def test_apply_rules_names_a_matched_rng_key_leaf():
 
 def test_diagnose_passes_call_kwargs_and_rngs():
   model = _Head()  # Dropout in training mode needs a "dropout" rng
-  x = jax.random.normal(KEY, (8, 4))
+  x = jax.random.normal(KEY, (8, 4), jnp.float32)
   variables = model.init(jax.random.key(1), x, train=False)
   evaluated = diag_lib.diagnose(model, variables, x, call_kwargs={"train": False})
   trained = diag_lib.diagnose(model, variables, x, rngs={"dropout": jax.random.key(2)})
@@ -549,7 +549,7 @@ def test_theory_traced_sigmas_outside_the_domain_give_nan():
 
 
 def test_compare_variances_names_x_for_nan_inputs():
-  x = jnp.ones((4, 3)).at[0, 0].set(jnp.nan)
+  x = jnp.ones((4, 3), jnp.float32).at[0, 0].set(jnp.nan)
   with pytest.raises(ValueError, match="x holds 1 NaN/inf"):  # was: blamed q0
     jinit.theory.compare_variances(jnp.tanh, 1.5, 0.05, x, depth=2, key=KEY, width=16)
 
@@ -572,7 +572,7 @@ class _Scanned(nn.Module):
 
 def test_linen_reinit_skips_a_stack_axis_put_anywhere_by_nn_scan():
   model = _Scanned()
-  x = jnp.ones((2, 32))
+  x = jnp.ones((2, 32), jnp.float32)
   variables = model.init(jax.random.key(0), x)
 
   flat = jax.tree_util.tree_leaves_with_path(variables["params"])
