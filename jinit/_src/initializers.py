@@ -915,8 +915,7 @@ def dirac(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   _check_conv_shape(shape, "dirac")
-  if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
-    raise ValueError(f"groups must be a positive int, got {groups!r}")
+  groups = validation.check_int(groups, "groups")
   n_in, n_out = shape[-2:]
   if n_out % groups:
     raise ValueError(f"groups={groups} must divide the out channels of shape {shape!r}")

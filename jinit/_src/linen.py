@@ -15,6 +15,7 @@ from flax.linen import dtypes as flax_dtypes
 
 from jinit._src import initializers as inits
 from jinit._src import layers
+from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
@@ -53,9 +54,7 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if isinstance(self.features, bool) or not isinstance(self.features, int) \
-        or self.features <= 0:
-      raise ValueError(f"features must be a positive int, got {self.features!r}")
+    validation.check_int(self.features, "features")
     in_features = jnp.shape(inputs)[-1]
     kernel = self.param(
         "kernel",

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 from typing import Any
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -18,11 +16,8 @@ from flax import nnx
 from jinit._src import capture as cap
 from jinit._src import diagnostics
 from jinit._src import initializers as inits
-from jinit._src import linen as jinit_linen
+from jinit._src import validation
 
-# The layer classes LSUV used to handle; the default (``layer_types=None``) is now every
-# module that owns a ``kernel``.
-LAYER_TYPES: tuple[type, ...] = (nn.Dense, nn.Conv, nn.ConvTranspose, jinit_linen.Dense)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +31,6 @@ class LayerInfo:
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
-
-
-def _check_number(value, name, *, integer=False):
-  kind = numbers.Integral if integer else numbers.Real
-  if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
-      or value <= 0:
-    raise ValueError(f"{name} must be a positive {'int' if integer else 'number'}, "
-                     f"got {value!r}")
 
 
 def grouped_orthogonal(key: jax.Array, shape: tuple[int, ...], axes, dtype) -> jax.Array:
@@ -169,15 +156,13 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
                              2 if is_nnx else 3, named)
   x, key, variables = a["x"], a["key"], a.get("variables")
   x = diagnostics.check_inputs(model, x, layer_types)
-  _check_number(tol, "tol")
-  _check_number(max_iters, "max_iters", integer=True)
+  tol = validation.check_real(tol, "tol", positive=True)
+  max_iters = validation.check_int(max_iters, "max_iters")
   state = nnx.state(model) if is_nnx else variables
   if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((state, x, key))):
     raise TypeError("lsuv runs a data-dependent Python loop: call it outside jit/vmap "
                     "(it compiles its own forward pass)")
-  if not isinstance(key, jax.Array):
-    raise TypeError(f"key must be a jax PRNG key (jax.random.key(seed)), got "
-                    f"{type(key).__name__}")
+  key = validation.check_key(key)
   x = jnp.asarray(x)
   x_var = float(jnp.var(x.astype(jnp.float32)))
   if not math.isfinite(x_var) or x_var == 0.0:

@@ -14,13 +14,13 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import capture as capture_lib
+from jinit._src import validation
 from jinit._src.mup import (
   TABLES,
   ParamMeta,
   build_meta,
   check_parametrization,
   flat_shapes,
-  scale_updates,
 )
 
 # --------------------------------------------------------------------------- shapes
@@ -110,8 +110,7 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
 def _readout_std_and_mult(in_features, base_in_features, parametrization, output_mult):
   check_parametrization(parametrization)
   base = in_features if base_in_features is None else base_in_features
-  if not isinstance(base, int) or isinstance(base, bool) or base < 1:
-    raise ValueError(f"base_in_features must be a positive int, got {base_in_features!r}")
+  base = validation.check_int(base, "base_in_features")
   width_mult = in_features / base
   r = TABLES[parametrization]["output"]
   # std at the base width is LeCun's 1/sqrt(base); it then scales as sqrt(init_var(width_mult)).
@@ -193,8 +192,8 @@ def attention_scale(head_dim: int, base_head_dim: int | None = None, *,
   """
   check_parametrization(parametrization)
   for name, v in (("head_dim", head_dim), ("base_head_dim", base_head_dim)):
-    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-      raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if v is not None:
+      validation.check_int(v, name)
   if parametrization == "sp":
     return attn_mult / math.sqrt(head_dim)
   base = head_dim if base_head_dim is None else base_head_dim
@@ -434,9 +433,8 @@ def _check_widths(widths) -> tuple[int, ...]:
   widths = tuple(widths)
   if len(widths) < 2:
     raise ValueError(f"widths must hold at least 2 widths to fit a slope, got {widths}")
-  for w in widths:
-    if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1:
-      raise ValueError(f"widths must be positive ints, got {w!r} in {widths}")
+  for i, w in enumerate(widths):
+    validation.check_int(w, f"widths[{i}]")
   if any(b <= a for a, b in zip(widths, widths[1:])):
     raise ValueError(f"widths must be strictly increasing, got {widths}")
   return tuple(int(w) for w in widths)
@@ -481,10 +479,8 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
   import optax
 
   widths = _check_widths(widths)
-  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-    raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-  if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+  steps = validation.check_int(steps, "steps", minimum=0)
+  seeds = validation.check_int(seeds, "seeds")
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
   if isinstance(optimizer, optax.GradientTransformation):

@@ -11,6 +11,7 @@ from flax import nnx
 
 from jinit._src import initializers as inits
 from jinit._src import layers
+from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
@@ -38,8 +39,8 @@ def linear(in_features: int, out_features: int, *, rngs: Any,
   Returns:
     An ``nnx.Linear``.
   """
-  layers._check_init(kernel_init, "kernel_init")  # pylint: disable=protected-access
-  layers._check_init(bias_init, "bias_init")  # pylint: disable=protected-access
+  validation.check_init(kernel_init, "kernel_init")
+  validation.check_init(bias_init, "bias_init")
   return nnx.Linear(in_features, out_features,
                     kernel_init=layers.with_fans(kernel_init, in_features, out_features, {}),
                     bias_init=layers.with_fans(bias_init, in_features, out_features, {}),

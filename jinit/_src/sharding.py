@@ -21,15 +21,6 @@ _SIMULATE_HINT = ("on CPU, simulate N devices with XLA_FLAGS=--xla_force_host_pl
                   "set before jax is imported")
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-  """TypeError for a non-int (bool included), ValueError for an int < 1: both name ``name``."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-  if value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
-
-
 def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",),
               axis_sizes: Sequence[int] | None = None, *,
               devices: Sequence[Any] | None = None,
@@ -60,7 +51,7 @@ def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",
   available = list(jax.devices() if devices is None else devices)
   if n_devices is None:
     n_devices = len(available)
-  n_devices = _check_positive_int(n_devices, "n_devices")
+  n_devices = validation.check_int(n_devices, "n_devices")
   if n_devices > len(available):
     platform = available[0].platform if available else "none"
     raise ValueError(
@@ -83,7 +74,7 @@ def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",
       raise ValueError(f"at most one of axis_sizes may be -1, got {tuple(sizes)!r}")
     for s in sizes:
       if s != -1:
-        _check_positive_int(s, "each of axis_sizes")
+        validation.check_int(s, "each of axis_sizes")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
       if n_devices % known:

@@ -314,11 +314,7 @@ def _check_sigma(value: Any, name: str, *, positive: bool) -> jax.Array:
 
 
 def _check_depth(depth: Any) -> int:
-  if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
-    raise TypeError(f"depth must be a positive int, got {depth!r}")
-  if depth <= 0:
-    raise ValueError(f"depth must be a positive int (>= 1), got {depth!r}")
-  return int(depth)
+  return validation.check_int(depth, "depth")
 
 
 def _check_result(out: jax.Array, what: str, phi) -> jax.Array:
@@ -700,8 +696,7 @@ def wide_net_variances(key: jax.Array, phi: Activation, sigma_w2, sigma_b2, x, d
   sw = validation.check_real(sigma_w2, "sigma_w2", positive=True)
   sb = validation.check_real(sigma_b2, "sigma_b2", nonnegative=True)
   depth = _check_depth(depth)
-  if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width <= 0:
-    raise ValueError(f"width must be a positive int, got {width!r}")
+  width = validation.check_int(width, "width")
   x = jnp.asarray(x, jnp.float32)
   if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"x must be a non-empty (batch, d) array, got shape {x.shape}")
