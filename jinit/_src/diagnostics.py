@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,17 +16,14 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import capture as cap
-from jinit._src import linen as jinit_linen
+from jinit._src import validation
 
-# The layer classes recorded before layer-type-free detection; kept for reference.
-# The default (``layer_types=None``) records every module that owns a ``kernel``.
-LAYER_TYPES: tuple[type, ...] = (nn.Dense, nn.Conv, nn.ConvTranspose, jinit_linen.Dense)
 # Detection order: tanh(z) == z to float precision for tiny z, so identity comes last.
-NONLINEARITIES = ("relu", "sigmoid", "tanh", "gelu", "silu", "identity")
+DETECTED_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "identity")
 SATURATION_MARGIN = 0.05  # a tanh/sigmoid unit is saturated within 0.05 of a bound
 MAX_CANDIDATES = 8  # later tensors of z's size searched for h = f(z)
 MAX_SKIPS = 16  # earlier tensors of t's shape searched for the skip a in t = a + c z
-ROLES = ("layer", "norm", "residual", "uninstrumented")
+REPORT_ROLES = ("layer", "norm", "residual", "uninstrumented")
 _BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 # Each name's functions (gelu: flax's/jax's default tanh approximation, then exact erf).
 _FUNCTIONS = {
@@ -377,8 +373,8 @@ class Diagnostics:
     return tuple(r for r in self.rows if r.role == "layer")
 
   def by_role(self, role: str) -> tuple[LayerReport, ...]:
-    if role not in ROLES:
-      raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if role not in REPORT_ROLES:
+      raise ValueError(f"role must be one of {REPORT_ROLES}, got {role!r}")
     return tuple(r for r in self.rows if r.role == role)
 
   def column(self, field: str, role: str = "layer") -> np.ndarray:
@@ -463,7 +459,7 @@ def _matches(h: np.ndarray, z: np.ndarray, fns, tol: float) -> bool:
 
 
 def _detect(z: np.ndarray, h: np.ndarray, tol: float) -> str | None:
-  for name in NONLINEARITIES:
+  for name in DETECTED_ACTIVATIONS:
     if _matches(h, z, _FUNCTIONS[name], tol):
       return name
   return None
@@ -543,7 +539,7 @@ def _name(path, kind):
 
 
 def _check_nonlinearity(nonlinearity, n_layers):
-  allowed = ("auto",) + NONLINEARITIES
+  allowed = ("auto",) + DETECTED_ACTIVATIONS
   if isinstance(nonlinearity, str):
     nonlinearity = [nonlinearity] * n_layers
   elif not isinstance(nonlinearity, Sequence) or len(nonlinearity) != n_layers:
@@ -578,7 +574,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
       loss only the forward statistics are computed.
     loss_fn: ``loss_fn(model_output, labels) -> scalar``; hashable (a plain
       function), since it is part of the compiled program's identity.
-    nonlinearity: ``"auto"`` (find ``h == f(z)``), a name in :data:`NONLINEARITIES`,
+    nonlinearity: ``"auto"`` (find ``h == f(z)``), a name in :data:`DETECTED_ACTIVATIONS`,
       or one per layer call; decides whether ``saturated`` (tanh, sigmoid) or
       ``dead`` (relu) is reported. A stated name with no matching later tensor takes
       ``h = f(z)``.
@@ -605,8 +601,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   x, labels, variables = a["x"], a.get("labels"), a.get("variables")
   x = check_inputs(model, x, layer_types)
   _check_types(norm_types, "norm_types")
-  if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
-    raise ValueError(f"bins must be a positive int, got {bins!r}")
+  bins = validation.check_int(bins, "bins")
   if labels is not None:
     labels = jnp.asarray(labels)
     if labels.ndim < 1 or labels.shape[0] != x.shape[0]:
@@ -663,7 +658,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
   for r in residuals:
     by_pos.setdefault(r[0], []).append(r)
 
-  rows, counts = [], dict.fromkeys(ROLES, 0)
+  rows, counts = [], dict.fromkeys(REPORT_ROLES, 0)
 
   def add(**kw):
     counts[kw["role"]] += 1

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
+PARAM_ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETRIZATIONS = ("sp", "mup", "mup_table3")
 
@@ -95,7 +95,7 @@ _MUP_HIDDEN = Rule(init_var=_INV_FAN_IN, multiplier=ONE, sgd_lr=_SGD_HIDDEN, ada
 # TABLES[parametrization][role]. "input", "bias" and "norm" are the paper's "input weights &
 # all biases" column; "fixed" has no infinite dimension, so nothing about it scales.
 TABLES: dict[str, dict[str, Rule]] = {
-    "sp": {role: _SP for role in ROLES},
+    "sp": {role: _SP for role in PARAM_ROLES},
     "mup": {  # Tensor Programs V, Table 8
         "input": _MUP_VECTOR, "bias": _MUP_VECTOR, "norm": _MUP_VECTOR,
         "hidden": _MUP_HIDDEN,
@@ -133,8 +133,8 @@ def check_parametrization(parametrization: Any) -> str:
 def rule(parametrization: str, role: str) -> Rule:
   """The table entry for ``role`` under ``parametrization``."""
   check_parametrization(parametrization)
-  if role not in ROLES:
-    raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+  if role not in PARAM_ROLES:
+    raise ValueError(f"role must be one of {PARAM_ROLES}, got {role!r}")
   return TABLES[parametrization][role]
 
 
@@ -147,7 +147,7 @@ class ParamMeta:
     shape, base_shape: its shape in the target and the base model.
     infinite: the axes whose size differs between them (they grow with width).
     fan_in_axes: the infinite axes counted as fan-in (the rest are fan-out).
-    role: one of :data:`ROLES`.
+    role: one of :data:`PARAM_ROLES`.
     parametrization: one of :data:`PARAMETRIZATIONS`.
   """
   path: str
