@@ -733,7 +733,7 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
   For the weight PyTorch calls ``kaiming_uniform_(w, a=sqrt(5))``: gain
   sqrt(2/(1+5)) = sqrt(1/3), bound sqrt(3) * sqrt(1/3) / sqrt(fan_in) = 1/sqrt(fan_in).
   For the bias it samples U(±1/sqrt(fan_in)) with the layer's (weight's) fan_in, so a
-  bias init needs the kernel's fan_in (see ``jinit.flax.Dense``).
+  bias init needs the kernel's fan_in (see ``jinit.linen.Dense``).
   Glorot & Bengio 2010 call this the "standard" initialization.
 
   Args:

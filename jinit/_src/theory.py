@@ -591,8 +591,8 @@ def edge_of_chaos(phi: Activation, sigma_b2, *, distribution: str = "normal",
   Example::
 
     kernel, bias = jinit.theory.edge_of_chaos(jnp.tanh, 0.05)
-    nn.Dense(512, kernel_init=jinit.flax.kernel_init(kernel),
-             bias_init=jinit.flax.bias_init(bias))
+    nn.Dense(512, kernel_init=jinit.linen.kernel_init(kernel),
+             bias_init=jinit.linen.bias_init(bias))
 
   Args:
     phi: an elementwise activation.
