@@ -128,7 +128,8 @@ def main(argv=None):
           f"{r['largest']:>26,}")
   ratio = many["peak"] / one["peak"]
   print(f"{'ratio':<14} {many['output'] / one['output']:10.3f} "
-        f"{many['temp'] / max(one['temp'], 1):10.3f} {ratio:10.3f}   (target ~{1 / args.devices:.3f})")
+        f"{many['temp'] / max(one['temp'], 1):10.3f} {ratio:10.3f}   "
+        f"(target ~{1 / args.devices:.3f})")
   ok = True
   if many["largest"] >= full_kernel:
     ok = False

@@ -227,5 +227,5 @@ def test_kernel_init_equation_in_einsum(check_law):
 def test_kernel_init_documented_rank3_guess():
   """Without equation/axes a rank-3 shape is read as a 1-D conv kernel (width, in, out)."""
   guess = jflax.kernel_init(jinit.lecun_normal)(KEY, (512, 4, 64))
-  np.testing.assert_array_equal(np.asarray(guess),
-                                np.asarray(jinit.lecun_normal(KEY, (512, 4, 64), 512 * 4, 512 * 64)))
+  np.testing.assert_array_equal(
+      np.asarray(guess), np.asarray(jinit.lecun_normal(KEY, (512, 4, 64), 512 * 4, 512 * 64)))

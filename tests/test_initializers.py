@@ -100,7 +100,7 @@ def test_table_covers_registry():
     assert jinit.get_initializer(name) is fn
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _under_jit(name):
   """The row's first-shape configs (every dtype) in ONE jitted program, plus a legacy key.
 
@@ -158,7 +158,7 @@ def test_float64_with_x64():
   with jax.enable_x64(True):
     configs = [(ROW[name], ROW[name].shapes[0]) for name in paths]
     eager = [row(KEY, shape, dtype=jnp.float64) for row, shape in configs]
-    for (row, shape), e in zip(configs, eager):
+    for (_, shape), e in zip(configs, eager):
       chex.assert_shape(e, shape)
       chex.assert_type(e, jnp.float64)
       chex.assert_tree_all_finite(e)
@@ -306,9 +306,9 @@ def test_variance_scaling_same_samples_as_jax(mode, distribution):
 
 def test_delta_orthogonal_same_samples_as_jax():
   for shape in [(4, 8, 8)]:
+    reference = jax.nn.initializers.delta_orthogonal()(KEY, shape, jnp.float32)
     np.testing.assert_allclose(np.asarray(jinit.delta_orthogonal(KEY, shape)),
-                               np.asarray(jax.nn.initializers.delta_orthogonal()(KEY, shape, jnp.float32)),
-                               rtol=1e-6, atol=1e-7)
+                               np.asarray(reference), rtol=1e-6, atol=1e-7)
 
 
 def test_kaiming_uniform_a_sqrt5_is_torch_linear_default():

@@ -143,17 +143,17 @@ def _linen_inputs():
   return {l.module: l.linen_x for l in LAYERS if l.make_linen is not None}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnx_zoo():
   return NnxZoo(nnx.Rngs(0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _linen_zoo():
   return LinenZoo(), LinenZoo().init(jax.random.key(0), _linen_inputs())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reinit_zoo(framework: str, init_name: str) -> dict[str, np.ndarray]:
   """Every parameter of the zoo re-drawn with one init (kernels only), by path."""
   init = INITS[init_name][0]

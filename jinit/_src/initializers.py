@@ -36,7 +36,8 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 
 from jinit._src import gains as gains_lib
 from jinit._src import validation
@@ -210,7 +211,7 @@ def _complex_of(real_dtype) -> np.dtype:
   return np.dtype(np.complex128) if real_dtype == np.float64 else np.dtype(np.complex64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _normal_z_max(dtype_name: str) -> float:
   """The largest |z| that ``jax.random.normal`` can return in a real dtype.
 
@@ -419,7 +420,8 @@ def _std_normal_cdf(x: float) -> float:
 def truncated_std(lower: float = -2.0, upper: float = 2.0) -> float:
   r"""Std of a standard normal truncated to [lower, upper].
 
-  .. math:: \sigma^2 = 1 + \frac{a\phi(a) - b\phi(b)}{Z} - \left(\frac{\phi(a) - \phi(b)}{Z}\right)^2,
+  .. math::
+     \sigma^2 = 1 + \frac{a\phi(a) - b\phi(b)}{Z} - \left(\frac{\phi(a) - \phi(b)}{Z}\right)^2,
      \quad Z = \Phi(b) - \Phi(a)
 
   For [-2, 2] this is 0.87962566103423978, the constant in
@@ -594,7 +596,7 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
 def xavier_uniform(key: Array, shape: Shape, fan_in: int | None = None,
                    fan_out: int | None = None, *, gain: ArrayLike = 1.0,
                    dtype: DTypeLike = jnp.float32) -> Array:
-  r"""Glorot/Xavier uniform: U(-a, a), :math:`a = \text{gain}\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`.
+  r"""Glorot/Xavier uniform: U(-a, a), a = gain sqrt(6 / (fan_in + fan_out)).
 
   Variance 2 gain^2 / (fan_in + fan_out). Same as ``torch.nn.init.xavier_uniform_``.
   Arguments as :func:`variance_scaling` (``gain`` > 0 replaces ``scale = gain^2``).
@@ -610,7 +612,7 @@ def xavier_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 def xavier_normal(key: Array, shape: Shape, fan_in: int | None = None,
                   fan_out: int | None = None, *, gain: ArrayLike = 1.0,
                   dtype: DTypeLike = jnp.float32) -> Array:
-  r"""Glorot/Xavier normal: N(0, σ²), :math:`σ = \text{gain}\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`.
+  r"""Glorot/Xavier normal: N(0, σ²), σ = gain sqrt(2 / (fan_in + fan_out)).
 
   Untruncated, as ``torch.nn.init.xavier_normal_`` (``jinit.glorot_normal`` is jax's
   truncated version). Arguments as :func:`xavier_uniform`.

@@ -20,7 +20,6 @@ from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersW
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
 
-
 FlaxInitializer = layers.FlaxInitializer
 
 

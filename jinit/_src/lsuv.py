@@ -19,7 +19,6 @@ from jinit._src import initializers as inits
 from jinit._src import validation
 
 
-
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
   """What LSUV did to one layer: scalings applied and output variance before/after."""

@@ -15,13 +15,11 @@ from flax import nnx
 
 from jinit._src import capture as capture_lib
 from jinit._src import validation
-from jinit._src.mup import (
-  TABLES,
-  ParamMeta,
-  build_meta,
-  check_parametrization,
-  flat_shapes,
-)
+from jinit._src.mup import ParamMeta
+from jinit._src.mup import TABLES
+from jinit._src.mup import build_meta
+from jinit._src.mup import check_parametrization
+from jinit._src.mup import flat_shapes
 
 # --------------------------------------------------------------------------- shapes
 
@@ -32,7 +30,8 @@ def _is_shape_dict(obj: Any) -> bool:
       for k, v in obj.items())
 
 
-def base_shapes(model: Any, *example_args: Any, **example_kwargs: Any) -> dict[str, tuple[int, ...]]:
+def base_shapes(model: Any, *example_args: Any,
+                **example_kwargs: Any) -> dict[str, tuple[int, ...]]:
   """``{path: shape}`` of a model's parameters (the "base shapes" of ``mup.set_base_shapes``).
 
   Args:

@@ -17,7 +17,6 @@ from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
 
 
-
 def linear(in_features: int, out_features: int, *, rngs: Any,
            kernel_init: inits.Initializer = inits.lecun_normal,  # pylint: disable=redefined-outer-name
            bias_init: inits.Initializer = inits.zeros,  # pylint: disable=redefined-outer-name

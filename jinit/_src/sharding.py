@@ -14,11 +14,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jinit._src import validation
 
-
 _AXIS_TYPE = getattr(jax.sharding, "AxisType", None)  # jax >= 0.5; older meshes are all Auto
 
-_SIMULATE_HINT = ("on CPU, simulate N devices with XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                  "set before jax is imported")
+_SIMULATE_HINT = ("on CPU, simulate N devices with "
+                  "XLA_FLAGS=--xla_force_host_platform_device_count=N set before jax is imported")
 
 
 def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",),

@@ -65,7 +65,7 @@ DEFAULT_SEARCH = (1e-2, 1e2)  # sigma_w2 range searched by critical_sigma_w2
 # --------------------------------------------------------------------------- quadrature
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rule(n: int) -> tuple[np.ndarray, np.ndarray]:
   """Probabilists' Gauss-Hermite nodes and weights for z ~ N(0, 1), as in gains.second_moment."""
   nodes, weights = np.polynomial.hermite_e.hermegauss(n)
