@@ -173,8 +173,9 @@ def test_lazy_import():
 import math  # noqa: E402
 import warnings  # noqa: E402
 
-import signal_models as sm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
+import signal_models as sm  # noqa: E402
 from flax import nnx  # noqa: E402
+from helpers import DirectKernel  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
 
 
 def kernel_of(model, variables, name):
@@ -230,15 +231,6 @@ def test_grouped_orthogonal_pre_init(model_case):
     c = np.mean(np.diag(g))  # LSUV's scale
     np.testing.assert_allclose(g / c, np.eye(len(g)), atol=1e-5, err_msg=n)
 
-
-class DirectKernel(nnx.Module):
-
-  def __init__(self, rngs):
-    self.first = nnx.Linear(6, 8, rngs=rngs)
-    self.second = nnx.Linear(8, 4, rngs=rngs)
-
-  def __call__(self, x):
-    return jnp.tanh(self.first(x)) @ self.second.kernel[...]  # no call of `second`
 
 
 def test_nnx_warns_on_kernels_left_alone():

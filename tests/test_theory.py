@@ -24,12 +24,6 @@ SB2 = 0.05  # Schoenholz et al.'s sigma_b^2 for tanh on MNIST
 identity = lambda x: x  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def _strict_rank_promotion():
-  with jax.numpy_rank_promotion("raise"):
-    yield
-
-
 # --------------------------------------------------------------------------- sanity values
 
 

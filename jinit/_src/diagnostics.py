@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import capture as cap
+from jinit._src import model as model_lib
 from jinit._src import validation
 
 # Detection order: tanh(z) == z to float precision for tiny z, so identity comes last.
@@ -146,79 +147,6 @@ def split_args(fn: str, model: Any, args: tuple, names_linen: tuple[str, ...],
 
 
 # --------------------------------------------------------------------------- running
-
-
-@dataclasses.dataclass(frozen=True)
-class CallMeta:
-  """Static description of one recorded call (from an abstract trace)."""
-  path: tuple[Any, ...]
-  kind: str
-  role: str
-  input_id: int
-  output_id: int
-  kernel_axes: Any
-  shape: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMeta:
-  calls: tuple[CallMeta, ...]
-  tensor_shapes: tuple[tuple[int, ...] | None, ...]
-  output_id: int | None
-  in_transform: tuple[tuple[Any, ...], ...]
-  kernel_paths: tuple[tuple[Any, ...], ...]
-
-
-def _same_new(k, out):
-  return out + 0  # a new tensor, as a perturbed one is: keeps tensor ids aligned
-
-
-class _Runner:
-  """One model, linen or nnx: abstract metadata and compiled forward/backward passes."""
-
-  def __init__(self, model, variables, layer_types, norm_types):
-    self.model = model
-    self.nnx = cap.is_nnx(model)
-    self.layer_types = layer_types
-    if norm_types is None:
-      norm_types = cap.NNX_NORM_TYPES if self.nnx else cap.LINEN_NORM_TYPES
-    self.norm_types = norm_types
-    if self.nnx:
-      self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-    else:
-      if not hasattr(variables, "get"):
-        raise TypeError(f"variables must be a mapping such as model.init returns, got "
-                        f"{type(variables).__name__}")
-      self.variables = variables
-
-  def capture_fn(self, state, perturb, x):
-    if self.nnx:
-      params, rest = state  # both traced: nnx refuses to mutate outer-trace state (RNGs)
-      return _nnx_capture(self.graphdef, params, rest, x, self.layer_types,
-                          self.norm_types, perturb)
-    return cap.capture_linen(self.model, state, x, layer_types=self.layer_types,
-                             norm_types=self.norm_types, perturb=perturb)
-
-  @property
-  def trainable(self):
-    return (self.params, self.rest) if self.nnx else self.variables
-
-  def metadata(self, x) -> ModelMeta:
-    info = {}
-
-    def run(params, x):
-      c = self.capture_fn(params, _same_new, x)
-      info["capture"] = c
-      return [t if isinstance(t, jax.Array) else None for t in c.tensors]
-
-    shapes = jax.eval_shape(run, self.trainable, x)
-    c = info["capture"]
-    calls = tuple(CallMeta(call.path, call.kind, call.role, call.input_id, call.output_id,
-                           call.kernel_axes, tuple(shapes[call.output_id].shape))
-                  for call in c.calls)
-    tshapes = tuple(None if s is None else tuple(s.shape) for s in shapes)
-    kpaths = cap.kernel_paths(self.model, None if self.nnx else self.variables)
-    return ModelMeta(calls, tshapes, c.output_id, tuple(c.in_transform), tuple(kpaths))
 
 
 def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb):
@@ -534,10 +462,6 @@ def _residuals(meta, tensors, used_as_activation, tol):
   return found
 
 
-def _name(path, kind):
-  return "/".join(str(p) for p in path) or kind
-
-
 def _check_nonlinearity(nonlinearity, n_layers):
   allowed = ("auto",) + DETECTED_ACTIVATIONS
   if isinstance(nonlinearity, str):
@@ -595,6 +519,20 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
 
   Warns:
     UserWarning: kernels that no recorded call used (listed as ``uninstrumented`` rows).
+
+  Example:
+    >>> import jax, jinit.diagnostics
+    >>> from flax import nnx
+    >>> class MLP(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.l1, self.l2 = nnx.Linear(16, 32, rngs=rngs), nnx.Linear(32, 4, rngs=rngs)
+    ...   def __call__(self, x):
+    ...     return self.l2(jax.nn.relu(self.l1(x)))
+    ...
+    >>> x = jax.random.normal(jax.random.key(0), (64, 16))
+    >>> report = jinit.diagnostics.diagnose(MLP(nnx.Rngs(0)), x)
+    >>> [(r.role, r.name, r.nonlinearity) for r in report.rows]
+    [('layer', 'l1', 'relu'), ('layer', 'l2', 'identity')]
   """
   a = split_args("diagnose", model, args, ("variables", "x", "labels"), ("x", "labels"),
                  1 if cap.is_nnx(model) else 2, named)
@@ -612,7 +550,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   if loss_fn is not None and not callable(loss_fn):
     raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
 
-  runner = _Runner(model, variables, layer_types, norm_types)
+  runner = model_lib.Model(model, variables, layer_types=layer_types, norm_types=norm_types)
   meta = runner.metadata(x)
   layer_calls = [k for k, c in enumerate(meta.calls) if c.role == "layer"]
   if not layer_calls and not meta.kernel_paths:
@@ -635,7 +573,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   return Diagnostics(tuple(rows), float(loss) if loss_fn is not None else None)
 
 
-def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
+def _build_rows(meta: model_lib.ModelMeta, tensors, g_eps, kernel_std, names, bins):
   activations: dict[int, tuple[str | None, int | None]] = {}
   used = set()
   layer_no = 0
@@ -672,10 +610,10 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
       b = meta.calls[branch]
       t_mean, t_std = _mean_std(tensors[tid])
       a_mean, a_std = _mean_std(tensors[aid])
-      add(role="residual", name=f"{_name(b.path, b.kind)}+skip", kind="Residual",
+      add(role="residual", name=f"{model_lib.layer_name(b.path, b.kind)}+skip", kind="Residual",
           shape=tuple(tensors[tid].shape), preact_mean=t_mean, preact_std=t_std,
           input_mean=a_mean, input_std=a_std,
-          note=f"stream = skip + {c:.4g} * output of {_name(b.path, b.kind)}")
+          note=f"stream = skip + {c:.4g} * output of {model_lib.layer_name(b.path, b.kind)}")
 
   for k, c in enumerate(meta.calls):
     residual_rows(k)
@@ -707,7 +645,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
       stats["grad_hist"] = _histogram(g, bins)
       ks = float(kernel_std[k])
       stats["grad_kernel_std"] = ks if math.isfinite(ks) else None
-    add(role=c.role, name=_name(c.path, c.kind), kind=c.kind, shape=c.shape,
+    add(role=c.role, name=model_lib.layer_name(c.path, c.kind), kind=c.kind, shape=c.shape,
         nonlinearity=name, **stats)
   residual_rows(len(meta.calls))
 
@@ -720,7 +658,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
             "recorded" if path in in_transform else
             "no recorded __call__ used it (another method, a transform, or not in "
             "layer_types)")
-    add(role="uninstrumented", name=_name(path, "kernel"), kind="kernel", note=note)
+    add(role="uninstrumented", name=model_lib.layer_name(path, "kernel"), kind="kernel", note=note)
   return rows
 
 

@@ -31,7 +31,8 @@ AxisSpec = int | Sequence[int]
 
 
 def _axes(axis: AxisSpec, rank: int, name: str) -> tuple[int, ...]:
-  axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else tuple(axis)
+  axes = ((axis,) if isinstance(axis, int) and not isinstance(axis, bool)
+          else tuple(axis))  # pyright: ignore[reportArgumentType]  (a bool fails below)
   out = []
   for a in axes:
     if isinstance(a, bool) or not isinstance(a, int):

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
@@ -94,7 +95,7 @@ def _concrete_scalar_to_python(value: Any) -> Any:
   """
   if isinstance(value, np.generic) or (
       isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
-      and value.shape == () and not jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)):
+      and value.shape == () and not jnp.issubdtype(value.dtype, jax.dtypes.prng_key)):
     return value.item()
   return value
 
@@ -121,8 +122,8 @@ class _Static:
 
   jit finds a compiled program by comparing static arguments with ``==`` and
   ``hash``, under which ``3 == 3.0 == True``: a call with ``gain=True`` would reuse
-  the program traced for ``gain=1`` and skip the validation that rejects a bool
-  (issue 9, finding 6). Comparing the typed value makes a cache hit imply the same
+  the program traced for ``gain=1`` and skip the validation that rejects a bool.
+  Comparing the typed value makes a cache hit imply the same
   arguments, types included, that passed validation when the program was traced.
   """
 
@@ -190,7 +191,7 @@ def _compiled(fn):
 
 def _real_dtype(dtype) -> np.dtype:
   dtype = np.dtype(dtype)
-  return np.zeros((), dtype).real.dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+  return np.real(np.zeros((), dtype)).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
 
 
 def _is_complex(dtype) -> bool:
@@ -201,8 +202,8 @@ def _sampling_dtype(dtype) -> np.dtype:
   """The real dtype samples are drawn in: float32, or float64 for a 64-bit ``dtype``.
 
   float16 and bfloat16 samples are drawn in float32 and cast: drawn directly in
-  16 bits, a normal takes only ~1,000 (float16) or ~100 (bfloat16) distinct values
-  (issue 13, item 5), and the cast costs nothing that matters.
+  16 bits, a normal takes only ~1,000 (float16) or ~100 (bfloat16) distinct values,
+  and the cast costs nothing that matters.
   """
   return np.dtype(np.float64) if _real_dtype(dtype) == np.float64 else np.dtype(np.float32)
 
@@ -217,9 +218,8 @@ def _normal_z_max(dtype_name: str) -> float:
 
   jax draws u uniformly in [nextafter(-1, 0), 1) and returns sqrt(2) erfinv(u), so
   the extreme is at u = nextafter(-1, 0): about 5.42 in float32, 8.29 in float64.
-  The overflow check of normal samples uses this rather than a guess (issue 9,
-  finding 2: ``normal(std=3e4, dtype=float16)`` passed a check on ``std`` alone and
-  returned inf).
+  The overflow check of normal samples uses this rather than a guess (a check on
+  ``std`` alone would pass ``normal(std=3e4, dtype=float16)``, which returns inf).
   """
   dt = np.dtype(dtype_name)
   with jax.ensure_compile_time_eval():
@@ -238,7 +238,7 @@ def _std_uniform(key: Array, shape, dtype) -> Array:
   """U(-1, 1) in the sampling dtype: the bound is applied after, by a multiplication.
 
   Sampling U(-b, b) directly computes b - (-b) = 2b, which overflows when b is
-  above half the dtype's maximum (issue 9, finding 1).
+  above half the dtype's maximum.
   """
   return jax.random.uniform(key, shape, _sampling_dtype(dtype), -1.0, 1.0)
 
@@ -570,7 +570,8 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
   n = _fan_for_mode(mode, fan_in, fan_out)
   # A concrete scale gives a Python-float std, so the constant is the same
   # whether this runs under jit or not (same bits); a traced scale stays traced.
-  std = jnp.sqrt(scale / n) if isinstance(scale, jax.Array) else math.sqrt(scale / n)
+  std = (jnp.sqrt(scale / n) if isinstance(scale, jax.Array)
+         else math.sqrt(scale / n))  # pyright: ignore[reportArgumentType]  (a real scalar)
   if not isinstance(std, jax.Array):
     validation.check_range(std * _unit_law_max(distribution, dtype),
                            f"the largest {distribution} sample for std sqrt(scale / n) = "
@@ -751,7 +752,7 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
   shape, fan_in, _, dtype = _prepare(shape, fan_in, fan_out, dtype, need_in=True)
   if _is_empty(shape):
     return jnp.zeros(shape, dtype)
-  bound = 1.0 / math.sqrt(fan_in)
+  bound = 1.0 / math.sqrt(fan_in)  # pyright: ignore[reportArgumentType]  (need_in: an int)
   validation.check_no_underflow(bound, "1 / sqrt(fan_in)", dtype)
   u = _std_uniform(key, shape, dtype)
   return (u * jnp.asarray(bound, _sampling_dtype(dtype))).astype(dtype)

@@ -236,7 +236,7 @@ def draw(init: inits.Initializer, key: jax.Array, shape, dtype, spec: ParamSpec 
   else:
     slices = jax.vmap(one)(jax.random.split(key, n_batch))
   permuted = slices.reshape(tuple(dims[i] for i in order))
-  return jnp.transpose(permuted, np.argsort(order)).reshape(shape)
+  return jnp.transpose(permuted, tuple(np.argsort(order).tolist())).reshape(shape)
 
 
 # --------------------------------------------------------------------------- shape-only adapter

@@ -8,14 +8,15 @@ import math
 import warnings
 from typing import Any
 
-import flax
 import jax
+import jax.core
 import jax.numpy as jnp
 from flax import nnx
 
 from jinit._src import capture as cap
 from jinit._src import diagnostics
 from jinit._src import initializers as inits
+from jinit._src import model as model_lib
 from jinit._src import validation
 
 
@@ -60,55 +61,12 @@ def _nnx_variances(graphdef, state, x, *, layer_types):
   return jnp.stack([jnp.var(call.outputs.astype(jnp.float32)) for call in c.calls])
 
 
-class _Linen:
-  """Kernels of a linen model's variables (functional updates)."""
-
-  def __init__(self, model, variables, layer_types):
-    self.model, self.layer_types = model, layer_types
-    self.frozen = isinstance(variables, flax.core.FrozenDict)
-    variables = flax.core.unfreeze(variables) if self.frozen else dict(variables)
-    self.variables = variables
-    self.params = variables.get("params", {})
-
-  def get(self, path):
-    return cap.lookup(self.params, path, "kernel")
-
-  def set(self, path, value):
-    self.params = cap.replace(self.params, path, "kernel", value)
-
-  def variances(self, x):
-    return _linen_variances(self.model, {**self.variables, "params": self.params}, x,
-                            layer_types=self.layer_types)
-
-  def result(self):
-    out = {**self.variables, "params": self.params}
-    return flax.core.freeze(out) if self.frozen else out
-
-
-class _Nnx:
-  """Kernels of an nnx model (updated in place)."""
-
-  def __init__(self, model, layer_types):
-    self.model, self.layer_types = model, layer_types
-    self.modules = dict(cap.nnx_modules(model))
-
-  def _kernel(self, path):
-    k = getattr(self.modules.get(path), "kernel", None)
-    return k if isinstance(k, nnx.Variable) else None
-
-  def get(self, path):
-    k = self._kernel(path)
-    return None if k is None else k[...]
-
-  def set(self, path, value):
-    self._kernel(path)[...] = value
-
-  def variances(self, x):
-    graphdef, state = nnx.split(self.model)
-    return _nnx_variances(graphdef, state, x, layer_types=self.layer_types)
-
-  def result(self):
-    return self.model
+def _variances(model: model_lib.Model, x) -> jax.Array:
+  """Every recorded layer call's output variance, from the kernels set so far."""
+  if model.nnx:
+    graphdef, state = model.current()
+    return _nnx_variances(graphdef, state, x, layer_types=model.layer_types)
+  return _linen_variances(model.model, model.current(), x, layer_types=model.layer_types)
 
 
 def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
@@ -149,6 +107,22 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
   Warns:
     UserWarning: a layer that did not converge in ``max_iters`` rescalings; kernels
     LSUV leaves alone (named, with the reason).
+
+  Example:
+    >>> import jax, jinit.lsuv
+    >>> from flax import nnx
+    >>> class MLP(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.l1, self.l2 = nnx.Linear(16, 32, rngs=rngs), nnx.Linear(32, 4, rngs=rngs)
+    ...   def __call__(self, x):
+    ...     return self.l2(jax.nn.tanh(self.l1(x)))
+    ...
+    >>> x = jax.random.normal(jax.random.key(0), (256, 16))
+    >>> model, info = jinit.lsuv.lsuv(MLP(nnx.Rngs(0)), x, jax.random.key(1), return_info=True)
+    >>> [(i.name, i.converged) for i in info]
+    [('l1', True), ('l2', True)]
+    >>> round(float(model.l1(x).var()), 1)
+    1.0
   """
   is_nnx = cap.is_nnx(model)
   a = diagnostics.split_args("lsuv", model, args, ("variables", "x", "key"), ("x", "key"),
@@ -172,9 +146,8 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
   if not is_nnx and not hasattr(variables, "get"):
     raise TypeError(f"variables must be a mapping such as model.init returns, got "
                     f"{type(variables).__name__}")
-  runner = diagnostics._Runner(model, variables, layer_types, ())
-  meta = runner.metadata(x)
-  kernels = _Nnx(model, layer_types) if is_nnx else _Linen(model, variables, layer_types)
+  kernels = model_lib.Model(model, variables, layer_types=layer_types, norm_types=())
+  meta = kernels.metadata(x)
 
   order: list[tuple[int, tuple, Any]] = []  # first call of each layer (shared ones once)
   seen, left_alone = set(), []
@@ -182,8 +155,8 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
     if c.path in seen:
       continue
     seen.add(c.path)
-    if kernels.get(c.path) is None:
-      left_alone.append((diagnostics._name(c.path, c.kind), "no 'kernel' param to rescale"))
+    if kernels.kernel(c.path) is None:
+      left_alone.append((model_lib.layer_name(c.path, c.kind), "no 'kernel' param to rescale"))
       continue
     order.append((k, c.path, c.kernel_axes))
   recorded = {c.path for c in meta.calls}
@@ -192,7 +165,7 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
       why = ("called inside a lifted transform (scan/vmap/remat)" if path in meta.in_transform
              else "no recorded __call__ used it (another method, a transform, or not in "
              "layer_types)")
-      left_alone.append((diagnostics._name(path, "kernel"), why))
+      left_alone.append((model_lib.layer_name(path, "kernel"), why))
   if not order:
     raise ValueError(f"model {type(model).__name__} calls no kernel layer (Dense/Conv/"
                      "Einsum/attention...) that LSUV could rescale")
@@ -202,15 +175,16 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
 
   if orthogonal:
     for (_, path, axes), k in zip(order, jax.random.split(key, len(order))):
-      kernel = kernels.get(path)
+      kernel = kernels.kernel(path)
+      assert kernel is not None  # order holds layers that own a kernel
       if axes is None:
         axes = cap.kernel_axes(None, kernel.ndim)
-      kernels.set(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
+      kernels.set_kernel(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
 
   info = []
   for index, path, _ in order:
-    name = diagnostics._name(path, meta.calls[index].kind)
-    variance = before = float(kernels.variances(x)[index])
+    name = model_lib.layer_name(path, meta.calls[index].kind)
+    variance = before = float(_variances(kernels, x)[index])
     iterations = 0
     while True:
       if not math.isfinite(variance) or variance == 0.0:
@@ -218,11 +192,12 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
                          "cannot rescale it (dead units or a degenerate input)")
       if abs(variance - 1.0) < tol or iterations == max_iters:
         break
-      kernel = kernels.get(path)
-      kernels.set(path, (kernel / jnp.sqrt(jnp.asarray(variance, jnp.float32))
+      kernel = kernels.kernel(path)
+      assert kernel is not None  # order holds layers that own a kernel
+      kernels.set_kernel(path, (kernel / jnp.sqrt(jnp.asarray(variance, jnp.float32))
                          ).astype(kernel.dtype))
       iterations += 1
-      variance = float(kernels.variances(x)[index])
+      variance = float(_variances(kernels, x)[index])
     converged = abs(variance - 1.0) < tol
     if not converged:
       warnings.warn(f"LSUV: layer {name} did not reach |Var - 1| < {tol} in {max_iters} "

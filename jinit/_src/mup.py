@@ -46,6 +46,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jinit._src.paths import path_str
+
 PARAM_ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETRIZATIONS = ("sp", "mup", "mup_table3")
@@ -334,27 +336,10 @@ def format_meta(meta: Mapping[str, ParamMeta], optimizer: str | None = None) -> 
 # --------------------------------------------------------------------------- paths
 
 
-def _key_name(k) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
-def path_str(keypath) -> str:
-  """``"a/b/kernel"`` from a jax key path; drops nnx's trailing ``.value`` and a leading
-  ``params`` collection (so linen variables, linen params and nnx state share paths)."""
-  names = [_key_name(k) for k in keypath
-           if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")]
-  if names and names[0] == "params" and len(names) > 1:
-    names = names[1:]
-  return "/".join(names)
-
-
 def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   """``{path: shape}`` of every array-like leaf of ``tree``."""
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {path_str(kp): tuple(jnp.shape(leaf)) for kp, leaf in leaves}
+  return {path_str(kp, drop_params=True): tuple(jnp.shape(leaf)) for kp, leaf in leaves}
 
 
 # --------------------------------------------------------------------------- optax
@@ -407,7 +392,7 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
   def update_fn(updates, state, params=None):
     del params
     leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
-    paths = [path_str(kp) for kp, _ in leaves]
+    paths = [path_str(kp, drop_params=True) for kp, _ in leaves]
     unknown = [p for p in paths if p not in mults]
     if unknown:  # a subset is fine: optax.multi_transform masks the other parameters out
       raise ValueError(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jinit._src import capture as capture_lib
+from jinit._src import model as model_lib
 from jinit._src import validation
 from jinit._src.mup import ParamMeta
 from jinit._src.mup import TABLES
@@ -92,6 +92,19 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
   Raises:
     ValueError: the models have different parameters or ranks (``base_model``), the readout
       cannot be identified (``readout``), a bad ``parametrization``.
+
+  Example:
+    >>> import jinit.mup
+    >>> from flax import nnx
+    >>> class MLP(nnx.Module):
+    ...   def __init__(self, width, rngs):
+    ...     self.l1 = nnx.Linear(16, width, rngs=rngs)
+    ...     self.l2 = nnx.Linear(width, width, rngs=rngs)
+    ...     self.out = nnx.Linear(width, 4, rngs=rngs)
+    ...
+    >>> meta = jinit.mup.infinite_dims(MLP(256, nnx.Rngs(0)), MLP(64, nnx.Rngs(0)))
+    >>> [(path, m.role) for path, m in meta.items() if path.endswith('kernel')]
+    [('l1/kernel', 'input'), ('l2/kernel', 'hidden'), ('out/kernel', 'output')]
   """
   check_parametrization(parametrization)
   shapes = base_shapes(model, *example_args, **example_kwargs)
@@ -248,12 +261,10 @@ def zero_query(model: Any) -> Any:
     if not found:
       raise ValueError("model has no nnx.MultiHeadAttention to zero the query of")
     return model
-  from jinit._src.mup import path_str
-
   hits = []
 
   def zero(kp, leaf):
-    p = path_str(kp)
+    p = model_lib.path_str(kp, drop_params=True)
     if p.endswith("query/kernel"):
       hits.append(p)
       return jnp.zeros_like(leaf)
@@ -282,55 +293,12 @@ def _size(a: jax.Array, metric: str) -> jax.Array:
   return jnp.sqrt(jnp.mean(a * a)) if metric == "rms" else jnp.mean(jnp.abs(a))
 
 
-def _first_array(out):
-  return jax.tree_util.tree_leaves(out)[0]
-
-
-def _layer_outputs(cap) -> dict[str, jax.Array]:
-  """``{layer path: output}`` from a :func:`jinit._src.capture.capture` (a layer called twice
-  keeps its last call, at its first call's position)."""
-  record: dict[str, jax.Array] = {}
-  for call in cap.calls:
-    if call.role == "layer":
-      record["/".join(map(str, call.path)) or "<root>"] = _first_array(call.outputs)
-  return record
-
-
-class _NnxModel:
-  """An nnx model as ``apply(params, x) -> (output, {layer: output})`` (params: nnx.Param).
-
-  Layer outputs are recorded by :mod:`jinit._src.capture`, the instrumentation
-  ``jinit.diagnostics`` and ``jinit.lsuv`` use.
-  """
-
-  def __init__(self, model: nnx.Module, layer_types):
-    self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-    self.layer_types = layer_types
-
-  def apply(self, params, x):
-    model = nnx.merge(self.graphdef, params, self.rest)
-    cap = capture_lib.capture_nnx(model, x, layer_types=self.layer_types, norm_types=())
-    return cap.output, _layer_outputs(cap)
-
-
-class _LinenModel:
-  def __init__(self, module: nn.Module, variables, layer_types):
-    self.module = module
-    self.params = variables["params"]
-    self.rest = {k: v for k, v in variables.items() if k != "params"}
-    self.layer_types = layer_types
-
-  def apply(self, params, x):
-    cap = capture_lib.capture_linen(self.module, {**self.rest, "params": params}, x,
-                                    layer_types=self.layer_types, norm_types=())
-    return cap.output, _layer_outputs(cap)
-
-
 def _wrap_model(made, layer_types):
   if isinstance(made, nnx.Module):
-    return _NnxModel(made, layer_types or NNX_LAYER_TYPES)
+    return model_lib.Model(made, layer_types=layer_types or NNX_LAYER_TYPES, norm_types=())
   if (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)):
-    return _LinenModel(made[0], made[1], layer_types or LINEN_LAYER_TYPES)
+    return model_lib.Model(made[0], made[1], layer_types=layer_types or LINEN_LAYER_TYPES,
+                           norm_types=())
   raise TypeError("make_model must return an nnx.Module or a (linen Module, variables) pair, "
                   f"got {type(made).__name__}")
 
@@ -492,7 +460,7 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
   loss_fn = loss_fn or _default_loss
   x, y = jnp.asarray(x), jnp.asarray(y)
 
-  layers: list[str] | None = None
+  layers: list[str] = []  # layer names in call order, from the first width traced
   sizes = np.zeros((0,))
   losses = np.zeros((steps + 1, len(widths)))
   for w_i, width in enumerate(widths):
@@ -521,7 +489,7 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
       for t in range(steps + 1):
         new_params, new_state, loss, values = step(params, opt_state)
         stats = dict(zip(order, values))
-        if layers is None:
+        if not layers:
           layers = list(order)
           sizes = np.zeros((len(layers), steps + 1, len(widths)))
         if set(stats) != set(layers):

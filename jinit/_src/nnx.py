@@ -15,6 +15,7 @@ from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
+from jinit._src.paths import path_str
 
 
 def linear(in_features: int, out_features: int, *, rngs: Any,
@@ -147,6 +148,14 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     TypeError: ``model`` is not an nnx Module, a bad init, key or rule.
     ValueError: a rule pattern that matches no parameter (before any draw), or
       an init that cannot draw some parameter (the message names it).
+
+  Example:
+    >>> import jax, jinit, jinit.nnx
+    >>> from flax import nnx
+    >>> model = nnx.Linear(32, 64, rngs=nnx.Rngs(0))
+    >>> model = jinit.nnx.reinit(model, jinit.he_normal, key=jax.random.key(1))
+    >>> round(float(model.kernel[...].std()), 2)  # sqrt(2 / 32) = 0.25
+    0.25
   """
   if not isinstance(model, nnx.Module):
     hint = (" (for a linen model use jinit.linen.reinit(module, variables, x, init, key=...))"
@@ -167,11 +176,11 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     kernel = params.get((*path[:-1], "kernel"))
     spec = _spec(owner, str(path[-1]), tuple(value.shape),
                  None if kernel is None else tuple(kernel[...].shape))
-    entries.append(layers.Entry("/".join(map(str, path)), tuple(value.shape), value.dtype, spec))
+    entries.append(layers.Entry(path_str(path), tuple(value.shape), value.dtype, spec))
   new = layers.redraw(entries, init, bias_init, checked_rules, key,
                       where=f"{type(model).__name__} (nnx)")
   for path, var in params.items():
-    value = new.get("/".join(map(str, path)))
+    value = new.get(path_str(path))
     if value is not None:
       var[...] = value
   return model

@@ -40,6 +40,7 @@ import numpy as np
 from jinit._src import initializers as inits
 from jinit._src import layers
 from jinit._src import validation
+from jinit._src.paths import path_str
 
 Rule = tuple[str, inits.Initializer]
 FansFn = Callable[[str, tuple[int, ...]], tuple[Any, Any]]
@@ -298,28 +299,13 @@ def tfixup_rules(num_layers: int, *, value: str = TFIXUP_VALUE, out: str = TFIXU
 # --------------------------------------------------------------------------- params pytrees
 
 
-def _key_name(k: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
-def _path_str(path: Sequence[Any]) -> str:
-  # An nnx Variable (e.g. in ``nnx.state(model)``) flattens to its ``.value``: that
-  # attribute is not part of the parameter's path (``fc/kernel``, not ``fc/kernel/value``).
-  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
-    path = path[:-1]
-  return "/".join(_key_name(k) for k in path)
-
-
 def param_paths(params: Any) -> list[str]:
   """The "/"-joined paths of a pytree's leaves (``{"a": {"b": x}}`` -> ``["a/b"]``).
 
   For an ``nnx.State`` the Variables' ``.value`` is left out: ``blocks/0/fc/kernel``.
   """
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  return [_path_str(path) for path, _ in leaves]
+  return [path_str(path) for path, _ in leaves]
 
 
 def shape_fans(path: str, shape: tuple[int, ...]) -> tuple[int | None, int | None]:
@@ -397,7 +383,7 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
   else:
     raise ValueError(f"fans must be None, 'conv' or a callable(path, shape), got {fans!r}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  paths = [_path_str(path) for path, _ in leaves]
+  paths = [path_str(path) for path, _ in leaves]
   for (pattern, _), count in zip(rules, _match_counts(paths, rules)):
     if count == 0:
       raise ValueError(f"rule pattern {pattern!r} matches no parameter; the parameters "

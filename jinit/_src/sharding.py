@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -128,7 +128,7 @@ def check_sharding(shape: Sequence[int], sharding: NamedSharding | PartitionSpec
   if isinstance(sharding, NamedSharding):
     if mesh is not None and mesh != sharding.mesh:
       raise ValueError("mesh was given but differs from the NamedSharding's mesh")
-    mesh, spec = sharding.mesh, sharding.spec
+    mesh, spec = cast(Mesh, sharding.mesh), sharding.spec
   elif isinstance(sharding, PartitionSpec):
     if mesh is None:
       raise ValueError("a PartitionSpec sharding needs mesh= (or pass a NamedSharding)")

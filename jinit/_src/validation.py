@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -131,7 +132,7 @@ def check_fan(value: Any, name: str, *, required: bool, allow_zero: bool = False
   if not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) \
       and not isinstance(value, (numbers.Integral, np.integer)) \
       and math.isfinite(float(value)) and float(value).is_integer():
-    value = int(value)
+    value = int(float(value))
   value = check_int(value, name, minimum=0 if allow_zero else 1)
   if value > MAX_FAN:
     digits = len(str(value))
@@ -150,11 +151,10 @@ def check_key(key: Any, name: str = "key") -> Any:
   """
   how = ("a PRNG key made by jax.random.key(seed) (or a legacy jax.random.PRNGKey(seed)); "
          "for several keys, jax.vmap over the initializer")
-  dtype = getattr(key, "dtype", None)
-  shape = getattr(key, "shape", None)
-  if not isinstance(key, (jax.Array, np.ndarray)) or dtype is None:
+  if not isinstance(key, (jax.Array, np.ndarray)):
     raise TypeError(f"{name} must be {how}, got {key!r}")
-  if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+  dtype, shape = key.dtype, key.shape
+  if jnp.issubdtype(dtype, jax.dtypes.prng_key):
     if shape != ():
       raise TypeError(f"{name} must be a single key (shape ()), got a key array of shape "
                       f"{shape}; {how}")
@@ -230,7 +230,7 @@ def check_real(value: Any, name: str, *, positive: bool = False,
 def _real_finfo(dtype: Any):
   dt = jnp.dtype(dtype)
   if jnp.issubdtype(dt, jnp.complexfloating):
-    dt = jnp.dtype(np.zeros((), dt).real.dtype)
+    dt = jnp.dtype(np.real(np.zeros((), dt)).dtype)
   return jnp.finfo(dt)
 
 
