@@ -64,7 +64,12 @@ def compute_fans(shape: Sequence[int], layout: str | None = None, *,
     ValueError: for an unknown layout, a shape of the wrong rank for it, axes out
       of range or overlapping, or a negative dimension.
 
-  Example: ``compute_fans((3, 3, 64, 128), layout="conv") == (576, 1152)``.
+  Example:
+    >>> import jinit
+    >>> jinit.compute_fans((784, 128), layout="flax")  # a Flax Dense kernel (in, out)
+    (784, 128)
+    >>> jinit.compute_fans((3, 3, 64, 128), layout="conv")  # (*window, in, out)
+    (576, 1152)
   """
   shape = validation.check_shape(shape, allow_zero=True)
   rank = len(shape)

@@ -299,6 +299,14 @@ def zeros(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
 
   Returns:
     ``jnp.zeros(shape, dtype)``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.zeros(jax.random.key(0), (2, 3))
+    >>> w.shape, w.dtype
+    ((2, 3), dtype('float32'))
+    >>> float(abs(w).max())
+    0.0
   """
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, allow_complex=True)
@@ -308,7 +316,16 @@ def zeros(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
 @_compiled
 def ones(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | None = None, *,
          dtype: DTypeLike = jnp.float32) -> Array:
-  """All ones (arguments as :func:`zeros`)."""
+  """All ones (arguments as :func:`zeros`).
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.ones(jax.random.key(0), (2, 3))
+    >>> w.shape, w.dtype
+    ((2, 3), dtype('float32'))
+    >>> float(w.min()), float(w.max())
+    (1.0, 1.0)
+  """
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, allow_complex=True)
   return jnp.ones(shape, dtype)
@@ -331,6 +348,14 @@ def constant(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int |
 
   Returns:
     ``jnp.full(shape, value, dtype)``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.constant(jax.random.key(0), (2, 3), value=0.5)
+    >>> w.shape, w.dtype
+    ((2, 3), dtype('float32'))
+    >>> float(w.min()), float(w.max())
+    (0.5, 0.5)
   """
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, allow_complex=True)
@@ -366,6 +391,14 @@ def normal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
     ValueError: if the largest sample the sampler can return,
       :math:`|\text{mean}| + \text{std}\cdot z_{max}` (z_max = 5.42 in float32),
       overflows ``dtype``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.normal(jax.random.key(0), (256, 128), std=0.02)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # std
+    0.02
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, allow_complex=True)
   std = validation.check_real(std, "std", positive=True)
@@ -402,6 +435,14 @@ def uniform(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | 
 
   Returns:
     An array of ``shape`` and ``dtype``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.uniform(jax.random.key(0), (256, 128), a=0.5)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.min()), 2), round(float(w.max()), 2)
+    (-0.5, 0.5)
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   a = validation.check_real(a, "a", positive=True)
@@ -477,6 +518,14 @@ def truncated_normal(key: Array, shape: Shape, fan_in: int | None = None,
 
   Returns:
     An array of ``shape`` and ``dtype``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.truncated_normal(jax.random.key(0), (256, 128), std=0.02)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> bool(abs(w).max() <= 2 * 0.02), round(float(w.std()), 4)
+    (True, 0.0176)
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   std = validation.check_real(std, "std", positive=True)
@@ -558,6 +607,15 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
   Raises:
     ValueError: if the largest sample the law can return overflows ``dtype``, or
       the std underflows to 0 in it.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.variance_scaling(jax.random.key(0), (256, 128), fan_in=256, fan_out=128,
+    ...                            scale=2.0, distribution="normal")
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
+    0.089
   """
   validation.check_choice(mode, "mode", MODES)
   validation.check_choice(distribution, "distribution", DISTRIBUTIONS)
@@ -603,6 +661,14 @@ def xavier_uniform(key: Array, shape: Shape, fan_in: int | None = None,
   Arguments as :func:`variance_scaling` (``gain`` > 0 replaces ``scale = gain^2``).
 
   References: Glorot & Bengio 2010, https://proceedings.mlr.press/v9/glorot10a.html
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.xavier_uniform(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / (256 + 128)) = 0.072
+    0.072
   """
   gain = validation.check_real(gain, "gain", positive=True)
   return variance_scaling(key, shape, fan_in, fan_out, scale=gain * gain, mode="fan_avg",
@@ -619,6 +685,14 @@ def xavier_normal(key: Array, shape: Shape, fan_in: int | None = None,
   truncated version). Arguments as :func:`xavier_uniform`.
 
   References: Glorot & Bengio 2010, https://proceedings.mlr.press/v9/glorot10a.html
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.xavier_normal(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / (256 + 128)) = 0.072
+    0.072
   """
   gain = validation.check_real(gain, "gain", positive=True)
   return variance_scaling(key, shape, fan_in, fan_out, scale=gain * gain, mode="fan_avg",
@@ -649,6 +723,14 @@ def kaiming_uniform(key: Array, shape: Shape, fan_in: int | None = None,
   Same as ``torch.nn.init.kaiming_uniform_``.
 
   References: He et al. 2015, https://arxiv.org/abs/1502.01852
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.kaiming_uniform(jax.random.key(0), (256, 128), fan_in=256, nonlinearity='relu')
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
+    0.089
   """
   validation.check_choice(mode, "mode", ("fan_in", "fan_out"))
   gain = _kaiming_gain(a, nonlinearity)
@@ -666,6 +748,14 @@ def kaiming_normal(key: Array, shape: Shape, fan_in: int | None = None,
   ``torch.nn.init.kaiming_normal_`` (``jinit.he_normal`` is jax's truncated version).
 
   References: He et al. 2015, https://arxiv.org/abs/1502.01852
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.kaiming_normal(jax.random.key(0), (256, 128), fan_in=256, nonlinearity='relu')
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
+    0.089
   """
   validation.check_choice(mode, "mode", ("fan_in", "fan_out"))
   gain = _kaiming_gain(a, nonlinearity)
@@ -679,6 +769,14 @@ def lecun_uniform(key: Array, shape: Shape, fan_in: int | None = None,
   """LeCun uniform: U(-b, b), b = sqrt(3/fan_in); variance 1/fan_in.
 
   References: LeCun et al. 1998, "Efficient BackProp".
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.lecun_uniform(jax.random.key(0), (256, 128), fan_in=256)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(1 / 256) = 0.0625
+    0.063
   """
   return variance_scaling(key, shape, fan_in, fan_out, scale=1.0, mode="fan_in",
                           distribution="uniform", dtype=dtype)
@@ -691,6 +789,14 @@ def lecun_normal(key: Array, shape: Shape, fan_in: int | None = None,
 
   As ``jax.nn.initializers.lecun_normal`` (Flax's default kernel init).
   References: LeCun et al. 1998; Klambauer et al. 2017, https://arxiv.org/abs/1706.02515
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.lecun_normal(jax.random.key(0), (256, 128), fan_in=256)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(1 / 256) = 0.0625
+    0.063
   """
   return variance_scaling(key, shape, fan_in, fan_out, scale=1.0, mode="fan_in",
                           distribution="truncated_normal", dtype=dtype)
@@ -699,7 +805,16 @@ def lecun_normal(key: Array, shape: Shape, fan_in: int | None = None,
 @_compiled
 def glorot_uniform(key: Array, shape: Shape, fan_in: int | None = None,
                    fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
-  """jax's ``glorot_uniform``: ``xavier_uniform`` with gain 1."""
+  """jax's ``glorot_uniform``: ``xavier_uniform`` with gain 1.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.glorot_uniform(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / (256 + 128)) = 0.072
+    0.072
+  """
   return variance_scaling(key, shape, fan_in, fan_out, scale=1.0, mode="fan_avg",
                           distribution="uniform", dtype=dtype)
 
@@ -707,7 +822,16 @@ def glorot_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 @_compiled
 def glorot_normal(key: Array, shape: Shape, fan_in: int | None = None,
                   fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
-  """jax's ``glorot_normal``: truncated normal, variance 2/(fan_in + fan_out)."""
+  """jax's ``glorot_normal``: truncated normal, variance 2/(fan_in + fan_out).
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.glorot_normal(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / (256 + 128)) = 0.072
+    0.072
+  """
   return variance_scaling(key, shape, fan_in, fan_out, scale=1.0, mode="fan_avg",
                           distribution="truncated_normal", dtype=dtype)
 
@@ -715,7 +839,16 @@ def glorot_normal(key: Array, shape: Shape, fan_in: int | None = None,
 @_compiled
 def he_uniform(key: Array, shape: Shape, fan_in: int | None = None,
                fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
-  """jax's ``he_uniform``: U(-b, b), b = sqrt(6/fan_in) (= ``kaiming_uniform`` defaults)."""
+  """jax's ``he_uniform``: U(-b, b), b = sqrt(6/fan_in) (= ``kaiming_uniform`` defaults).
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.he_uniform(jax.random.key(0), (256, 128), fan_in=256)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
+    0.089
+  """
   return variance_scaling(key, shape, fan_in, fan_out, scale=2.0, mode="fan_in",
                           distribution="uniform", dtype=dtype)
 
@@ -723,7 +856,16 @@ def he_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 @_compiled
 def he_normal(key: Array, shape: Shape, fan_in: int | None = None,
               fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
-  """jax's ``he_normal``: truncated normal, variance 2/fan_in (after truncation)."""
+  """jax's ``he_normal``: truncated normal, variance 2/fan_in (after truncation).
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.he_normal(jax.random.key(0), (256, 128), fan_in=256)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
+    0.089
+  """
   return variance_scaling(key, shape, fan_in, fan_out, scale=2.0, mode="fan_in",
                           distribution="truncated_normal", dtype=dtype)
 
@@ -748,6 +890,14 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
 
   Returns:
     An array of ``shape`` and ``dtype``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.torch_linear_default(jax.random.key(0), (256, 128), fan_in=256)
+    >>> w.shape, w.dtype
+    ((256, 128), dtype('float32'))
+    >>> bool(abs(w).max() <= 1 / 16)
+    True
   """
   shape, fan_in, _, dtype = _prepare(shape, fan_in, fan_out, dtype, need_in=True)
   if _is_empty(shape):
@@ -811,6 +961,15 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
     An array of ``shape`` and ``dtype``.
 
   References: Saxe et al. 2014, https://arxiv.org/abs/1312.6120
+
+  Example:
+    >>> import jax, jinit
+    >>> import jax.numpy as jnp
+    >>> w = jinit.orthogonal(jax.random.key(0), (128, 64))
+    >>> w.shape, w.dtype
+    ((128, 64), dtype('float32'))
+    >>> bool(jnp.allclose(w.T @ w, jnp.eye(64), atol=1e-5))
+    True
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, min_rank=2, allow_complex=True)
   if isinstance(column_axis, bool) or not isinstance(column_axis, int) \
@@ -858,6 +1017,14 @@ def delta_orthogonal(key: Array, shape: Shape, fan_in: int | None = None,
     An array of ``shape`` and ``dtype``.
 
   References: Xiao et al. 2018, https://arxiv.org/abs/1806.05393
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.delta_orthogonal(jax.random.key(0), (3, 3, 16, 16))
+    >>> w.shape, w.dtype
+    ((3, 3, 16, 16), dtype('float32'))
+    >>> float(abs(w[0, 0]).max()), round(float(abs(w[1, 1]).sum(axis=0).min()), 2)
+    (0.0, 2.84)
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, allow_complex=True)
   _check_conv_shape(shape, "delta_orthogonal")
@@ -888,6 +1055,14 @@ def eye(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | None
 
   Returns:
     ``jnp.eye(*shape, dtype=dtype)``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.eye(jax.random.key(0), (3, 3))
+    >>> w.shape, w.dtype
+    ((3, 3), dtype('float32'))
+    >>> w.tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
   """
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
@@ -914,6 +1089,14 @@ def dirac(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
 
   Returns:
     An array of ``shape`` and ``dtype``.
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.dirac(jax.random.key(0), (3, 3, 4, 4))
+    >>> w.shape, w.dtype
+    ((3, 3, 4, 4), dtype('float32'))
+    >>> w[1, 1].tolist() == jax.numpy.eye(4).tolist(), float(w.sum())
+    (True, 4.0)
   """
   del key
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
@@ -956,6 +1139,14 @@ def sparse(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
     An array of ``shape`` and ``dtype``.
 
   References: Martens 2010, "Deep learning via Hessian-free optimization".
+
+  Example:
+    >>> import jax, jinit
+    >>> w = jinit.sparse(jax.random.key(0), (100, 20), sparsity=0.1)
+    >>> w.shape, w.dtype
+    ((100, 20), dtype('float32'))
+    >>> int((w == 0).sum(axis=0).min())  # 10 zeros per column
+    10
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype)
   if len(shape) != 2:

@@ -544,6 +544,12 @@ def critical_sigma_w2(phi: Activation, sigma_b2, *,
   Raises:
     ValueError: sigma_b2 < 0, a bad ``search``, or (concrete sigma_b2) no critical point
       in the searched range; the message gives chi1 at both ends.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jinit import theory
+    >>> round(float(theory.critical_sigma_w2(jnp.tanh, 0.05)), 2)
+    1.76
   """
   _check_phi(phi)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
