@@ -111,18 +111,13 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
   Example:
     >>> import jax, jinit.lsuv
     >>> from flax import nnx
-    >>> class MLP(nnx.Module):
-    ...   def __init__(self, rngs):
-    ...     self.l1, self.l2 = nnx.Linear(16, 32, rngs=rngs), nnx.Linear(32, 4, rngs=rngs)
-    ...   def __call__(self, x):
-    ...     return self.l2(jax.nn.tanh(self.l1(x)))
-    ...
+    >>> rngs = nnx.Rngs(0)
+    >>> model = nnx.Sequential(nnx.Linear(16, 32, rngs=rngs), jax.nn.tanh,
+    ...                        nnx.Linear(32, 4, rngs=rngs))
     >>> x = jax.random.normal(jax.random.key(0), (256, 16))
-    >>> model, info = jinit.lsuv.lsuv(MLP(nnx.Rngs(0)), x, jax.random.key(1), return_info=True)
-    >>> [(i.name, i.converged) for i in info]
-    [('l1', True), ('l2', True)]
-    >>> round(float(model.l1(x).var()), 1)
-    1.0
+    >>> model, info = jinit.lsuv.lsuv(model, x, jax.random.key(1), return_info=True)
+    >>> [(i.name, i.converged, round(i.variance, 1)) for i in info]
+    [('layers/0', True, 1.0), ('layers/2', True, 1.0)]
   """
   is_nnx = cap.is_nnx(model)
   a = diagnostics.split_args("lsuv", model, args, ("variables", "x", "key"), ("x", "key"),
