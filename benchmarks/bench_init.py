@@ -10,8 +10,8 @@ Timing: one warm-up call of each contender first (compilation excluded), then
 load from other processes hits all alike), each call ending in
 ``block_until_ready()``; a sample of a fast initializer loops over calls to last
 >= 20 ms; the median per-call time is reported (the summary also gives the
-targets by the minimum, the usual estimator when other processes share the CPU). Entries slower than ~20 s per round (sparse 4096x4096)
-get fewer repeats (column n). All
+targets by the minimum, the usual estimator when other processes share the CPU).
+Entries slower than ~20 s per round (sparse 4096x4096) get fewer repeats (column n). All
 references are measured in the same run, so the ratios (jinit / reference) are
 what to read, not the absolute times. References:
 

@@ -64,6 +64,7 @@ def main(argv=None):
   import jax.numpy as jnp
 
   import jinit
+  import jinit.linen
   from jinit import sharding as js
 
   if args.init not in jinit.INITIALIZERS:
@@ -77,7 +78,7 @@ def main(argv=None):
 
     @nn.compact
     def __call__(self, x):
-      k_init = jinit.flax.kernel_init(init_fn)
+      k_init = jinit.linen.kernel_init(init_fn)
       b_init = nn.initializers.zeros
       if self.partitioned:
         k_init = nn.with_partitioning(k_init, (None, "model"))
@@ -127,7 +128,8 @@ def main(argv=None):
           f"{r['largest']:>26,}")
   ratio = many["peak"] / one["peak"]
   print(f"{'ratio':<14} {many['output'] / one['output']:10.3f} "
-        f"{many['temp'] / max(one['temp'], 1):10.3f} {ratio:10.3f}   (target ~{1 / args.devices:.3f})")
+        f"{many['temp'] / max(one['temp'], 1):10.3f} {ratio:10.3f}   "
+        f"(target ~{1 / args.devices:.3f})")
   ok = True
   if many["largest"] >= full_kernel:
     ok = False

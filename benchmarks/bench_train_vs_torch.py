@@ -24,7 +24,6 @@ Needs the ``bench`` extra (``pip install 'jinit[bench]'``: torch 2.13.0 CPU).
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform

@@ -12,7 +12,8 @@ Here: MNIST images mean-pooled to 14 x 14 (``--quick``: 7 x 7), a first 3 x 3 co
 1 -> C, then ``depth - 1`` 3 x 3 convs C -> C (SAME padding, tanh after each) and a
 dense readout of the flattened last feature map. (Not global average pooling: a
 delta-orthogonal conv is a 1 x 1 conv at init, so after average pooling the net would
-start blind to where anything is in the image, which a short run cannot recover.) Three initializations of every kernel, biases as noted:
+start blind to where anything is in the image, which a short run cannot recover.) Three
+initializations of every kernel, biases as noted:
 
 * ``delta_orthogonal``: :func:`jinit.delta_orthogonal`, gain sqrt(sigma_w2*) with
   sigma_w2* = :func:`jinit.theory.critical_sigma_w2` (tanh, sigma_b2 = 1e-4), biases
@@ -52,7 +53,8 @@ import optax
 import jinit
 from experiments.common import cli
 from experiments.common import results
-from experiments.common.provenance import format_provenance, provenance
+from experiments.common.provenance import format_provenance
+from experiments.common.provenance import provenance
 from jinit import theory
 
 PROG = "python -m experiments.deep_cnn"  # names the program in one-line errors
@@ -203,7 +205,7 @@ def format_table(res: dict[str, Any]) -> str:
         "xavier": "1 (9C in = 9C out)", "he": "2"}
   for name, run in res["runs"].items():
     never = f"never (> {res['steps']})"
-    fmt = lambda r: never if r is None else str(r)  # noqa: E731
+    fmt = lambda r, never=never: never if r is None else str(r)  # noqa: E731
     lows = "".join(f"{fmt(steps_to(run['train_acc'], t, res['eval_every']))} | " for t in lower)
     lines.append(f"| {name} | {sw[name]} | {lows}{fmt(run['steps_to_target'])} | "
                  f"{run['best_train_acc']:.3f} | {run['final_train_acc']:.3f} |")
@@ -287,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              f"{format_provenance(prov)}\n- wall time: {res['seconds']:.0f} s\n\n"
              f"tanh CNN, no BatchNorm, no skips: {depth} 3x3 convs ({channels} channels) on "
              f"{res['image_side']}x{res['image_side']} MNIST, dense readout of the flattened "
-             f"last feature map; plain SGD lr {args.lr}, batch {args.batch_size}, {steps} steps, same "
-             f"batches for every init; training accuracy on the first {res['eval_size']} "
+             f"last feature map; plain SGD lr {args.lr}, batch {args.batch_size}, {steps} steps, "
+             f"same batches for every init; training accuracy on the first {res['eval_size']} "
              f"training examples every {eval_every} steps.\n\n{table}\n")
   results.write_text(os.path.join(out_dir, "summary.md"), summary)
   print(table)

@@ -60,7 +60,6 @@ import numpy as np
 
 import jinit
 from experiments.common import cli
-from experiments.common import data as data_lib
 from experiments.common import results
 from jinit import residual
 
@@ -434,9 +433,11 @@ def _int_list(text: str, name: str) -> list[int]:
   try:
     vals = [int(t) for t in text.split(",") if t.strip()]
   except ValueError:
-    raise SystemExit(f"error: {name} must be comma-separated positive ints, got {text!r}")
+    raise SystemExit(
+        f"error: {name} must be comma-separated positive ints, got {text!r}") from None
   if not vals or min(vals) < 1:
-    raise SystemExit(f"error: {name} must be comma-separated positive ints, got {text!r}")
+    raise SystemExit(
+        f"error: {name} must be comma-separated positive ints, got {text!r}") from None
   return vals
 
 

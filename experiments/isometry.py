@@ -51,7 +51,8 @@ import jinit
 from experiments.common import cli
 from experiments.common import mean_field_mlp as mlp
 from experiments.common import results
-from experiments.common.provenance import format_provenance, provenance
+from experiments.common.provenance import format_provenance
+from experiments.common.provenance import provenance
 from jinit import theory
 
 PROG = "python -m experiments.isometry"  # names the program in one-line errors
@@ -99,7 +100,7 @@ def jacobian_singular_values(key, cfg: dict[str, Any], depth: int, width: int) -
   return np.linalg.svd(np.asarray(jac, np.float64), compute_uv=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jacobian_fn(phi):
   """jit(dz^L/dz^0) for stacked (ws, bs): one compile per activation and shape."""
 

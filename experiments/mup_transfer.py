@@ -388,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help=f"widths {QUICK.widths}, lrs 2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]},"
                       f" {QUICK.steps} steps (a few minutes on 2 CPU cores)")
   p.add_argument("--widths", default=None, help="comma-separated increasing widths")
-  p.add_argument("--log2-lrs", default=None, help="first:last exponents of the lr grid, e.g. -14:-4")
+  p.add_argument("--log2-lrs", default=None,
+                 help="first:last exponents of the lr grid, e.g. -14:-4")
   p.add_argument("--seeds", type=int, default=None)
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--batch-size", type=int, default=None)

@@ -75,7 +75,7 @@ def init_params(init: str, key: jax.Array, input_dim: int, hidden: int, depth: i
           for i in range(depth + 1)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(activation: str, depth: int, hidden: int, num_classes: int) -> models.MLP:
   # Inits enter through the params only: one model (one compiled program) per shape.
   return models.MLP(hidden=hidden, depth=depth, num_classes=num_classes,

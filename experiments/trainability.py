@@ -44,7 +44,8 @@ import numpy as np
 from experiments.common import cli
 from experiments.common import mean_field_mlp as mlp
 from experiments.common import results
-from experiments.common.provenance import format_provenance, provenance
+from experiments.common.provenance import format_provenance
+from experiments.common.provenance import provenance
 from jinit import theory
 
 PROG = "python -m experiments.trainability"  # names the program in one-line errors

@@ -44,7 +44,8 @@ from jinit._src.registry import get_initializer as get_initializer
 
 __version__ = "0.1.0"
 
-# Imported on first use: flax, linen, nnx, diagnostics, lsuv, residual and mup need the flax package.
+# Imported on first use: flax, linen, nnx, diagnostics, lsuv, residual and mup need the flax
+# package.
 _LAZY_SUBMODULES = ("flax", "linen", "nnx", "sharding", "diagnostics", "lsuv", "residual", "mup",
                     "theory")
 

@@ -31,7 +31,7 @@ gradients, for layers and norms) and of ``dL/dkernel``; histograms of ``h`` and
 How the activation is found: layer ``k``'s ``h`` is the first later tensor (an input
 of a later recorded call, or the model output; at most :data:`MAX_CANDIDATES`
 distinct ones of ``z``'s size) that equals ``f(z)`` for ``f`` in
-:data:`NONLINEARITIES` (first match; ``z`` itself passed on unchanged reads as
+:data:`DETECTED_ACTIVATIONS` (first match; ``z`` itself passed on unchanged reads as
 ``identity``). A linear layer whose outputs are all below ~0.01 reads as tanh
 (tanh(z) == z there); stating ``nonlinearity=`` removes the ambiguity. In a chain
 (MLP, plain CNN) ``h`` is the next layer's input, as before; in a transformer the
@@ -52,14 +52,13 @@ http://proceedings.mlr.press/v9/glorot10a.html. K. He et al., "Delving Deep into
 Rectifiers", ICCV 2015, https://arxiv.org/abs/1502.01852.
 """
 
+from jinit._src.diagnostics import DETECTED_ACTIVATIONS as DETECTED_ACTIVATIONS
 from jinit._src.diagnostics import Diagnostics as Diagnostics
 from jinit._src.diagnostics import Histogram as Histogram
-from jinit._src.diagnostics import LAYER_TYPES as LAYER_TYPES
 from jinit._src.diagnostics import LayerCall as LayerCall
 from jinit._src.diagnostics import LayerReport as LayerReport
 from jinit._src.diagnostics import MAX_CANDIDATES as MAX_CANDIDATES
-from jinit._src.diagnostics import NONLINEARITIES as NONLINEARITIES
-from jinit._src.diagnostics import ROLES as ROLES
+from jinit._src.diagnostics import REPORT_ROLES as REPORT_ROLES
 from jinit._src.diagnostics import SATURATION_MARGIN as SATURATION_MARGIN
 from jinit._src.diagnostics import capture_layers as capture_layers
 from jinit._src.diagnostics import cross_entropy as cross_entropy
@@ -67,7 +66,12 @@ from jinit._src.diagnostics import diagnose as diagnose
 from jinit._src.diagnostics import plot_histograms as plot_histograms
 
 __all__ = [
-    "Diagnostics", "Histogram", "LAYER_TYPES", "LayerCall", "LayerReport", "MAX_CANDIDATES",
-    "NONLINEARITIES", "ROLES", "SATURATION_MARGIN", "capture_layers", "cross_entropy", "diagnose",
-    "plot_histograms",
+    "DETECTED_ACTIVATIONS", "Diagnostics", "Histogram", "LayerCall", "LayerReport",
+    "MAX_CANDIDATES", "REPORT_ROLES", "SATURATION_MARGIN", "capture_layers", "cross_entropy",
+    "diagnose", "plot_histograms",
 ]
+
+# Kept for code written before the renames (not in __all__): the detected activations (not
+# jinit.NONLINEARITIES, the gain names) and the report's row roles.
+NONLINEARITIES = DETECTED_ACTIVATIONS
+ROLES = REPORT_ROLES

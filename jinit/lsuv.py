@@ -30,11 +30,10 @@ Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016,
 https://arxiv.org/abs/1511.06422.
 """
 
-from jinit._src.lsuv import LAYER_TYPES as LAYER_TYPES
 from jinit._src.lsuv import LayerInfo as LayerInfo
 from jinit._src.lsuv import grouped_orthogonal as grouped_orthogonal
 from jinit._src.lsuv import lsuv as lsuv
 
 __all__ = [
-    "LAYER_TYPES", "LayerInfo", "grouped_orthogonal", "lsuv",
+    "LayerInfo", "grouped_orthogonal", "lsuv",
 ]

@@ -17,11 +17,11 @@ This module adds the few pieces that make that safe and short:
 Values. For the same key, a sharded initializer returns exactly the same bits
 as the unsharded call, for every initializer, mesh and ``PartitionSpec``: ``jit``
 semantics do not depend on shardings (tests/test_sharding.py checks all
-initializers on a 2 x 4 mesh, and Flax linen/nnx partitioning). What ``jax_threefry_partitionable`` (True by
-default since jax 0.5; checked on jax 0.10.2) decides is the COST: when True, the
-random bits are counter-based per element and XLA partitions their generation,
-so each device generates only its shard and no device ever holds the full
-array. When False, the same call still gives sharded == unsharded values, but
+initializers on a 2 x 4 mesh, and Flax linen/nnx partitioning). What
+``jax_threefry_partitionable`` (True by default since jax 0.5; checked on jax 0.10.2)
+decides is the COST: when True, the random bits are counter-based per element and XLA
+partitions their generation, so each device generates only its shard and no device ever
+holds the full array. When False, the same call still gives sharded == unsharded values, but
 every device generates the full random array and keeps a slice (no memory
 saving), and the values differ from those drawn with the flag set to True.
 

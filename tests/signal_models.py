@@ -168,7 +168,7 @@ class LinenBlock(nn.Module):
 
 
 class LinenTransformer(nn.Module):
-  """Two pre-LN blocks (12 kernels: the model of issue 10's report)."""
+  """Two pre-LN blocks (12 kernels)."""
 
   @nn.compact
   def __call__(self, x):

@@ -342,8 +342,9 @@ def test_detection_survives_vanishing_signals(relu_reports, tanh_case, x_white):
 
 # ------------------------------------------------------------- models that are not chains
 
-import signal_models as sm  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
+import signal_models as sm  # noqa: E402
 from flax import nnx  # noqa: E402
+from helpers import DirectKernel  # noqa: E402  (tests/ is on sys.path: pytest's rootdir insertion)
 
 
 def kernel_count(model, variables):
@@ -393,7 +394,7 @@ def test_row_per_kernel_with_its_own_input_and_output(model_case):
   assert len(report.layers) == n_kernels  # none skipped
   assert not report.by_role("uninstrumented")
   assert_rows_match(report, hand())
-  # The row counts the closing note of issue 10 quotes.
+  # Rows per role (layer, norm, residual) each model must give.
   expected = {"nnx_mlp": (6, 0, 0), "nnx_block": (6, 2, 2), "linen_transformer": (12, 4, 4),
               "residual_mlp": (6, 0, 2)}[name]
   assert tuple(len(report.by_role(r)) for r in ("layer", "norm", "residual")) == expected
@@ -441,15 +442,6 @@ class Remat(nn.Module):
     x = nn.relu(nn.Dense(8)(x))
     return nn.remat(nn.Dense)(4)(x)
 
-
-class DirectKernel(nnx.Module):
-
-  def __init__(self, rngs):
-    self.first = nnx.Linear(6, 8, rngs=rngs)
-    self.second = nnx.Linear(8, 4, rngs=rngs)
-
-  def __call__(self, x):
-    return jnp.tanh(self.first(x)) @ self.second.kernel[...]  # no call of `second`
 
 
 def test_layers_that_cannot_be_instrumented_are_listed():

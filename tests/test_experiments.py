@@ -13,7 +13,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import sigmoid_mnist
-from experiments.common import data, models, results, train
+from experiments.common import data
+from experiments.common import models
+from experiments.common import results
+from experiments.common import train
 
 
 def _blobs(n=240, dim=16, classes=3, seed=0, spread=0.5):

@@ -14,6 +14,8 @@ import pytest
 import scipy.stats
 from flax import linen as nn
 from flax import nnx
+from helpers import truncnorm
+from helpers import uniform
 
 import jinit
 import jinit.flax as jflax
@@ -22,20 +24,12 @@ KEY = jax.random.key(0)
 TN = jinit.truncated_std(-2.0, 2.0)
 
 
-def _u(bound):
-  return scipy.stats.uniform(loc=-bound, scale=2 * bound)
-
-
-def _tn(std_after):
-  return scipy.stats.truncnorm(-2, 2, scale=std_after / TN)
-
-
 # Dense(128) on 784 inputs: a (784, 128) kernel, 100352 samples.
 DENSE_CASES = [  # (id, init, hyperparameters, law for fan_in=784, fan_out=128)
     ("kaiming_normal-relu", jinit.kaiming_normal, {"nonlinearity": "relu"},
      scipy.stats.norm(0, math.sqrt(2 / 784))),
-    ("xavier_uniform", jinit.xavier_uniform, {}, _u(math.sqrt(6 / (784 + 128)))),
-    ("lecun_normal", jinit.lecun_normal, {}, _tn(math.sqrt(1 / 784))),
+    ("xavier_uniform", jinit.xavier_uniform, {}, uniform(math.sqrt(6 / (784 + 128)))),
+    ("lecun_normal", jinit.lecun_normal, {}, truncnorm(math.sqrt(1 / 784) / TN)),
     ("orthogonal-gain2", jinit.orthogonal, {"gain": 2.0}, None),
 ]
 
@@ -54,7 +48,7 @@ def test_linen_dense_kernel_init(init, hyper, law, check_law):
 
 CONV_CASES = [  # nn.Conv(192, (3, 3)) on 64 channels: kernel (3, 3, 64, 192), 110592 samples,
     # fans from (*window, in, out): fan_in = 9 * 64 = 576, fan_out = 9 * 192 = 1728.
-    ("he_uniform", jinit.he_uniform, {}, _u(math.sqrt(6 / 576))),
+    ("he_uniform", jinit.he_uniform, {}, uniform(math.sqrt(6 / 576))),
     ("xavier_normal", jinit.xavier_normal, {}, scipy.stats.norm(0, math.sqrt(2 / (576 + 1728)))),
 ]
 
@@ -95,7 +89,7 @@ def test_dense_torch_linear_default_kernel_and_bias(check_law):
   x = jnp.ones((1, fan_in))
   keys = jax.random.split(jax.random.key(11), 100)
   params = jax.jit(jax.vmap(lambda k: model.init(k, x)["params"]))(keys)  # 100 layers
-  law = _u(1 / math.sqrt(fan_in))
+  law = uniform(1 / math.sqrt(fan_in))
   assert law.var() == pytest.approx(1 / (3 * fan_in))
   check_law(params["bias"], law, what="bias")  # 102400 samples
   check_law(params["kernel"][:2], law, what="kernel")  # 131072 samples
@@ -138,7 +132,7 @@ def test_nnx_linear_torch_default(check_law):
   layer = jflax.nnx_linear(16, 100_000, kernel_init=jinit.torch_linear_default,
                            bias_init=jinit.torch_linear_default, rngs=nnx.Rngs(0))
   assert isinstance(layer, nnx.Linear)
-  law = _u(1 / 4)
+  law = uniform(1 / 4)
   check_law(layer.bias[...], law, what="nnx bias")
   check_law(layer.kernel[...][:2], law, what="nnx kernel")  # 200000 samples
   x = jax.random.normal(KEY, (3, 16))
@@ -153,14 +147,14 @@ def test_kernel_init_inside_nnx_layers(check_law):
   check_law(linear.kernel[...], scipy.stats.norm(0, math.sqrt(2 / 784)), what="nnx.Linear")
   conv = nnx.Conv(64, 192, (3, 3), rngs=rngs, kernel_init=jflax.kernel_init(jinit.he_uniform))
   chex.assert_shape(conv.kernel[...], (3, 3, 64, 192))
-  check_law(conv.kernel[...], _u(math.sqrt(6 / 576)), what="nnx.Conv")
+  check_law(conv.kernel[...], uniform(math.sqrt(6 / 576)), what="nnx.Conv")
 
 
 def test_bias_init_binds_fans(check_law):
   """jinit.flax.bias_init gives a plain Flax bias init the kernel's fan_in."""
   model = nn.Dense(100_000, bias_init=jflax.bias_init(jinit.torch_linear_default, fan_in=784))
   bias = jax.jit(model.init)(KEY, jnp.ones((1, 1)))["params"]["bias"]
-  check_law(bias, _u(1 / 28), what="bias")
+  check_law(bias, uniform(1 / 28), what="bias")
 
 
 @pytest.mark.parametrize("kernel_size,n_in,n_out,groups", [
@@ -227,5 +221,5 @@ def test_kernel_init_equation_in_einsum(check_law):
 def test_kernel_init_documented_rank3_guess():
   """Without equation/axes a rank-3 shape is read as a 1-D conv kernel (width, in, out)."""
   guess = jflax.kernel_init(jinit.lecun_normal)(KEY, (512, 4, 64))
-  np.testing.assert_array_equal(np.asarray(guess),
-                                np.asarray(jinit.lecun_normal(KEY, (512, 4, 64), 512 * 4, 512 * 64)))
+  np.testing.assert_array_equal(
+      np.asarray(guess), np.asarray(jinit.lecun_normal(KEY, (512, 4, 64), 512 * 4, 512 * 64)))

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from helpers import truncnorm
+from helpers import uniform
 
 import jinit
 
@@ -100,7 +102,7 @@ def test_table_covers_registry():
     assert jinit.get_initializer(name) is fn
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _under_jit(name):
   """The row's first-shape configs (every dtype) in ONE jitted program, plus a legacy key.
 
@@ -158,7 +160,7 @@ def test_float64_with_x64():
   with jax.enable_x64(True):
     configs = [(ROW[name], ROW[name].shapes[0]) for name in paths]
     eager = [row(KEY, shape, dtype=jnp.float64) for row, shape in configs]
-    for (row, shape), e in zip(configs, eager):
+    for (_, shape), e in zip(configs, eager):
       chex.assert_shape(e, shape)
       chex.assert_type(e, jnp.float64)
       chex.assert_tree_all_finite(e)
@@ -198,49 +200,41 @@ STAT_KEYS = jax.random.split(jax.random.key(2024), 3)
 TN = jinit.truncated_std(-2.0, 2.0)  # std of N(0, 1) truncated to [-2, 2]
 
 
-def _u(bound):
-  return scipy.stats.uniform(loc=-bound, scale=2 * bound)
-
-
-def _tn(s, lower=-2.0, upper=2.0, loc=0.0):
-  """Truncated normal with PRE-truncation std s, bounds in units of s."""
-  return scipy.stats.truncnorm(lower, upper, loc=loc, scale=s)
-
-
 FI, FO, FA = STAT_FAN_IN, STAT_FAN_OUT, (STAT_FAN_IN + STAT_FAN_OUT) / 2
 # (id, initializer name, hyperparameters, the law written from the formula)
 LAWS = [
     ("normal", "normal", {"std": 0.5, "mean": 0.1}, scipy.stats.norm(0.1, 0.5)),
-    ("uniform", "uniform", {"a": 0.5}, _u(0.5)),
-    ("truncated_normal", "truncated_normal", {"std": 0.5}, _tn(0.5)),
+    ("uniform", "uniform", {"a": 0.5}, uniform(0.5)),
+    ("truncated_normal", "truncated_normal", {"std": 0.5}, truncnorm(0.5)),
     ("truncated_normal-corrected", "truncated_normal", {"std": 0.5, "corrected": True},
-     _tn(0.5 / TN)),
+     truncnorm(0.5 / TN)),
     ("truncated_normal-asym", "truncated_normal",
-     {"std": 0.5, "lower": -1.0, "upper": 3.0, "mean": 0.2}, _tn(0.5, -1.0, 3.0, 0.2)),
-    ("vs-fan_in-truncated", "variance_scaling", {"scale": 0.5}, _tn(math.sqrt(0.5 / FI) / TN)),
+     {"std": 0.5, "lower": -1.0, "upper": 3.0, "mean": 0.2}, truncnorm(0.5, -1.0, 3.0, 0.2)),
+    ("vs-fan_in-truncated", "variance_scaling", {"scale": 0.5},
+     truncnorm(math.sqrt(0.5 / FI) / TN)),
     ("vs-fan_out-uniform", "variance_scaling",
-     {"scale": 3.0, "mode": "fan_out", "distribution": "uniform"}, _u(math.sqrt(9.0 / FO))),
+     {"scale": 3.0, "mode": "fan_out", "distribution": "uniform"}, uniform(math.sqrt(9.0 / FO))),
     ("vs-fan_avg-normal", "variance_scaling",
      {"scale": 2.0, "mode": "fan_avg", "distribution": "normal"},
      scipy.stats.norm(0, math.sqrt(2.0 / FA))),
     ("xavier_uniform-tanh", "xavier_uniform", {"gain": 5 / 3},
-     _u(5 / 3 * math.sqrt(6 / (FI + FO)))),
+     uniform(5 / 3 * math.sqrt(6 / (FI + FO)))),
     ("xavier_normal-relu", "xavier_normal", {"gain": math.sqrt(2)},
      scipy.stats.norm(0, math.sqrt(2) * math.sqrt(2 / (FI + FO)))),
-    ("kaiming_uniform", "kaiming_uniform", {}, _u(math.sqrt(6 / FI))),
-    ("kaiming_uniform-a=sqrt5", "kaiming_uniform", {"a": math.sqrt(5)}, _u(1 / math.sqrt(FI))),
+    ("kaiming_uniform", "kaiming_uniform", {}, uniform(math.sqrt(6 / FI))),
+    ("kaiming_uniform-a=sqrt5", "kaiming_uniform", {"a": math.sqrt(5)}, uniform(1 / math.sqrt(FI))),
     ("kaiming_uniform-tanh-fan_out", "kaiming_uniform",
-     {"nonlinearity": "tanh", "mode": "fan_out"}, _u(5 / 3 * math.sqrt(3 / FO))),
+     {"nonlinearity": "tanh", "mode": "fan_out"}, uniform(5 / 3 * math.sqrt(3 / FO))),
     ("kaiming_normal", "kaiming_normal", {}, scipy.stats.norm(0, math.sqrt(2 / FI))),
     ("kaiming_normal-leaky0.2-fan_out", "kaiming_normal", {"a": 0.2, "mode": "fan_out"},
      scipy.stats.norm(0, math.sqrt(2 / (1 + 0.04)) / math.sqrt(FO))),
-    ("lecun_uniform", "lecun_uniform", {}, _u(math.sqrt(3 / FI))),
-    ("lecun_normal", "lecun_normal", {}, _tn(math.sqrt(1 / FI) / TN)),
-    ("glorot_uniform", "glorot_uniform", {}, _u(math.sqrt(6 / (FI + FO)))),
-    ("glorot_normal", "glorot_normal", {}, _tn(math.sqrt(2 / (FI + FO)) / TN)),
-    ("he_uniform", "he_uniform", {}, _u(math.sqrt(6 / FI))),
-    ("he_normal", "he_normal", {}, _tn(math.sqrt(2 / FI) / TN)),
-    ("torch_linear_default", "torch_linear_default", {}, _u(1 / math.sqrt(FI))),
+    ("lecun_uniform", "lecun_uniform", {}, uniform(math.sqrt(3 / FI))),
+    ("lecun_normal", "lecun_normal", {}, truncnorm(math.sqrt(1 / FI) / TN)),
+    ("glorot_uniform", "glorot_uniform", {}, uniform(math.sqrt(6 / (FI + FO)))),
+    ("glorot_normal", "glorot_normal", {}, truncnorm(math.sqrt(2 / (FI + FO)) / TN)),
+    ("he_uniform", "he_uniform", {}, uniform(math.sqrt(6 / FI))),
+    ("he_normal", "he_normal", {}, truncnorm(math.sqrt(2 / FI) / TN)),
+    ("torch_linear_default", "torch_linear_default", {}, uniform(1 / math.sqrt(FI))),
 ]
 
 
@@ -264,12 +258,12 @@ def test_laws_cover_every_random_elementwise_initializer():
 def test_wrong_constants_would_fail(check_law):
   """The tolerances are tight enough to catch the errors they are meant to catch."""
   x = stat_samples("he_normal", {})
-  right = _tn(math.sqrt(2 / FI) / TN)
+  right = truncnorm(math.sqrt(2 / FI) / TN)
   check_law(x, right)
   wrong_laws = {
-      "gain 5% off": _tn(1.05 * math.sqrt(2 / FI) / TN),
-      "fan_avg instead of fan_in": _tn(math.sqrt(2 / FA) / TN),
-      "truncation correction missing": _tn(math.sqrt(2 / FI)),
+      "gain 5% off": truncnorm(1.05 * math.sqrt(2 / FI) / TN),
+      "fan_avg instead of fan_in": truncnorm(math.sqrt(2 / FA) / TN),
+      "truncation correction missing": truncnorm(math.sqrt(2 / FI)),
       "untruncated normal": scipy.stats.norm(0, math.sqrt(2 / FI)),
   }
   for what, law in wrong_laws.items():
@@ -306,9 +300,9 @@ def test_variance_scaling_same_samples_as_jax(mode, distribution):
 
 def test_delta_orthogonal_same_samples_as_jax():
   for shape in [(4, 8, 8)]:
+    reference = jax.nn.initializers.delta_orthogonal()(KEY, shape, jnp.float32)
     np.testing.assert_allclose(np.asarray(jinit.delta_orthogonal(KEY, shape)),
-                               np.asarray(jax.nn.initializers.delta_orthogonal()(KEY, shape, jnp.float32)),
-                               rtol=1e-6, atol=1e-7)
+                               np.asarray(reference), rtol=1e-6, atol=1e-7)
 
 
 def test_kaiming_uniform_a_sqrt5_is_torch_linear_default():
@@ -339,7 +333,7 @@ def test_course_xavier_examples(fan_in, fan_out, check_law):
   a, sigma = math.sqrt(6 / 5), math.sqrt(2 / 5)
   shape = (400, 250)  # 1e5 samples of the law with these (explicit) fans
   u = jinit.xavier_uniform(KEY, shape, fan_in, fan_out)
-  check_law(u, _u(a), what="xavier_uniform")
+  check_law(u, uniform(a), what="xavier_uniform")
   n = jinit.xavier_normal(KEY, shape, fan_in, fan_out)
   check_law(n, scipy.stats.norm(0, sigma), what="xavier_normal")
   # The matrix itself, (fan_in, fan_out), stays in the bounds.
@@ -360,7 +354,7 @@ def test_course_kaiming_uniform_5x5():
   # Many 5x5 matrices (vmapped keys, one program): the law U(+-sqrt(6/5)) exactly.
   keys = jax.random.split(jax.random.key(5), 4000)
   many = jax.vmap(lambda k: jinit.kaiming_uniform(k, (5, 5), 5, 5))(keys)
-  stat = scipy.stats.kstest(np.asarray(many).ravel(), _u(bound).cdf)
+  stat = scipy.stats.kstest(np.asarray(many).ravel(), uniform(bound).cdf)
   assert stat.pvalue > 1e-3
   assert np.abs(np.asarray(many)).max() <= bound * (1 + 1e-6)
 

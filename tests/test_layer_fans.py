@@ -143,17 +143,17 @@ def _linen_inputs():
   return {l.module: l.linen_x for l in LAYERS if l.make_linen is not None}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnx_zoo():
   return NnxZoo(nnx.Rngs(0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _linen_zoo():
   return LinenZoo(), LinenZoo().init(jax.random.key(0), _linen_inputs())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reinit_zoo(framework: str, init_name: str) -> dict[str, np.ndarray]:
   """Every parameter of the zoo re-drawn with one init (kernels only), by path."""
   init = INITS[init_name][0]
@@ -176,7 +176,7 @@ def assert_grouped_orthogonal(matrices: np.ndarray, what: str) -> None:
   gram = np.einsum("bij,bik->bjk", m, m) if rows >= cols else np.einsum("bji,bki->bjk", m, m)
   eye = np.eye(min(rows, cols))[None]
   # float32 QR: entries of W^T W - I are ~1e-7 each; 1e-5 leaves 100x margin while
-  # a per-axis orthogonal of a grouped kernel is off by O(1) (0.81 in issue 10).
+  # a per-axis orthogonal of a grouped kernel is off by O(1) (0.81 for this kernel).
   np.testing.assert_allclose(gram, np.broadcast_to(eye, gram.shape), atol=1e-5, err_msg=what)
 
 

@@ -227,8 +227,9 @@ def _hand_scaled(opt, lr, meta):
   transforms = {str(m): make(lr * m) for m in set(mults.values())}
 
   def label_fn(params):
-    from jinit._src.mup import path_str
-    return jax.tree_util.tree_map_with_path(lambda kp, _: labels[path_str(kp)], params)
+    from jinit._src.paths import path_str
+    return jax.tree_util.tree_map_with_path(
+        lambda kp, _: labels[path_str(kp, drop_params=True)], params)
 
   return optax.multi_transform(transforms, label_fn)
 

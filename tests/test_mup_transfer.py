@@ -1,4 +1,4 @@
-"""experiments.mup_transfer on tiny offline data (8x8 digits): outputs, schema, one-program sweep."""
+"""experiments.mup_transfer on tiny offline data (8x8 digits): outputs, schema, one-run sweep."""
 
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ def test_wheel_holds_jinit_only(wheel):
   assert top - dist_info == {"jinit"}, sorted(top)
   for module in ("jinit/__init__.py", "jinit/_src/initializers.py", "jinit/sharding.py"):
     assert module in names, module
+  assert "jinit/py.typed" in names  # type checkers read the package's annotations (PEP 561)
   # Every module of the source tree is shipped.
   shipped = {n for n in names if n.endswith(".py")}
   source = {os.path.relpath(os.path.join(d, f), ROOT).replace(os.sep, "/")

@@ -1,4 +1,4 @@
-"""Peer parity (issue 13): what jax's and PyTorch's own initializer tests check, for jinit.
+"""Peer parity: what jax's and PyTorch's own initializer tests check, for jinit.
 
 Written from reading jax's ``tests/nn_test.py`` (``NNInitializersTest``) and
 PyTorch's ``test/nn/test_init.py``: the same properties, in jinit's call shape

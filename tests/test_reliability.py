@@ -1,4 +1,4 @@
-"""Issue 9 and issue 18, library part: no silent inf/NaN/zeros/downcast or wrong numbers.
+"""No silent inf/NaN/zeros/downcast, and every check before jit's cache.
 
 One test (or table row) per finding; each reproduces the call from the issue that
 used to return a wrong result, and asserts the new behaviour.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.stats
 from flax import nnx
+from helpers import uniform
 
 import jinit
 from jinit import residual
@@ -24,10 +25,6 @@ def _xavier_bound(fan_in, fan_out):
   return math.sqrt(6.0 / (fan_in + fan_out))
 
 
-def _uniform(bound):
-  return scipy.stats.uniform(loc=-bound, scale=2 * bound)
-
-
 # --------------------------------------------------------------------------- scaled
 
 
@@ -35,7 +32,7 @@ def _uniform(bound):
 def test_scaled_xavier_is_xavier_times_factor(check_law, factor):
   init = residual.scaled(jinit.xavier_uniform, factor)
   w = init(KEY, SHAPE, *SHAPE)
-  check_law(w, _uniform(factor * _xavier_bound(*SHAPE)), what=f"xavier x {factor}")
+  check_law(w, uniform(factor * _xavier_bound(*SHAPE)), what=f"xavier x {factor}")
   # Exactly the unscaled draw times the factor (same key, same bits up to rounding).
   np.testing.assert_allclose(w, jinit.xavier_uniform(KEY, SHAPE, *SHAPE) * factor, rtol=1e-6)
 
@@ -68,7 +65,7 @@ def test_gpt2_rule_std(check_law, num_layers):
 
 def test_gpt2_rule_with_base_init(check_law):
   (_, init), = residual.gpt2_rules(8, r"out/kernel$", init=jinit.xavier_uniform)
-  check_law(init(KEY, SHAPE, *SHAPE), _uniform(_xavier_bound(*SHAPE) / 4.0), what="xavier/4")
+  check_law(init(KEY, SHAPE, *SHAPE), uniform(_xavier_bound(*SHAPE) / 4.0), what="xavier/4")
 
 
 def test_gpt2_default_pattern_matches_projections_only():
@@ -240,7 +237,7 @@ def test_tfixup_rules_laws(check_law):
                                                              * (9 * n) ** -0.25),
             what="tfixup embedding")
   check_law(rules[residual.TFIXUP_OUT](KEY, SHAPE, *SHAPE),
-            _uniform(_xavier_bound(*SHAPE) * 0.67 * n ** -0.25), what="tfixup out")
+            uniform(_xavier_bound(*SHAPE) * 0.67 * n ** -0.25), what="tfixup out")
 
 
 def test_apply_tfixup_touches_value_out_mlp_only():

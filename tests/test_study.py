@@ -14,7 +14,10 @@ import pytest
 
 from experiments import __main__ as story
 from experiments import sigmoid_mnist
-from experiments.common import cli, models, results, study
+from experiments.common import cli
+from experiments.common import models
+from experiments.common import results
+from experiments.common import study
 
 DIGITS = ["--dataset", "digits", "--no-progress"]
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from experiments import symmetry
-from experiments.common import data, models, train
+from experiments.common import data
+from experiments.common import models
+from experiments.common import train
 
 
 def test_tiny_network_all_ones_matches_the_page():

@@ -21,12 +21,6 @@ from experiments import trainability
 from experiments.common import mean_field_mlp as mlp
 
 
-@pytest.fixture(autouse=True)
-def _strict_rank_promotion():
-  with jax.numpy_rank_promotion("raise"):
-    yield
-
-
 def test_agreement_counts_matching_cells():
   acc = np.array([[0.9, 0.9], [0.9, 0.1], [0.1, 0.1]])  # depths x sigmas
   depths = [6, 30, 120]

@@ -617,7 +617,7 @@ def mirror_arg(text: str) -> str:
   try:
     mirrors_from(text)
   except ValueError as e:
-    raise argparse.ArgumentTypeError(str(e).replace("mnist_mirror must", "must"))
+    raise argparse.ArgumentTypeError(str(e).replace("mnist_mirror must", "must")) from None
   return text
 
 
@@ -628,7 +628,8 @@ def repeat_arg(text: str) -> int | None:
   try:
     value = int(text)
   except ValueError:
-    raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"must be 'auto' or a positive integer, got {text!r}") from None
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}")
   return value

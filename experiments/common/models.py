@@ -5,7 +5,7 @@
   Dense(784->50) -> act -> 4 x [Dense(50->50) -> act] -> Dense(50->10)
 
 ``depth`` counts the hidden layers (Dense + activation); the output layer is extra.
-Layers are ``jinit.flax.Dense`` named ``dense_0 .. dense_<depth>``, so a bias init
+Layers are ``jinit.linen.Dense`` named ``dense_0 .. dense_<depth>``, so a bias init
 sees its layer's fan_in (PyTorch's ``nn.Linear`` default needs it).
 """
 
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 import jinit
-import jinit.flax
+import jinit.linen
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
@@ -62,11 +62,11 @@ class MLP(nn.Module):
     act = ACTIVATIONS[check_activation(self.activation)]
     x = x.reshape((x.shape[0], -1))  # nn.Flatten()
     for i in range(self.depth):
-      x = jinit.flax.Dense(self.hidden, kernel_init=self.kernel_init,
-                           bias_init=self.bias_init, name=f"dense_{i}")(x)
+      x = jinit.linen.Dense(self.hidden, kernel_init=self.kernel_init,
+                            bias_init=self.bias_init, name=f"dense_{i}")(x)
       x = act(x)
-    return jinit.flax.Dense(self.num_classes, kernel_init=self.kernel_init,
-                            bias_init=self.bias_init, name=f"dense_{self.depth}")(x)
+    return jinit.linen.Dense(self.num_classes, kernel_init=self.kernel_init,
+                             bias_init=self.bias_init, name=f"dense_{self.depth}")(x)
 
 
 def _parse_value(text: str) -> Any:

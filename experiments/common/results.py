@@ -68,7 +68,7 @@ def pyplot():
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:
-  """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), then closes it."""
+  """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), closes it."""
   plt = pyplot()
   try:
     with atomic_target(path, suffix=".png") as tmp:

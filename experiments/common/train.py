@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from experiments.common import data as data_lib
 from experiments.common import models
@@ -321,7 +322,7 @@ def _chunked(x: np.ndarray, y: np.ndarray, chunk: int):
 
 def _host_unstack(tree, n):
   host = jax.tree.map(np.asarray, tree)
-  return [jax.tree.map(lambda leaf: leaf[i], host) for i in range(n)]
+  return [jax.tree.map(lambda leaf, i=i: leaf[i], host) for i in range(n)]
 
 
 def _host_stack(trees):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,18 +16,15 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import capture as cap
-from jinit._src import linen as jinit_linen
+from jinit._src import model as model_lib
 from jinit._src import validation
 
-# The layer classes recorded before layer-type-free detection; kept for reference.
-# The default (``layer_types=None``) records every module that owns a ``kernel``.
-LAYER_TYPES: tuple[type, ...] = (nn.Dense, nn.Conv, nn.ConvTranspose, jinit_linen.Dense)
 # Detection order: tanh(z) == z to float precision for tiny z, so identity comes last.
-NONLINEARITIES = ("relu", "sigmoid", "tanh", "gelu", "silu", "identity")
+DETECTED_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "silu", "identity")
 SATURATION_MARGIN = 0.05  # a tanh/sigmoid unit is saturated within 0.05 of a bound
 MAX_CANDIDATES = 8  # later tensors of z's size searched for h = f(z)
 MAX_SKIPS = 16  # earlier tensors of t's shape searched for the skip a in t = a + c z
-ROLES = ("layer", "norm", "residual", "uninstrumented")
+REPORT_ROLES = ("layer", "norm", "residual", "uninstrumented")
 _BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 # Each name's functions (gelu: flax's/jax's default tanh approximation, then exact erf).
 _FUNCTIONS = {
@@ -172,86 +168,6 @@ def split_args(fn: str, model: Any, args: tuple, names_linen: tuple[str, ...],
 # --------------------------------------------------------------------------- running
 
 
-@dataclasses.dataclass(frozen=True)
-class CallMeta:
-  """Static description of one recorded call (from an abstract trace)."""
-  path: tuple[Any, ...]
-  kind: str
-  role: str
-  input_id: int
-  output_id: int
-  kernel_axes: Any
-  shape: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMeta:
-  calls: tuple[CallMeta, ...]
-  tensor_shapes: tuple[tuple[int, ...] | None, ...]
-  output_id: int | None
-  in_transform: tuple[tuple[Any, ...], ...]
-  kernel_paths: tuple[tuple[Any, ...], ...]
-
-
-def _same_new(k, out):
-  return out + 0  # a new tensor, as a perturbed one is: keeps tensor ids aligned
-
-
-class _Runner:
-  """One model, linen or nnx: abstract metadata and compiled forward/backward passes."""
-
-  def __init__(self, model, variables, layer_types, norm_types, call_items=(), rngs=None):
-    self.model = model
-    self.nnx = cap.is_nnx(model)
-    self.call_items, self.rngs = call_items, rngs
-    self.layer_types = layer_types
-    if norm_types is None:
-      norm_types = cap.NNX_NORM_TYPES if self.nnx else cap.LINEN_NORM_TYPES
-    self.norm_types = norm_types
-    if self.nnx:
-      self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-    else:
-      if not hasattr(variables, "get"):
-        raise TypeError(f"variables must be a mapping such as model.init returns, got "
-                        f"{type(variables).__name__}")
-      self.variables = variables
-
-  def capture_fn(self, state, perturb, x):
-    if self.nnx:
-      params, rest = state  # both traced: nnx refuses to mutate outer-trace state (RNGs)
-      return _nnx_capture(self.graphdef, params, rest, x, self.layer_types,
-                          self.norm_types, perturb, self.call_items)
-    return cap.capture_linen(self.model, state, x, layer_types=self.layer_types,
-                             norm_types=self.norm_types, perturb=perturb,
-                             **_apply_kwargs(self.call_items, self.rngs))
-
-  @property
-  def trainable(self):
-    return (self.params, self.rest) if self.nnx else self.variables
-
-  def metadata(self, x) -> ModelMeta:
-    info = {}
-
-    def run(params, x):
-      c = self.capture_fn(params, _same_new, x)
-      info["capture"] = c
-      return [t if isinstance(t, jax.Array) else None for t in c.tensors]
-
-    shapes = jax.eval_shape(run, self.trainable, x)
-    c = info["capture"]
-    calls = tuple(CallMeta(call.path, call.kind, call.role, call.input_id, call.output_id,
-                           call.kernel_axes, tuple(shapes[call.output_id].shape))
-                  for call in c.calls)
-    tshapes = tuple(None if s is None else tuple(s.shape) for s in shapes)
-    kpaths = cap.kernel_paths(self.model, None if self.nnx else self.variables)
-    return ModelMeta(calls, tshapes, c.output_id, tuple(c.in_transform), tuple(kpaths))
-
-
-def _apply_kwargs(call_items, rngs) -> dict:
-  """linen ``apply``'s keyword arguments: the call's own, and ``rngs`` when given."""
-  return {**dict(call_items), **({} if rngs is None else {"rngs": rngs})}
-
-
 def _nnx_capture(graphdef, params, rest, x, layer_types, norm_types, perturb, call_items=()):
   model = nnx.merge(graphdef, params, rest)
   return cap.capture_nnx(model, x, layer_types=layer_types, norm_types=norm_types,
@@ -301,7 +217,7 @@ def _run_linen(model, variables, x, labels, rngs=None, *, loss_fn, layer_types, 
                call_items=()):
   def capture_fn(v, _, perturb, x):
     return cap.capture_linen(model, v, x, layer_types=layer_types, norm_types=norm_types,
-                             perturb=perturb, **_apply_kwargs(call_items, rngs))
+                             perturb=perturb, **model_lib.apply_kwargs(call_items, rngs))
   return _forward_backward(capture_fn, variables, None, x, labels, loss_fn,
                            lambda g: g.get("params", {}))
 
@@ -407,8 +323,8 @@ class Diagnostics:
     return tuple(r for r in self.rows if r.role == "layer")
 
   def by_role(self, role: str) -> tuple[LayerReport, ...]:
-    if role not in ROLES:
-      raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if role not in REPORT_ROLES:
+      raise ValueError(f"role must be one of {REPORT_ROLES}, got {role!r}")
     return tuple(r for r in self.rows if r.role == role)
 
   def column(self, field: str, role: str = "layer") -> np.ndarray:
@@ -493,7 +409,7 @@ def _matches(h: np.ndarray, z: np.ndarray, fns, tol: float) -> bool:
 
 
 def _detect(z: np.ndarray, h: np.ndarray, tol: float) -> str | None:
-  for name in NONLINEARITIES:
+  for name in DETECTED_ACTIVATIONS:
     if _matches(h, z, _FUNCTIONS[name], tol):
       return name
   return None
@@ -568,12 +484,8 @@ def _residuals(meta, tensors, used_as_activation, tol):
   return found
 
 
-def _name(path, kind):
-  return "/".join(str(p) for p in path) or kind
-
-
 def _check_nonlinearity(nonlinearity, n_layers):
-  allowed = ("auto",) + NONLINEARITIES
+  allowed = ("auto",) + DETECTED_ACTIVATIONS
   if isinstance(nonlinearity, str):
     nonlinearity = [nonlinearity] * n_layers
   elif not isinstance(nonlinearity, Sequence) or len(nonlinearity) != n_layers:
@@ -609,7 +521,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
       loss only the forward statistics are computed.
     loss_fn: ``loss_fn(model_output, labels) -> scalar``; hashable (a plain
       function), since it is part of the compiled program's identity.
-    nonlinearity: ``"auto"`` (find ``h == f(z)``), a name in :data:`NONLINEARITIES`,
+    nonlinearity: ``"auto"`` (find ``h == f(z)``), a name in :data:`DETECTED_ACTIVATIONS`,
       or one per layer call; decides whether ``saturated`` (tanh, sigmoid) or
       ``dead`` (relu) is reported. A stated name with no matching later tensor takes
       ``h = f(z)``.
@@ -635,14 +547,27 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
 
   Warns:
     UserWarning: kernels that no recorded call used (listed as ``uninstrumented`` rows).
+
+  Example:
+    >>> import jax, jinit.diagnostics
+    >>> from flax import nnx
+    >>> class MLP(nnx.Module):
+    ...   def __init__(self, rngs):
+    ...     self.l1, self.l2 = nnx.Linear(16, 32, rngs=rngs), nnx.Linear(32, 4, rngs=rngs)
+    ...   def __call__(self, x):
+    ...     return self.l2(jax.nn.relu(self.l1(x)))
+    ...
+    >>> x = jax.random.normal(jax.random.key(0), (64, 16))
+    >>> report = jinit.diagnostics.diagnose(MLP(nnx.Rngs(0)), x)
+    >>> [(r.role, r.name, r.nonlinearity) for r in report.rows]
+    [('layer', 'l1', 'relu'), ('layer', 'l2', 'identity')]
   """
   a = split_args("diagnose", model, args, ("variables", "x", "labels"), ("x", "labels"),
                  1 if cap.is_nnx(model) else 2, named)
   x, labels, variables = a["x"], a.get("labels"), a.get("variables")
   x = check_inputs(model, x, layer_types)
   _check_types(norm_types, "norm_types")
-  if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
-    raise ValueError(f"bins must be a positive int, got {bins!r}")
+  bins = validation.check_int(bins, "bins")
   if labels is not None:
     labels = jnp.asarray(labels)
     if labels.ndim < 1 or labels.shape[0] != x.shape[0]:
@@ -662,7 +587,8 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   except TypeError:
     raise TypeError(f"call_kwargs values must be hashable (static arguments of the compiled "
                     f"pass, e.g. train=False), got {call_kwargs!r}") from None
-  runner = _Runner(model, variables, layer_types, norm_types, call_items, rngs)
+  runner = model_lib.Model(model, variables, layer_types=layer_types, norm_types=norm_types,
+                           call_items=call_items, rngs=rngs)
   meta = runner.metadata(x)
   if labels is not None:
     _check_labels(labels, None if meta.output_id is None else meta.tensor_shapes[meta.output_id],
@@ -690,7 +616,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   return Diagnostics(tuple(rows), float(loss) if loss_fn is not None else None)
 
 
-def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
+def _build_rows(meta: model_lib.ModelMeta, tensors, g_eps, kernel_std, names, bins):
   activations: dict[int, tuple[str | None, int | None]] = {}
   used = set()
   layer_no = 0
@@ -713,7 +639,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
   for r in residuals:
     by_pos.setdefault(r[0], []).append(r)
 
-  rows, counts = [], dict.fromkeys(ROLES, 0)
+  rows, counts = [], dict.fromkeys(REPORT_ROLES, 0)
 
   def add(**kw):
     counts[kw["role"]] += 1
@@ -727,10 +653,10 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
       b = meta.calls[branch]
       t_mean, t_std = _mean_std(tensors[tid])
       a_mean, a_std = _mean_std(tensors[aid])
-      add(role="residual", name=f"{_name(b.path, b.kind)}+skip", kind="Residual",
+      add(role="residual", name=f"{model_lib.layer_name(b.path, b.kind)}+skip", kind="Residual",
           shape=tuple(tensors[tid].shape), preact_mean=t_mean, preact_std=t_std,
           input_mean=a_mean, input_std=a_std,
-          note=f"stream = skip + {c:.4g} * output of {_name(b.path, b.kind)}")
+          note=f"stream = skip + {c:.4g} * output of {model_lib.layer_name(b.path, b.kind)}")
 
   for k, c in enumerate(meta.calls):
     residual_rows(k)
@@ -762,7 +688,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
       stats["grad_hist"] = _histogram(g, bins)
       ks = float(kernel_std[k])
       stats["grad_kernel_std"] = ks if math.isfinite(ks) else None
-    add(role=c.role, name=_name(c.path, c.kind), kind=c.kind, shape=c.shape,
+    add(role=c.role, name=model_lib.layer_name(c.path, c.kind), kind=c.kind, shape=c.shape,
         nonlinearity=name, **stats)
   residual_rows(len(meta.calls))
 
@@ -775,7 +701,7 @@ def _build_rows(meta: ModelMeta, tensors, g_eps, kernel_std, names, bins):
             "recorded" if path in in_transform else
             "no recorded __call__ used it (another method, a transform, or not in "
             "layer_types)")
-    add(role="uninstrumented", name=_name(path, "kernel"), kind="kernel", note=note)
+    add(role="uninstrumented", name=model_lib.layer_name(path, "kernel"), kind="kernel", note=note)
   return rows
 
 

@@ -31,7 +31,8 @@ AxisSpec = int | Sequence[int]
 
 
 def _axes(axis: AxisSpec, rank: int, name: str) -> tuple[int, ...]:
-  axes = (axis,) if isinstance(axis, int) and not isinstance(axis, bool) else tuple(axis)
+  axes = ((axis,) if isinstance(axis, int) and not isinstance(axis, bool)
+          else tuple(axis))  # pyright: ignore[reportArgumentType]  (a bool fails below)
   out = []
   for a in axes:
     if isinstance(a, bool) or not isinstance(a, int):
@@ -63,7 +64,12 @@ def compute_fans(shape: Sequence[int], layout: str | None = None, *,
     ValueError: for an unknown layout, a shape of the wrong rank for it, axes out
       of range or overlapping, or a negative dimension.
 
-  Example: ``compute_fans((3, 3, 64, 128), layout="conv") == (576, 1152)``.
+  Example:
+    >>> import jinit
+    >>> jinit.compute_fans((784, 128), layout="flax")  # a Flax Dense kernel (in, out)
+    (784, 128)
+    >>> jinit.compute_fans((3, 3, 64, 128), layout="conv")  # (*window, in, out)
+    (576, 1152)
   """
   shape = validation.check_shape(shape, allow_zero=True)
   rank = len(shape)

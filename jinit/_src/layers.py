@@ -61,8 +61,6 @@ from jinit._src import validation
 
 FlaxInitializer = Callable[..., jax.Array]
 
-KINDS = ("kernel", "bias", "zero", "keep")
-
 
 class UncoveredParametersWarning(UserWarning):
   """Some parameters were left as they are: no rule and no known layer covers them."""
@@ -284,15 +282,10 @@ def draw(init: inits.Initializer, key: jax.Array, shape, dtype, spec: ParamSpec 
   else:
     slices = jax.vmap(one)(jax.random.split(key, n_batch))
   permuted = slices.reshape(tuple(dims[i] for i in order))
-  return jnp.transpose(permuted, np.argsort(order)).reshape(shape)
+  return jnp.transpose(permuted, tuple(np.argsort(order).tolist())).reshape(shape)
 
 
 # --------------------------------------------------------------------------- shape-only adapter
-
-
-def _check_init(init: Any, name: str) -> None:
-  if not callable(init):
-    raise TypeError(f"{name} must be a jinit initializer (callable), got {init!r}")
 
 
 def kernel_init(init: inits.Initializer, *, layout: str | None = "flax",
@@ -340,7 +333,7 @@ def kernel_init(init: inits.Initializer, *, layout: str | None = "flax",
     ValueError: conflicting ways to give fans, an unknown layout, a malformed
       equation; at call time, a shape that does not match the equation.
   """
-  _check_init(init, "init")
+  validation.check_init(init, "init")
   explicit = in_axis is not None or out_axis is not None
   if equation is not None:
     if explicit:
@@ -401,7 +394,7 @@ def bias_init(init: inits.Initializer, fan_in: int | None = None, fan_out: int |
   Returns:
     ``f(key, shape, dtype=jnp.float32) -> Array``.
   """
-  _check_init(init, "init")
+  validation.check_init(init, "init")
   return with_fans(init, fan_in, fan_out, hyperparameters)
 
 
@@ -426,19 +419,9 @@ def check_rules(rules: Any) -> list[tuple[str, re.Pattern, inits.Initializer]]:
       compiled = re.compile(pattern)
     except re.error as e:
       raise ValueError(f"rules[{i}]: pattern {pattern!r} is not a valid regex: {e}") from None
-    _check_init(init, f"rules[{i}] init (for pattern {pattern!r})")
+    validation.check_init(init, f"rules[{i}] init (for pattern {pattern!r})")
     out.append((pattern, compiled, init))
   return out
-
-
-def check_key(key: Any) -> jax.Array:
-  """``key`` if it is a JAX PRNG key (typed, or a legacy uint32 (2,) array), else raises."""
-  if isinstance(key, jax.Array):
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-      return key
-    if key.dtype == jnp.uint32 and key.shape == (2,):
-      return key
-  raise TypeError(f"key must be a single JAX PRNG key (jax.random.key(0)), got {key!r}")
 
 
 def check_reinit_args(init: Any, bias_init: Any, key: Any, rules: Any):
@@ -448,10 +431,10 @@ def check_reinit_args(init: Any, bias_init: Any, key: Any, rules: Any):
     ``(key, checked_rules)``: the key, and ``rules`` as :func:`check_rules` returns them.
   """
   if init is not None:
-    _check_init(init, "init")
+    validation.check_init(init, "init")
   if bias_init is not None:
-    _check_init(bias_init, "bias_init")
-  return check_key(key), check_rules(rules)
+    validation.check_init(bias_init, "bias_init")
+  return validation.check_key(key), check_rules(rules)
 
 
 def param_key(key: jax.Array, path: str) -> jax.Array:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax
+import flax.core
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,7 @@ from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
-
+from jinit._src.paths import path_str
 
 FlaxInitializer = layers.FlaxInitializer
 
@@ -54,9 +55,7 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if isinstance(self.features, bool) or not isinstance(self.features, int) \
-        or self.features <= 0:
-      raise ValueError(f"features must be a positive int, got {self.features!r}")
+    validation.check_int(self.features, "features")
     in_features = jnp.shape(inputs)[-1]
     kernel = self.param(
         "kernel",
@@ -83,7 +82,7 @@ _NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm, nn.InstanceNorm)
 
 def _einsum_equation(module: nn.Einsum, args, kwargs) -> str:
   eq = kwargs.get("einsum_str", args[1] if len(args) > 1 else None)
-  return eq if eq is not None else module.einsum_str
+  return eq if eq is not None else module.einsum_str  # pyright: ignore[reportReturnType]
 
 
 def _kernel_size_rank(module) -> int:
@@ -228,6 +227,17 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
       ``"params"``, a bad init, key or rule.
     ValueError: a rule pattern that matches no parameter (before any draw), or
       an init that cannot draw some parameter (the message names it).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn, jinit, jinit.linen
+    >>> model = nn.Sequential([nn.Dense(64), nn.relu, nn.Dense(10)])
+    >>> x = jnp.ones((1, 32))
+    >>> variables = model.init(jax.random.key(0), x)
+    >>> new = jinit.linen.reinit(model, variables, x, jinit.xavier_uniform, key=jax.random.key(1))
+    >>> new['params']['layers_0']['kernel'].shape
+    (32, 64)
+    >>> bool(abs(new['params']['layers_0']['kernel']).max() <= (6 / (32 + 64)) ** 0.5)
+    True
   """
   if not isinstance(module, nn.Module):
     hint = (" (for an nnx model use jinit.nnx.reinit(model, init, key=...))"
@@ -240,7 +250,7 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
 
   call_kwargs, rngs = validation.check_call_args(call_kwargs, rngs)
   records = _module_records(module, variables, x, call_kwargs, rngs)
-  flat = traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))
+  flat: dict[tuple, Any] = traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))
   entries = []
   for path, value in flat.items():
     record = records.get(tuple(path[:-1]))
@@ -253,13 +263,13 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
         k_spec = None if kernel is None else _spec(mod, args, kwargs, "kernel",
                                                      tuple(kernel.shape))
         spec = None if k_spec is None else k_spec.bias()
-    entries.append(layers.Entry("/".join(path), tuple(value.shape), value.dtype, spec))
+    entries.append(layers.Entry(path_str(path), tuple(value.shape), value.dtype, spec))
   new = layers.redraw(entries, init, bias_init, checked_rules, key,
                       where=f"{type(module).__name__} (linen)")
-  flat = {path: _placed_like(new.get("/".join(path), value), value)
+  flat = {path: _placed_like(new.get(path_str(path), value), value)
           for path, value in flat.items()}
   params = traverse_util.unflatten_dict(flat)
-  out = {**flax.core.unfreeze(variables), "params": params}
+  out = {**flax.core.unfreeze(variables), "params": params}  # pyright: ignore[reportArgumentType]
   if isinstance(variables, flax.core.FrozenDict):
     return flax.core.freeze(out)
   return out

@@ -5,24 +5,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import numbers
 import warnings
 from typing import Any
 
-import flax
-import flax.linen as nn
 import jax
+import jax.core
 import jax.numpy as jnp
 from flax import nnx
 
 from jinit._src import capture as cap
 from jinit._src import diagnostics
 from jinit._src import initializers as inits
-from jinit._src import linen as jinit_linen
-
-# The layer classes LSUV used to handle; the default (``layer_types=None``) is now every
-# module that owns a ``kernel``.
-LAYER_TYPES: tuple[type, ...] = (nn.Dense, nn.Conv, nn.ConvTranspose, jinit_linen.Dense)
+from jinit._src import model as model_lib
+from jinit._src import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +31,6 @@ class LayerInfo:
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
-
-
-def _check_number(value, name, *, integer=False):
-  kind = numbers.Integral if integer else numbers.Real
-  if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
-      or value <= 0:
-    raise ValueError(f"{name} must be a positive {'int' if integer else 'number'}, "
-                     f"got {value!r}")
 
 
 def grouped_orthogonal(key: jax.Array, shape: tuple[int, ...], axes, dtype) -> jax.Array:
@@ -74,81 +61,29 @@ def _nnx_variances(graphdef, state, x, *, layer_types):
   return jnp.stack([jnp.var(call.outputs.astype(jnp.float32)) for call in c.calls])
 
 
-class _Linen:
-  """Kernels of a linen model's variables (functional updates)."""
-
-  def __init__(self, model, variables, layer_types):
-    self.model, self.layer_types = model, layer_types
-    self.frozen = isinstance(variables, flax.core.FrozenDict)
-    variables = flax.core.unfreeze(variables) if self.frozen else dict(variables)
-    self.variables = variables
-    self.params = variables.get("params", {})
-
-  def get(self, path):
-    return cap.lookup(self.params, path, "kernel")
-
-  def set(self, path, value):
-    self.params = cap.replace(self.params, path, "kernel", value)
-
-  def variances(self, x):
-    return _linen_variances(self.model, {**self.variables, "params": self.params}, x,
-                            layer_types=self.layer_types)
-
-  def result(self):
-    out = {**self.variables, "params": self.params}
-    return flax.core.freeze(out) if self.frozen else out
-
-  def restore(self):
-    """Nothing to undo: the given variables were never modified."""
+def _variances(model: model_lib.Model, x) -> jax.Array:
+  """Every recorded layer call's output variance, from the kernels set so far."""
+  if model.nnx:
+    graphdef, state = model.current()
+    return _nnx_variances(graphdef, state, x, layer_types=model.layer_types)
+  return _linen_variances(model.model, model.current(), x, layer_types=model.layer_types)
 
 
-class _Nnx:
-  """Kernels of an nnx model (updated in place)."""
-
-  def __init__(self, model, layer_types):
-    self.model, self.layer_types = model, layer_types
-    self.modules = dict(cap.nnx_modules(model))
-    # Every kernel as it was: an error (or Ctrl-C) mid-way puts them all back.
-    self.saved = {path: k[...] for path in self.modules
-                  if (k := self._kernel(path)) is not None}
-
-  def _kernel(self, path):
-    k = getattr(self.modules.get(path), "kernel", None)
-    return k if isinstance(k, nnx.Variable) else None
-
-  def get(self, path):
-    k = self._kernel(path)
-    return None if k is None else k[...]
-
-  def set(self, path, value):
-    self._kernel(path)[...] = value
-
-  def variances(self, x):
-    graphdef, state = nnx.split(self.model)
-    return _nnx_variances(graphdef, state, x, layer_types=self.layer_types)
-
-  def result(self):
-    return self.model
-
-  def restore(self):
-    """Writes back every kernel as it was before lsuv: the model is left unchanged."""
-    for path, value in self.saved.items():
-      self._kernel(path)[...] = value
-
-
-def _rescale(kernels, meta, order, x, key, *, orthogonal, tol, max_iters) -> list[LayerInfo]:
+def _rescale(kernels: model_lib.Model, meta, order, x, key, *, orthogonal, tol,
+             max_iters) -> list[LayerInfo]:
   """LSUV's steps on ``kernels`` (orthogonal draws, then the rescaling loop); its records."""
   if orthogonal:
     for (_, path, axes), k in zip(order, jax.random.split(key, len(order))):
-      kernel = kernels.get(path)
+      kernel = kernels.kernel(path)
+      assert kernel is not None  # order holds layers that own a kernel
       if axes is None:
         axes = cap.kernel_axes(None, kernel.ndim)
-      kernels.set(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
+      kernels.set_kernel(path, grouped_orthogonal(k, kernel.shape, axes, kernel.dtype))
 
   info = []
   for index, path, _ in order:
-    name = diagnostics._name(path, meta.calls[index].kind)
-    variance = before = float(kernels.variances(x)[index])
+    name = model_lib.layer_name(path, meta.calls[index].kind)
+    variance = before = float(_variances(kernels, x)[index])
     iterations = 0
     while True:
       if not math.isfinite(variance) or variance == 0.0:
@@ -156,13 +91,14 @@ def _rescale(kernels, meta, order, x, key, *, orthogonal, tol, max_iters) -> lis
                          "cannot rescale it (dead units or a degenerate input)")
       if abs(variance - 1.0) < tol or iterations == max_iters:
         break
-      kernel = kernels.get(path)
+      kernel = kernels.kernel(path)
+      assert kernel is not None  # order holds layers that own a kernel
       # In float32 (float64 for float64 kernels), cast explicitly: strict promotion.
       wide = jnp.float64 if kernel.dtype == jnp.float64 else jnp.float32
-      kernels.set(path, (kernel.astype(wide) / jnp.sqrt(jnp.asarray(variance, wide))
-                         ).astype(kernel.dtype))
+      kernels.set_kernel(path, (kernel.astype(wide) / jnp.sqrt(jnp.asarray(variance, wide))
+                                ).astype(kernel.dtype))
       iterations += 1
-      variance = float(kernels.variances(x)[index])
+      variance = float(_variances(kernels, x)[index])
     converged = abs(variance - 1.0) < tol
     if not converged:
       warnings.warn(f"LSUV: layer {name} did not reach |Var - 1| < {tol} in {max_iters} "
@@ -211,21 +147,30 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
   Warns:
     UserWarning: a layer that did not converge in ``max_iters`` rescalings; kernels
     LSUV leaves alone (named, with the reason).
+
+  Example:
+    >>> import jax, jinit.lsuv
+    >>> from flax import nnx
+    >>> rngs = nnx.Rngs(0)
+    >>> model = nnx.Sequential(nnx.Linear(16, 32, rngs=rngs), jax.nn.tanh,
+    ...                        nnx.Linear(32, 4, rngs=rngs))
+    >>> x = jax.random.normal(jax.random.key(0), (256, 16))
+    >>> model, info = jinit.lsuv.lsuv(model, x, jax.random.key(1), return_info=True)
+    >>> [(i.name, i.converged, round(i.variance, 1)) for i in info]
+    [('layers/0', True, 1.0), ('layers/2', True, 1.0)]
   """
   is_nnx = cap.is_nnx(model)
   a = diagnostics.split_args("lsuv", model, args, ("variables", "x", "key"), ("x", "key"),
                              2 if is_nnx else 3, named)
   x, key, variables = a["x"], a["key"], a.get("variables")
   x = diagnostics.check_inputs(model, x, layer_types)
-  _check_number(tol, "tol")
-  _check_number(max_iters, "max_iters", integer=True)
+  tol = validation.check_real(tol, "tol", positive=True)
+  max_iters = validation.check_int(max_iters, "max_iters")
   state = nnx.state(model) if is_nnx else variables
   if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((state, x, key))):
     raise TypeError("lsuv runs a data-dependent Python loop: call it outside jit/vmap "
                     "(it compiles its own forward pass)")
-  if not isinstance(key, jax.Array):
-    raise TypeError(f"key must be a jax PRNG key (jax.random.key(seed)), got "
-                    f"{type(key).__name__}")
+  key = validation.check_key(key)
   x = jnp.asarray(x)
   x_var = float(jnp.var(x.astype(jnp.float32)))
   if not math.isfinite(x_var) or x_var == 0.0:
@@ -236,9 +181,8 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
   if not is_nnx and not hasattr(variables, "get"):
     raise TypeError(f"variables must be a mapping such as model.init returns, got "
                     f"{type(variables).__name__}")
-  runner = diagnostics._Runner(model, variables, layer_types, ())
-  meta = runner.metadata(x)
-  kernels = _Nnx(model, layer_types) if is_nnx else _Linen(model, variables, layer_types)
+  kernels = model_lib.Model(model, variables, layer_types=layer_types, norm_types=())
+  meta = kernels.metadata(x)
 
   order: list[tuple[int, tuple, Any]] = []  # first call of each layer (shared ones once)
   seen, left_alone = set(), []
@@ -246,8 +190,8 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
     if c.path in seen:
       continue
     seen.add(c.path)
-    if kernels.get(c.path) is None:
-      left_alone.append((diagnostics._name(c.path, c.kind), "no 'kernel' param to rescale"))
+    if kernels.kernel(c.path) is None:
+      left_alone.append((model_lib.layer_name(c.path, c.kind), "no 'kernel' param to rescale"))
       continue
     order.append((k, c.path, c.kernel_axes))
   recorded = {c.path for c in meta.calls}
@@ -256,7 +200,7 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
       why = ("called inside a lifted transform (scan/vmap/remat)" if path in meta.in_transform
              else "no recorded __call__ used it (another method, a transform, or not in "
              "layer_types)")
-      left_alone.append((diagnostics._name(path, "kernel"), why))
+      left_alone.append((model_lib.layer_name(path, "kernel"), why))
   if not order:
     raise ValueError(f"model {type(model).__name__} calls no kernel layer (Dense/Conv/"
                      "Einsum/attention...) that LSUV could rescale")
@@ -265,12 +209,14 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
                   + "; ".join(f"{n} ({why})" for n, why in left_alone), stacklevel=2)
 
   # All or nothing: on any error (or an interrupt) the nnx model's kernels are restored.
+  kernels.snapshot()
   try:
     info = _rescale(kernels, meta, order, x, key, orthogonal=orthogonal, tol=tol,
                     max_iters=max_iters)
   except BaseException:
     kernels.restore()
     raise
+
   out = kernels.result()
   return (out, info) if return_info else out
 

@@ -46,7 +46,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
+from jinit._src.paths import path_strs
+
+PARAM_ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETRIZATIONS = ("sp", "mup", "mup_table3")
 
@@ -95,7 +97,7 @@ _MUP_HIDDEN = Rule(init_var=_INV_FAN_IN, multiplier=ONE, sgd_lr=_SGD_HIDDEN, ada
 # TABLES[parametrization][role]. "input", "bias" and "norm" are the paper's "input weights &
 # all biases" column; "fixed" has no infinite dimension, so nothing about it scales.
 TABLES: dict[str, dict[str, Rule]] = {
-    "sp": {role: _SP for role in ROLES},
+    "sp": {role: _SP for role in PARAM_ROLES},
     "mup": {  # Tensor Programs V, Table 8
         "input": _MUP_VECTOR, "bias": _MUP_VECTOR, "norm": _MUP_VECTOR,
         "hidden": _MUP_HIDDEN,
@@ -133,8 +135,8 @@ def check_parametrization(parametrization: Any) -> str:
 def rule(parametrization: str, role: str) -> Rule:
   """The table entry for ``role`` under ``parametrization``."""
   check_parametrization(parametrization)
-  if role not in ROLES:
-    raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+  if role not in PARAM_ROLES:
+    raise ValueError(f"role must be one of {PARAM_ROLES}, got {role!r}")
   return TABLES[parametrization][role]
 
 
@@ -147,7 +149,7 @@ class ParamMeta:
     shape, base_shape: its shape in the target and the base model.
     infinite: the axes whose size differs between them (they grow with width).
     fan_in_axes: the infinite axes counted as fan-in (the rest are fan-out).
-    role: one of :data:`ROLES`.
+    role: one of :data:`PARAM_ROLES`.
     parametrization: one of :data:`PARAMETRIZATIONS`.
   """
   path: str
@@ -332,35 +334,6 @@ def format_meta(meta: Mapping[str, ParamMeta], optimizer: str | None = None) -> 
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def _key_name(k) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
-def path_str(keypath) -> str:
-  """``"a/b/kernel"`` from a jax key path; drops nnx's trailing ``.value`` and a leading
-  ``params`` collection (so linen variables, linen params and nnx state share paths)."""
-  names = [_key_name(k) for k in keypath
-           if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")]
-  if names and names[0] == "params" and len(names) > 1:
-    names = names[1:]
-  return "/".join(names)
-
-
-def path_strs(keypaths: Sequence[Any]) -> list[str]:
-  """:func:`path_str` of every key path, with linen's ``params`` prefix dropped only when
-  every path has it (a ``{"params": ...}`` tree): an nnx attribute named ``params``
-  beside others keeps its name, so ``params/kernel`` and ``kernel`` stay two paths."""
-  full = ["/".join(_key_name(k) for k in kp
-                   if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value"))
-          for kp in keypaths]
-  if full and all(p.startswith("params/") for p in full):
-    return [p[len("params/"):] for p in full]
-  return full
 
 
 def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:

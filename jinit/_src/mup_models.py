@@ -13,16 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jinit._src import capture as capture_lib
+from jinit._src import model as model_lib
 from jinit._src import validation
-from jinit._src.mup import (
-  TABLES,
-  ParamMeta,
-  build_meta,
-  check_parametrization,
-  flat_shapes,
-  scale_updates,
-)
+from jinit._src.mup import ParamMeta
+from jinit._src.mup import TABLES
+from jinit._src.mup import build_meta
+from jinit._src.mup import check_parametrization
+from jinit._src.mup import flat_shapes
 
 # --------------------------------------------------------------------------- shapes
 
@@ -33,7 +30,8 @@ def _is_shape_dict(obj: Any) -> bool:
       for k, v in obj.items())
 
 
-def base_shapes(model: Any, *example_args: Any, **example_kwargs: Any) -> dict[str, tuple[int, ...]]:
+def base_shapes(model: Any, *example_args: Any,
+                **example_kwargs: Any) -> dict[str, tuple[int, ...]]:
   """``{path: shape}`` of a model's parameters (the "base shapes" of ``mup.set_base_shapes``).
 
   Args:
@@ -94,6 +92,19 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
   Raises:
     ValueError: the models have different parameters or ranks (``base_model``), the readout
       cannot be identified (``readout``), a bad ``parametrization``.
+
+  Example:
+    >>> import jinit.mup
+    >>> from flax import nnx
+    >>> class MLP(nnx.Module):
+    ...   def __init__(self, width, rngs):
+    ...     self.l1 = nnx.Linear(16, width, rngs=rngs)
+    ...     self.l2 = nnx.Linear(width, width, rngs=rngs)
+    ...     self.out = nnx.Linear(width, 4, rngs=rngs)
+    ...
+    >>> meta = jinit.mup.infinite_dims(MLP(256, nnx.Rngs(0)), MLP(64, nnx.Rngs(0)))
+    >>> [(path, m.role) for path, m in meta.items() if path.endswith('kernel')]
+    [('l1/kernel', 'input'), ('l2/kernel', 'hidden'), ('out/kernel', 'output')]
   """
   check_parametrization(parametrization)
   shapes = base_shapes(model, *example_args, **example_kwargs)
@@ -114,8 +125,7 @@ def _readout_std_and_mult(in_features, base_in_features, parametrization, output
     raise ValueError(f"in_features must be a positive int, got {in_features!r}")
   output_mult = validation.check_real(output_mult, "output_mult")
   base = in_features if base_in_features is None else base_in_features
-  if not isinstance(base, int) or isinstance(base, bool) or base < 1:
-    raise ValueError(f"base_in_features must be a positive int, got {base_in_features!r}")
+  base = validation.check_int(base, "base_in_features")
   width_mult = in_features / base
   r = TABLES[parametrization]["output"]
   # std at the base width is LeCun's 1/sqrt(base); it then scales as sqrt(init_var(width_mult)).
@@ -197,8 +207,8 @@ def attention_scale(head_dim: int, base_head_dim: int | None = None, *,
   """
   check_parametrization(parametrization)
   for name, v in (("head_dim", head_dim), ("base_head_dim", base_head_dim)):
-    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-      raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if v is not None:
+      validation.check_int(v, name)
   if parametrization == "sp":
     return attn_mult / math.sqrt(head_dim)
   base = head_dim if base_head_dim is None else base_head_dim
@@ -254,12 +264,10 @@ def zero_query(model: Any) -> Any:
     if not found:
       raise ValueError("model has no nnx.MultiHeadAttention to zero the query of")
     return model
-  from jinit._src.mup import path_str
-
   hits = []
 
   def zero(kp, leaf):
-    p = path_str(kp)
+    p = model_lib.path_str(kp, drop_params=True)
     if p.endswith("query/kernel"):
       hits.append(p)
       return jnp.zeros_like(leaf)
@@ -288,55 +296,12 @@ def _size(a: jax.Array, metric: str) -> jax.Array:
   return jnp.sqrt(jnp.mean(a * a)) if metric == "rms" else jnp.mean(jnp.abs(a))
 
 
-def _first_array(out):
-  return jax.tree_util.tree_leaves(out)[0]
-
-
-def _layer_outputs(cap) -> dict[str, jax.Array]:
-  """``{layer path: output}`` from a :func:`jinit._src.capture.capture` (a layer called twice
-  keeps its last call, at its first call's position)."""
-  record: dict[str, jax.Array] = {}
-  for call in cap.calls:
-    if call.role == "layer":
-      record["/".join(map(str, call.path)) or "<root>"] = _first_array(call.outputs)
-  return record
-
-
-class _NnxModel:
-  """An nnx model as ``apply(params, x) -> (output, {layer: output})`` (params: nnx.Param).
-
-  Layer outputs are recorded by :mod:`jinit._src.capture`, the instrumentation
-  ``jinit.diagnostics`` and ``jinit.lsuv`` use.
-  """
-
-  def __init__(self, model: nnx.Module, layer_types):
-    self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-    self.layer_types = layer_types
-
-  def apply(self, params, x):
-    model = nnx.merge(self.graphdef, params, self.rest)
-    cap = capture_lib.capture_nnx(model, x, layer_types=self.layer_types, norm_types=())
-    return cap.output, _layer_outputs(cap)
-
-
-class _LinenModel:
-  def __init__(self, module: nn.Module, variables, layer_types):
-    self.module = module
-    self.params = variables["params"]
-    self.rest = {k: v for k, v in variables.items() if k != "params"}
-    self.layer_types = layer_types
-
-  def apply(self, params, x):
-    cap = capture_lib.capture_linen(self.module, {**self.rest, "params": params}, x,
-                                    layer_types=self.layer_types, norm_types=())
-    return cap.output, _layer_outputs(cap)
-
-
 def _wrap_model(made, layer_types):
   if isinstance(made, nnx.Module):
-    return _NnxModel(made, layer_types or NNX_LAYER_TYPES)
+    return model_lib.Model(made, layer_types=layer_types or NNX_LAYER_TYPES, norm_types=())
   if (isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)):
-    return _LinenModel(made[0], made[1], layer_types or LINEN_LAYER_TYPES)
+    return model_lib.Model(made[0], made[1], layer_types=layer_types or LINEN_LAYER_TYPES,
+                           norm_types=())
   raise TypeError("make_model must return an nnx.Module or a (linen Module, variables) pair, "
                   f"got {type(made).__name__}")
 
@@ -438,9 +403,8 @@ def _check_widths(widths) -> tuple[int, ...]:
   widths = tuple(widths)
   if len(widths) < 2:
     raise ValueError(f"widths must hold at least 2 widths to fit a slope, got {widths}")
-  for w in widths:
-    if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1:
-      raise ValueError(f"widths must be positive ints, got {w!r} in {widths}")
+  for i, w in enumerate(widths):
+    validation.check_int(w, f"widths[{i}]")
   if any(b <= a for a, b in zip(widths, widths[1:])):
     raise ValueError(f"widths must be strictly increasing, got {widths}")
   return tuple(int(w) for w in widths)
@@ -485,10 +449,8 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
   import optax
 
   widths = _check_widths(widths)
-  if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-    raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-  if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-    raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+  steps = validation.check_int(steps, "steps", minimum=0)
+  seeds = validation.check_int(seeds, "seeds")
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
   if isinstance(optimizer, optax.GradientTransformation):
@@ -501,7 +463,7 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
   loss_fn = loss_fn or _default_loss
   x, y = jnp.asarray(x), jnp.asarray(y)
 
-  layers: list[str] | None = None
+  layers: list[str] = []  # layer names in call order, from the first width traced
   sizes = np.zeros((0,))
   losses = np.zeros((steps + 1, len(widths)))
   for w_i, width in enumerate(widths):
@@ -530,7 +492,7 @@ def coord_check(make_model: Callable[[int, int], Any], widths: Sequence[int], x:
       for t in range(steps + 1):
         new_params, new_state, loss, values = step(params, opt_state)
         stats = dict(zip(order, values))
-        if layers is None:
+        if not layers:
           layers = list(order)
           sizes = np.zeros((len(layers), steps + 1, len(widths)))
         if set(stats) != set(layers):

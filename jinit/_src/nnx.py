@@ -12,10 +12,11 @@ from flax import nnx
 
 from jinit._src import initializers as inits
 from jinit._src import layers
+from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 from jinit._src.layers import bias_init as bias_init
 from jinit._src.layers import kernel_init as kernel_init
-
+from jinit._src.paths import path_str
 
 
 def linear(in_features: int, out_features: int, *, rngs: Any,
@@ -39,8 +40,8 @@ def linear(in_features: int, out_features: int, *, rngs: Any,
   Returns:
     An ``nnx.Linear``.
   """
-  layers._check_init(kernel_init, "kernel_init")  # pylint: disable=protected-access
-  layers._check_init(bias_init, "bias_init")  # pylint: disable=protected-access
+  validation.check_init(kernel_init, "kernel_init")
+  validation.check_init(bias_init, "bias_init")
   return nnx.Linear(in_features, out_features,
                     kernel_init=layers.with_fans(kernel_init, in_features, out_features, {}),
                     bias_init=layers.with_fans(bias_init, in_features, out_features, {}),
@@ -196,6 +197,14 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     TypeError: ``model`` is not an nnx Module, a bad init, key or rule.
     ValueError: a rule pattern that matches no parameter (before any draw), or
       an init that cannot draw some parameter (the message names it).
+
+  Example:
+    >>> import jax, jinit, jinit.nnx
+    >>> from flax import nnx
+    >>> model = nnx.Linear(32, 64, rngs=nnx.Rngs(0))
+    >>> model = jinit.nnx.reinit(model, jinit.he_normal, key=jax.random.key(1))
+    >>> round(float(model.kernel[...].std()), 2)  # sqrt(2 / 32) = 0.25
+    0.25
   """
   if not isinstance(model, nnx.Module):
     hint = (" (for a linen model use jinit.linen.reinit(module, variables, x, init, key=...))"
@@ -220,11 +229,11 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
       kernel = owner.kernel
     spec = _spec(owner, str(path[-1]), tuple(value.shape),
                  None if kernel is None else tuple(kernel[...].shape))
-    entries.append(layers.Entry("/".join(map(str, path)), tuple(value.shape), value.dtype, spec))
+    entries.append(layers.Entry(path_str(path), tuple(value.shape), value.dtype, spec))
   new = layers.redraw(entries, init, bias_init, checked_rules, key,
                       where=f"{type(model).__name__} (nnx)")
   for path, var in params.items():
-    value = new.get("/".join(map(str, path)))
+    value = new.get(path_str(path))
     if value is not None:
       var[...] = value
   return model

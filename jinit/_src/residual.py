@@ -42,6 +42,7 @@ import numpy as np
 from jinit._src import initializers as inits
 from jinit._src import layers
 from jinit._src import validation
+from jinit._src.paths import path_str
 
 Rule = tuple[str, inits.Initializer]
 FansFn = Callable[[str, tuple[int, ...]], tuple[Any, Any]]
@@ -59,37 +60,6 @@ TFIXUP_MLP = r"(^|/)mlp/[^/]+/kernel$"
 # --------------------------------------------------------------------------- building blocks
 
 
-def _check_int(value: Any, name: str, minimum: int, why: str = "") -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an int, got {value!r}")
-  if value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}{why}, got {value!r}")
-  return int(value)
-
-
-def _check_init(init: Any, name: str) -> None:
-  if not callable(init):
-    raise TypeError(f"{name} must be a jinit initializer (a callable), got {init!r}")
-
-
-def _check_pattern(pattern: Any, name: str) -> str:
-  if not isinstance(pattern, str):
-    raise TypeError(f"{name} must be a regex string, got {pattern!r}")
-  try:
-    re.compile(pattern)
-  except re.error as e:
-    raise ValueError(f"{name}={pattern!r} is not a valid regex: {e}") from None
-  return pattern
-
-
-def _check_patterns(patterns: Any, name: str) -> tuple[str, ...]:
-  if isinstance(patterns, str):
-    patterns = (patterns,)
-  if not isinstance(patterns, Sequence):
-    raise TypeError(f"{name} must be a regex string or a sequence of them, got {patterns!r}")
-  return tuple(_check_pattern(p, f"{name}[{i}]") for i, p in enumerate(patterns))
-
-
 def scaled(init: inits.Initializer, factor: float) -> inits.Initializer:
   """The initializer ``init`` with its samples multiplied by ``factor``.
 
@@ -105,7 +75,7 @@ def scaled(init: inits.Initializer, factor: float) -> inits.Initializer:
   Returns:
     An initializer with the same call shape.
   """
-  _check_init(init, "init")
+  validation.check_init(init, "init")
   factor = validation.check_real(factor, "factor", positive=True)
 
   def scaled_init(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
@@ -164,7 +134,7 @@ def embedding_normal(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32
 
 def gpt2_scale(num_layers: int) -> float:
   """GPT-2's residual factor 1/sqrt(2L): two residual additions (attention, MLP) per block."""
-  num_layers = _check_int(num_layers, "num_layers", 1)
+  num_layers = validation.check_int(num_layers, "num_layers")
   return 1.0 / math.sqrt(2.0 * num_layers)
 
 
@@ -195,7 +165,7 @@ def gpt2_rules(num_layers: int, pattern: str = GPT2_PATTERN, *, std: float = GPT
   https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
   """
   factor = gpt2_scale(num_layers)
-  pattern = _check_pattern(pattern, "pattern")
+  pattern = validation.check_pattern(pattern, "pattern")
   std = validation.check_real(std, "std", positive=True)
   if init is None:
     proj_std = std * factor
@@ -224,7 +194,7 @@ def rezero_rules(pattern: str = r"(^|/)alpha$", value: float = 0.0) -> list[Rule
   References: Bachlechner et al. 2020, ReZero, https://arxiv.org/abs/2003.04887;
   De & Smith 2020, SkipInit, https://arxiv.org/abs/2002.10444
   """
-  pattern = _check_pattern(pattern, "pattern")
+  pattern = validation.check_pattern(pattern, "pattern")
   value = validation.check_real(value, "value")
 
   def gate_init(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
@@ -236,10 +206,11 @@ def rezero_rules(pattern: str = r"(^|/)alpha$", value: float = 0.0) -> list[Rule
 
 def fixup_scale(num_branches: int, branch_depth: int) -> float:
   """Fixup's factor L^(-1/(2m-2)) for L residual branches of m layers each."""
-  num_branches = _check_int(num_branches, "num_branches", 1,
-                            " (Fixup needs a model with residual branches)")
-  branch_depth = _check_int(branch_depth, "branch_depth", 2,
-                            " (Fixup scales branches of m >= 2 layers: L^(-1/(2m-2)))")
+  num_branches = validation.check_int(
+      num_branches, "num_branches", why=" (Fixup needs a model with residual branches)")
+  branch_depth = validation.check_int(
+      branch_depth, "branch_depth", minimum=2,
+      why=" (Fixup scales branches of m >= 2 layers: L^(-1/(2m-2)))")
   return num_branches ** (-1.0 / (2 * branch_depth - 2))
 
 
@@ -280,23 +251,23 @@ def fixup_rules(num_branches: int, branch_layers: Sequence[str], *,
   References: Zhang, Dauphin & Ma 2019, "Fixup Initialization: Residual Learning Without
   Normalization", https://arxiv.org/abs/1901.09321
   """
-  branch_layers = _check_patterns(branch_layers, "branch_layers")
+  branch_layers = validation.check_patterns(branch_layers, "branch_layers")
   if len(branch_layers) < 2:
     raise ValueError(f"branch_layers must name the m >= 2 weight layers of a residual branch "
                      f"in order (Fixup scales by L^(-1/(2m-2))), got {list(branch_layers)!r}")
   factor = fixup_scale(num_branches, len(branch_layers))
-  _check_init(init, "init")
+  validation.check_init(init, "init")
   rules: list[Rule] = [(p, scaled(init, factor)) for p in branch_layers[:-1]]
   rules.append((branch_layers[-1], inits.zeros))
   if classifier is not None:
-    rules.append((_check_pattern(classifier, "classifier"), inits.zeros))
+    rules.append((validation.check_pattern(classifier, "classifier"), inits.zeros))
   return rules
 
 
 def tfixup_scale(num_layers: int, decoder: bool = False) -> float:
   """T-Fixup's factor: 0.67 N^(-1/4) for an encoder, (9N)^(-1/4) for a decoder."""
-  num_layers = _check_int(num_layers, "num_layers", 1,
-                          " (T-Fixup needs a model with residual branches)")
+  num_layers = validation.check_int(
+      num_layers, "num_layers", why=" (T-Fixup needs a model with residual branches)")
   if not isinstance(decoder, bool):
     raise TypeError(f"decoder must be a bool, got {decoder!r}")
   return (9.0 * num_layers) ** -0.25 if decoder else TFIXUP_ENCODER * num_layers ** -0.25
@@ -338,30 +309,15 @@ def tfixup_rules(num_layers: int, *, value: str = TFIXUP_VALUE, out: str = TFIXU
   """
   factor = tfixup_scale(num_layers, decoder)
   embed_factor = (9.0 * num_layers) ** -0.25
-  _check_init(init, "init")
+  validation.check_init(init, "init")
   rules: list[Rule] = [(p, scaled(embedding_normal, embed_factor))
-                       for p in _check_patterns(embeddings, "embeddings")]
+                       for p in validation.check_patterns(embeddings, "embeddings")]
   for name, p in (("value", value), ("out", out), ("mlp", mlp)):
-    rules.append((_check_pattern(p, name), scaled(init, factor)))
+    rules.append((validation.check_pattern(p, name), scaled(init, factor)))
   return rules
 
 
 # --------------------------------------------------------------------------- params pytrees
-
-
-def _key_name(k: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
-def _path_str(path: Sequence[Any]) -> str:
-  # An nnx Variable (e.g. in ``nnx.state(model)``) flattens to its ``.value``: that
-  # attribute is not part of the parameter's path (``fc/kernel``, not ``fc/kernel/value``).
-  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
-    path = path[:-1]
-  return "/".join(_key_name(k) for k in path)
 
 
 def param_paths(params: Any) -> list[str]:
@@ -370,7 +326,7 @@ def param_paths(params: Any) -> list[str]:
   For an ``nnx.State`` the Variables' ``.value`` is left out: ``blocks/0/fc/kernel``.
   """
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  return [_path_str(path) for path, _ in leaves]
+  return [path_str(path) for path, _ in leaves]
 
 
 def shape_fans(path: str, shape: tuple[int, ...]) -> tuple[int | None, int | None]:
@@ -449,7 +405,7 @@ def apply_rules(params: Any, rules: Sequence[Rule], *, key: jax.Array,
   else:
     raise ValueError(f"fans must be None, 'conv' or a callable(path, shape), got {fans!r}")
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  paths = [_path_str(path) for path, _ in leaves]
+  paths = [path_str(path) for path, _ in leaves]
   for (pattern, _), count in zip(rules, _match_counts(paths, rules)):
     if count == 0:
       raise ValueError(f"rule pattern {pattern!r} matches no parameter; the parameters "
@@ -537,7 +493,7 @@ def apply_gpt2(params: Any, *, key: jax.Array, num_layers: int | None = None,
   Returns:
     The new params pytree.
   """
-  pattern = _check_pattern(pattern, "pattern")
+  pattern = validation.check_pattern(pattern, "pattern")
   if num_layers is None:
     n = _count(params, pattern)
     if n == 0 or n % 2:
@@ -565,7 +521,7 @@ def apply_fixup(params: Any, *, key: jax.Array, branch_layers: Sequence[str],
   Raises:
     ValueError: ``branch_layers`` finds no residual branch in ``params``.
   """
-  branch_layers = _check_patterns(branch_layers, "branch_layers")
+  branch_layers = validation.check_patterns(branch_layers, "branch_layers")
   if len(branch_layers) < 2:
     raise ValueError(f"branch_layers must name the m >= 2 weight layers of a residual branch "
                      f"in order (Fixup scales by L^(-1/(2m-2))), got {list(branch_layers)!r}")
@@ -602,7 +558,7 @@ def apply_tfixup(params: Any, *, key: jax.Array, num_layers: int | None = None,
   Raises:
     ValueError: ``out`` finds no attention block (no residual branches) in ``params``.
   """
-  out = _check_pattern(out, "out")
+  out = validation.check_pattern(out, "out")
   if num_layers is None:
     num_layers = _count(params, out)
     if num_layers == 0:

@@ -9,7 +9,6 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from jinit._src import validation
-from jinit._src.residual import rezero_rules
 
 
 def _check_add(residual: jax.Array, branch: jax.Array) -> None:

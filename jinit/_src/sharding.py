@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -14,20 +14,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jinit._src import validation
 
-
 _AXIS_TYPE = getattr(jax.sharding, "AxisType", None)  # jax >= 0.5; older meshes are all Auto
 
-_SIMULATE_HINT = ("on CPU, simulate N devices with XLA_FLAGS=--xla_force_host_platform_device_count=N "
-                  "set before jax is imported")
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-  """TypeError for a non-int (bool included), ValueError for an int < 1: both name ``name``."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-  if value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return int(value)
+_SIMULATE_HINT = ("on CPU, simulate N devices with "
+                  "XLA_FLAGS=--xla_force_host_platform_device_count=N set before jax is imported")
 
 
 def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",),
@@ -60,7 +50,7 @@ def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",
   available = list(jax.devices() if devices is None else devices)
   if n_devices is None:
     n_devices = len(available)
-  n_devices = _check_positive_int(n_devices, "n_devices")
+  n_devices = validation.check_int(n_devices, "n_devices")
   if n_devices > len(available):
     platform = available[0].platform if available else "none"
     raise ValueError(
@@ -83,7 +73,7 @@ def make_mesh(n_devices: int | None = None, axis_names: Sequence[str] = ("data",
       raise ValueError(f"at most one of axis_sizes may be -1, got {tuple(sizes)!r}")
     for s in sizes:
       if s != -1:
-        _check_positive_int(s, "each of axis_sizes")
+        validation.check_int(s, "each of axis_sizes")
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
       if n_devices % known:
@@ -138,7 +128,7 @@ def check_sharding(shape: Sequence[int], sharding: NamedSharding | PartitionSpec
   if isinstance(sharding, NamedSharding):
     if mesh is not None and mesh != sharding.mesh:
       raise ValueError("mesh was given but differs from the NamedSharding's mesh")
-    mesh, spec = sharding.mesh, sharding.spec
+    mesh, spec = cast(Mesh, sharding.mesh), sharding.spec
   elif isinstance(sharding, PartitionSpec):
     if mesh is None:
       raise ValueError("a PartitionSpec sharding needs mesh= (or pass a NamedSharding)")

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -65,7 +66,7 @@ DEFAULT_SEARCH = (1e-2, 1e2)  # sigma_w2 range searched by critical_sigma_w2
 # --------------------------------------------------------------------------- quadrature
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rule(n: int) -> tuple[np.ndarray, np.ndarray]:
   """Probabilists' Gauss-Hermite nodes and weights for z ~ N(0, 1), as in gains.second_moment."""
   nodes, weights = np.polynomial.hermite_e.hermegauss(n)
@@ -314,11 +315,7 @@ def _check_sigma(value: Any, name: str, *, positive: bool) -> jax.Array:
 
 
 def _check_depth(depth: Any) -> int:
-  if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
-    raise TypeError(f"depth must be a positive int, got {depth!r}")
-  if depth <= 0:
-    raise ValueError(f"depth must be a positive int (>= 1), got {depth!r}")
-  return int(depth)
+  return validation.check_int(depth, "depth")
 
 
 def _check_result(out: jax.Array, what: str, phi) -> jax.Array:
@@ -554,6 +551,12 @@ def critical_sigma_w2(phi: Activation, sigma_b2, *,
   Raises:
     ValueError: sigma_b2 < 0, a bad ``search``, or (concrete sigma_b2) no critical point
       in the searched range; the message gives chi1 at both ends.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jinit import theory
+    >>> round(float(theory.critical_sigma_w2(jnp.tanh, 0.05)), 2)
+    1.76
   """
   _check_phi(phi)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
@@ -602,8 +605,8 @@ def edge_of_chaos(phi: Activation, sigma_b2, *, distribution: str = "normal",
   Example::
 
     kernel, bias = jinit.theory.edge_of_chaos(jnp.tanh, 0.05)
-    nn.Dense(512, kernel_init=jinit.flax.kernel_init(kernel),
-             bias_init=jinit.flax.bias_init(bias))
+    nn.Dense(512, kernel_init=jinit.linen.kernel_init(kernel),
+             bias_init=jinit.linen.bias_init(bias))
 
   Args:
     phi: an elementwise activation.
@@ -708,8 +711,7 @@ def wide_net_variances(key: jax.Array, phi: Activation, sigma_w2, sigma_b2, x, d
   sw = validation.check_real(sigma_w2, "sigma_w2", positive=True)
   sb = validation.check_real(sigma_b2, "sigma_b2", nonnegative=True)
   depth = _check_depth(depth)
-  if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width <= 0:
-    raise ValueError(f"width must be a positive int, got {width!r}")
+  width = validation.check_int(width, "width")
   x = jnp.asarray(x, jnp.float32)
   if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"x must be a non-empty (batch, d) array, got shape {x.shape}")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -48,6 +50,70 @@ def check_shape(shape: Any, *, min_rank: int = 0, name: str = "shape",
   return tuple(dims)
 
 
+def _int_what(minimum: int | None) -> str:
+  if minimum is None:
+    return "an int"
+  if minimum == 1:
+    return "a positive int"
+  if minimum == 0:
+    return "a non-negative int"
+  return f"an int >= {minimum}"
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = 1, why: str = "") -> int:
+  """Returns ``value`` as a Python int ``>= minimum``, or raises.
+
+  A bool is not an int here; a numpy integer is. ``minimum=None`` admits any int.
+
+  Args:
+    value: the argument to check.
+    name: the argument's name, for the messages.
+    minimum: the smallest value allowed (1: a positive int, the default).
+    why: appended to the ValueError's message, e.g. ``" (a block has two layers)"``.
+
+  Returns:
+    ``value`` as a Python int.
+
+  Raises:
+    TypeError: ``value`` is not an int.
+    ValueError: ``value`` is below ``minimum``.
+  """
+  what = _int_what(minimum)
+  if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+    raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+  value = int(value)
+  if minimum is not None and value < minimum:
+    raise ValueError(f"{name} must be {what}{why}, got {value!r}")
+  return value
+
+
+def check_init(init: Any, name: str) -> Any:
+  """Returns ``init`` if it is callable (a jinit initializer), or raises a TypeError."""
+  if not callable(init):
+    raise TypeError(f"{name} must be a jinit initializer (a callable), got {init!r}")
+  return init
+
+
+def check_pattern(pattern: Any, name: str) -> str:
+  """Returns ``pattern`` if it is a string that compiles as a regex, or raises."""
+  if not isinstance(pattern, str):
+    raise TypeError(f"{name} must be a regex string, got {pattern!r}")
+  try:
+    re.compile(pattern)
+  except re.error as e:
+    raise ValueError(f"{name}={pattern!r} is not a valid regex: {e}") from None
+  return pattern
+
+
+def check_patterns(patterns: Any, name: str) -> tuple[str, ...]:
+  """Returns a regex string or a sequence of them as a tuple of checked regex strings."""
+  if isinstance(patterns, str):
+    patterns = (patterns,)
+  if not isinstance(patterns, Sequence):
+    raise TypeError(f"{name} must be a regex string or a sequence of them, got {patterns!r}")
+  return tuple(check_pattern(p, f"{name}[{i}]") for i, p in enumerate(patterns))
+
+
 # A fan counts the elements an output (or input) unit sees; no array has more than
 # 2**63 - 1 elements, so a larger fan is a mistake (and 10**400 cannot be a float).
 MAX_FAN = 2**63 - 1
@@ -63,16 +129,11 @@ def check_fan(value: Any, name: str, *, required: bool, allow_zero: bool = False
     if required:
       raise ValueError(f"{name} is required by this initializer (a positive int), got None")
     return None
-  what = "a non-negative int" if allow_zero else "a positive int"
-  if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-    if not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) \
-        and math.isfinite(value) and float(value).is_integer():
-      value = int(value)
-    else:
-      raise TypeError(f"{name} must be {what}, got {value!r}")
-  value = int(value)
-  if value < 0 or (value == 0 and not allow_zero):
-    raise ValueError(f"{name} must be {what}, got {value!r}")
+  if not isinstance(value, bool) and isinstance(value, (numbers.Real, np.floating)) \
+      and not isinstance(value, (numbers.Integral, np.integer)) \
+      and math.isfinite(float(value)) and float(value).is_integer():
+    value = int(float(value))
+  value = check_int(value, name, minimum=0 if allow_zero else 1)
   if value > MAX_FAN:
     digits = len(str(value))
     shown = str(value) if digits <= 30 else f"an int of {digits} digits"
@@ -90,11 +151,10 @@ def check_key(key: Any, name: str = "key") -> Any:
   """
   how = ("a PRNG key made by jax.random.key(seed) (or a legacy jax.random.PRNGKey(seed)); "
          "for several keys, jax.vmap over the initializer")
-  dtype = getattr(key, "dtype", None)
-  shape = getattr(key, "shape", None)
-  if not isinstance(key, (jax.Array, np.ndarray)) or dtype is None:
+  if not isinstance(key, (jax.Array, np.ndarray)):
     raise TypeError(f"{name} must be {how}, got {key!r}")
-  if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+  dtype, shape = key.dtype, key.shape
+  if jnp.issubdtype(dtype, jax.dtypes.prng_key):
     if shape != ():
       raise TypeError(f"{name} must be a single key (shape ()), got a key array of shape "
                       f"{shape}; {how}")
@@ -170,7 +230,7 @@ def check_real(value: Any, name: str, *, positive: bool = False,
 def _real_finfo(dtype: Any):
   dt = jnp.dtype(dtype)
   if jnp.issubdtype(dt, jnp.complexfloating):
-    dt = jnp.dtype(np.zeros((), dt).real.dtype)
+    dt = jnp.dtype(np.real(np.zeros((), dt)).dtype)
   return jnp.finfo(dt)
 
 

@@ -75,7 +75,7 @@ def main():
       else:
         v, info = jinit.lsuv.lsuv(model, variables, x, jax.random.key(5), return_info=True)
         after = jinit.diagnostics.diagnose(model, v, x, **loss_kwargs(name, x))
-    counts = {r: len(report.by_role(r)) for r in jinit.diagnostics.ROLES}
+    counts = {r: len(report.by_role(r)) for r in jinit.diagnostics.REPORT_ROLES}
     entry = {"title": TITLES[name], "kernels": kernel_count(model, variables),
              "rows": len(report.rows), "by_role": counts, "diagnose_seconds": seconds,
              "table": report.table(), "rows_detail": report.to_dict(histograms=False)["rows"],
