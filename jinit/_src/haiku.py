@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jinit._src import initializers as inits
-from jinit._src import layers
-from jinit._src import validation
+from jinit._src import layers, validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 
 LAYOUTS = ("auto", "linear", "conv", "conv_transpose", "embed", "lstm", "gru")
