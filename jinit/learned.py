@@ -18,5 +18,11 @@ from jinit._src.learned import gradinit as gradinit
 from jinit._src.learned import gradinit_objective as gradinit_objective
 from jinit._src.learned import metainit as metainit
 
-__all__ = ["LearnedInit", "OPTIMIZERS", "gradient_quotient", "gradinit", "gradinit_objective",
-           "metainit"]
+__all__ = [
+           "OPTIMIZERS",
+           "LearnedInit",
+           "gradient_quotient",
+           "gradinit",
+           "gradinit_objective",
+           "metainit",
+]

@@ -33,9 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import layers
-from jinit._src import residual
-from jinit._src import validation
+from jinit._src import layers, residual, validation
 
 
 class LearnedInit(NamedTuple):
