@@ -110,7 +110,8 @@ def test_gpt_neox_rules_match_every_framework():
   recipe = recipes.gpt_neox(n, d, ffn_out=r"mlp/~/linear_1/w$")
   new = jh.reinit(params, key=KEY, **recipe)
   assert np.all(new["multi_head_attention/linear"]["b"] == 0)
-  assert abs(np.std(new["mlp/~/linear_1"]["w"]) / (2 / n / math.sqrt(d)) - 1) < 0.1
+  w = np.ravel(new["mlp/~/linear_1"]["w"])  # 4096 samples: 6-sigma band of the sample std
+  assert abs(w.std() / (2 / n / math.sqrt(d)) - 1) < 6 / math.sqrt(2 * w.size)
   # params pytree
   tree = recipes.apply_recipe(nnx.state(model, nnx.Param), recipes.olmo2(), key=KEY)
   assert float(jnp.max(jnp.abs(tree["blocks"][0]["attn"]["query"]["kernel"][...]))) <= 0.06

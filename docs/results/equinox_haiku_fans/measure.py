@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-import jinit  # noqa: E402  pylint: disable=wrong-import-position
-import jinit.equinox as je  # noqa: E402  pylint: disable=wrong-import-position
-import jinit.haiku as jh  # noqa: E402  pylint: disable=wrong-import-position
-from experiments.common import results  # noqa: E402  pylint: disable=wrong-import-position
+import jinit
+import jinit.equinox as je
+import jinit.haiku as jh
+from experiments.common import results
 
 OUT = os.path.dirname(os.path.abspath(__file__))
 KEY = jax.random.key(0)
@@ -63,7 +63,9 @@ def _eqx_layers():
     def __init__(self, key):
       self.linear = eqx.nn.Linear(128, 128, key=key)
 
-  mha = lambda: eqx.nn.MultiheadAttention(4, 192, key=k[1])  # noqa: E731
+  def mha():
+    return eqx.nn.MultiheadAttention(4, 192, key=k[1])
+
   return [
       ("Linear 256→128", lambda: eqx.nn.Linear(256, 128, key=k[0]), lambda m: m.weight,
        256, 128, lambda w: [_t(w).T]),
@@ -186,17 +188,17 @@ def summary(rows, meta) -> str:
   worst_o = max(r["measured"] for r in rows if r["expected_std"] is None)
   lines = [
       "# Equinox and Haiku layer fans: measured vs expected weight std after reinit", "",
-      f"Written by `{meta['command']}` on {meta['date']} ({meta['machine']}; jax "
-      f"{meta['jax']}, equinox {meta['equinox']}, dm-haiku {meta['haiku']}). One key; the "
-      "std's standard error is about std/√(2n) (< 0.6% for n ≥ 16384).", "",
-      "- **expected std**: the init's formula with the layer's true fans (per gate for "
-      "recurrent cells, per group for grouped convs; tables in `jinit/_src/equinox.py`, "
-      "`jinit/_src/haiku.py`).",
-      "- **measured**: the std of the weight after `jinit.equinox.reinit` / "
-      "`jinit.haiku.reinit` (ratio to expected in brackets).",
+      (f"Written by `{meta['command']}` on {meta['date']} ({meta['machine']}; jax "
+       f"{meta['jax']}, equinox {meta['equinox']}, dm-haiku {meta['haiku']}). One key; the "
+       "std's standard error is about std/√(2n) (< 0.6% for n ≥ 16384)."), "",
+      ("- **expected std**: the init's formula with the layer's true fans (per gate for "
+       "recurrent cells, per group for grouped convs; tables in `jinit/_src/equinox.py`, "
+       "`jinit/_src/haiku.py`)."),
+      ("- **measured**: the std of the weight after `jinit.equinox.reinit` / "
+       "`jinit.haiku.reinit` (ratio to expected in brackets)."),
       "- **orthogonal** rows give max |WᵀW − I| over every gate, group and stacked copy.", "",
-      f"Largest deviation from the formula: {100 * worst:.2f}% (std rows); largest "
-      f"orthogonality error: {worst_o:.1e}.", "",
+      (f"Largest deviation from the formula: {100 * worst:.2f}% (std rows); largest "
+       f"orthogonality error: {worst_o:.1e}."), "",
       "| framework | layer | init | fans (in, out) | n | expected std | measured |",
       "|---|---|---|---|---|---|---|"]
   for r in rows:
