@@ -129,3 +129,29 @@ def test_bad_input():
     learned.metainit(model, (X, Y[:3]), eqx_loss, key=KEY)
   with pytest.raises(ValueError, match="batch_size"):
     learned.gradinit(model, BATCH, eqx_loss, key=KEY, batch_size=20)
+
+
+@pytest.mark.slow  # compiles MetaInit's Hessian-vector product through the ViT: minutes on 2 CPUs
+def test_deep_transformer_extra_variants_smoke():
+  """experiments/common/transformer_inits: each extra variant gives finite params and loss."""
+  from experiments import deep_transformer as dt
+  from experiments.common import transformer_inits as ti
+  from jinit import recipes
+
+  cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=2, width=8, heads=2, mlp=16)
+  patches = jax.random.normal(KEY, (16, 4, 6))
+  labels = jnp.arange(16) % 10
+  for variant in ti.EXTRA_VARIANTS:
+    arch = jnp.asarray(ti.ARCH_EXTRA[variant])
+
+    def loss(p, b, arch=arch):
+      return dt._loss(dt.stack_blocks(p), arch, b[0], b[1], cfg)  # pylint: disable=protected-access
+
+    params = ti.init_extra(variant, cfg, KEY, standard_rules=dt.STANDARD_RULES, loss_fn=loss,
+                           batch=(patches, labels))
+    assert jax.tree.structure(params) == jax.tree.structure(
+        dt.init_params("preln_standard", cfg, KEY)), variant
+    assert np.isfinite(float(loss(params, (patches, labels)))), variant
+  params = ti.init_extra("postln_deepnorm", cfg, KEY, standard_rules=dt.STANDARD_RULES)
+  np.testing.assert_allclose(float(params["blocks"][1]["gate"]["alpha"]),
+                             1 / recipes.deepnorm_alpha(2, "encoder"), rtol=1e-6)
