@@ -1,0 +1,359 @@
+r"""Implementation of :mod:`jinit.learned`: learned initialization (MetaInit, GradInit).
+
+Both learn one positive scale per parameter tensor of an already initialized model,
+from a batch, and return the rescaled model next to the scales:
+
+* **MetaInit** (Dauphin & Schoenholz 2019): each weight tensor's norm is learned by
+  descending the *gradient quotient*
+
+  .. math:: GQ(\theta) = \frac{1}{N}\Big\| \frac{g - Hg}{g + \epsilon\,\mathrm{sign}(g)}
+            - 1 \Big\|_1, \qquad g = \nabla L(\theta),\ Hg = \nabla^2 L(\theta)\, g
+
+  (small when the gradient barely changes after a step: a flat, well-conditioned start),
+  with signed SGD with momentum, as google/init2winit's ``init_lib/meta_init.py``.
+* **GradInit** (Zhu et al. 2021): the scales m minimize the loss after one step of
+  the target optimizer, ``L(m*theta - eta A[g(m*theta; x1)]; x2)``, under the bound
+  ``||g(m*theta; x1)||_{p} <= gamma`` (p = 1 with Adam, whose first step is A[g] =
+  sign(g); p = 2 with SGD, A[g] = g); when the bound is violated the step descends
+  the gradient norm instead. m is learned with Adam and kept >= ``min_scale``.
+
+Models: an ``nnx.Module`` (``loss_fn(model, batch)``), an Equinox module
+(``loss_fn(model, batch)``), or any params pytree, e.g. linen variables or Haiku params
+(``loss_fn(params, batch)``). Each step draws its minibatch(es) from ``batch`` with
+``fold_in(key, step)``; the whole loop is one ``jax.jit``-compiled ``lax.scan``, so a
+key gives the same result every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinit._src import layers, residual, validation
+
+
+class LearnedInit(NamedTuple):
+  """What :func:`metainit` and :func:`gradinit` return.
+
+  Attributes:
+    model: the rescaled model (a new one; the input is not modified).
+    scales: ``{path: factor}``, each learned tensor's new value = factor * old value.
+    history: the objective at each step (MetaInit: gradient quotient; GradInit: the
+      loss after one step, or the gradient norm on steps where the bound was violated).
+  """
+
+  model: Any
+  scales: dict[str, float]
+  history: np.ndarray
+
+
+def _split(model: Any):
+  """``(params pytree, rebuild(params) -> model)`` for nnx, Equinox, or a plain pytree."""
+  try:
+    from flax import nnx  # pylint: disable=import-outside-toplevel
+  except ImportError:  # pragma: no cover
+    nnx = None
+  if nnx is not None and isinstance(model, nnx.Module):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return params, lambda p: nnx.merge(graphdef, p, rest)
+  try:
+    import equinox as eqx  # pylint: disable=import-outside-toplevel
+  except ImportError:  # pragma: no cover
+    eqx = None
+  if eqx is not None and isinstance(model, eqx.Module):
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    return params, lambda p: eqx.combine(p, static)
+  return model, lambda p: p
+
+
+def _check_common(batch: Any, loss_fn: Any, key: Any, steps: Any, batch_size: Any):
+  if not callable(loss_fn):
+    raise TypeError(f"loss_fn must be callable loss_fn(model, batch) -> scalar, got {loss_fn!r}")
+  key = layers.check_key(key)
+  if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+    raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+  leaves = jax.tree_util.tree_leaves(batch)
+  if not leaves or any(jnp.ndim(x) < 1 for x in leaves):
+    raise ValueError("batch must be a pytree of arrays with a leading batch axis")
+  n = {int(jnp.shape(x)[0]) for x in leaves}
+  if len(n) != 1:
+    raise ValueError(f"batch's arrays must share their leading (batch) axis, got sizes {n}")
+  n = n.pop()
+  if batch_size is None:
+    batch_size = n
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+      or not 1 <= batch_size <= n:
+    raise ValueError(f"batch_size must be an int in [1, {n}] (the batch's size), got "
+                     f"{batch_size!r}")
+  return key, int(steps), n, int(batch_size)
+
+
+def _take(batch: Any, idx: jax.Array) -> Any:
+  return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), batch)
+
+
+def _floating(leaves) -> list[int]:
+  return [i for i, x in enumerate(leaves)
+          if hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+
+
+def _task(rebuild, treedef, loss_fn):
+  def task(flat, b):
+    return loss_fn(rebuild(jax.tree_util.tree_unflatten(treedef, flat)), b)
+  return task
+
+
+def gradient_quotient(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *,
+                      eps: float = 1e-5) -> float:
+  r"""MetaInit's objective, the gradient quotient GQ of ``model`` on ``batch``.
+
+  .. math:: GQ = \frac{1}{N}\sum_i \Big|\frac{g_i - (Hg)_i}{g_i + \epsilon\,
+            \mathrm{sign}(g_i)} - 1\Big|
+
+  over all N floating parameters (init2winit's ``meta_loss``).
+  """
+  params, rebuild = _split(model)
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  task = _task(rebuild, treedef, loss_fn)
+  return float(jax.jit(lambda p: _gq(task, p, batch, eps))(leaves))
+
+
+def _gq(task, flat, b, eps):
+  grad = jax.grad(task)
+  g = grad(flat, b)
+  hg = jax.jvp(lambda p: grad(p, b), (flat,), (g,))[1]
+  total, count = 0.0, 0
+  for gi, hi in zip(g, hg):
+    sign = jax.lax.stop_gradient(jnp.where(gi >= 0, 1.0, -1.0).astype(gi.dtype))
+    total = total + jnp.sum(jnp.abs((gi - hi) / (gi + eps * sign) - 1))
+    count += gi.size
+  return total / count
+
+
+def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
+             steps: int = 50, lr: float = 0.1, momentum: float = 0.5, eps: float = 1e-5,
+             batch_size: int | None = 8) -> LearnedInit:
+  """MetaInit: learns each weight tensor's norm by descending the gradient quotient.
+
+  init2winit's algorithm (``meta_optimize_scales``): every tensor of rank >= 2 is
+  normalized to norm 1 and its norm becomes a learned scalar, starting from its
+  current norm; each step takes the sign of the gradient of the gradient quotient
+  (:func:`gradient_quotient`) w.r.t. the norms and applies SGD with momentum
+  (``v <- momentum v + sign(grad)``, ``norm <- norm - lr v``; defaults: init2winit's
+  lr 0.1, momentum 0.5, 50 steps, batch 8, eps 1e-5). Deviations from init2winit: the
+  minibatches are drawn from ``batch`` (init2winit feeds N(0, 1) inputs with random
+  one-hot targets: pass such a batch to match it), and only rank >= 2 tensors get a
+  learned norm (init2winit's docstring says so; its code also updates nonzero biases).
+
+  Args:
+    model: an nnx Module, an Equinox module, or a params pytree.
+    batch: a pytree of arrays with a leading batch axis.
+    loss_fn: ``loss_fn(model, batch) -> scalar`` (a params pytree for pytrees).
+    key: PRNG key for the minibatches (step i uses ``fold_in(key, i)``).
+    steps, lr, momentum, eps: as above.
+    batch_size: minibatch size per step (None or the batch's size: the whole batch).
+
+  Returns:
+    :class:`LearnedInit` ``(model, scales, history)``; a scale is new norm / old norm.
+
+  Raises:
+    TypeError, ValueError: bad arguments (before any work); a model with no tensor of
+      rank >= 2.
+
+  References: Dauphin & Schoenholz 2019, "MetaInit: Initializing learning by learning to
+  initialize", NeurIPS; google/init2winit ``init2winit/init_lib/meta_init.py``.
+  """
+  key, steps, n, bs = _check_common(batch, loss_fn, key, steps,
+                                    None if batch_size is None else min(batch_size, _size(batch)))
+  lr = validation.check_real(lr, "lr", positive=True)
+  momentum = validation.check_real(momentum, "momentum")
+  eps = validation.check_real(eps, "eps", positive=True)
+  params, rebuild = _split(model)
+  path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  leaves = [x for _, x in path_leaves]
+  learn = [i for i in _floating(leaves) if jnp.ndim(leaves[i]) >= 2]
+  if not learn:
+    raise ValueError("metainit: the model has no parameter tensor of rank >= 2 to rescale")
+  norms0 = [jnp.linalg.norm(jnp.ravel(leaves[i]).astype(jnp.float32)) for i in learn]
+  units = [jnp.where(nm > 0, leaves[i] / jnp.where(nm > 0, nm, 1).astype(leaves[i].dtype),
+                     leaves[i]) for nm, i in zip(norms0, learn)]
+  task = _task(rebuild, treedef, loss_fn)
+
+  def assemble(norms):
+    flat = list(leaves)
+    for j, i in enumerate(learn):
+      flat[i] = units[j] * norms[j].astype(units[j].dtype)
+    return flat
+
+  def meta(norms, b):
+    return _gq(task, assemble(norms), b, eps)
+
+  @jax.jit
+  def run(norms):
+    def step(carry, i):
+      norms, vel = carry
+      idx = jax.random.permutation(jax.random.fold_in(key, i), n)[:bs]
+      value, grads = jax.value_and_grad(meta)(norms, _take(batch, idx))
+      vel = [momentum * v + jnp.sign(g) for v, g in zip(vel, grads)]
+      norms = [nm - lr * v for nm, v in zip(norms, vel)]
+      return (norms, vel), value
+    (norms, _), hist = jax.lax.scan(step, (norms, [jnp.zeros_like(x) for x in norms]),
+                                    jnp.arange(steps))
+    return norms, hist
+
+  norms, hist = run(norms0)
+  flat = assemble(norms)
+  new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
+  scales = {residual._path_str(path_leaves[i][0]):  # pylint: disable=protected-access
+            float(norms[j] / norms0[j]) if float(norms0[j]) > 0 else float("nan")
+            for j, i in enumerate(learn)}
+  return LearnedInit(new, scales, np.asarray(hist))
+
+
+def _size(batch: Any) -> int:
+  leaves = jax.tree_util.tree_leaves(batch)
+  return int(jnp.shape(leaves[0])[0]) if leaves and jnp.ndim(leaves[0]) >= 1 else 1
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def gradinit_objective(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *,
+                       optimizer: str = "adam", lr: float | None = None,
+                       batch2: Any = None) -> tuple[float, float]:
+  """GradInit's two quantities at ``model``: the step on ``batch`` (x1), the loss on ``batch2``.
+
+  Args:
+    model, batch, loss_fn, optimizer, lr: as in :func:`gradinit`.
+    batch2: x2, the batch the loss after the step is measured on (default: ``batch``).
+
+  Returns:
+    ``(loss after one step of optimizer, gradient norm)``: the loss
+    ``L(theta - lr A[g])`` and ``||g||_1`` (Adam) or ``||g||_2`` (SGD).
+  """
+  validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
+  lr = _default_lr(optimizer, lr)
+  params, rebuild = _split(model)
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  task = _task(rebuild, treedef, loss_fn)
+  learn = _floating(leaves)
+  x2 = batch if batch2 is None else batch2
+  loss, gnorm = jax.jit(lambda p: _one_step(task, p, learn, batch, x2, optimizer, lr))(leaves)
+  return float(loss), float(gnorm)
+
+
+def _default_lr(optimizer: str, lr: Any) -> float:
+  if lr is None:
+    return 1e-3 if optimizer == "adam" else 0.1
+  return validation.check_real(lr, "lr", positive=True)
+
+
+def _one_step(task, flat, learn, x1, x2, optimizer, lr):
+  """``(L(theta - lr A[g(theta; x1)]; x2), ||g||_p)``."""
+  g = jax.grad(task)(flat, x1)
+  if optimizer == "adam":
+    gnorm = sum(jnp.sum(jnp.abs(g[i])) for i in learn)
+    step = [jnp.sign(gi) for gi in g]
+  else:
+    gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g[i])) for i in learn))
+    step = g
+  moved = list(flat)
+  for i in learn:
+    moved[i] = flat[i] - jnp.asarray(lr, flat[i].dtype) * step[i]
+  return task(moved, x2), gnorm
+
+
+def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
+             optimizer: str = "adam", lr: float | None = None, gamma: float = 1.0,
+             steps: int = 100, scale_lr: float = 1e-2, min_scale: float = 1e-2,
+             batch_size: int | None = None) -> LearnedInit:
+  r"""GradInit: one scale per parameter tensor so that the first optimizer step helps most.
+
+  Algorithm 1 of Zhu et al. 2021: scales m (one per floating tensor, weights and
+  biases and norm gains alike, starting at 1); each step draws two minibatches x1, x2 and
+
+  .. math:: \min_m\ L\big(m\theta - \eta A[g(m\theta; x_1)];\ x_2\big)
+            \quad \text{s.t.}\ \|g(m\theta; x_1)\|_{p} \le \gamma
+
+  (Adam: A[g] = sign(g), its first update, p = 1; SGD: A[g] = g, p = 2); a step where
+  the bound is violated descends ``||g||_p`` instead. m is updated by Adam with step
+  ``scale_lr`` (tau) and clipped to ``>= min_scale`` (alpha).
+
+  Args:
+    model: an nnx Module, an Equinox module, or a params pytree.
+    batch: a pytree of arrays with a leading batch axis.
+    loss_fn: ``loss_fn(model, batch) -> scalar``.
+    key: PRNG key for the minibatches.
+    optimizer: ``"adam"`` or ``"sgd"``: the optimizer training will use.
+    lr: its learning rate eta (default 1e-3 for Adam, 0.1 for SGD).
+    gamma: the gradient-norm bound.
+    steps: number of GradInit steps.
+    scale_lr: tau, Adam's step on the scales.
+    min_scale: alpha, the scales' lower bound.
+    batch_size: size of x1 and x2 (default: half the batch each).
+
+  Returns:
+    :class:`LearnedInit` ``(model, scales, history)``.
+
+  References: Zhu, Ni, Xu, Kong, Huang & Goldstein 2021, "GradInit: Learning to Initialize
+  Neural Networks for Stable and Efficient Training", NeurIPS, https://arxiv.org/abs/2102.08098
+  """
+  n_total = _size(batch)
+  key, steps, n, bs = _check_common(batch, loss_fn, key, steps,
+                                    max(1, n_total // 2) if batch_size is None else batch_size)
+  if 2 * bs > n:
+    raise ValueError(f"batch_size={bs}: GradInit draws two disjoint minibatches of batch_size, "
+                     f"so it must be <= {n // 2} for a batch of {n}")
+  validation.check_choice(optimizer, "optimizer", OPTIMIZERS)
+  lr = _default_lr(optimizer, lr)
+  gamma = validation.check_real(gamma, "gamma", positive=True)
+  scale_lr = validation.check_real(scale_lr, "scale_lr", positive=True)
+  min_scale = validation.check_real(min_scale, "min_scale", positive=True)
+  params, rebuild = _split(model)
+  path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  leaves = [x for _, x in path_leaves]
+  learn = _floating(leaves)
+  if not learn:
+    raise ValueError("gradinit: the model has no floating parameter to rescale")
+  task = _task(rebuild, treedef, loss_fn)
+  b1, b2, adam_eps = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015) for the scales
+
+  def assemble(m):
+    flat = list(leaves)
+    for j, i in enumerate(learn):
+      flat[i] = leaves[i] * m[j].astype(leaves[i].dtype)
+    return flat
+
+  def objective(m, x1, x2):
+    loss, gnorm = _one_step(task, assemble(m), learn, x1, x2, optimizer, lr)
+    violated = gnorm > gamma
+    return jnp.where(violated, gnorm, loss), violated
+
+  @jax.jit
+  def run(m):
+    def step(carry, i):
+      m, mu, nu = carry
+      perm = jax.random.permutation(jax.random.fold_in(key, i), n)
+      x1, x2 = _take(batch, perm[:bs]), _take(batch, perm[bs:2 * bs])
+      (value, _), grads = jax.value_and_grad(objective, has_aux=True)(m, x1, x2)
+      t = (i + 1).astype(jnp.float32)
+      mu = [b1 * a + (1 - b1) * g for a, g in zip(mu, grads)]
+      nu = [b2 * a + (1 - b2) * g * g for a, g in zip(nu, grads)]
+      m = [jnp.maximum(s - scale_lr * (a / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t))
+                                                            + adam_eps), min_scale)
+           for s, a, v in zip(m, mu, nu)]
+      return (m, mu, nu), value
+    zeros = [jnp.zeros((), jnp.float32) for _ in m]
+    (m, _, _), hist = jax.lax.scan(step, (m, zeros, list(zeros)), jnp.arange(steps))
+    return m, hist
+
+  m, hist = run([jnp.ones((), jnp.float32) for _ in learn])
+  new = rebuild(jax.tree_util.tree_unflatten(treedef, assemble(m)))
+  scales = {residual._path_str(path_leaves[i][0]): float(m[j])  # pylint: disable=protected-access
+            for j, i in enumerate(learn)}
+  return LearnedInit(new, scales, np.asarray(hist))
+

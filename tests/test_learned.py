@@ -1,0 +1,157 @@
+"""jinit.learned: MetaInit and GradInit improve their own objectives, deterministically."""
+
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jinit import learned
+
+KEY = jax.random.key(0)
+X = jax.random.normal(jax.random.key(1), (32, 8))
+Y = jnp.sin(X[:, :2] * 2.0)
+BATCH = (X, Y)
+
+
+def eqx_loss(model, batch):
+  x, y = batch
+  return jnp.mean(jnp.square(jax.vmap(model)(x) - y))
+
+
+def eqx_model(scale=1.0):
+  mlp = eqx.nn.MLP(8, 2, 16, 2, key=KEY)
+  return jax.tree_util.tree_map(lambda w: w * scale if eqx.is_inexact_array(w) else w, mlp)
+
+
+def test_metainit_lowers_gradient_quotient_and_is_deterministic():
+  model = eqx_model(3.0)  # a badly scaled start
+  before = learned.gradient_quotient(model, BATCH, eqx_loss)
+  out = learned.metainit(model, BATCH, eqx_loss, key=KEY, steps=20, batch_size=16)
+  after = learned.gradient_quotient(out.model, BATCH, eqx_loss)
+  assert after < before, (before, after)
+  assert set(out.scales) == {"layers/0/weight", "layers/1/weight", "layers/2/weight"}
+  assert out.history.shape == (20,)
+  again = learned.metainit(model, BATCH, eqx_loss, key=KEY, steps=20, batch_size=16)
+  assert again.scales == out.scales
+  other = learned.metainit(model, BATCH, eqx_loss, key=jax.random.key(5), steps=20,
+                           batch_size=16)
+  assert other.scales != out.scales
+  # Biases are not rescaled; weights are their old direction times the learned scale.
+  np.testing.assert_array_equal(out.model.layers[0].bias, model.layers[0].bias)
+  np.testing.assert_allclose(out.model.layers[1].weight,
+                             model.layers[1].weight * out.scales["layers/1/weight"], rtol=1e-5)
+
+
+def split_objective(model, optimizer, lr):
+  """GradInit's own objective: loss on x2 after one step on a disjoint x1, over 3 fixed splits."""
+  vals = []
+  for s in range(3):
+    perm = np.asarray(jax.random.permutation(jax.random.key(100 + s), 32))
+    x1 = (X[perm[:16]], Y[perm[:16]])
+    x2 = (X[perm[16:]], Y[perm[16:]])
+    vals.append(learned.gradinit_objective(model, x1, eqx_loss, optimizer=optimizer, lr=lr,
+                                           batch2=x2)[0])
+  return float(np.mean(vals))
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.05), ("sgd", 0.5)])
+def test_gradinit_lowers_its_objective_eqx(optimizer, lr):
+  model = eqx_model()
+  before = split_objective(model, optimizer, lr)
+  out = learned.gradinit(model, BATCH, eqx_loss, key=KEY, optimizer=optimizer, lr=lr,
+                         gamma=1e6, steps=20, scale_lr=0.05)
+  after = split_objective(out.model, optimizer, lr)
+  assert after < before, (before, after)
+  assert min(out.scales.values()) >= 1e-2
+  again = learned.gradinit(model, BATCH, eqx_loss, key=KEY, optimizer=optimizer, lr=lr,
+                           gamma=1e6, steps=20, scale_lr=0.05)
+  assert again.scales == out.scales
+
+
+def test_gradinit_gradient_bound_shrinks_the_gradient():
+  model = eqx_model(2.0)
+  _, g0 = learned.gradinit_objective(model, BATCH, eqx_loss, optimizer="sgd", lr=0.1)
+  gamma = g0 / 4
+  out = learned.gradinit(model, BATCH, eqx_loss, key=KEY, optimizer="sgd", lr=0.1,
+                         gamma=gamma, steps=40, scale_lr=0.05)
+  _, g1 = learned.gradinit_objective(out.model, BATCH, eqx_loss, optimizer="sgd", lr=0.1)
+  assert g1 < g0 / 2, (g0, g1)
+
+
+class NnxMLP(nnx.Module):
+  def __init__(self, rngs):
+    self.a = nnx.Linear(8, 16, rngs=rngs)
+    self.b = nnx.Linear(16, 2, rngs=rngs)
+
+  def __call__(self, x):
+    return self.b(jnp.tanh(self.a(x)))
+
+
+def nnx_loss(model, batch):
+  x, y = batch
+  return jnp.mean(jnp.square(model(x) - y))
+
+
+def test_nnx_and_linen_models():
+  model = NnxMLP(nnx.Rngs(0))
+  kernel = np.asarray(model.a.kernel[...])
+  out = learned.metainit(model, BATCH, nnx_loss, key=KEY, steps=5)
+  assert set(out.scales) == {"a/kernel", "b/kernel"}
+  np.testing.assert_array_equal(model.a.kernel[...], kernel)  # input model untouched
+  np.testing.assert_allclose(out.model.a.kernel[...], kernel * out.scales["a/kernel"],
+                             rtol=1e-5)
+  g = learned.gradinit(model, BATCH, nnx_loss, key=KEY, steps=5)
+  assert isinstance(g.model, NnxMLP) and len(g.scales) == 4
+
+  mlp = nn.Sequential([nn.Dense(16), nn.tanh, nn.Dense(2)])
+  params = mlp.init(KEY, X)["params"]
+
+  def linen_loss(p, batch):
+    return jnp.mean(jnp.square(mlp.apply({"params": p}, batch[0]) - batch[1]))
+
+  out = learned.gradinit(params, BATCH, linen_loss, key=KEY, steps=5)
+  assert set(out.scales) == {"layers_0/kernel", "layers_0/bias", "layers_2/kernel",
+                             "layers_2/bias"}
+
+
+def test_bad_input():
+  model = eqx_model()
+  with pytest.raises(ValueError, match="optimizer"):
+    learned.gradinit(model, BATCH, eqx_loss, key=KEY, optimizer="lion")
+  with pytest.raises(ValueError, match="steps"):
+    learned.metainit(model, BATCH, eqx_loss, key=KEY, steps=0)
+  with pytest.raises(TypeError, match="loss_fn"):
+    learned.metainit(model, BATCH, 3, key=KEY)
+  with pytest.raises(ValueError, match="leading"):
+    learned.metainit(model, (X, Y[:3]), eqx_loss, key=KEY)
+  with pytest.raises(ValueError, match="batch_size"):
+    learned.gradinit(model, BATCH, eqx_loss, key=KEY, batch_size=20)
+
+
+@pytest.mark.slow  # compiles MetaInit's Hessian-vector product through the ViT: minutes on 2 CPUs
+def test_deep_transformer_extra_variants_smoke():
+  """experiments/common/transformer_inits: each extra variant gives finite params and loss."""
+  from experiments import deep_transformer as dt
+  from experiments.common import transformer_inits as ti
+  from jinit import recipes
+
+  cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=2, width=8, heads=2, mlp=16)
+  patches = jax.random.normal(KEY, (16, 4, 6))
+  labels = jnp.arange(16) % 10
+  for variant in ti.EXTRA_VARIANTS:
+    arch = jnp.asarray(ti.ARCH_EXTRA[variant])
+
+    def loss(p, b, arch=arch):
+      return dt._loss(dt.stack_blocks(p), arch, b[0], b[1], cfg)  # pylint: disable=protected-access
+
+    params = ti.init_extra(variant, cfg, KEY, standard_rules=dt.STANDARD_RULES, loss_fn=loss,
+                           batch=(patches, labels))
+    assert jax.tree.structure(params) == jax.tree.structure(
+        dt.init_params("preln_standard", cfg, KEY)), variant
+    assert np.isfinite(float(loss(params, (patches, labels)))), variant
+  params = ti.init_extra("postln_deepnorm", cfg, KEY, standard_rules=dt.STANDARD_RULES)
+  np.testing.assert_allclose(float(params["blocks"][1]["gate"]["alpha"]),
+                             1 / recipes.deepnorm_alpha(2, "encoder"), rtol=1e-6)
