@@ -9,7 +9,12 @@ Where MNIST comes from, in order:
 
 1. the decoded-array cache (``<cache_dir>/mnist-*.npz``), checked before it is used
    (keys, dtypes, shapes, label and pixel ranges, and a SHA-256 of its arrays stored
-   inside it); a cache that fails a check is reported with its path and rebuilt;
+   inside it); a cache that fails a check is reported with its path and rebuilt.
+   The command line's cache is one per user, :func:`default_cache_dir`
+   (``$JINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/jinit``, else ``~/.cache/jinit``), so
+   every experiment finds MNIST once any of them has read or fetched it: without
+   ``data_dir`` and with no TFDS copy in TFDS's default place, any checked MNIST
+   cache in it serves (one written from another ``--data-dir``, or fetched);
 2. a prepared TFDS data_dir (``data_dir``, ``$TFDS_DATA_DIR``, ``~/tensorflow_datasets``),
    read with ``tfds.data_source`` (random access, no TensorFlow needed to read);
 3. with ``fetch=True`` (what the experiments' command line does), the four MNIST
@@ -485,6 +490,43 @@ def fetch_mnist(download_dir: str, mirror: str | None = None, progress: bool = T
 # ------------------------------------------------------------------------ loading
 
 
+CACHE_ENV = "JINIT_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+  """The user-level cache shared by every experiment, resolved from the environment now.
+
+  ``$JINIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/jinit``, else ``~/.cache/jinit``
+  (the XDG base-directory default). Nothing is created until something is cached.
+  """
+  if os.environ.get(CACHE_ENV):
+    return os.path.expanduser(os.environ[CACHE_ENV])
+  xdg = os.environ.get("XDG_CACHE_HOME")
+  base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jinit")
+
+
+def _any_cached_mnist(cache_dir: str, skip: tuple[str, ...]) -> dict | None:
+  """The first checked MNIST cache in ``cache_dir`` (newest first), or None.
+
+  Every candidate goes through :func:`_read_cache` (keys, ranges, stored SHA-256), so
+  a cache written from any data_dir, or fetched, is as trustworthy as the one asked for.
+  """
+  try:
+    names = [n for n in os.listdir(cache_dir) if n.startswith("mnist-") and n.endswith(".npz")]
+  except OSError:
+    return None
+  paths = [os.path.join(cache_dir, n) for n in names]
+  paths = [p for p in paths if p not in skip and os.path.isfile(p)]
+  for path in sorted(paths, key=os.path.getmtime, reverse=True):
+    arrays = _read_cache(path)
+    if arrays is not None:
+      print(f"MNIST: no TFDS copy in {_tfds_dir_shown(None)}; using the checked cache {path} "
+            "(--data-dir reads a TFDS copy instead)", flush=True)
+      return arrays
+  return None
+
+
 def _cache_path(cache_dir: str, name: str, data_dir: str | None) -> str:
   where = os.path.realpath(os.path.expanduser(data_dir)) if data_dir else "default"
   tag = hashlib.sha1(where.encode()).hexdigest()[:10]
@@ -526,7 +568,8 @@ def load_mnist(data_dir: str | None = None, cache_dir: str | None = None,
     data_dir: the TFDS data_dir holding ``mnist/3.0.1`` (``None``: TFDS's default,
       ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     cache_dir: where to cache the decoded arrays and the fetched files (``None``: no
-      cache; fetched files then go to a temporary folder).
+      cache; fetched files then go to a temporary folder). The command line passes
+      :func:`default_cache_dir` unless ``--cache-dir`` says otherwise.
     download: let TFDS download and prepare MNIST when missing (needs network and
       TensorFlow, the ``prepare`` extra).
     fetch: when no prepared TFDS copy is found, fetch the four MNIST files from public
@@ -553,6 +596,10 @@ def load_mnist(data_dir: str | None = None, cache_dir: str | None = None,
     # Fetched before and still no TFDS copy: the checked cache, without importing TFDS.
     counts = {f.key: f.count for f in (MNIST_FILES if files is None else files)}
     arrays = _read_cache(fetched_cache, counts)
+  if (arrays is None and data_dir is None and not download and cache_dir
+      and not _tfds_mnist_present(None)):
+    # No data_dir and no TFDS copy in the default place: a cache another command wrote.
+    arrays = _any_cached_mnist(cache_dir, skip=(tfds_path, fetched_cache))
   if arrays is None:
     try:
       x_train, y_train = _read_tfds_split("mnist", "train", data_dir, download)
