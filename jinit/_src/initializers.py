@@ -261,7 +261,8 @@ def _compiled(fn):
                          f"to read. {_NO_FANS_HINT}") from None
       raise
 
-  wrapper.__doc__ = (wrapper.__doc__ or "").rstrip() + _FLAX_CALL_DOC
+  # On the wrapped function too: tools that unwrap (griffe, for the API reference) see it.
+  wrapper.__doc__ = fn.__doc__ = (wrapper.__doc__ or "").rstrip() + _FLAX_CALL_DOC
   return wrapper
 
 

@@ -162,7 +162,7 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
 
   Warns:
     UserWarning: a layer that did not converge in ``max_iters`` rescalings; kernels
-    LSUV leaves alone (named, with the reason).
+      LSUV leaves alone (named, with the reason).
   """
   is_nnx = cap.is_nnx(model)
   a = diagnostics.split_args("lsuv", model, args, ("variables", "x", "key"), ("x", "key"),
