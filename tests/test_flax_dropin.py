@@ -191,3 +191,43 @@ def test_flax_call_bad_combinations():
 def test_flax_fans_is_jax_layout():
   for shape in [(3, 4), (5, 3, 4), (2, 3, 5, 7), (2, 2, 2, 3, 5)]:
     assert inits_lib.flax_fans(shape) == jinit.compute_fans(shape, in_axis=-2, out_axis=-1)
+
+
+_NO_FLAX = """
+import importlib.abc, sys
+
+class NoFlax(importlib.abc.MetaPathFinder):  # as if flax were not installed
+  def find_spec(self, name, path=None, target=None):
+    if name == "flax" or name.startswith("flax."):
+      raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return None
+
+sys.meta_path.insert(0, NoFlax())
+import jax
+import jinit
+print(jinit.xavier_uniform(jax.random.key(0), (2, 3)).shape)
+for attribute in ("flax", "linen", "nnx", "diagnostics", "lsuv", "residual", "mup"):
+  try:
+    getattr(jinit, attribute)
+  except ModuleNotFoundError as e:
+    print(attribute, "->", e)
+"""
+
+
+def test_missing_flax_gives_one_line_hint():
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-c", _NO_FLAX], cwd=root, capture_output=True,
+                        text=True, timeout=300, check=False,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root})
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().split("\n")
+  assert lines[0] == "(2, 3)"  # the core library works without flax
+  hints = lines[1:]
+  assert len(hints) == 7, proc.stdout
+  for attribute, line in zip(("flax", "linen", "nnx", "diagnostics", "lsuv", "residual", "mup"),
+                             hints, strict=True):
+    assert line == (f"{attribute} -> jinit.{attribute} needs the flax package: "
+                    "pip install 'jinit[flax]'"), line
