@@ -314,22 +314,43 @@ def _tfds_dir_shown(data_dir: str | None) -> str:
   return data_dir or "TFDS's default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+  """TFDS's absl warnings off while jinit reads MNIST through it; errors still show.
+
+  Two are spurious here (issue 23, item 5): "Variant folder .../mnist/3.0.1 has no
+  dataset_info.json", logged while TFDS looks for a copy that jinit then reports
+  missing in its own message, and "OpenCV is not installed" (PIL decodes MNIST's
+  28x28 PNGs fine). absl logs through the standard ``logging`` logger "absl".
+  """
+  import logging
+
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(max(level, logging.ERROR))
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 def _read_tfds_split(name: str, split: str, data_dir: str | None, download: bool):
   """(images uint8 (N, ...), labels int32 (N,)) of a TFDS split, via ``tfds.data_source``."""
   import tensorflow_datasets as tfds  # heavy import: only when MNIST is asked for
 
-  try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
-  except Exception as e:  # TFDS raises many types here (NotImplementedError, FileNotFound...)
-    raise DatasetNotAvailableError(PREPARE_HELP.format(
-        data_dir=_tfds_dir_shown(data_dir), data_dir_arg=data_dir or "~/tensorflow_datasets",
-        error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from e
-  n = len(source)
-  images, labels = [], []
-  for start in range(0, n, 5000):  # __getitems__ decodes a chunk in one call
-    chunk = _get_many(source, list(range(start, min(start + 5000, n))))
-    images.append(np.stack([ex["image"] for ex in chunk]))
-    labels.append(np.asarray([ex["label"] for ex in chunk], np.int32))
+  with _quiet_tfds():
+    try:
+      source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    except Exception as e:  # TFDS raises many types here (NotImplementedError, FileNotFound...)
+      raise DatasetNotAvailableError(PREPARE_HELP.format(
+          data_dir=_tfds_dir_shown(data_dir), data_dir_arg=data_dir or "~/tensorflow_datasets",
+          error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from e
+    n = len(source)
+    images, labels = [], []
+    for start in range(0, n, 5000):  # __getitems__ decodes a chunk in one call
+      chunk = _get_many(source, list(range(start, min(start + 5000, n))))
+      images.append(np.stack([ex["image"] for ex in chunk]))
+      labels.append(np.asarray([ex["label"] for ex in chunk], np.int32))
   return np.concatenate(images), np.concatenate(labels)
 
 

@@ -78,8 +78,8 @@ def main(argv=None) -> None:
     f.write("\n")
   lines = ["# Reproducibility: the same study twice, and over 1 vs 2 devices", "",
            provenance.format_provenance(result["provenance"]), "",
-           f"Study: `{result['study']}` (2 inits x 2 seeds, 5 epochs; every metric of "
-           "every epoch and run compared with `repeat_a`).", "",
+           (f"Study: `{result['study']}` (2 inits x 2 seeds, 5 epochs; every metric of "
+            "every epoch and run compared with `repeat_a`)."), "",
            "| variant | flags | bit-for-bit equal | largest difference (metric) |",
            "|---|---|---|---|"]
   for name, diffs in result["vs_repeat_a"].items():
