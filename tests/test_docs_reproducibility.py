@@ -63,3 +63,4 @@ def test_result_file_records_versions_and_devices():
   with open(os.path.join(RESULT_DIR, "summary.md"), encoding="utf-8") as f:
     summary = f.read()
   assert f"- jaxlib: {result['provenance']['jaxlib']}" in summary
+  assert "| repeat_b |" in summary and "| data_2 |" in summary

@@ -632,8 +632,7 @@ def run_epochs(prep: Prepared, comp: Compiled, result: TrainResult, *,
           getattr(h, name).append(float(values[i]))
       result.epoch_seconds.append(seconds)
       result.params = _take_runs(params, prep.runs) if prep.n_pad else params
-      bar.update(1)
-      bar.set_postfix_str(f"{seconds:.2f} s/epoch")
+      bar.update(1)  # one speed on the bar: tqdm's own (whole epoch, evaluation included)
       if epoch == 1 or epoch % log_every == 0 or epoch == config.epochs:
         for label, members in groups.items():
           live = [i for i in members if active[i]]
