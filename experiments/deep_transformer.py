@@ -415,7 +415,10 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
           loss = np.median(np.asarray([r["loss"] for r in runs], np.float64), axis=0)
           k = max(1, len(loss) // 50)  # moving average over ~2% of the steps
           smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-          ax.plot(np.arange(k, len(loss) + 1), smooth, style, label=v)
+          finite = smooth[np.isfinite(smooth)]
+          off = finite.size == 0 or finite.min() > 3  # drawn above the y-limit: say so
+          ax.plot(np.arange(k, len(loss) + 1), smooth, style,
+                  label=f"{v} (off the plot: loss > 3 or diverged)" if off else v)
           ax.set_ylim(0, 3)
           ax.set_xlabel("step")
           ax.set_ylabel("training loss (moving avg.)")

@@ -249,11 +249,15 @@ def run(dataset: data_lib.Dataset, out_dir: str, *, value: float = 0.01,
 def _plot(part2: dict[str, Any], path: str) -> None:
   plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for label, r in part2.items():
+  for i, (label, r) in enumerate(part2.items()):
+    # Lines can coincide (the constant init's accuracy sits on the other's): a different
+    # line style and hollow, larger markers for each later line keep every one visible.
+    style = {"marker": "os^D"[i % 4], "linestyle": ("-", "--", ":", "-.")[i % 4],
+             "label": label, "markersize": 6 + 3 * i,
+             "markerfacecolor": "none" if i else None, "zorder": 3 + i}
     accs = np.asarray([run["val_acc"] for run in r["runs"]])
-    axes[0].plot(np.arange(1, accs.shape[1] + 1), np.median(accs, 0), marker="o", label=label)
-    axes[1].plot(np.arange(len(r["max_unit_difference"])), r["max_unit_difference"],
-                 marker="o", label=label)
+    axes[0].plot(np.arange(1, accs.shape[1] + 1), np.median(accs, 0), **style)
+    axes[1].plot(np.arange(len(r["max_unit_difference"])), r["max_unit_difference"], **style)
   axes[0].set(xlabel="Epoch", ylabel="Validation accuracy", title="Accuracy")
   axes[1].set(xlabel="Epoch (0 = init)", ylabel="max |unit i - unit j|",
               title="Largest difference between hidden units")

@@ -50,10 +50,22 @@ _LAZY_SUBMODULES = ("flax", "linen", "nnx", "sharding", "diagnostics", "lsuv", "
                     "theory")
 
 
+# The optional packages a lazy submodule may need, and the extra that installs each.
+_EXTRAS = {"flax": "flax", "optax": "experiments", "matplotlib": "experiments"}
+
+
 def __getattr__(name):
   if name in _LAZY_SUBMODULES:
     import importlib
-    return importlib.import_module(f"jinit.{name}")
+    try:
+      return importlib.import_module(f"jinit.{name}")
+    except ModuleNotFoundError as e:
+      missing = (e.name or "").partition(".")[0]
+      if missing not in _EXTRAS:
+        raise
+      raise ModuleNotFoundError(
+          f"jinit.{name} needs the {missing} package: pip install 'jinit[{_EXTRAS[missing]}]'",
+          name=e.name) from None
   raise AttributeError(f"module 'jinit' has no attribute {name!r}")
 
 

@@ -56,7 +56,10 @@ CASES = [  # (id, call, error type, message pattern (regex-escaped unless it sta
      "fan_out must be a positive int, got str '3'"),
     ("fan_in-bool", lambda: xavier((3, 3), True, 3), TypeError, "fan_in must be a positive int"),
     ("fan_in-nan", lambda: xavier((3, 3), float("nan"), 3), TypeError, "fan_in must be a positive"),
-    ("fan_in-missing", lambda: kaiming((3, 3)), ValueError, "fan_in is required"),
+    # Neither fan and a rank >= 2 shape reads Flax's layout (tests/test_flax_dropin.py);
+    # a shape with no fans to read says where the true fans come from.
+    ("fan_in-missing", lambda: kaiming((3,)), ValueError, "fan_in is required"),
+    ("fan_in-missing-hint", lambda: kaiming((3,)), ValueError, "jinit.linen.reinit"),
     ("fan_out-missing-fan_avg", lambda: xavier((3, 3), 3), ValueError, "fan_out is required"),
     ("fan_out-missing-mode", lambda: kaiming((3, 3), 3, mode="fan_out"), ValueError,
      "fan_out is required"),

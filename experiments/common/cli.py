@@ -23,7 +23,7 @@ from typing import NoReturn
 from experiments.common import data as data_lib
 from experiments.common import results as results_lib
 
-DEFAULT_CACHE_DIR = os.path.join("results", "cache")
+DEFAULT_CACHE_DIR = data_lib.default_cache_dir()  # one per user: every experiment finds it
 RUN_FILE = "run.json"  # the flags of a study, written when its folder is made (for --resume)
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
@@ -84,7 +84,9 @@ def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> 
                       help="TFDS data_dir holding a prepared mnist (default: TFDS's default, "
                            "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
   parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
-                      help="cache of decoded arrays ('' to disable). Default: %(default)s")
+                      help="cache of decoded MNIST arrays, shared by every experiment ('' "
+                           f"to disable; ${data_lib.CACHE_ENV} or $XDG_CACHE_HOME move it). "
+                           "Default: %(default)s")
   parser.add_argument("--download", action="store_true",
                       help="let TFDS download and prepare MNIST if missing (needs network "
                            "and TensorFlow: pip install 'jinit[prepare]')")

@@ -9,7 +9,12 @@ Where MNIST comes from, in order:
 
 1. the decoded-array cache (``<cache_dir>/mnist-*.npz``), checked before it is used
    (keys, dtypes, shapes, label and pixel ranges, and a SHA-256 of its arrays stored
-   inside it); a cache that fails a check is reported with its path and rebuilt;
+   inside it); a cache that fails a check is reported with its path and rebuilt.
+   The command line's cache is one per user, :func:`default_cache_dir`
+   (``$JINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/jinit``, else ``~/.cache/jinit``), so
+   every experiment finds MNIST once any of them has read or fetched it: without
+   ``data_dir`` and with no TFDS copy in TFDS's default place, any checked MNIST
+   cache in it serves (one written from another ``--data-dir``, or fetched);
 2. a prepared TFDS data_dir (``data_dir``, ``$TFDS_DATA_DIR``, ``~/tensorflow_datasets``),
    read with ``tfds.data_source`` (random access, no TensorFlow needed to read);
 3. with ``fetch=True`` (what the experiments' command line does), the four MNIST
@@ -309,22 +314,43 @@ def _tfds_dir_shown(data_dir: str | None) -> str:
   return data_dir or "TFDS's default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+  """TFDS's absl warnings off while jinit reads MNIST through it; errors still show.
+
+  Two are spurious here (issue 23, item 5): "Variant folder .../mnist/3.0.1 has no
+  dataset_info.json", logged while TFDS looks for a copy that jinit then reports
+  missing in its own message, and "OpenCV is not installed" (PIL decodes MNIST's
+  28x28 PNGs fine). absl logs through the standard ``logging`` logger "absl".
+  """
+  import logging
+
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(max(level, logging.ERROR))
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 def _read_tfds_split(name: str, split: str, data_dir: str | None, download: bool):
   """(images uint8 (N, ...), labels int32 (N,)) of a TFDS split, via ``tfds.data_source``."""
   import tensorflow_datasets as tfds  # heavy import: only when MNIST is asked for
 
-  try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
-  except Exception as e:  # TFDS raises many types here (NotImplementedError, FileNotFound...)
-    raise DatasetNotAvailableError(PREPARE_HELP.format(
-        data_dir=_tfds_dir_shown(data_dir), data_dir_arg=data_dir or "~/tensorflow_datasets",
-        error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from e
-  n = len(source)
-  images, labels = [], []
-  for start in range(0, n, 5000):  # __getitems__ decodes a chunk in one call
-    chunk = _get_many(source, list(range(start, min(start + 5000, n))))
-    images.append(np.stack([ex["image"] for ex in chunk]))
-    labels.append(np.asarray([ex["label"] for ex in chunk], np.int32))
+  with _quiet_tfds():
+    try:
+      source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    except Exception as e:  # TFDS raises many types here (NotImplementedError, FileNotFound...)
+      raise DatasetNotAvailableError(PREPARE_HELP.format(
+          data_dir=_tfds_dir_shown(data_dir), data_dir_arg=data_dir or "~/tensorflow_datasets",
+          error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from e
+    n = len(source)
+    images, labels = [], []
+    for start in range(0, n, 5000):  # __getitems__ decodes a chunk in one call
+      chunk = _get_many(source, list(range(start, min(start + 5000, n))))
+      images.append(np.stack([ex["image"] for ex in chunk]))
+      labels.append(np.asarray([ex["label"] for ex in chunk], np.int32))
   return np.concatenate(images), np.concatenate(labels)
 
 
@@ -485,6 +511,43 @@ def fetch_mnist(download_dir: str, mirror: str | None = None, progress: bool = T
 # ------------------------------------------------------------------------ loading
 
 
+CACHE_ENV = "JINIT_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+  """The user-level cache shared by every experiment, resolved from the environment now.
+
+  ``$JINIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/jinit``, else ``~/.cache/jinit``
+  (the XDG base-directory default). Nothing is created until something is cached.
+  """
+  if os.environ.get(CACHE_ENV):
+    return os.path.expanduser(os.environ[CACHE_ENV])
+  xdg = os.environ.get("XDG_CACHE_HOME")
+  base = xdg if xdg and os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "jinit")
+
+
+def _any_cached_mnist(cache_dir: str, skip: tuple[str, ...]) -> dict | None:
+  """The first checked MNIST cache in ``cache_dir`` (newest first), or None.
+
+  Every candidate goes through :func:`_read_cache` (keys, ranges, stored SHA-256), so
+  a cache written from any data_dir, or fetched, is as trustworthy as the one asked for.
+  """
+  try:
+    names = [n for n in os.listdir(cache_dir) if n.startswith("mnist-") and n.endswith(".npz")]
+  except OSError:
+    return None
+  paths = [os.path.join(cache_dir, n) for n in names]
+  paths = [p for p in paths if p not in skip and os.path.isfile(p)]
+  for path in sorted(paths, key=os.path.getmtime, reverse=True):
+    arrays = _read_cache(path)
+    if arrays is not None:
+      print(f"MNIST: no TFDS copy in {_tfds_dir_shown(None)}; using the checked cache {path} "
+            "(--data-dir reads a TFDS copy instead)", flush=True)
+      return arrays
+  return None
+
+
 def _cache_path(cache_dir: str, name: str, data_dir: str | None) -> str:
   where = os.path.realpath(os.path.expanduser(data_dir)) if data_dir else "default"
   tag = hashlib.sha1(where.encode()).hexdigest()[:10]
@@ -526,7 +589,8 @@ def load_mnist(data_dir: str | None = None, cache_dir: str | None = None,
     data_dir: the TFDS data_dir holding ``mnist/3.0.1`` (``None``: TFDS's default,
       ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     cache_dir: where to cache the decoded arrays and the fetched files (``None``: no
-      cache; fetched files then go to a temporary folder).
+      cache; fetched files then go to a temporary folder). The command line passes
+      :func:`default_cache_dir` unless ``--cache-dir`` says otherwise.
     download: let TFDS download and prepare MNIST when missing (needs network and
       TensorFlow, the ``prepare`` extra).
     fetch: when no prepared TFDS copy is found, fetch the four MNIST files from public
@@ -553,6 +617,10 @@ def load_mnist(data_dir: str | None = None, cache_dir: str | None = None,
     # Fetched before and still no TFDS copy: the checked cache, without importing TFDS.
     counts = {f.key: f.count for f in (MNIST_FILES if files is None else files)}
     arrays = _read_cache(fetched_cache, counts)
+  if (arrays is None and data_dir is None and not download and cache_dir
+      and not _tfds_mnist_present(None)):
+    # No data_dir and no TFDS copy in the default place: a cache another command wrote.
+    arrays = _any_cached_mnist(cache_dir, skip=(tfds_path, fetched_cache))
   if arrays is None:
     try:
       x_train, y_train = _read_tfds_split("mnist", "train", data_dir, download)

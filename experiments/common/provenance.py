@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 
 def provenance(module: str, argv: Sequence[str] | None) -> dict[str, str]:
-  """A dict to store next to a result: ``command``, ``date``, ``machine``, ``devices``."""
+  """A dict to store next to a result: command, date, machine, devices, jax, jaxlib, count."""
   import jax
 
   args = list(sys.argv[1:] if argv is None else argv)
@@ -23,9 +23,21 @@ def provenance(module: str, argv: Sequence[str] | None) -> dict[str, str]:
                  f"({platform.processor() or 'unknown CPU'})",
       "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
       "jax": jax.__version__,
+      # What a result's numbers depend on besides the command (docs/experiments.md,
+      # "Reproducibility"): the XLA build and how many devices the run could use.
+      "jaxlib": _jaxlib_version(),
+      "device_count": str(len(devices)),
       # A busy machine makes wall times longer: record how busy it was at the start.
       "load_average_1min_at_start": f"{os.getloadavg()[0]:.1f}",
   }
+
+
+def _jaxlib_version() -> str:
+  try:
+    import jaxlib
+    return str(jaxlib.__version__)
+  except (ImportError, AttributeError):
+    return "unknown"
 
 
 def format_provenance(p: dict[str, str]) -> str:

@@ -298,6 +298,14 @@ def _make_eval_fn(apply_fn):
   return evaluate
 
 
+def _time_estimate(first_epoch_seconds: float, epochs_left: int) -> str:
+  """What the first epoch (training and evaluation) says about the rest of the run."""
+  left = first_epoch_seconds * epochs_left
+  how_long = f"{left:.0f} s" if left < 120 else f"{left / 60:.1f} min"
+  return (f"First epoch: {first_epoch_seconds:.1f} s; the {epochs_left} epoch(s) left should "
+          f"take about {how_long} on this machine (more if it is busy)")
+
+
 def _evaluate(eval_fn, params, chunks, n: int) -> tuple[np.ndarray, np.ndarray]:
   """Mean loss and accuracy per run over a chunked split of ``n`` examples."""
   outs = [eval_fn(params, *chunk) for chunk in chunks]
@@ -633,8 +641,9 @@ def run_epochs(prep: Prepared, comp: Compiled, result: TrainResult, *,
           getattr(h, name).append(float(values[i]))
       result.epoch_seconds.append(seconds)
       result.params = _take_runs(params, prep.runs) if prep.n_pad else params
-      bar.update(1)
-      bar.set_postfix_str(f"{seconds:.2f} s/epoch")
+      bar.update(1)  # one speed on the bar: tqdm's own (whole epoch, evaluation included)
+      if epoch == start + 1 and epoch < config.epochs:
+        say(_time_estimate(time.perf_counter() - t0, config.epochs - epoch))
       if epoch == 1 or epoch % log_every == 0 or epoch == config.epochs:
         for label, members in groups.items():
           live = [i for i in members if active[i]]

@@ -140,6 +140,72 @@ class _Static:
     return isinstance(other, _Static) and self._key == other._key
 
 
+_NO_FANS_HINT = (
+    "Pass fan_in/fan_out explicitly (jinit.compute_fans), or let jinit.linen.reinit / "
+    "jinit.nnx.reinit give every layer its true fans, or wrap the initializer as "
+    "jinit.linen.kernel_init(init, equation=...) / jinit.nnx.kernel_init(init, equation=...) "
+    "for an Einsum kernel (in_axis=/out_axis= for other layouts).")
+
+_FLAX_CALL_DOC = """
+
+  Drop-in use: this initializer can also be passed wherever Flax or
+  ``jax.nn.initializers`` expect ``init(key, shape, dtype)`` (``kernel_init=`` of
+  ``nn.Dense``, ``nn.Conv``, ``nnx.Linear``...). Called that way (a dtype as the third
+  positional argument), or with neither fan given, the fans are read from ``shape``
+  with Flax's layout, as ``jax.nn.initializers`` does: ``fan_in = shape[-2] * r``,
+  ``fan_out = shape[-1] * r`` with ``r`` the product of the leading (receptive
+  field) axes. That is right for ``Dense`` and ungrouped ``Conv`` kernels; for
+  Einsum/``DenseGeneral`` kernels and grouped convolutions use
+  ``jinit.linen.reinit`` / ``jinit.nnx.reinit`` (true per-layer fans) or
+  ``jinit.linen.kernel_init(init, equation=...)``. Explicit fans are used as given.
+"""
+
+
+def flax_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+  """The fans ``jax.nn.initializers`` reads from a kernel shape (``in_axis=-2, out_axis=-1``).
+
+  Args:
+    shape: a checked shape of rank >= 2.
+
+  Returns:
+    ``(shape[-2] * r, shape[-1] * r)``, r the product of the other (leading) axes.
+  """
+  receptive = math.prod(shape[:-2])
+  return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _is_dtype_like(value: Any) -> bool:
+  """Whether ``value`` is a dtype (as Flax passes ``param_dtype``), not a fan."""
+  if value is None or isinstance(value, (bool, int, float, np.number)):
+    return False
+  if isinstance(value, (np.dtype, str, type)) or (
+      hasattr(value, "dtype") and not hasattr(value, "shape")):
+    try:
+      np.dtype(value)
+    except TypeError:
+      return isinstance(value, np.dtype)
+    return True
+  return False
+
+
+def _flax_call(name: str, arguments: dict[str, Any], dtype_given: bool) -> None:
+  """Rewrites ``init(key, shape, dtype)`` (Flax's call) as ``init(key, shape, dtype=dtype)``.
+
+  Flax and ``jax.nn.initializers`` pass the parameter dtype as the third positional
+  argument, which jinit's signature names ``fan_in``. A dtype there (not a number) is
+  moved to ``dtype``; the fans are then read from the shape by the caller.
+  """
+  if not _is_dtype_like(arguments["fan_in"]):
+    return
+  if arguments["fan_out"] is not None or dtype_given:
+    raise TypeError(
+        f"{name}: a dtype as the third positional argument is Flax's call init(key, shape, "
+        f"dtype); it takes no fan_out and no dtype= besides, got fan_in={arguments['fan_in']!r}, "
+        f"fan_out={arguments['fan_out']!r}")
+  arguments["dtype"] = arguments["fan_in"]
+  arguments["fan_in"] = None
+
+
 def _compiled(fn):
   """Validates the common arguments, then runs ``fn`` as one compiled program.
 
@@ -170,9 +236,11 @@ def _compiled(fn):
       bound = sig.bind(*args, **kwargs)
     except TypeError as e:
       raise TypeError(f"{fn.__name__}: {e}") from None
+    dtype_given = "dtype" in bound.arguments
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     key = validation.check_key(arguments.pop("key"))
+    _flax_call(fn.__name__, arguments, dtype_given)
     arguments = {name: _concrete_scalar_to_python(v) for name, v in arguments.items()}
     shape = validation.check_shape(arguments["shape"], allow_zero=True)
     empty = _is_empty(shape)
@@ -180,12 +248,23 @@ def _compiled(fn):
     for name in ("fan_in", "fan_out"):
       arguments[name] = validation.check_fan(arguments[name], name, required=False,
                                              allow_zero=empty)
+    fans_from_shape = arguments["fan_in"] is None and arguments["fan_out"] is None
+    if fans_from_shape and len(shape) >= 2:
+      arguments["fan_in"], arguments["fan_out"] = flax_fans(shape)
     arguments["dtype"] = validation.check_float_dtype(
         arguments["dtype"], allow_complex=fn.__name__ in COMPLEX_OK)
-    if all(_is_static(v) for v in arguments.values()):
-      return jitted(key, **{name: _Static(v) for name, v in arguments.items()})
-    return fn(key, **arguments)
+    try:
+      if all(_is_static(v) for v in arguments.values()):
+        return jitted(key, **{name: _Static(v) for name, v in arguments.items()})
+      return fn(key, **arguments)
+    except ValueError as e:
+      if fans_from_shape and str(e).startswith(("fan_in is required", "fan_out is required")):
+        raise ValueError(f"{fn.__name__}: {e}; a shape of rank {len(shape)} has no fans "
+                         f"to read. {_NO_FANS_HINT}") from None
+      raise
 
+  # On the wrapped function too: tools that unwrap (griffe, for the API reference) see it.
+  wrapper.__doc__ = fn.__doc__ = (wrapper.__doc__ or "").rstrip() + _FLAX_CALL_DOC
   return wrapper
 
 

@@ -146,7 +146,7 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
 
   Warns:
     UserWarning: a layer that did not converge in ``max_iters`` rescalings; kernels
-    LSUV leaves alone (named, with the reason).
+      LSUV leaves alone (named, with the reason).
 
   Example:
     >>> import jax, jinit.lsuv
