@@ -47,11 +47,12 @@ __version__ = "0.1.0"
 # Imported on first use: flax, linen, nnx, diagnostics, lsuv, residual and mup need the flax
 # package.
 _LAZY_SUBMODULES = ("flax", "linen", "nnx", "sharding", "diagnostics", "lsuv", "residual", "mup",
-                    "theory")
+                    "theory", "equinox", "haiku", "recipes", "learned")
 
 
 # The optional packages a lazy submodule may need, and the extra that installs each.
-_EXTRAS = {"flax": "flax", "optax": "experiments", "matplotlib": "experiments"}
+_EXTRAS = {"flax": "flax", "optax": "experiments", "matplotlib": "experiments",
+           "equinox": "equinox", "haiku": "haiku"}
 
 
 def __getattr__(name):

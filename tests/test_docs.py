@@ -31,7 +31,8 @@ RUN_LANGS = ("python",)
 NOT_CODE = ("text",)  # console output, tables, pseudo-code
 PUBLIC_MODULES = ("jinit", "jinit.linen", "jinit.nnx", "jinit.flax", "jinit.sharding",
                   "jinit.diagnostics", "jinit.lsuv", "jinit.residual", "jinit.mup",
-                  "jinit.theory")
+                  "jinit.theory", "jinit.equinox", "jinit.haiku", "jinit.recipes",
+                  "jinit.learned")
 
 
 @dataclasses.dataclass(frozen=True)
