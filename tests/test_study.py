@@ -157,8 +157,9 @@ def test_overwrite_replaces_a_previous_run_and_nothing_else(tmp_path, capsys):
                                                                   "1"]
 
 
-def test_common_args_leave_an_experiments_own_flags_alone(tmp_path):
-  """Experiments that define --overwrite themselves (and use out_dir_from_args) still work."""
+def test_overwrite_check_is_shared_by_experiments_without_run_json(tmp_path):
+  """Finding 3: out_dir_from_args no longer lets an experiment's --overwrite delete a
+  user's folder; the one check refuses any folder without run.json."""
   import argparse
 
   parser = argparse.ArgumentParser()
@@ -167,8 +168,95 @@ def test_common_args_leave_an_experiments_own_flags_alone(tmp_path):
   out = tmp_path / "mine"
   out.mkdir()
   (out / "mine.json").write_text("{}")
-  args = parser.parse_args(["--out", str(out), "--overwrite"])
-  assert cli.out_dir_from_args(args, "mine") == str(out)  # its --overwrite decides
+  for argv in (["--out", str(out), "--overwrite"], ["--out", str(out)]):
+    with pytest.raises(SystemExit) as e:
+      cli.out_dir_from_args(parser.parse_args(argv), "mine")
+    assert e.value.code == 2
+  assert os.listdir(out) == ["mine.json"]
+
+
+def _saved_run(path, experiment="sigmoid_mnist", argv=("--dataset", "digits", "--epochs", "2")):
+  path.mkdir()
+  results.write_json(str(path / cli.RUN_FILE), {"experiment": experiment, "argv": list(argv)})
+  return path
+
+
+def test_resume_refuses_changed_flags_naming_them(tmp_path, capsys):
+  """Finding 12: `--resume K --epochs 100 --lr 0.5` silently ran the old config."""
+  run = _saved_run(tmp_path / "run")
+  err = _usage_error(capsys, ["--resume", str(run), "--epochs", "100", "--lr", "0.5",
+                              "--seeds", "3"])
+  named = err.split("other values of ")[1].split(";")[0]
+  assert sorted(named.split(", ")) == ["--lr", "--seeds"]  # --epochs may change
+  assert "other values of --out" in _usage_error(
+      capsys, ["--resume", str(run), "--out", str(tmp_path / "elsewhere")])
+  # Flags equal to the saved ones, the data location and --epochs may be given.
+  parser = sigmoid_mnist.build_parser()
+  args = cli.parse_args(parser, ["--resume", str(run), "--dataset", "digits", "--epochs", "5",
+                                 "--no-progress", "--cache-dir", ""], "sigmoid_mnist")
+  assert args.epochs == 5 and args.no_progress and args.out == str(run) and args.cache_dir == ""
+  assert args.argv == ["--dataset", "digits", "--epochs", "5"]  # recorded for the next resume
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path, capsys):
+  """Runs own their folders: a live process holding the lock refuses every other run."""
+  import subprocess
+  import sys
+
+  run = _saved_run(tmp_path / "run")
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[2]); "
+       "from experiments.common import cli; cli.take_folder(sys.argv[1]); print('held', "
+       "flush=True); sys.stdin.read()", str(run), os.getcwd()],
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+      env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+          [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+          + [os.environ.get("PYTHONPATH", "")])))
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    for argv in (["--resume", str(run)], ["--out", str(run), "--overwrite"]):
+      err = _usage_error(capsys, argv)
+      assert f"in use by another run (PID {holder.pid})" in err
+  finally:
+    holder.stdin.close()
+    holder.wait(timeout=60)
+  assert sorted(os.listdir(run)) == [cli.LOCK_FILE, cli.RUN_FILE]  # untouched
+  # The holder has ended: its lock is stale and the folder can be taken.
+  assert cli._lock_holder(str(run)) is None
+  cli.take_folder(str(run))
+  assert "taking over the lock of run PID" in capsys.readouterr().out
+  cli.release_folder(str(run))
+
+
+def test_two_runs_never_share_a_folder(tmp_path, capsys, monkeypatch):
+  """Finding 2: two runs started in the same second got the same default folder."""
+  import argparse
+
+  monkeypatch.chdir(tmp_path)
+  first, second = (argparse.Namespace(out=None, argv=[]) for _ in range(2))
+  monkeypatch.setattr(cli, "_default_out", lambda name: os.path.join("results", "x-same"))
+  a = cli.start_out(first, "x")
+  b = cli.start_out(second, "x")
+  assert a != b and b == a + "-2" and all(os.path.isfile(os.path.join(p, cli.RUN_FILE))
+                                          for p in (a, b))
+  # An explicit --out that another run creates between the check and the start: refused.
+  third = argparse.Namespace(out=str(tmp_path / "o"), argv=[])
+  cli.check_out(third, "x")
+  os.mkdir(tmp_path / "o")
+  (tmp_path / "o" / cli.RUN_FILE).write_text("{}")
   with pytest.raises(SystemExit) as e:
-    cli.out_dir_from_args(parser.parse_args(["--out", str(out)]), "mine")
-  assert e.value.code == 2
+    cli.start_out(third, "x")
+  assert e.value.code == 2 and "meanwhile" in capsys.readouterr().err
+  assert (tmp_path / "o" / cli.RUN_FILE).read_text() == "{}"  # the other run's, untouched
+  for p in (a, b):
+    cli.release_folder(p)
+
+
+def test_unwritable_cache_dir_is_refused_before_the_data(tmp_path, capsys):
+  """Finding 15: an unwritable --cache-dir failed after loading the data."""
+  blocker = tmp_path / "file"
+  blocker.write_text("")
+  err = _usage_error(capsys, DIGITS + ["--cache-dir", str(blocker / "cache"), "--out",
+                                       str(tmp_path / "o")])
+  assert "--cache-dir" in err and "is a file" in err
+  assert not (tmp_path / "o").exists()

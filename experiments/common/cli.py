@@ -352,6 +352,11 @@ def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   if checked:
     return checked
   path = args.out or _default_out(name)
+  if not args.out:  # a default name is never an existing folder: -2, -3, ... if taken
+    base, k = path, 1
+    while os.path.exists(path):
+      k += 1
+      path = f"{base}-{k}"
   flag = f"--out {path}"
   resume = getattr(args, "resume", None)
   if os.path.exists(path):
@@ -498,6 +503,30 @@ def _new_folder(path: str, default: bool, parser) -> str:
       path = f"{base}-{k}"
 
 
+def _claim(path: str, args, resume, overwrite: bool, parser) -> None:
+  """With the lock held: what the folder must hold for this run, and the emptying."""
+  run_file = os.path.join(path, RUN_FILE)
+  argv = [a for a in getattr(args, "argv", []) if a != "--overwrite"]
+  if resume:
+    saved = results_lib.read_json(run_file)
+    if saved.get("argv") != argv:
+      results_lib.write_json(run_file, {**saved, "argv": argv})
+    return
+  if _contents(path):
+    if not overwrite:  # filled by another run between the check and the lock
+      fail(parser, f"--out {path}: folder is not empty (another run wrote in it meanwhile); "
+                   "choose another --out")
+    if not holds_run(path):
+      fail(parser, f"--out {path}: --overwrite refuses to delete a folder that holds no run "
+                   f"({RUN_FILE} missing)")
+    for entry_name in _contents(path):
+      entry_path = os.path.join(path, entry_name)
+      if os.path.isdir(entry_path) and not os.path.islink(entry_path):
+        shutil.rmtree(entry_path)
+      else:
+        os.remove(entry_path)
+
+
 def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments") -> str:
   """Takes the checked results folder (see :func:`take_folder`) and records the flags.
 
@@ -513,25 +542,15 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
     path = _new_folder(path, getattr(args, "out", None) is None, parser)
     args._out_checked = path
   take_folder(path, parser)
+  try:
+    _claim(path, args, resume, overwrite, parser)
+  except BaseException:
+    release_folder(path)
+    raise
+  if resume:
+    return path
   run_file = os.path.join(path, RUN_FILE)
   argv = [a for a in getattr(args, "argv", []) if a != "--overwrite"]
-  if resume:
-    saved = results_lib.read_json(run_file)
-    if saved.get("argv") != argv:
-      results_lib.write_json(run_file, {**saved, "argv": argv})
-    return path
-  if _contents(path):
-    if not overwrite:  # filled by another run between the check and the lock
-      fail(parser, f"--out {path}: folder is not empty; choose another --out")
-    if not holds_run(path):
-      fail(parser, f"--out {path}: --overwrite refuses to delete a folder that holds no run "
-                   f"({RUN_FILE} missing)")
-    for entry_name in _contents(path):
-      entry_path = os.path.join(path, entry_name)
-      if os.path.isdir(entry_path) and not os.path.islink(entry_path):
-        shutil.rmtree(entry_path)
-      else:
-        os.remove(entry_path)
   results_lib.write_json(run_file, {
       "experiment": name, "command": f"python -m experiments.{name}".replace(
           "experiments.story", "experiments"),
