@@ -283,7 +283,8 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
   @jax.jit
   def accuracy(params):
     logits = jax.vmap(lambda p, a: forward(p, a, x_test, cfg)[0])(params, arch)
-    return jnp.mean(jnp.argmax(logits, axis=-1) == y_test[None, :], axis=-1)
+    return jnp.mean(jnp.argmax(logits, axis=-1).astype(y_test.dtype) == y_test[None, :],
+                    axis=-1)
 
   acc = np.asarray(accuracy(params))
   out = []
@@ -478,6 +479,10 @@ def make_config(args) -> dict[str, Any]:
                      f"{args.dataset}")
   cli.check_batch_size(args, args.batch_size, RUNNER.prog)
   return {"steps": RUNNER.value(args, "steps"), "seeds": RUNNER.value(args, "seeds")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

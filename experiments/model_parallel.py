@@ -144,6 +144,10 @@ RUNNER = study.Runner("model_parallel", __doc__.split("\n")[0], add_flags, make_
                       data_flags=False)
 
 
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   return RUNNER.main(argv)
 

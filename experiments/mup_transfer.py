@@ -148,7 +148,7 @@ def make_sweep(model: MLP, meta, config: Config, x_train, y_train, x_eval, y_eva
                                      jax.random.split(data_key, config.steps))
     eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
     val_logits = model.apply({"params": params}, x_val)
-    val_acc = jnp.mean((jnp.argmax(val_logits, -1) == y_val).astype(jnp.float32))
+    val_acc = jnp.mean((jnp.argmax(val_logits, -1).astype(y_val.dtype) == y_val).astype(jnp.float32))
     return eval_loss, val_acc
 
   @jax.jit
@@ -425,6 +425,10 @@ def _run(ctx) -> dict[str, Any]:
 RUNNER = study.Runner("mup_transfer", __doc__.split("\n")[0], add_flags, config_from_args, _run,
                       presets={"quick": {"widths": QUICK.widths, "steps": QUICK.steps,
                                          "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -284,6 +284,10 @@ RUNNER = study.Runner("trainability", __doc__.split("\n")[0], add_flags, make_co
                       presets={"full": FULL, "quick": QUICK})
 
 
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   return RUNNER.main(argv)
 

@@ -260,3 +260,96 @@ def test_unwritable_cache_dir_is_refused_before_the_data(tmp_path, capsys):
                                        str(tmp_path / "o")])
   assert "--cache-dir" in err and "is a file" in err
   assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def test_scan_sgd_equals_a_python_loop_of_optax_steps():
+  """The one training loop: same params, per-step losses and chunk evaluations as a loop."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(32, 4)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(32,)), jnp.float32)
+  params = {"w": jnp.zeros((4,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
+  idx = jnp.asarray(rng.integers(0, 32, (6, 8)), jnp.int32)
+
+  def loss_fn(p, i):
+    return jnp.mean((x[i] @ p["w"] + p["b"] - y[i]) ** 2)
+
+  tx = optax.adam(0.1)
+  got, _, losses, evals = jax.jit(lambda p, b: study.scan_sgd(
+      loss_fn, p, tx, b, eval_fn=lambda p: p["b"], chunks=3))(params, idx)
+  want, state, want_losses, want_evals = params, tx.init(params), [], []
+  for k in range(6):
+    loss, grads = jax.value_and_grad(loss_fn)(want, idx[k])
+    updates, state = tx.update(grads, state, want)
+    want = optax.apply_updates(want, updates)
+    want_losses.append(loss)
+    if k % 2 == 1:
+      want_evals.append(want["b"])
+  np.testing.assert_allclose(losses, want_losses, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(evals, want_evals, rtol=1e-5, atol=1e-7)
+  for k in ("w", "b"):
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="chunks=4 must divide the 6 steps"):
+    study.scan_sgd(loss_fn, params, tx, idx, chunks=4)
+
+
+def test_theory_studies_train_under_x64_and_strict_promotion():
+  """Every theory study's program runs with JAX_ENABLE_X64 and strict dtype promotion."""
+  import jax
+  import jax.numpy as jnp
+  from jax.experimental import enable_x64
+
+  from experiments import deep_transformer as dt
+  from experiments.common import mean_field_mlp as mlp
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(40, 16)).astype(np.float32)
+  y = rng.integers(0, 3, 40).astype(np.int32)
+  with enable_x64(), jax.numpy_dtype_promotion("strict"):
+    for dist in mlp.DISTRIBUTIONS:
+      fn = mlp.make_train_fn(depth=2, width=8, input_dim=16, num_classes=3, sigma_b2=0.05,
+                             steps=2, batch_size=4, lr=0.01, distribution=dist)
+      acc, loss, _ = fn(jnp.asarray([1.0, 2.0], jnp.float32), jax.random.split(
+          jax.random.key(0), 2), x, y, x, y)
+      assert acc.dtype == jnp.float32 and np.isfinite(np.asarray(loss)).all()
+    cfg = dt.ViTConfig(tokens=4, patch_dim=4, depth=1, width=8, heads=2, mlp=8, num_classes=3)
+    res = dt.train_depth(cfg, ["preln_standard", "noln_tfixup"], 1, x.reshape(40, 4, 4), y,
+                         x.reshape(40, 4, 4)[:8], y[:8], steps=2, batch_size=4, lr=1e-3,
+                         chunk=2, progress=False)
+    assert all(np.isfinite(r["loss"]).all() for r in res["runs"])
+
+
+def test_importing_experiments_sets_nothing_up(tmp_path):
+  """Issue 16 item 6: the compilation cache is switched on by cli.entry, not by import."""
+  import subprocess
+  import sys
+
+  code = ("import os, experiments, experiments.trainability, jax; "
+          "print(os.environ.get('JAX_COMPILATION_CACHE_DIR'), "
+          "jax.config.jax_compilation_cache_dir, os.environ.get('XLA_FLAGS'))")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS")}
+  env["PYTHONPATH"] = root
+  out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, text=True,
+                       capture_output=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split() == ["None", "None", "None"]
+
+
+def test_help_lists_the_studies_and_missing_extras_get_one_hint(monkeypatch):
+  import experiments
+
+  text = story.studies_help()
+  for name in story.STUDIES:
+    assert f"  {name} " in text
+  assert "trainability        Trainability phase diagram" in text
+  assert experiments.missing_extras() == []
+  monkeypatch.setitem(experiments.EXTRAS, "no_such_module_jinit", "no-such-package")
+  assert experiments.missing_extras() == ["no-such-package"]

@@ -108,7 +108,7 @@ def make_train_params_fn(*, steps: int, batch_size: int, lr: float,
       return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]))
 
     def accuracy(params):
-      pred = jnp.argmax(apply_mlp(params, x_eval), axis=-1)
+      pred = jnp.argmax(apply_mlp(params, x_eval), axis=-1).astype(y_eval.dtype)
       return jnp.mean((pred == y_eval).astype(jnp.float32))
 
     _, _, losses, curve = study.scan_sgd(loss_fn, params, tx, jax.random.split(key, steps),

@@ -247,7 +247,7 @@ def _make_epoch_fn(apply_fn, tx, n_train: int, batch_size: int, mesh: Mesh | Non
   def loss_fn(params, x, y):
     logits = apply_fn({"params": params}, x)
     loss = _cross_entropy(logits, y)
-    return loss.sum(), jnp.sum(jnp.argmax(logits, -1) == y)  # reduction="sum"
+    return loss.sum(), jnp.sum(jnp.argmax(logits, -1).astype(y.dtype) == y)  # reduction="sum"
 
   def run_step(params, opt_state, x, y):
     (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
@@ -297,7 +297,8 @@ def _make_eval_fn(apply_fn):
   def evaluate(params, x, y, mask):
     logits = jax.vmap(lambda p: apply_fn({"params": p}, x))(params)  # (runs, chunk, C)
     loss = (_cross_entropy(logits, y[None, :]) * mask[None, :]).sum(-1)
-    correct = ((jnp.argmax(logits, -1) == y[None, :]) * mask[None, :]).sum(-1)
+    correct = ((jnp.argmax(logits, -1).astype(y.dtype) == y[None, :]).astype(mask.dtype)
+               * mask[None, :]).sum(-1)
     return loss, correct
 
   return evaluate
