@@ -246,3 +246,21 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(engine, tmp_
   shutil.rmtree(folder / "2")
   with pytest.raises(engine["train"].ResumeError, match="unreadable .* no older one"):
     engine["train"].Checkpointer(str(folder)).restore()
+
+
+def test_resume_from_another_configs_checkpoint_is_one_line(engine, tmp_path, capsys):
+  """Finding 15: resuming another config's checkpoints ended in a traceback."""
+  import dataclasses
+
+  from experiments.common import study
+
+  _train(engine, tmp_path / "run" / "checkpoints", epochs=1, post_init=False)
+  other = dataclasses.replace(engine["config"], lr=0.5)
+  with pytest.raises(SystemExit) as e:
+    study.run_study(engine["ds"], engine["specs"], other, str(tmp_path / "run"), resume=True,
+                    log=None, progress=False, command="python -m experiments.mine",
+                    checkpoints=True)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("python -m experiments.mine: error: --resume: ")
+  assert "other values of lr (saved: lr=0.05)" in err

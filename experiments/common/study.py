@@ -1,4 +1,15 @@
-"""The study pipeline every multi-run experiment shares: flags, specs, results folder, summary.
+"""The study runner and pipeline every experiment shares: flags, checks, folder, data, summary.
+
+Two layers:
+
+* :class:`Runner`, the one runner of every theory, μP and transformer study
+  (``trainability``, ``isometry``, ``mup_transfer``, ``deep_transformer``,
+  ``model_parallel``): presets (``--quick``), flags through the one-line-error parser,
+  every check before any data or folder, ``--out``/``--overwrite`` (the folder taken
+  by :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing
+  its results, figure and summary; :func:`scan_sgd` is their one training loop.
+* :func:`run_study`, the multi-run MLP pipeline (below), with checkpoints and
+  ``--resume``.
 
 A study is several inits x several seeds of one MLP, trained in one compiled
 program (:func:`experiments.common.train.train`). An experiment module only says

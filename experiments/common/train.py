@@ -702,6 +702,33 @@ def _history_from_json(run: dict) -> RunHistory:
   return RunHistory(**{k: v for k, v in run.items() if k in fields})
 
 
+def _check_checkpoint(meta: dict, specs, config: TrainConfig, post_init: bool,
+                      where: str) -> None:
+  """ResumeError (one line) unless the checkpoint can continue this study exactly.
+
+  Same config but ``epochs`` (which may grow), same post-init step, same runs.
+  """
+  saved = meta["result"]
+  saved_config = saved["config"]
+  changed = sorted(k for k, v in config.to_json().items()
+                   if k != "epochs" and saved_config.get(k) != v)
+  if changed:
+    raise ResumeError(f"the checkpoint in {where} was made with other values of "
+                      f"{', '.join(changed)} (saved: "
+                      f"{', '.join(f'{k}={saved_config.get(k)!r}' for k in changed)})")
+  done = len(saved["epoch_seconds"])
+  if config.epochs < done:
+    raise ResumeError(f"--epochs {config.epochs} is below the {done} epochs the checkpoint "
+                      f"in {where} already holds")
+  if bool(saved.get("post_init", False)) != post_init:
+    raise ResumeError(f"the checkpoint in {where} was made "
+                      f"{'with' if saved.get('post_init') else 'without'} a post-init step "
+                      "(e.g. LSUV); this study is not")
+  if [(r["init"], r["bias_init"], r["seed"]) for r in saved["runs"]] != [
+      (s.label, s.bias_label, s.seed) for s in specs]:
+    raise ResumeError(f"the checkpoint in {where} holds other runs")
+
+
 def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
           config: TrainConfig = TrainConfig(), *, post_init: PostInit | None = None,
           mesh: Mesh | None = None,
@@ -745,6 +772,7 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   restored = None
   if resume and checkpointer.latest_epoch() is not None:
     restored = checkpointer.restore(warn=log)  # before any work: a bad checkpoint stops here
+    _check_checkpoint(restored[1], specs, config, post_init is not None, checkpointer.directory)
   # A post-init step (LSUV) is part of the checkpointed state: skipped only when a
   # checkpoint is restored, redone when the run was killed before its first checkpoint.
   prep = prepare(dataset, specs, config, post_init=post_init, mesh=mesh,
@@ -761,25 +789,6 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   if restored is not None:
     state, meta = restored
     saved = meta["result"]
-    where = checkpointer.directory
-    saved_config = saved["config"]
-    changed = sorted(k for k, v in config.to_json().items()
-                     if k != "epochs" and saved["config"].get(k) != v)
-    if changed:
-      raise ResumeError(f"the checkpoint in {where} was made with other values of "
-                        f"{', '.join(changed)} (saved: "
-                        f"{', '.join(f'{k}={saved_config.get(k)!r}' for k in changed)})")
-    done = len(saved["epoch_seconds"])
-    if config.epochs < done:
-      raise ResumeError(f"--epochs {config.epochs} is below the {done} epochs the checkpoint "
-                        f"in {where} already holds")
-    if bool(saved.get("post_init", False)) != result.post_init:
-      raise ResumeError(f"the checkpoint in {where} was made "
-                        f"{'with' if saved.get('post_init') else 'without'} a post-init step "
-                        "(e.g. LSUV); this study is not")
-    if [(r["init"], r["bias_init"], r["seed"]) for r in saved["runs"]] != [
-        (h.init, h.bias_init, h.seed) for h in histories]:
-      raise ResumeError(f"the checkpoint in {where} holds other runs")
     result.runs = histories = [_history_from_json(r) for r in saved["runs"]]
     result.epoch_seconds = list(saved["epoch_seconds"])
     result.init_seconds = saved["init_seconds"]
@@ -787,7 +796,7 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     try:
       start_state = _restore_state(prep, state)
     except (ValueError, KeyError, TypeError) as e:
-      raise ResumeError(f"the checkpoint in {where}: {e}") from None
+      raise ResumeError(f"the checkpoint in {checkpointer.directory}: {e}") from None
     result.params = _take_runs(start_state[0], prep.runs) if prep.n_pad else start_state[0]
   if on_epoch is not None and result.epochs_done == 0:
     on_epoch(result)  # epoch 0: the initial parameters, no metrics yet
