@@ -353,3 +353,28 @@ def test_help_lists_the_studies_and_missing_extras_get_one_hint(monkeypatch):
   assert experiments.missing_extras() == []
   monkeypatch.setitem(experiments.EXTRAS, "no_such_module_jinit", "no-such-package")
   assert experiments.missing_extras() == ["no-such-package"]
+
+
+@pytest.mark.parametrize("signal_exc, code", [(KeyboardInterrupt, 130), (cli.Terminated, 143)])
+def test_runner_interrupt_is_one_line_and_releases_the_folder(tmp_path, capsys, signal_exc,
+                                                              code):
+  """Finding 12: deep_transformer printed a KeyboardInterrupt traceback; the runner says
+  what was written and how to run again, exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+  def run(ctx):
+    ctx.write_json("part.json", {"done": 1})
+    raise signal_exc()
+
+  runner = study.Runner("mine", "a study", lambda p: None, lambda args: None, run,
+                        data_flags=False)
+  out = tmp_path / "o"
+  with pytest.raises(SystemExit) as e:
+    runner.main(["--out", str(out)])
+  assert e.value.code == code
+  err = capsys.readouterr().err
+  assert err.strip().splitlines() == [
+      f"Interrupted; written so far in {out}: part.json, run.json; python -m experiments.mine "
+      f"cannot resume: run it again with --out {out} --overwrite"]
+  assert cli._lock_holder(str(out)) is None and str(out) not in cli._HELD
+  with pytest.raises(SystemExit) as e:  # a runner study cannot resume: one line
+    runner.main(["--resume", str(out)])
+  assert e.value.code == 2 and "cannot resume" in capsys.readouterr().err
