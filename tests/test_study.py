@@ -303,7 +303,6 @@ def test_theory_studies_train_under_x64_and_strict_promotion():
   """Every theory study's program runs with JAX_ENABLE_X64 and strict dtype promotion."""
   import jax
   import jax.numpy as jnp
-  from jax.experimental import enable_x64
 
   from experiments import deep_transformer as dt
   from experiments.common import mean_field_mlp as mlp
@@ -311,7 +310,7 @@ def test_theory_studies_train_under_x64_and_strict_promotion():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(40, 16)).astype(np.float32)
   y = rng.integers(0, 3, 40).astype(np.int32)
-  with enable_x64(), jax.numpy_dtype_promotion("strict"):
+  with jax.enable_x64(True), jax.numpy_dtype_promotion("strict"):
     for dist in mlp.DISTRIBUTIONS:
       fn = mlp.make_train_fn(depth=2, width=8, input_dim=16, num_classes=3, sigma_b2=0.05,
                              steps=2, batch_size=4, lr=0.01, distribution=dist)

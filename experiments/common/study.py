@@ -348,7 +348,10 @@ def scan_sgd(loss_fn: Callable[[Any, Any], Any], params: Any, tx: Any, batches: 
   def step(carry, batch):
     params, opt_state = carry
     loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-    updates, opt_state = tx.update(grads, opt_state, params)
+    # optax's Adam bias correction raises a python float to its int32 step count, which
+    # jax_numpy_dtype_promotion="strict" rejects: optax's code, traced with standard rules.
+    with jax.numpy_dtype_promotion("standard"):
+      updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
 
   def chunk(carry, part):
