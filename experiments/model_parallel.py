@@ -88,7 +88,7 @@ def run(ctx) -> dict[str, Any]:
   x = jax.random.normal(k_x, (args.batch, n_in), jnp.float32)
 
   def loss_fn(w, b, x):
-    y = jax.nn.relu(x @ w + b)
+    y = jax.nn.relu(x @ w + b[None, :])
     return jnp.mean(y * y), y
 
   step = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))

@@ -377,3 +377,20 @@ def test_runner_interrupt_is_one_line_and_releases_the_folder(tmp_path, capsys, 
   with pytest.raises(SystemExit) as e:  # a runner study cannot resume: one line
     runner.main(["--resume", str(out)])
   assert e.value.code == 2 and "cannot resume" in capsys.readouterr().err
+
+
+def test_model_parallel_runs_through_the_runner(tmp_path, capsys):
+  from experiments import model_parallel
+
+  out = tmp_path / "mp"
+  res = model_parallel.main(["--in-features", "8", "--out-features", "8", "--batch", "2",
+                             "--repeats", "1", "--out", str(out)])
+  saved = json.loads((out / "model_parallel.json").read_text())
+  assert saved["rows"] == json.loads(json.dumps(res["rows"])) and saved["rows"][0]["devices"] == 1
+  assert saved["rows"][0]["max_abs_y_diff"] == 0.0  # the 1-device reference itself
+  assert "python -m experiments.model_parallel" in saved["provenance"]["command"]
+  assert (out / "summary.md").read_text().startswith("# Model parallelism")
+  capsys.readouterr()
+  err = _usage_error(capsys, ["--devices", "4096", "--out", str(tmp_path / "x")],
+                     main=model_parallel.main)
+  assert "--devices 4096 exceeds the" in err and not (tmp_path / "x").exists()
