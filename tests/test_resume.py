@@ -234,7 +234,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(engine, tmp_
     if f.is_file():
       f.write_bytes(b"\x00garbage")
   warnings = []
-  state, meta = engine["train"].Checkpointer(str(folder)).restore(warn=warnings.append)
+  _, meta = engine["train"].Checkpointer(str(folder)).restore(warn=warnings.append)
   assert meta["epoch"] == 1 and len(warnings) == 1
   assert warnings[0].startswith("WARNING: checkpoint 2 in") and "resuming from checkpoint 1" \
       in warnings[0] and "\n" not in warnings[0]
