@@ -118,13 +118,19 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
                         help="bias initializer for every run; 'auto' = torch_linear_default "
                              "biases with torch_linear_default weights, zeros otherwise. "
                              "Default: %(default)s")
-  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS))
+  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS),
+                      help="activation of the hidden layers. Default: %(default)s")
   parser.add_argument("--seeds", type=cli.positive_int, default=seeds,
                       help="seeds per init (FIRST..FIRST+N-1). Default: %(default)s")
-  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0)
-  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs)
-  parser.add_argument("--lr", type=cli.positive_float, default=d.lr)
-  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
+  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0,
+                      help="seed of the first run. Default: %(default)s")
+  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs,
+                      help="epochs (with --resume: may grow, to extend a run). "
+                           "Default: %(default)s")
+  parser.add_argument("--lr", type=cli.positive_float, default=d.lr,
+                      help="SGD learning rate (summed loss). Default: %(default)s")
+  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size,
+                      help="examples per SGD step. Default: %(default)s")
   parser.add_argument("--hidden", type=cli.positive_int, default=d.hidden,
                       help="width of hidden layers. Default: %(default)s")
   parser.add_argument("--depth", type=cli.nonneg_int, default=d.depth,
@@ -132,7 +138,8 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
   parser.add_argument("--shuffle", default=d.shuffle, choices=train_lib.SHUFFLES,
                       help="per_run: each seed its own batch order (default); shared: one order "
                            "(--data-seed) for all runs, so runs differ only in their init")
-  parser.add_argument("--data-seed", type=cli.nonneg_int, default=d.data_seed)
+  parser.add_argument("--data-seed", type=cli.nonneg_int, default=d.data_seed,
+                      help="batch order seed of --shuffle shared. Default: %(default)s")
   parser.add_argument("--train-metrics", default=d.train_metrics,
                       choices=train_lib.TRAIN_METRICS,
                       help="eval: train loss/acc on the whole training split after each epoch "
