@@ -288,7 +288,11 @@ def run_coord_check(dataset, config, lr, input_dim):
       return optax.chain(optax.adam(lr),
                          mup.scale_updates(params_meta(p, width, base, input_dim), "adam"))
 
-    cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps, optimizer=opt)
+    # optax's Adam raises a python float to its int32 step count, which strict dtype
+    # promotion rejects (as in study.scan_sgd): the coord check traces with standard rules.
+    with jax.numpy_dtype_promotion("standard"):
+      cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps,
+                           optimizer=opt)
     out[p] = {**cc.to_dict(), "table": cc.table(),
               "max_abs_slope_last_step": cc.max_abs_slope(-1)}
     out[p]["_figure"] = cc.plot(title=f"{p.upper() if p == 'sp' else 'μP'}: coordinate check "
