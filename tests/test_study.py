@@ -299,6 +299,7 @@ def test_scan_sgd_equals_a_python_loop_of_optax_steps():
     study.scan_sgd(loss_fn, params, tx, idx, chunks=4)
 
 
+@pytest.mark.slow  # three compiles of the theory programs (~2-3 min on a loaded 2-core CPU)
 def test_theory_studies_train_under_x64_and_strict_promotion():
   """Every theory study's program runs with JAX_ENABLE_X64 and strict dtype promotion."""
   import jax
