@@ -19,12 +19,21 @@ Run the whole story with ``python -m experiments``, or one part with
 Shared pieces live in :mod:`experiments.common`: data, models, the compiled training
 engine (``train``), the study pipeline (``study``), flags (``cli``), result writing.
 
-Devices: run as ``python -m experiments[.<name>]``, this package gives the CPU one XLA
-device per core (before jax is imported), so a study's runs are sharded over every
-core. A device count already in ``XLA_FLAGS`` is left alone; so is a process that
-imported jax first. Compiled programs are kept in ``results/cache/jax`` (jax's
-persistent compilation cache; ``JAX_COMPILATION_CACHE_DIR`` overrides), so a second
-run skips most compilation.
+Every study runs through one runner, :class:`experiments.common.study.Runner` (flags,
+checks, results folder, data, provenance, summary), or, for the multi-run MLP studies,
+:func:`experiments.common.study.run_study`; ``python -m experiments --help`` lists them.
+
+Importing ``experiments`` (or any of its modules) sets nothing up. What a program
+needs is done by its entry point:
+
+* devices: run as ``python -m experiments[.<name>]`` (and only then: ``sys.argv[0]``
+  is ``"-m"`` while the package is imported by ``-m``), the CPU gets one XLA device per
+  core before jax is imported, so a study's runs are sharded over every core. A device
+  count already in ``XLA_FLAGS`` is left alone; so is a process that imported jax first.
+* the compilation cache: :func:`experiments.common.cli.entry`, the ``__main__`` of every
+  experiment, keeps compiled programs in ``results/cache/jax`` (jax's persistent cache;
+  ``JAX_COMPILATION_CACHE_DIR`` overrides), so a second run skips most compilation. It
+  also makes SIGTERM behave as Ctrl-C.
 """
 
 import os as _os
@@ -49,14 +58,30 @@ def use_host_devices(count: int | None = None) -> bool:
   return True
 
 
-def use_compilation_cache(directory: str = _os.path.join("results", "cache", "jax")) -> None:
-  """Keeps compiled programs in ``directory`` (jax's persistent cache) for the next run.
+# The experiments' extra dependencies (pyproject's [experiments]): module -> package.
+EXTRAS = {"flax": "flax", "optax": "optax", "matplotlib": "matplotlib", "sklearn": "scikit-learn",
+          "orbax.checkpoint": "orbax-checkpoint", "tqdm": "tqdm"}
 
-  An existing ``JAX_COMPILATION_CACHE_DIR`` wins.
-  """
-  _os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", directory)
+
+def missing_extras() -> list[str]:
+  """The packages of ``jinit[experiments]`` that are not installed."""
+  import importlib.util
+
+  missing = []
+  for module, package in EXTRAS.items():
+    try:
+      found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+      found = False
+    if not found:
+      missing.append(package)
+  return missing
 
 
 if _sys.argv[:1] == ["-m"]:  # `python -m experiments...`: the entry point, before jax
+  _missing = missing_extras()
+  if _missing:
+    _sys.stderr.write(f"error: the experiments need {', '.join(_missing)}: "
+                      "pip install 'jinit[experiments]'\n")
+    raise SystemExit(2)
   use_host_devices()
-  use_compilation_cache()

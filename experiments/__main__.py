@@ -24,14 +24,40 @@ from experiments.common import study
 NAME = "story"
 
 
+STUDIES = ("symmetry", "fans", "sigmoid_mnist", "signal_propagation", "deep_relu", "lsuv",
+           "trainability", "isometry", "deep_cnn", "mup_transfer", "deep_transformer",
+           "model_parallel")
+
+
+def studies_help() -> str:
+  """One line per study: ``python -m experiments.<name>`` and its docstring's first line."""
+  import ast
+  import importlib.util
+
+  lines = ["studies (each: python -m experiments.<name> --help):"]
+  for name in STUDIES:
+    spec = importlib.util.find_spec(f"experiments.{name}")
+    doc = ""
+    if spec and spec.origin:
+      with open(spec.origin, encoding="utf-8") as f:
+        doc = (ast.get_docstring(ast.parse(f.read())) or "").split("\n")[0]
+    lines.append(f"  {name:<19} {doc}")
+  return "\n".join(lines)
+
+
 def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0])
+  import argparse
+
+  p = cli.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0],
+                         epilog=studies_help(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--seeds", type=cli.positive_int, default=8,
                  help="seeds per init in the MNIST study. Default: %(default)s")
   p.add_argument("--epochs", type=cli.positive_int, default=30,
                  help="epochs of the MNIST study. Default: %(default)s")
-  p.add_argument("--symmetry-epochs", type=cli.positive_int, default=3)
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--symmetry-epochs", type=cli.positive_int, default=3,
+                 help="epochs of the symmetry part's wide MLP. Default: %(default)s")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
   cli.add_common_args(p)
   return p
 

@@ -48,7 +48,6 @@ import dataclasses
 import datetime
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -61,6 +60,7 @@ import numpy as np
 import jinit
 from experiments.common import cli
 from experiments.common import results
+from experiments.common import study
 from jinit import residual
 
 VARIANTS = ("preln_standard", "postln_standard", "noln_standard", "noln_rezero", "noln_tfixup",
@@ -259,18 +259,15 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
 
   opt = optax.adam(lr)
   opt_state = jax.vmap(opt.init)(params)
-  grad_fn = jax.vmap(jax.value_and_grad(lambda p, a, x, y: _loss(p, a, x, y, cfg)),
-                     in_axes=(0, 0, None, None))
 
   @jax.jit
-  def run_chunk(params, opt_state, idx):  # idx: (chunk, batch)
-    def step(carry, i):
-      params, opt_state = carry
-      loss, grads = grad_fn(params, arch, x_train[i], y_train[i])
-      updates, opt_state = jax.vmap(opt.update)(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), idx)
-    return params, opt_state, losses
+  def run_chunk(params, opt_state, idx):  # idx: (chunk, batch), the same for every run
+    def one(p, s, a):
+      def loss_fn(p, i):
+        return _loss(p, a, x_train[i], y_train[i], cfg)
+      p, s, losses, _ = study.scan_sgd(loss_fn, p, opt, idx, opt_state=s)
+      return p, s, losses
+    return jax.vmap(one)(params, opt_state, arch)
 
   rng = np.random.default_rng(data_seed)  # the same batches for every run and depth
   idx = rng.integers(0, len(y_train), size=(steps, batch_size)).astype(np.int32)
@@ -281,12 +278,13 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
     if progress:
       print(f"  depth {cfg.depth}: step {min(start + chunk, steps)}/{steps} "
             f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-  losses = np.concatenate(losses).T  # (runs, steps)
+  losses = np.concatenate(losses, axis=1)  # (runs, steps)
 
   @jax.jit
   def accuracy(params):
     logits = jax.vmap(lambda p, a: forward(p, a, x_test, cfg)[0])(params, arch)
-    return jnp.mean(jnp.argmax(logits, axis=-1) == y_test[None, :], axis=-1)
+    return jnp.mean(jnp.argmax(logits, axis=-1).astype(y_test.dtype) == y_test[None, :],
+                    axis=-1)
 
   acc = np.asarray(accuracy(params))
   out = []
@@ -432,82 +430,87 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def _int_list(text: str, name: str) -> list[int]:
-  try:
-    vals = [int(t) for t in text.split(",") if t.strip()]
-  except ValueError:
-    raise SystemExit(
-        f"error: {name} must be comma-separated positive ints, got {text!r}") from None
-  if not vals or min(vals) < 1:
-    raise SystemExit(
-        f"error: {name} must be comma-separated positive ints, got {text!r}") from None
-  return vals
+def _variants(text: str) -> list[str]:
+  names = [t.strip() for t in text.split(",")]
+  bad = [n for n in names if n not in VARIANTS]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(VARIANTS)}, "
+                                     f"got {text!r}")
+  return names
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.deep_transformer",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true",
-                 help=f"{QUICK['steps']} steps, {QUICK['seeds']} seed (all depths, all variants)")
-  p.add_argument("--depths", default="6,24,48", help="Default: %(default)s")
-  p.add_argument("--variants", default=",".join(VARIANTS),
-                 help=f"comma-separated subset of {', '.join(VARIANTS)}")
-  p.add_argument("--steps", type=int, default=None,
+SIDES = {"mnist": 28, "digits": 8}  # image side per dataset, to check --patch before loading
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--depths", type=cli.positive_int_list, default=[6, 24, 48], metavar="L,L,...",
+                 help="depths (blocks), comma-separated. Default: 6,24,48")
+  p.add_argument("--variants", type=_variants, default=list(VARIANTS), metavar="NAME,...",
+                 help=f"comma-separated subset of {', '.join(VARIANTS)} (default: all)")
+  p.add_argument("--steps", type=cli.positive_int, default=None,
                  help=f"training steps (default {FULL['steps']}, --quick {QUICK['steps']})")
-  p.add_argument("--seeds", type=int, default=None,
+  p.add_argument("--seeds", type=cli.positive_int, default=None,
                  help=f"seeds per variant (default {FULL['seeds']}, --quick {QUICK['seeds']})")
-  p.add_argument("--lr", type=float, default=1e-3, help="Adam, constant. Default: %(default)s")
-  p.add_argument("--batch-size", type=int, default=32)
-  p.add_argument("--width", type=int, default=32)
-  p.add_argument("--heads", type=int, default=4)
-  p.add_argument("--mlp", type=int, default=64)
-  p.add_argument("--patch", type=int, default=7, help="patch side. Default: %(default)s")
-  p.add_argument("--test-size", type=int, default=2000)
-  p.add_argument("--train-size", type=int, default=None)
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--lr", type=cli.positive_float, default=1e-3,
+                 help="Adam, constant. Default: %(default)s")
+  p.add_argument("--batch-size", type=cli.positive_int, default=32,
+                 help="examples per step. Default: %(default)s")
+  p.add_argument("--width", type=cli.positive_int, default=32,
+                 help="residual stream width. Default: %(default)s")
+  p.add_argument("--heads", type=cli.positive_int, default=4,
+                 help="attention heads (must divide --width). Default: %(default)s")
+  p.add_argument("--mlp", type=cli.positive_int, default=64,
+                 help="hidden width of each block's MLP. Default: %(default)s")
+  p.add_argument("--patch", type=cli.positive_int, default=7,
+                 help="patch side (must divide the image side). Default: %(default)s")
+  p.add_argument("--test-size", type=cli.positive_int, default=2000,
+                 help="test examples for the accuracy. Default: %(default)s")
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
+                 help="first N training examples (default: all)")
   p.add_argument("--resummarize", default=None, metavar="DIR",
                  help="only recompute the rows, claims, summary.md and figures of the finished "
                       "run in DIR from its results.json (no training)")
-  cli.add_common_args(p)
-  return p
+
+
+def make_config(args) -> dict[str, Any]:
+  """Every check of the flags (before any data or folder)."""
+  if args.width % args.heads:
+    raise ValueError(f"--heads {args.heads} must divide --width {args.width}")
+  side = SIDES.get(args.dataset)
+  if side and side % args.patch:
+    raise ValueError(f"--patch {args.patch} must divide the image side {side} of "
+                     f"{args.dataset}")
+  cli.check_batch_size(args, args.batch_size, RUNNER.prog)
+  return {"steps": RUNNER.value(args, "steps"), "seeds": RUNNER.value(args, "seeds")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   argv = list(sys.argv[1:] if argv is None else argv)
-  args = build_parser().parse_args(argv)
+  args = RUNNER.parser().parse_args(argv)
   if args.resummarize:
     return resummarize(args.resummarize)
-  depths = _int_list(args.depths, "--depths")
-  variants = [v for v in args.variants.split(",") if v]
-  bad = [v for v in variants if v not in VARIANTS]
-  if bad or not variants:
-    raise SystemExit(f"error: --variants must be a subset of {', '.join(VARIANTS)}, got {bad}")
-  mode = QUICK if args.quick else FULL
-  steps = mode["steps"] if args.steps is None else args.steps
-  seeds = mode["seeds"] if args.seeds is None else args.seeds
-  for name, v in (("--steps", steps), ("--seeds", seeds), ("--batch-size", args.batch_size),
-                  ("--test-size", args.test_size)):
-    if v < 1:
-      raise SystemExit(f"error: {name} must be >= 1, got {v}")
-  if not args.lr > 0:
-    raise SystemExit(f"error: --lr must be > 0, got {args.lr}")
-  out_dir = cli.out_dir_from_args(args, "deep_transformer")
-  if os.path.exists(os.path.join(out_dir, "results.json")):
-    raise SystemExit(f"error: {out_dir} already holds results.json; choose another --out")
-  dataset = cli.load_from_args(args)
+  return RUNNER.main(argv)
+
+
+def run(ctx) -> dict[str, Any]:
+  """Every depth, each one compiled program; results.json after each depth, then the summary."""
+  args, dataset = ctx.args, ctx.dataset
+  steps, seeds = ctx.config["steps"], ctx.config["seeds"]
+  depths, variants = args.depths, args.variants
   mean, std = float(dataset.x_train.mean()), float(dataset.x_train.std())
   norm = lambda x: ((x - mean) / std).astype(np.float32)
   x_train = patchify(norm(dataset.x_train), args.patch)
   x_test = patchify(norm(dataset.x_test[:args.test_size]), args.patch)
   y_test = dataset.y_test[:args.test_size]
   tokens, patch_dim = x_train.shape[1:]
-  os.makedirs(out_dir, exist_ok=True)
-  print(f"Results folder: {out_dir}")
   meta = {
-      "command": "python -m experiments.deep_transformer " + " ".join(argv),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-                 f"jax {jax.__version__} on {jax.devices()[0].platform}",
+      "command": ctx.provenance["command"], "date": ctx.provenance["date"],
+      "machine": f"{ctx.provenance['machine']}, jax {jax.__version__} on "
+                 f"{jax.devices()[0].platform}",
       "config": {"depths": depths, "variants": variants, "steps": steps, "seeds": seeds,
                  "lr": args.lr, "optimizer": "adam (constant lr, no warmup, no clipping)",
                  "batch_size": args.batch_size, "width": args.width, "heads": args.heads,
@@ -526,8 +529,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     record = {**meta, "seconds": time.time() - t0, "cpu_seconds": time.process_time(),
               "rows": rows, "claims": claims(rows),
               "complete": depth == depths[-1], "depth_results": depth_results}
-    results.write_json(os.path.join(out_dir, "results.json"), record)
-  write_summary(out_dir, record)
+    ctx.write_json("results.json", record)
+  write_summary(ctx.out_dir, record)
   return record
 
 
@@ -579,5 +582,9 @@ def resummarize(out_dir: str) -> dict[str, Any]:
   return record
 
 
+RUNNER = study.Runner("deep_transformer", __doc__.split("\n")[0], add_flags, make_config, run,
+                      presets={"full": FULL, "quick": QUICK})
+
+
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -109,7 +109,8 @@ def _plot(sample: np.ndarray, bound: float, rows, path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   p = cli.ArgumentParser(prog="python -m experiments.fans", description=__doc__.split("\n")[0])
-  p.add_argument("--seed", type=cli.nonneg_int, default=0)
+  p.add_argument("--seed", type=cli.nonneg_int, default=0,
+                 help="PRNG seed of the sampled layers. Default: %(default)s")
   p.add_argument("--out", default=None, help="results folder (default: results/fans-<UTC time>)")
   p.add_argument("--overwrite", action="store_true",
                  help="replace an existing results folder given as --out")

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -51,11 +50,9 @@ import jinit
 from experiments.common import cli
 from experiments.common import mean_field_mlp as mlp
 from experiments.common import results
+from experiments.common import study
 from experiments.common.provenance import format_provenance
-from experiments.common.provenance import provenance
 from jinit import theory
-
-PROG = "python -m experiments.isometry"  # names the program in one-line errors
 
 # sigma_b2 small so that q* at criticality is small (Pennington et al.: isometry of
 # orthogonal tanh improves as q* -> 0); tanh's critical sigma_w2 there is ~1.09.
@@ -91,11 +88,11 @@ def jacobian_singular_values(key, cfg: dict[str, Any], depth: int, width: int) -
     else:
       w = jinit.variance_scaling(kw, (width, width), width, width, scale=sw2, mode="fan_in",
                                  distribution="normal")
-    b = jinit.normal(kb, (width,), std=math.sqrt(sb2)) if sb2 > 0 else jnp.zeros((width,))
+    b = jinit.normal(kb, (width,), std=math.sqrt(sb2)) if sb2 > 0 else jnp.zeros((width,), jnp.float32)
     return w, b
 
   ws, bs = jax.vmap(params_for)(keys)
-  z0 = jax.random.normal(kx, (width,)) * math.sqrt(cfg["q_star"])
+  z0 = jax.random.normal(kx, (width,), jnp.float32) * math.sqrt(cfg["q_star"])
   jac = _jacobian_fn(phi)(ws, bs, z0)
   return np.linalg.svd(np.asarray(jac, np.float64), compute_uv=False)
 
@@ -248,71 +245,89 @@ def plot_learning(ls: dict[str, Any], path: str) -> None:
   results.save_figure(fig, path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.isometry",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true",
-                 help="width 128, 2 nets per cell; learning: depth 32, 600 steps, 2 seeds")
-  p.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS))
-  p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS,
-                 help="configurations of the spectra (default: all)")
-  p.add_argument("--width", type=int, default=None, help="Jacobian width (default 256)")
-  p.add_argument("--nets", type=int, default=None, help="random nets per cell (default 3)")
-  p.add_argument("--learn-depth", type=int, default=None, help="default 64 (--quick 32)")
-  p.add_argument("--learn-width", type=int, default=None, help="default 128 (--quick 64)")
-  p.add_argument("--steps", type=int, default=None, help="default 2000 (--quick 600)")
-  p.add_argument("--seeds", type=int, default=None, help="default 3 (--quick 2)")
-  p.add_argument("--lr", type=float, default=0.01)
-  p.add_argument("--batch-size", type=int, default=64)
-  p.add_argument("--target", type=float, default=0.8, help="train accuracy to reach")
-  p.add_argument("--train-size", type=int, default=None, help="default 20000 (--quick 10000)")
-  p.add_argument("--seed", type=int, default=0)
+FULL = {"width": 256, "nets": 3, "learn_depth": 64, "learn_width": 128, "steps": 2000,
+        "seeds": 3, "train_size": 20000}
+QUICK = {"width": 128, "nets": 2, "learn_depth": 32, "learn_width": 64, "steps": 600,
+         "seeds": 2, "train_size": 10000}
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--depths", type=cli.positive_int_list, default=list(DEPTHS), metavar="L,L,...",
+                 help="depths of the Jacobian spectra, comma-separated. Default: "
+                      f"{','.join(map(str, DEPTHS))}")
+  p.add_argument("--configs", type=_configs, default=list(CONFIGS), metavar="NAME,...",
+                 help=f"configurations of the spectra, comma-separated subset of "
+                      f"{','.join(CONFIGS)} (default: all)")
+  p.add_argument("--width", type=cli.positive_int, default=None,
+                 help="Jacobian width (default 256, --quick 128)")
+  p.add_argument("--nets", type=cli.positive_int, default=None,
+                 help="random nets per cell (default 3, --quick 2)")
+  p.add_argument("--learn-depth", type=cli.positive_int, default=None,
+                 help="depth of the trained MLP (default 64, --quick 32)")
+  p.add_argument("--learn-width", type=cli.positive_int, default=None,
+                 help="width of the trained MLP (default 128, --quick 64)")
+  p.add_argument("--steps", type=cli.positive_int, default=None,
+                 help="SGD steps (default 2000, --quick 600)")
+  p.add_argument("--seeds", type=cli.positive_int, default=None,
+                 help="seeds per init (default 3, --quick 2)")
+  p.add_argument("--lr", type=cli.positive_float, default=0.01,
+                 help="SGD step size. Default: %(default)s")
+  p.add_argument("--batch-size", type=cli.positive_int, default=64,
+                 help="examples per SGD step. Default: %(default)s")
+  p.add_argument("--target", type=cli.fraction, default=0.8,
+                 help="train accuracy to reach. Default: %(default)s")
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
+                 help="first N training examples (default 20000, --quick 10000)")
+  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="PRNG seed. Default: %(default)s")
   p.add_argument("--skip-learning", action="store_true", help="only the Jacobian spectra")
-  p.add_argument("--overwrite", action="store_true")
-  cli.add_common_args(p)
-  return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  args = build_parser().parse_args(argv)
-  q = args.quick
-  width = args.width or (128 if q else 256)
-  nets = args.nets or (2 if q else 3)
-  for name, v in (("depths", min(args.depths)), ("width", width), ("nets", nets)):
-    if v < 1:
-      cli.fail(PROG, f"--{name} must be >= 1")
-  if not 0.0 < args.target < 1.0:
-    cli.fail(PROG, f"--target must be in (0, 1), got {args.target}")
-  out_dir = cli.out_dir_from_args(args, "isometry")
-  out_json = os.path.join(out_dir, "isometry.json")
-  prov = provenance("experiments.isometry", argv)
+def _configs(text: str) -> list[str]:
+  names = [t.strip() for t in text.split(",")]
+  bad = [n for n in names if n not in CONFIGS]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(CONFIGS)}, "
+                                     f"got {text!r}")
+  return names
+
+
+def make_config(args) -> dict[str, Any]:
+  """Every check of the flags (before any data or folder); the study's settings."""
+  v = functools.partial(RUNNER.value, args)
+  args.train_size = v("train_size")
+  if not args.skip_learning:
+    cli.check_batch_size(args, args.batch_size, RUNNER.prog)
+  return {k: v(k) for k in FULL}
+
+
+def run(ctx) -> dict[str, Any]:
+  """Part 1 (spectra) and part 2 (learning speed); writes json, figures, summary."""
+  args, c, prov = ctx.args, ctx.config, ctx.provenance
+  q, width, nets = args.quick, c["width"], c["nets"]
   t0 = time.time()
-  print(f"Jacobian spectra at init: width {width}, {nets} nets per cell, depths {args.depths}")
+  ctx.log(f"Jacobian spectra at init: width {width}, {nets} nets per cell, depths {args.depths}")
   spec = spectra(args.depths, width, nets, args.seed, args.configs)
   spec_table = format_spectra(spec, args.depths)
-  print(spec_table)
+  ctx.log(spec_table)
   res: dict[str, Any] = {"spectra": spec, "depths": args.depths, "width": width, "nets": nets,
                          "provenance": prov, "quick": bool(q)}
   learn_table = ""
   if not args.skip_learning:
-    if args.train_size is None:
-      args.train_size = 10000 if q else 20000
-    dataset = cli.load_from_args(args)
-    steps = args.steps or (600 if q else 2000)
+    dataset = ctx.dataset
+    steps = c["steps"]
     every = next(d for d in range(max(steps // 30, 1), 0, -1) if steps % d == 0)
-    ls = learning_speed(dataset, depth=args.learn_depth or (32 if q else 64),
-                        width=args.learn_width or (64 if q else 128), steps=steps,
-                        eval_every=every, seeds=args.seeds or (2 if q else 3), lr=args.lr,
+    ls = learning_speed(dataset, depth=c["learn_depth"], width=c["learn_width"], steps=steps,
+                        eval_every=every, seeds=c["seeds"], lr=args.lr,
                         batch_size=args.batch_size, target=args.target)
     ls["dataset"] = {"name": dataset.name, "train_size": len(dataset.y_train)}
     res["learning"] = ls
     learn_table = format_learning(ls)
-    print(learn_table)
+    ctx.log(learn_table)
   res["seconds"] = time.time() - t0
-  results.write_json(out_json, res)
-  plot_spectra(spec, args.depths, os.path.join(out_dir, "spectra.png"))
+  ctx.write_json("isometry.json", res)
+  plot_spectra(spec, args.depths, ctx.path("spectra.png"))
   if "learning" in res:
-    plot_learning(res["learning"], os.path.join(out_dir, "learning.png"))
+    plot_learning(res["learning"], ctx.path("learning.png"))
   tanh = config_params("tanh-critical")
   summary = (f"# Dynamical isometry ({'--quick' if q else 'full'} run)\n\n"
              f"{format_provenance(prov)}\n- wall time: {res['seconds']:.0f} s\n\n"
@@ -328,10 +343,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{ls['dataset']['train_size']} {ls['dataset']['name']} examples; training "
                 f"accuracy on the first 2000 training examples every {ls['eval_every']} "
                 f"steps.\n\n{learn_table}\n")
-  results.write_text(os.path.join(out_dir, "summary.md"), summary)
-  print(f"Done in {res['seconds']:.0f} s: {out_dir}")
+  ctx.write_text("summary.md", summary)
+  ctx.log(f"Done in {res['seconds']:.0f} s: {ctx.out_dir}")
   return res
 
 
+RUNNER = study.Runner("isometry", __doc__.split("\n")[0], add_flags, make_config, run,
+                      presets={"full": FULL, "quick": QUICK},
+                      needs_data=lambda args: not args.skip_learning)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  return RUNNER.main(argv)
+
+
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

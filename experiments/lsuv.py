@@ -149,7 +149,7 @@ def build_parser() -> cli.ArgumentParser:
                  help="override the study's epochs")
   p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="use only the first N training examples (default: all)")
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar")
   cli.add_common_args(p)
   return p
 

@@ -1,6 +1,6 @@
 """Model parallelism: one large Dense layer split along its output axis over a mesh.
 
-    python -m experiments.model_parallel                     # 1, 2, 4, 8 devices
+    python -m experiments.model_parallel                     # 1, 2, 4, ... all devices
     python -m experiments.model_parallel --devices 4 --out-features 8192
 
 The kernel ``(in, out)`` is created already sharded by
@@ -11,46 +11,67 @@ loss/gradient step shows the backward pass keeps the gradient sharded like the
 kernel. Each mesh size is checked against the 1-device result (same key, so the
 same weights bit for bit; outputs agree to float32 rounding).
 
-On a CPU the devices are simulated (``XLA_FLAGS=--xla_force_host_platform_device_count``,
-set here before jax is imported unless already set): they share the same cores,
-so the time column shows overhead, not speed-up. Memory per device is what scales.
+On a CPU the devices are simulated: ``python -m experiments...`` gives the CPU one
+device per core; for more, start it with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8``. Simulated devices share the
+same cores, so the time column shows overhead, not speed-up. Memory per device is
+what scales.
+
+Writes ``model_parallel.json`` (one row per mesh size) and ``summary.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from experiments.common import cli
+from experiments.common import study
 
 
-def _parse(argv):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--devices", type=int, default=8, help="largest mesh (also tries 1, 2, 4, ...)")
-  p.add_argument("--in-features", type=int, default=4096)
-  p.add_argument("--out-features", type=int, default=16384)
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--init", default="kaiming_normal", help="jinit initializer for the kernel")
-  p.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
-  args = p.parse_args(argv)
-  for name in ("devices", "in_features", "out_features", "batch", "repeats"):
-    if getattr(args, name) < 1:
-      p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-  if args.out_features % args.devices:
-    p.error(f"--out-features {args.out_features} must be divisible by --devices {args.devices}")
-  return args
+def _init_name(text: str) -> str:
+  import jinit
+
+  if text not in jinit.INITIALIZERS:
+    raise argparse.ArgumentTypeError(f"must be one of {', '.join(sorted(jinit.INITIALIZERS))}, "
+                                     f"got {text!r}")
+  return text
 
 
-def main(argv=None):
-  args = _parse(argv)
-  if "jax" not in sys.modules and "xla_force_host_platform_device_count" not in \
-      os.environ.get("XLA_FLAGS", ""):
-    # Only affects the CPU platform; real accelerators are used as they are.
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={args.devices}").strip()
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--devices", type=cli.positive_int, default=None,
+                 help="largest mesh (also tries 1, 2, 4, ...). Default: all devices")
+  p.add_argument("--in-features", type=cli.positive_int, default=4096,
+                 help="input features of the layer. Default: %(default)s")
+  p.add_argument("--out-features", type=cli.positive_int, default=16384,
+                 help="output features (split over the devices). Default: %(default)s")
+  p.add_argument("--batch", type=cli.positive_int, default=64,
+                 help="examples per step. Default: %(default)s")
+  p.add_argument("--init", type=_init_name, default="kaiming_normal",
+                 help="jinit initializer for the kernel. Default: %(default)s")
+  p.add_argument("--repeats", type=cli.positive_int, default=5,
+                 help="timed steps (median). Default: %(default)s")
 
-  import statistics
-  import time
 
+def make_config(args) -> int:
+  """Checks the flags; returns the largest mesh size."""
+  import jax
+
+  available = jax.device_count()
+  devices = available if args.devices is None else args.devices
+  if devices > available:
+    raise ValueError(f"--devices {devices} exceeds the {available} available devices (on CPU: "
+                     "XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+  if args.out_features % devices:
+    raise ValueError(f"--out-features {args.out_features} must be divisible by --devices "
+                     f"{devices}")
+  return devices
+
+
+def run(ctx) -> dict[str, Any]:
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -60,53 +81,76 @@ def main(argv=None):
   import jinit
   from jinit import sharding as js
 
-  if args.init not in jinit.INITIALIZERS:
-    raise SystemExit(f"--init must be one of {', '.join(sorted(jinit.INITIALIZERS))}")
+  args, devices = ctx.args, ctx.config
   init = jinit.INITIALIZERS[args.init]
   n_in, n_out = args.in_features, args.out_features
   k_w, k_x = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(k_x, (args.batch, n_in))
+  x = jax.random.normal(k_x, (args.batch, n_in), jnp.float32)
 
   def loss_fn(w, b, x):
-    y = jax.nn.relu(x @ w + b)
+    y = jax.nn.relu(x @ w + b[None, :])
     return jnp.mean(y * y), y
 
   step = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))
-
-  sizes = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= args.devices and n_out % n == 0]
-  if args.devices not in sizes:
-    sizes.append(args.devices)
-  print(f"Dense({n_in} -> {n_out}) = {n_in * n_out / 1e6:.1f}M kernel params, "
-        f"kernel by jinit.{args.init}, batch {args.batch}, {jax.device_count()} "
-        f"{jax.devices()[0].platform} device(s)\n")
-  header = (f"{'devices':>7} {'kernel shard':>14} {'MiB/device':>10} {'step ms':>8} "
-            f"{'max|y-y1|':>10} {'max|g-g1|':>10} {'grad spec':>16}")
-  print(header)
-  ref = None
+  sizes = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= devices and n_out % n == 0]
+  if devices not in sizes:
+    sizes.append(devices)
+  ctx.log(f"Dense({n_in} -> {n_out}) = {n_in * n_out / 1e6:.1f}M kernel params, "
+          f"kernel by jinit.{args.init}, batch {args.batch}, {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s)\n")
+  head = ("| devices | kernel shard | MiB/device | step ms | max abs(y - y1) | max abs(g - g1) "
+          "| grad spec |")
+  lines = [head, "|---|---|---|---|---|---|---|"]
+  ctx.log(head)
+  rows, ref = [], None
   for n in sizes:
-    mesh = js.make_mesh(n, ("model",))  # clear ValueError if n > available devices
+    mesh = js.make_mesh(n, ("model",))
     w_sharding = NamedSharding(mesh, P(None, "model"))
     w = js.sharded_init(init, k_w, (n_in, n_out), n_in, n_out, w_sharding)
     b = js.sharded_init(jinit.zeros, k_w, (n_out,), sharding=P("model"), mesh=mesh)
     xr = jax.device_put(x, js.replicated(mesh))
-    (loss, y), (gw, gb) = step(w, b, xr)  # compile + warm-up
+    (_, y), (gw, _) = step(w, b, xr)  # compile + warm-up
     times = []
     for _ in range(args.repeats):
       t = time.perf_counter()
       jax.block_until_ready(step(w, b, xr))
       times.append(time.perf_counter() - t)
-    grad_spec = tuple(gw.sharding.spec)
+    grad_spec = str(tuple(gw.sharding.spec))
     y, gw = np.asarray(y), np.asarray(gw)
     if ref is None:
       ref = (y, gw)
     per_device = max(sum(s.data.nbytes for a in (w, b) for s in a.addressable_shards
                          if s.device == d) for d in mesh.devices.flat)
-    shard = w.addressable_shards[0].data.shape
-    print(f"{n:>7} {str(shard):>14} {per_device / 2**20:10.1f} "
-          f"{1e3 * statistics.median(times):8.1f} {np.abs(y - ref[0]).max():10.2e} "
-          f"{np.abs(gw - ref[1]).max():10.2e} {str(grad_spec):>16}")
-  return 0
+    row = {"devices": n, "kernel_shard": list(w.addressable_shards[0].data.shape),
+           "mib_per_device": per_device / 2**20, "step_ms": 1e3 * statistics.median(times),
+           "max_abs_y_diff": float(np.abs(y - ref[0]).max()),
+           "max_abs_grad_diff": float(np.abs(gw - ref[1]).max()), "grad_spec": grad_spec}
+    rows.append(row)
+    line = (f"| {n} | {tuple(row['kernel_shard'])} | {row['mib_per_device']:.1f} | "
+            f"{row['step_ms']:.1f} | {row['max_abs_y_diff']:.2e} | "
+            f"{row['max_abs_grad_diff']:.2e} | {grad_spec} |")
+    lines.append(line)
+    ctx.log(line)
+  res = {"rows": rows, "in_features": n_in, "out_features": n_out, "batch": args.batch,
+         "init": args.init, "provenance": ctx.provenance}
+  ctx.write_json("model_parallel.json", res)
+  prov = "\n".join(f"- {k}: {v}" for k, v in ctx.provenance.items())
+  ctx.write_text("summary.md", f"# Model parallelism: Dense({n_in} -> {n_out}) split over its "
+                               f"output axis\n\n{prov}\n\n" + "\n".join(lines) + "\n")
+  return res
+
+
+RUNNER = study.Runner("model_parallel", __doc__.split("\n")[0], add_flags, make_config, run,
+                      data_flags=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  return RUNNER.main(argv)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.entry(main)

@@ -42,9 +42,6 @@ import dataclasses
 import datetime
 import math
 import os
-import platform
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -57,10 +54,10 @@ import optax
 
 from experiments.common import cli
 from experiments.common import data as data_lib
+from experiments.common import provenance as provenance_lib
 from experiments.common import results
+from experiments.common import study
 from jinit import mup
-
-PROG = "python -m experiments.mup_transfer"  # names the program in one-line errors
 
 PARAMETRIZATIONS = ("sp", "mup")
 
@@ -142,24 +139,16 @@ def make_sweep(model: MLP, meta, config: Config, x_train, y_train, x_eval, y_eva
     init_key, data_key = jax.random.split(key)
     params = model.init(init_key, x_train[:1])["params"]
     tx = optax.chain(optax.adam(lr), mup.scale_updates(meta, "adam"))
-    opt_state = tx.init(params)
 
-    def step(carry, step_key):
-      params, opt_state = carry
+    def loss_fn(p, step_key):  # one step's batch, drawn from its key
       idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+      return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
 
-      def loss_fn(p):
-        return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
-
-      grads = jax.grad(loss_fn)(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, opt_state),
-                                  jax.random.split(data_key, config.steps))
+    params, _, _, _ = study.scan_sgd(loss_fn, params, tx,
+                                     jax.random.split(data_key, config.steps))
     eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
     val_logits = model.apply({"params": params}, x_val)
-    val_acc = jnp.mean((jnp.argmax(val_logits, -1) == y_val).astype(jnp.float32))
+    val_acc = jnp.mean((jnp.argmax(val_logits, -1).astype(y_val.dtype) == y_val).astype(jnp.float32))
     return eval_loss, val_acc
 
   @jax.jit
@@ -299,7 +288,11 @@ def run_coord_check(dataset, config, lr, input_dim):
       return optax.chain(optax.adam(lr),
                          mup.scale_updates(params_meta(p, width, base, input_dim), "adam"))
 
-    cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps, optimizer=opt)
+    # optax's Adam raises a python float to its int32 step count, which strict dtype
+    # promotion rejects (as in study.scan_sgd): the coord check traces with standard rules.
+    with jax.numpy_dtype_promotion("standard"):
+      cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps,
+                           optimizer=opt)
     out[p] = {**cc.to_dict(), "table": cc.table(),
               "max_abs_slope_last_step": cc.max_abs_slope(-1)}
     out[p]["_figure"] = cc.plot(title=f"{p.upper() if p == 'sp' else 'μP'}: coordinate check "
@@ -308,7 +301,7 @@ def run_coord_check(dataset, config, lr, input_dim):
 
 
 def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
-        log=print) -> dict[str, Any]:
+        log=print, prov: dict | None = None) -> dict[str, Any]:
   """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
   start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
   input_dim = dataset.input_dim
@@ -358,10 +351,12 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   results.write_json(os.path.join(out_dir, "coord_check.json"), coord)
   results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
   plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"))
+  prov = prov or {}
   info = {"command": command,
-          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-          "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, jax "
-                     f"{jax.__version__} on {jax.default_backend()}",
+          "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
+              "%Y-%m-%d %H:%M UTC"),
+          "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
+                     f"{jax.default_backend()}",
           "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
           "seconds": time.time() - start,
           # CPU time of this process (all threads): on a shared machine, what the run
@@ -381,36 +376,37 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   return transfer
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.mup_transfer",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true",
-                 help=f"widths {QUICK.widths}, lrs 2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]},"
-                      f" {QUICK.steps} steps (a few minutes on 2 CPU cores)")
-  p.add_argument("--widths", default=None, help="comma-separated increasing widths")
-  p.add_argument("--log2-lrs", default=None,
-                 help="first:last exponents of the lr grid, e.g. -14:-4")
-  p.add_argument("--seeds", type=int, default=None)
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--batch-size", type=int, default=None)
-  p.add_argument("--eval-size", type=int, default=None)
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--widths", type=cli.positive_int_list, default=None, metavar="W,W,...",
+                 help="comma-separated increasing widths (default "
+                      f"{','.join(map(str, Config.widths))}; --quick "
+                      f"{','.join(map(str, QUICK.widths))})")
+  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST",
+                 help="exponents of the lr grid, e.g. --log2-lrs=-14:-4 (default "
+                      f"{Config.log2_lrs[0]}:{Config.log2_lrs[-1]})")
+  p.add_argument("--seeds", type=cli.positive_int, default=None,
+                 help=f"seeds per (width, lr) (default {Config.seeds})")
+  p.add_argument("--steps", type=cli.positive_int, default=None,
+                 help=f"Adam steps per run (default {Config.steps})")
+  p.add_argument("--batch-size", type=cli.positive_int, default=None,
+                 help=f"examples per step (default {Config.batch_size})")
+  p.add_argument("--eval-size", type=cli.positive_int, default=None,
+                 help=f"training examples the final loss is measured on (default "
+                      f"{Config.eval_size})")
   p.add_argument("--zero-readout", action=argparse.BooleanOptionalAction, default=None,
                  help="zero-init the readout kernel (SP and μP alike)")
-  p.add_argument("--coord-steps", type=int, default=None, help="Adam steps of the coord check")
-  p.add_argument("--train-size", type=int, default=None,
+  p.add_argument("--coord-steps", type=cli.positive_int, default=None,
+                 help=f"Adam steps of the coord check (default {Config.coord_steps})")
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="subsample the training split to this many examples")
-  cli.add_common_args(p)
-  return p
 
 
 def config_from_args(args) -> Config:
+  """Every check of the flags (before any data or folder); the study's :class:`Config`."""
   base = QUICK if args.quick else Config()
   changes: dict[str, Any] = {}
   if args.widths:
-    try:
-      changes["widths"] = tuple(int(w) for w in args.widths.split(","))
-    except ValueError:
-      raise ValueError(f"--widths must be comma-separated ints, got {args.widths!r}") from None
+    changes["widths"] = tuple(args.widths)
   if args.log2_lrs:
     try:
       lo, hi = (int(v) for v in args.log2_lrs.split(":"))
@@ -420,24 +416,28 @@ def config_from_args(args) -> Config:
   for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout"):
     if getattr(args, name) is not None:
       changes[name] = getattr(args, name)
-  return dataclasses.replace(base, **changes)
+  config = dataclasses.replace(base, **changes)
+  cli.check_batch_size(args, config.batch_size, RUNNER.prog)
+  return config
+
+
+def _run(ctx) -> dict[str, Any]:
+  return run(ctx.dataset, ctx.config, ctx.out_dir, ctx.provenance["command"], log=ctx.log,
+             prov=ctx.provenance)
+
+
+RUNNER = study.Runner("mup_transfer", __doc__.split("\n")[0], add_flags, config_from_args, _run,
+                      presets={"quick": {"widths": QUICK.widths, "steps": QUICK.steps,
+                                         "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  args = build_parser().parse_args(argv)
-  try:
-    config = config_from_args(args)
-  except ValueError as e:
-    cli.fail(PROG, str(e))
-  out_dir = cli.out_dir_from_args(args, "mup_transfer")
-  if os.path.exists(os.path.join(out_dir, "transfer.json")):
-    sys.exit(f"error: {out_dir} already holds a transfer.json; choose another --out")
-  dataset = cli.load_from_args(args)
-  command = "python -m experiments.mup_transfer " + " ".join(
-      shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-  print(f"writing to {out_dir}", flush=True)
-  return run(dataset, config, out_dir, command)
+  return RUNNER.main(argv)
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

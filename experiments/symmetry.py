@@ -161,12 +161,17 @@ def build_parser() -> cli.ArgumentParser:
                  help="the constant of the constant init (weights; biases are 0)")
   p.add_argument("--random-init", default="xavier_uniform",
                  help="the symmetry-breaking init to compare with")
-  p.add_argument("--activation", default="tanh", choices=tuple(models.ACTIVATIONS))
-  p.add_argument("--hidden", type=cli.positive_int, default=64)
+  p.add_argument("--activation", default="tanh", choices=tuple(models.ACTIVATIONS),
+                 help="activation of the wide MLP. Default: %(default)s")
+  p.add_argument("--hidden", type=cli.positive_int, default=64,
+                 help="width of the hidden layers. Default: %(default)s")
   p.add_argument("--depth", type=cli.nonneg_int, default=2, help="hidden layers")
-  p.add_argument("--epochs", type=cli.positive_int, default=3)
-  p.add_argument("--lr", type=cli.positive_float, default=0.01)
-  p.add_argument("--batch-size", type=cli.positive_int, default=BATCH_SIZE)
+  p.add_argument("--epochs", type=cli.positive_int, default=3,
+                 help="epochs of SGD. Default: %(default)s")
+  p.add_argument("--lr", type=cli.positive_float, default=0.01,
+                 help="SGD learning rate. Default: %(default)s")
+  p.add_argument("--batch-size", type=cli.positive_int, default=BATCH_SIZE,
+                 help="examples per SGD step. Default: %(default)s")
   p.add_argument("--seeds", type=cli.positive_int, default=2, help="seeds per configuration")
   cli.add_common_args(p)
   return p

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -44,16 +43,14 @@ import numpy as np
 from experiments.common import cli
 from experiments.common import mean_field_mlp as mlp
 from experiments.common import results
+from experiments.common import study
 from experiments.common.provenance import format_provenance
-from experiments.common.provenance import provenance
 from jinit import theory
 
-PROG = "python -m experiments.trainability"  # names the program in one-line errors
-
 SIGMA_B2 = 0.05
-FULL = dict(sigma_w2=tuple(np.round(np.linspace(1.0, 4.0, 13), 4)),
+FULL = dict(sigma_w2=tuple(float(v) for v in np.round(np.linspace(1.0, 4.0, 13), 4)),
             depths=(10, 20, 40, 70, 100), steps=500, width=64, train_size=20000)
-QUICK = dict(sigma_w2=tuple(np.round(np.linspace(1.0, 4.0, 7), 4)),
+QUICK = dict(sigma_w2=tuple(float(v) for v in np.round(np.linspace(1.0, 4.0, 7), 4)),
              depths=(5, 10, 20, 40, 80), steps=300, width=64, train_size=10000)
 
 
@@ -212,53 +209,45 @@ def plot(res: dict[str, Any], path: str) -> None:
   results.save_figure(fig, path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.trainability",
-                              description=__doc__.split("\n")[0])
-  p.add_argument("--quick", action="store_true",
-                 help=f"small grid: sigma_w2 {QUICK['sigma_w2']}, depths {QUICK['depths']}, "
-                      f"{QUICK['steps']} steps, width {QUICK['width']}")
-  p.add_argument("--sigma-w2", type=float, nargs="+", default=None, help="sigma_w2 grid")
-  p.add_argument("--depths", type=int, nargs="+", default=None, help="depths (tanh layers)")
-  p.add_argument("--steps", type=int, default=None, help="SGD steps per net")
-  p.add_argument("--width", type=int, default=None)
-  p.add_argument("--lr", type=float, default=0.01, help="SGD step size (mean cross-entropy)")
-  p.add_argument("--batch-size", type=int, default=64)
-  p.add_argument("--threshold", type=float, default=0.5,
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--sigma-w2", type=cli.positive_float_list, default=None, metavar="S,S,...",
+                 help="sigma_w2 grid, comma-separated (default: 13 values in [1, 4]; --quick 7)")
+  p.add_argument("--depths", type=cli.positive_int_list, default=None, metavar="L,L,...",
+                 help="depths (tanh layers), comma-separated (default: 10,20,40,70,100; "
+                      "--quick 5,10,20,40,80)")
+  p.add_argument("--steps", type=cli.positive_int, default=None,
+                 help="SGD steps per net (default 500, --quick 300)")
+  p.add_argument("--width", type=cli.positive_int, default=None, help="hidden width (default 64)")
+  p.add_argument("--lr", type=cli.positive_float, default=0.01,
+                 help="SGD step size (mean cross-entropy). Default: %(default)s")
+  p.add_argument("--batch-size", type=cli.positive_int, default=64,
+                 help="examples per SGD step. Default: %(default)s")
+  p.add_argument("--threshold", type=cli.fraction, default=0.5,
                  help="training accuracy that counts as trainable. Default: %(default)s")
-  p.add_argument("--train-size", type=int, default=None,
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="first N training examples (default: 20000, --quick 10000)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--check-width", type=int, default=1000,
+  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="PRNG seed. Default: %(default)s")
+  p.add_argument("--check-width", type=cli.positive_int, default=1000,
                  help="width of the random net whose per-layer variance is compared with "
                       "jinit.theory.q_map. Default: %(default)s")
-  p.add_argument("--overwrite", action="store_true",
-                 help="replace an existing trainability.json in --out")
-  p.add_argument("--no-progress", action="store_true")
-  cli.add_common_args(p)
-  return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  args = build_parser().parse_args(argv)
-  base = QUICK if args.quick else FULL
-  try:
-    config = Config(
-        sigma_w2=tuple(args.sigma_w2 or base["sigma_w2"]),
-        depths=tuple(args.depths or base["depths"]),
-        width=args.width or base["width"], steps=args.steps or base["steps"],
-        batch_size=args.batch_size, lr=args.lr, threshold=args.threshold, seed=args.seed)
-  except ValueError as e:
-    cli.fail(PROG, str(e))
-  if args.train_size is None:
-    args.train_size = base["train_size"]
-  out_dir = cli.out_dir_from_args(args, "trainability")
-  out_json = os.path.join(out_dir, "trainability.json")
-  dataset = cli.load_from_args(args)
-  prov = provenance("experiments.trainability", argv)
-  print(f"Trainability: tanh MLP width {config.width}, sigma_b2 {config.sigma_b2}, "
-        f"{config.steps} SGD steps (lr {config.lr}, batch {config.batch_size}) on "
-        f"{len(dataset.y_train)} {dataset.name} examples; results in {out_dir}")
+def make_config(args) -> Config:
+  """Every check of the flags (before any data or folder); the study's :class:`Config`."""
+  args.train_size = RUNNER.value(args, "train_size")
+  cli.check_batch_size(args, args.batch_size, RUNNER.prog)
+  return Config(sigma_w2=tuple(RUNNER.value(args, "sigma_w2")),
+                depths=tuple(RUNNER.value(args, "depths")), width=RUNNER.value(args, "width"),
+                steps=RUNNER.value(args, "steps"), batch_size=args.batch_size, lr=args.lr,
+                threshold=args.threshold, seed=args.seed)
+
+
+def run(ctx) -> dict[str, Any]:
+  """The study: the grid, the theory, the variance check; writes json, figure, summary."""
+  args, config, dataset, prov = ctx.args, ctx.config, ctx.dataset, ctx.provenance
+  ctx.log(f"Trainability: tanh MLP width {config.width}, sigma_b2 {config.sigma_b2}, "
+          f"{config.steps} SGD steps (lr {config.lr}, batch {config.batch_size}) on "
+          f"{len(dataset.y_train)} {dataset.name} examples")
   t0 = time.time()
   res = run_study(dataset, config, progress=not args.no_progress)
   res["provenance"] = prov
@@ -268,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   res["variance_check"] = variance_check(dataset, res["critical_sigma_w2"], config.sigma_b2,
                                          width=args.check_width, seed=config.seed)
   table = format_table(res)
-  results.write_json(out_json, res)
-  plot(res, os.path.join(out_dir, "trainability.png"))
+  ctx.write_json("trainability.json", res)
+  plot(res, ctx.path("trainability.png"))
   summary = (f"# Trainability phase diagram ({'--quick' if args.quick else 'full'} run)\n\n"
              f"{format_provenance(prov)}\n- wall time: {res['seconds']:.0f} s\n\n"
              f"tanh MLP, width {config.width}, sigma_b2 = {config.sigma_b2}, {config.steps} SGD "
@@ -285,11 +274,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              f"width {res['variance_check']['width']}, the first "
              f"{res['variance_check']['inputs']} training images (layer 1 is linear in the "
              f"pixels):\n\n{res['variance_check']['table']}\n")
-  results.write_text(os.path.join(out_dir, "summary.md"), summary)
-  print(table)
-  print(f"Agreement: {res['agreement']:.1%} ({res['seconds']:.0f} s)")
+  ctx.write_text("summary.md", summary)
+  ctx.log(table)
+  ctx.log(f"Agreement: {res['agreement']:.1%} ({res['seconds']:.0f} s)")
   return res
 
 
+RUNNER = study.Runner("trainability", __doc__.split("\n")[0], add_flags, make_config, run,
+                      presets={"full": FULL, "quick": QUICK})
+
+
+def build_parser() -> argparse.ArgumentParser:
+  return RUNNER.parser()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  return RUNNER.main(argv)
+
+
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -121,12 +121,24 @@ def test_smoke_run_digits(tmp_path, capsys):
     dt.main(["--resummarize", str(tmp_path / "nothing")])
 
 
-def test_bad_cli_input():
-  with pytest.raises(SystemExit, match="variants"):
-    dt.main(["--dataset", "digits", "--variants", "preln_standard,bogus"])
-  with pytest.raises(SystemExit, match="depths"):
-    dt.main(["--dataset", "digits", "--depths", "6,0"])
-  with pytest.raises(SystemExit, match="steps"):
-    dt.main(["--dataset", "digits", "--steps", "-1"])
+@pytest.mark.parametrize("flags, message", [
+    (["--variants", "preln_standard,bogus"], "--variants: must be a comma-separated subset"),
+    (["--depths", "6,0"], "--depths: must be an int >= 1"),
+    (["--steps", "-1"], "--steps: must be an int >= 1"),
+    (["--lr", "inf"], "--lr: must be a positive finite number"),  # finding 14: ran, exit 0
+    (["--heads", "3"], "--heads 3 must divide --width 32"),  # finding 15: a late traceback
+    (["--patch", "3"], "--patch 3 must divide the image side 8"),
+    (["--batch-size", "0"], "--batch-size: must be an int >= 1"),
+])
+def test_bad_cli_input(tmp_path, capsys, flags, message):
+  with pytest.raises(SystemExit) as exit_info:
+    dt.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + flags)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert message in err and err.count("\n") == 1, err
+  assert not (tmp_path / "x").exists()  # before any data or folder
+
+
+def test_vit_config_checks_heads():
   with pytest.raises(ValueError, match="divisible"):
     dt.ViTConfig(tokens=4, patch_dim=16, depth=2, width=30, heads=4)

@@ -90,15 +90,18 @@ def test_claims_logic():
 
 @pytest.mark.parametrize("argv, message", [
     (["--widths", "16,8"], "widths must be"),
-    (["--widths", "8,x"], "--widths must be comma-separated ints"),
+    (["--widths", "8,x"], "--widths: must be an int"),
+    (["--widths", "0,16"], "--widths: must be an int >= 1"),  # finding 15: a late traceback
     (["--log2-lrs=-4:-6"], "log2_lrs must be"),
-    (["--seeds", "0"], "seeds must be a positive int"),
+    (["--seeds", "0"], "--seeds: must be an int >= 1"),
+    (["--steps", "-1"], "--steps: must be an int >= 1"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, message):
   with pytest.raises(SystemExit) as exit_info:
     mup_transfer.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + argv)
   assert exit_info.value.code == 2  # a usage error: one line naming the flag
-  assert message in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert message in err and err.count("\n") == 1, err
   assert not (tmp_path / "x").exists()
 
 

@@ -35,8 +35,8 @@ def test_agreement_counts_matching_cells():
 
 def test_trainability_tiny_run_writes_the_schema(tmp_path, capsys):
   out = str(tmp_path / "tr")
-  argv = ["--dataset", "digits", "--sigma-w2", "1.0", "4.0", "--depths", "3",
-          "--steps", "20", "--width", "16", "--train-size", "200", "--out", out,
+  argv = ["--dataset", "digits", "--sigma-w2", "1.0,4.0", "--depths", "3",
+          "--steps", "10", "--width", "8", "--train-size", "100", "--out", out,
           "--no-progress", "--cache-dir", "", "--check-width", "32"]
   res = trainability.main(argv)
   with open(os.path.join(out, "trainability.json")) as f:
@@ -61,9 +61,16 @@ def test_trainability_tiny_run_writes_the_schema(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--sigma-w2", "-1.0"], "sigma_w2 must be"),
-    (["--depths", "0"], "depths must be"),
-    (["--threshold", "1.5"], "threshold must be in"),
+    (["--sigma-w2", "1.0,-1.0"], "--sigma-w2: must be a positive finite number"),
+    (["--depths", "0"], "--depths: must be an int >= 1"),
+    (["--threshold", "1.5"], "--threshold: must be a number in (0, 1)"),
+    # issue 18, finding 8: --check-width 0 trained the whole grid before a traceback
+    (["--check-width", "0"], "--check-width: must be an int >= 1"),
+    # finding 14: --steps 0 --width 0 ran 500 steps at width 64
+    (["--steps", "0"], "--steps: must be an int >= 1"),
+    (["--width", "0"], "--width: must be an int >= 1"),
+    (["--lr", "inf"], "--lr: must be a positive finite number"),
+    (["--batch-size", "5000"], "--batch-size 5000 exceeds"),
 ])
 def test_trainability_bad_flags(tmp_path, capsys, flags, message):
   with pytest.raises(SystemExit) as exit_info:
@@ -71,7 +78,36 @@ def test_trainability_bad_flags(tmp_path, capsys, flags, message):
   assert exit_info.value.code == 2  # a usage error: one line naming the flag
   err = capsys.readouterr().err
   assert message in err and len(err.strip().splitlines()) == 1, err
-  assert not os.path.exists(tmp_path / "x" / "trainability.json")
+  assert not os.path.exists(tmp_path / "x")  # checked before any data or folder
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--width", "0"], "--width: must be an int >= 1"),  # finding 14
+    (["--nets", "0"], "--nets: must be an int >= 1"),
+    (["--depths", "3,x"], "--depths: must be an int"),
+    (["--configs", "tanh-critical-gaussian,bogus"], "--configs: must be a comma-separated"),
+    (["--target", "0"], "--target: must be a number in (0, 1)"),
+])
+def test_isometry_bad_flags(tmp_path, capsys, flags, message):
+  with pytest.raises(SystemExit) as exit_info:
+    isometry.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + flags)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert message in err and len(err.strip().splitlines()) == 1, err
+  assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.parametrize("study", [trainability, isometry])
+def test_overwrite_never_deletes_a_users_folder(tmp_path, capsys, study):
+  """Finding 3: --overwrite replaced a folder holding only the user's summary.md."""
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "summary.md").write_text("my notes")
+  with pytest.raises(SystemExit) as exit_info:
+    study.main(["--dataset", "digits", "--out", str(mine), "--overwrite"])
+  assert exit_info.value.code == 2
+  assert "--overwrite refuses to delete a folder that holds no run" in capsys.readouterr().err
+  assert os.listdir(mine) == ["summary.md"] and (mine / "summary.md").read_text() == "my notes"
 
 
 def test_mean_field_mlp_init_variances():
@@ -105,11 +141,11 @@ def test_orthogonal_linear_net_is_exactly_isometric():
 
 def test_isometry_tiny_run(tmp_path):
   out = str(tmp_path / "iso")
-  res = isometry.main(["--dataset", "digits", "--configs", "tanh-critical-orthogonal",
-                       "relu-he-gaussian", "--depths", "3", "--width", "16", "--nets",
-                       "1", "--learn-depth", "3", "--learn-width", "16", "--steps", "10",
-                       "--seeds", "2", "--train-size", "200", "--target", "0.3", "--out", out,
-                       "--cache-dir", ""])
+  res = isometry.main(["--dataset", "digits", "--configs",
+                       "tanh-critical-orthogonal,relu-he-gaussian", "--depths", "3", "--width",
+                       "16", "--nets", "1", "--learn-depth", "3", "--learn-width", "8",
+                       "--steps", "10", "--seeds", "2", "--train-size", "100", "--target",
+                       "0.3", "--out", out, "--cache-dir", "", "--batch-size", "16"])
   with open(os.path.join(out, "isometry.json")) as f:
     saved = json.load(f)
   assert set(saved["spectra"]) == {"tanh-critical-orthogonal", "relu-he-gaussian"}

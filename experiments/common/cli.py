@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import math
 import os
 import shutil
+import signal
 import sys
 from typing import NoReturn
 
@@ -25,6 +27,12 @@ from experiments.common import results as results_lib
 
 DEFAULT_CACHE_DIR = data_lib.default_cache_dir()  # one per user: every experiment finds it
 RUN_FILE = "run.json"  # the flags of a study, written when its folder is made (for --resume)
+LOCK_FILE = ".lock"  # held (flock) by the process that owns a results folder; holds its PID
+# Flags that --resume may change: where the data comes from, how the run is shown and where
+# it runs (a checkpoint holds host arrays), and --epochs (to extend a run). Any other flag
+# given with --resume must equal the saved one.
+RESUME_MAY_CHANGE = frozenset({"resume", "no_progress", "log_every", "epochs", "devices",
+                               "parallel", "data_dir", "cache_dir", "download", "mnist_mirror"})
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
 TRAIN_SIZES = {"mnist": 54_000, "digits": 1_293}
@@ -71,8 +79,36 @@ def positive_float(text: str) -> float:
     value = float(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-  if not (value > 0 and value != float("inf")):
+  if not (value > 0 and math.isfinite(value)):
     raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+  return value
+
+
+def positive_int_list(text: str) -> list[int]:
+  """argparse ``type=``: one list syntax for every study, ``6,24,48`` (ints >= 1)."""
+  items = [t.strip() for t in str(text).split(",")]
+  if not items or any(not t for t in items):
+    raise argparse.ArgumentTypeError(f"must be comma-separated ints >= 1, e.g. 6,24,48, got "
+                                     f"{text!r}")
+  return [_int(t, 1) for t in items]
+
+
+def positive_float_list(text: str) -> list[float]:
+  """argparse ``type=``: comma-separated finite floats > 0, e.g. ``1.0,1.76,2.5``."""
+  items = [t.strip() for t in str(text).split(",")]
+  if not items or any(not t for t in items):
+    raise argparse.ArgumentTypeError(f"must be comma-separated numbers > 0, got {text!r}")
+  return [positive_float(t) for t in items]
+
+
+def fraction(text: str) -> float:
+  """argparse ``type=``: a float strictly between 0 and 1."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
+  if not 0.0 < value < 1.0:
+    raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
   return value
 
 
@@ -120,24 +156,86 @@ def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     parser.add_argument(flag, **kwargs)
 
 
-def entry(main) -> None:
-  """Runs ``main()`` as a program: Ctrl-C outside a study's epochs exits 130, no traceback.
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised where SIGINT raises ``KeyboardInterrupt`` (see :func:`entry`)."""
 
-  (Inside the epochs, :func:`experiments.common.study.run_study` first writes the
-  summary of the epochs done and says how to resume.)
+
+def _on_sigterm(signum, frame):  # pylint: disable=unused-argument
+  raise Terminated()
+
+
+def interrupt_code(exc: BaseException) -> int:
+  """The exit code of an interrupted program: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
+  return 143 if isinstance(exc, Terminated) else 130
+
+
+def use_compilation_cache(directory: str = os.path.join("results", "cache", "jax")) -> None:
+  """Keeps compiled programs in ``directory`` (jax's persistent cache) for the next run.
+
+  Called by :func:`entry`, i.e. only when an experiment runs as a program
+  (``python -m experiments...``); importing ``experiments`` changes nothing. An
+  existing ``JAX_COMPILATION_CACHE_DIR`` (or ``jax_compilation_cache_dir``) wins.
   """
+  import jax
+
+  if not os.environ.get("JAX_COMPILATION_CACHE_DIR") and not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def entry(main) -> None:
+  """Runs ``main()`` as a program: the one place an experiment's process is set up.
+
+  * jax's persistent compilation cache is switched on (:func:`use_compilation_cache`);
+  * SIGTERM behaves as Ctrl-C (SIGINT): a study writes the summary of the epochs done
+    and says how to resume; the exit code is 143 (SIGTERM) or 130 (SIGINT);
+  * an interrupt outside a study's epochs prints one line, never a traceback.
+  """
+  use_compilation_cache()
+  try:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+  except ValueError:  # not the main thread: leave SIGTERM alone
+    pass
   try:
     main()
-  except KeyboardInterrupt:
-    sys.stderr.write("\nInterrupted\n")
-    raise SystemExit(130) from None
+  except KeyboardInterrupt as e:
+    sys.stderr.write("\nTerminated\n" if isinstance(e, Terminated) else "\nInterrupted\n")
+    raise SystemExit(interrupt_code(e)) from None
+  except ValueError as e:
+    from experiments.common import train as train_lib
+
+    if not isinstance(e, train_lib.ResumeError):
+      raise
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    fail(f"python -m {spec.name}" if spec else "experiments", f"--resume: {e}")
+
+
+_UNSET = object()
+
+
+def _given(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, object]:
+  """The flags (dest -> value) that ``argv`` itself sets, defaults left out."""
+  names = {}
+  for a in parser._actions:  # pylint: disable=protected-access
+    if a.dest != argparse.SUPPRESS:
+      names[a.dest] = None if isinstance(a, argparse._AppendAction) else _UNSET  # pylint: disable=protected-access
+  ns = parser.parse_args(argv, argparse.Namespace(**names))
+  return {k: v for k, v in vars(ns).items() if v is not _UNSET and v is not None}
+
+
+def _flag(parser: argparse.ArgumentParser, dest: str) -> str:
+  for a in parser._actions:  # pylint: disable=protected-access
+    if a.dest == dest and a.option_strings:
+      return max(a.option_strings, key=len)
+  return dest
 
 
 def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Namespace:
   """``parser.parse_args(argv)``; with ``--resume DIR``, the flags saved in ``DIR/run.json``.
 
-  The resumed namespace keeps ``--resume`` and sets ``--out DIR``; ``--no-progress``
-  is taken from this command line.
+  Resume is exact or refused: a flag given with ``--resume`` must equal the saved one,
+  except those in :data:`RESUME_MAY_CHANGE` (``--epochs`` extends the run; the data
+  location, ``--devices``, ``--no-progress``); a changed flag ends the program with one
+  line naming it (exit 2). The resumed namespace keeps ``--resume`` and sets ``--out DIR``.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(argv)
@@ -159,10 +257,27 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
     fail(parser, f"--resume {resume}: that folder holds a run of {saved.get('experiment')!r}, "
                  f"not {name!r}")
   resumed = parser.parse_args(saved_argv)
+  given = _given(parser, argv)
+  changed = [d for d, v in given.items()
+             if d not in RESUME_MAY_CHANGE and d != "out" and getattr(resumed, d, None) != v]
+  if given.get("out") not in (None, resume):
+    changed.insert(0, "out")
+  if changed:
+    fail(parser, f"--resume {resume}: the run was started with other values of "
+                 f"{', '.join(_flag(parser, d) for d in changed)}; resume it with its own flags "
+                 "(only --epochs, --devices, --no-progress and the data location may change) "
+                 "or start a new run with --out")
+  extra: list[str] = []
+  for d in sorted(set(given) & RESUME_MAY_CHANGE - {"resume"}):
+    setattr(resumed, d, given[d])
+    if d == "epochs" and "--epochs" in parser._option_string_actions:  # pylint: disable=protected-access
+      extra = ["--epochs", str(given[d])]
+  if extra:  # a longer run: the new --epochs is recorded for the next --resume
+    saved_argv = [a for i, a in enumerate(saved_argv)
+                  if a != "--epochs" and not a.startswith("--epochs=")
+                  and (i == 0 or saved_argv[i - 1] != "--epochs")] + extra
   resumed.argv = saved_argv
   resumed.resume, resumed.out, resumed.overwrite = resume, resume, False
-  if getattr(args, "no_progress", False):
-    resumed.no_progress = True
   return resumed
 
 
@@ -195,76 +310,267 @@ def _default_out(name: str) -> str:
   return os.path.join("results", f"{name}-{stamp}")
 
 
+def _contents(path: str) -> list[str]:
+  """A folder's entries, its lock file left out."""
+  return [e for e in os.listdir(path) if e != LOCK_FILE]
+
+
+def _check_writable_dir(path: str, flag: str, parser) -> None:
+  """Exits (one line) unless ``path`` is a writable folder or can be created as one."""
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      fail(parser, f"{flag}: exists and is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+      fail(parser, f"{flag}: folder is not writable")
+    return
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    fail(parser, f"{flag}: {parent} is a file, not a folder")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    fail(parser, f"{flag}: cannot create it, {parent} is not writable")
+
+
+def holds_run(path: str) -> bool:
+  """True when ``path`` is a results folder an experiment made (it holds ``run.json``)."""
+  return os.path.isfile(os.path.join(path, RUN_FILE))
+
+
 def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments",
               *, guard_overwrite: bool = True) -> str:
   """The results folder ``--out`` names (or the default), checked; nothing is created.
 
   Exits (one line, code 2) when it is a file, lies under a file, cannot be created
-  or written, or is an existing non-empty folder without ``--resume``/``--overwrite``.
-  With ``guard_overwrite``, ``--overwrite`` is refused for a folder without ``run.json``
-  (:func:`start_out` empties the folder, so it must hold a run, not a user's files).
+  or written, is an existing non-empty folder without ``--resume``/``--overwrite``,
+  or is in use by another running experiment (its lock is held). ``--overwrite`` is
+  refused for a folder that holds no run (no ``run.json``): :func:`start_out` empties
+  the folder, so it must hold a run, never a user's files (the one check every
+  experiment shares; ``guard_overwrite`` is kept for old callers and ignored). The
+  ``--cache-dir`` (when the experiment has one) is checked too, before any data.
   """
+  del guard_overwrite
   checked = getattr(args, "_out_checked", None)
   if checked:
     return checked
   path = args.out or _default_out(name)
+  if not args.out:  # a default name is never an existing folder: -2, -3, ... if taken
+    base, k = path, 1
+    while os.path.exists(path):
+      k += 1
+      path = f"{base}-{k}"
   flag = f"--out {path}"
   resume = getattr(args, "resume", None)
   if os.path.exists(path):
     if not os.path.isdir(path):
       fail(parser, f"{flag}: exists and is not a folder")
-    if os.listdir(path) and not resume:
+    if _contents(path) and not resume:
       if not getattr(args, "overwrite", False):
         fail(parser, f"{flag}: folder exists and is not empty (pass --resume {path} to "
                      "continue it, or --overwrite to replace it)")
-      if guard_overwrite and not os.path.isfile(os.path.join(path, RUN_FILE)):
+      if not holds_run(path):
         fail(parser, f"{flag}: --overwrite refuses to delete a folder that holds no run "
                      f"({RUN_FILE} missing)")
     if not os.access(path, os.W_OK | os.X_OK):
       fail(parser, f"{flag}: folder is not writable")
+    holder = _lock_holder(path)
+    if holder is not None:
+      fail(parser, f"{flag}: in use by another run (PID {holder}); wait for it to end or "
+                   "choose another --out")
   else:
     if resume:
       fail(parser, f"--resume {resume}: no such folder")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-      parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-      fail(parser, f"{flag}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-      fail(parser, f"{flag}: cannot create it, {parent} is not writable")
+    _check_writable_dir(path, flag, parser)
+  if getattr(args, "cache_dir", None):
+    _check_writable_dir(args.cache_dir, f"--cache-dir {args.cache_dir}", parser)
   args._out_checked = path
   return path
 
 
-def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments") -> str:
-  """Makes the checked results folder and records the flags in ``run.json`` (once).
+# --------------------------------------------------------------------------- folder ownership
 
-  With ``--overwrite`` a previous run's folder is emptied first; with ``--resume``
-  the folder and its ``run.json`` are kept as they are.
+_HELD: dict[str, int] = {}  # real path of a folder this process owns -> its lock's fd
+
+
+def _read_pid(lock: str) -> int | None:
+  try:
+    with open(lock) as f:
+      return int(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def _alive(pid: int | None) -> bool:
+  if not pid or pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _lock_holder(path: str) -> int | None:
+  """The PID of another live process that owns ``path`` (holds its lock), else None."""
+  if os.path.realpath(path) in _HELD:
+    return None
+  lock = os.path.join(path, LOCK_FILE)
+  if not os.path.exists(lock):
+    return None
+  try:
+    import fcntl
+  except ImportError:  # no flock: a lock whose PID is alive is held
+    pid = _read_pid(lock)
+    return pid if _alive(pid) else None
+  try:
+    fd = os.open(lock, os.O_RDONLY)
+  except OSError:
+    return None
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError:
+    return _read_pid(lock) or -1
+  finally:
+    os.close(fd)  # closing drops the probe's shared lock
+  return None
+
+
+def take_folder(path: str, parser: argparse.ArgumentParser | str = "experiments") -> None:
+  """Makes this process the owner of results folder ``path`` (until it exits).
+
+  The owner holds an exclusive ``flock`` on ``path/.lock`` (which records its PID).
+  The kernel drops the lock when the process dies, however it dies, so a lock left
+  by a killed run is stale and taken over (with one line saying so). A folder owned
+  by a live run: one line, exit 2.
+  """
+  key = os.path.realpath(path)
+  if key in _HELD:
+    return
+  lock = os.path.join(path, LOCK_FILE)
+  old = _read_pid(lock) if os.path.exists(lock) else None
+  try:
+    import fcntl
+  except ImportError:
+    fcntl = None
+  if fcntl is None:  # create-exclusive, a stale PID removed once
+    for _ in range(2):
+      try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        break
+      except FileExistsError:
+        pid = _read_pid(lock)
+        if _alive(pid):
+          fail(parser, f"--out {path}: in use by another run (PID {pid})")
+        os.remove(lock)
+    else:
+      fail(parser, f"--out {path}: in use by another run")
+  else:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      os.close(fd)
+      fail(parser, f"--out {path}: in use by another run (PID {_read_pid(lock)}); wait for it "
+                   "to end or choose another --out")
+  if old and old != os.getpid():
+    print(f"{path}: taking over the lock of run PID {old}, which is no longer running")
+  os.ftruncate(fd, 0)
+  os.write(fd, f"{os.getpid()}\n".encode())
+  _HELD[key] = fd
+
+
+def release_folder(path: str) -> None:
+  """Gives up ownership of ``path`` (the lock file stays, stale)."""
+  fd = _HELD.pop(os.path.realpath(path), None)
+  if fd is not None:
+    os.close(fd)
+
+
+def _new_folder(path: str, default: bool, parser) -> str:
+  """Creates ``path`` exclusively (a default name gets ``-2``, ``-3``, ... if taken)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  base, k = path, 1
+  while True:
+    try:
+      os.mkdir(path)
+      return path
+    except FileExistsError:
+      if not default:
+        if os.path.isdir(path) and not _contents(path):
+          return path  # an empty folder: the lock decides who owns it
+        fail(parser, f"--out {path}: another run created it meanwhile; choose another --out")
+      k += 1
+      path = f"{base}-{k}"
+
+
+def _claim(path: str, args, resume, overwrite: bool, parser) -> None:
+  """With the lock held: what the folder must hold for this run, and the emptying."""
+  run_file = os.path.join(path, RUN_FILE)
+  argv = [a for a in getattr(args, "argv", []) if a != "--overwrite"]
+  if resume:
+    saved = results_lib.read_json(run_file)
+    if saved.get("argv") != argv:
+      results_lib.write_json(run_file, {**saved, "argv": argv})
+    return
+  if _contents(path):
+    if not overwrite:  # filled by another run between the check and the lock
+      fail(parser, f"--out {path}: folder is not empty (another run wrote in it meanwhile); "
+                   "choose another --out")
+    if not holds_run(path):
+      fail(parser, f"--out {path}: --overwrite refuses to delete a folder that holds no run "
+                   f"({RUN_FILE} missing)")
+    for entry_name in _contents(path):
+      entry_path = os.path.join(path, entry_name)
+      if os.path.isdir(entry_path) and not os.path.islink(entry_path):
+        shutil.rmtree(entry_path)
+      else:
+        os.remove(entry_path)
+
+
+def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experiments") -> str:
+  """Takes the checked results folder (see :func:`take_folder`) and records the flags.
+
+  A new folder is created exclusively (two runs never share one: a default name gets
+  a suffix, a taken ``--out`` is refused); with ``--overwrite`` a previous run's folder
+  is emptied (after the lock is taken); with ``--resume`` the folder is kept and
+  ``run.json`` updated when ``--epochs`` changed.
   """
   path = check_out(args, name, parser)
-  if not getattr(args, "resume", None):
-    if getattr(args, "overwrite", False) and os.path.isdir(path) and os.listdir(path):
-      shutil.rmtree(path)
-    os.makedirs(path, exist_ok=True)
-    results_lib.write_json(os.path.join(path, RUN_FILE), {
-        "experiment": name, "command": f"python -m experiments.{name}".replace(
-            "experiments.story", "experiments"),
-        "argv": [a for a in getattr(args, "argv", []) if a != "--overwrite"],
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+  resume = getattr(args, "resume", None)
+  overwrite = getattr(args, "overwrite", False)
+  if not resume and not os.path.isdir(path):
+    path = _new_folder(path, getattr(args, "out", None) is None, parser)
+    args._out_checked = path
+  take_folder(path, parser)
+  try:
+    _claim(path, args, resume, overwrite, parser)
+  except BaseException:
+    release_folder(path)
+    raise
+  if resume:
+    return path
+  run_file = os.path.join(path, RUN_FILE)
+  argv = [a for a in getattr(args, "argv", []) if a != "--overwrite"]
+  results_lib.write_json(run_file, {
+      "experiment": name, "command": f"python -m experiments.{name}".replace(
+          "experiments.story", "experiments"),
+      "argv": argv, "pid": os.getpid(),
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   return path
 
 
 def out_dir_from_args(args, name: str) -> str:
-  """The checked results folder (see :func:`check_out`) of an experiment that cannot resume.
+  """The checked results folder of an experiment that cannot resume, taken (see start_out).
 
-  Exits (one line, code 2) on ``--resume``: only the study pipeline resumes. With
-  ``--overwrite`` the experiment itself decides what it replaces (nothing is deleted).
+  Exits (one line, code 2) on ``--resume``: only the study pipeline resumes.
   """
   prog = f"python -m experiments.{name}"
   if getattr(args, "resume", None):
     fail(prog, f"--resume: {prog} cannot resume a run; start it again with a new --out")
-  return check_out(args, name, prog, guard_overwrite=False)
+  check_out(args, name, prog)
+  return args._out_checked
 
 
 def load_from_args(args) -> data_lib.Dataset:

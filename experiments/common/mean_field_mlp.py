@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 import jinit
+from experiments.common import study
 
 DISTRIBUTIONS = ("normal", "orthogonal")
 
@@ -30,13 +31,13 @@ def init_mlp(key, sigma_w2, sigma_b2: float, input_dim: int, width: int, depth: 
 
   def kernel(k, fan_in, fan_out):
     if distribution == "orthogonal":
-      return jinit.orthogonal(k, (fan_in, fan_out), fan_in, fan_out, gain=jnp.sqrt(sigma_w2))
-    return jinit.variance_scaling(k, (fan_in, fan_out), fan_in, fan_out, scale=sigma_w2,
+      return jinit.orthogonal(k, (fan_in, fan_out), fan_in, fan_out, gain=jnp.sqrt(jnp.asarray(sigma_w2, jnp.float32)))
+    return jinit.variance_scaling(k, (fan_in, fan_out), fan_in, fan_out, scale=jnp.asarray(sigma_w2, jnp.float32),
                                   mode="fan_in", distribution="normal")
 
   def bias(k, shape):
     if sigma_b2 == 0:
-      return jnp.zeros(shape)
+      return jnp.zeros(shape, jnp.float32)
     return jinit.normal(k, shape, std=math.sqrt(sigma_b2))
 
   kb_in, kb_hid, kb_out = jax.random.split(kb, 3)
@@ -45,8 +46,8 @@ def init_mlp(key, sigma_w2, sigma_b2: float, input_dim: int, width: int, depth: 
   return {
       "w_in": kernel(k_in, input_dim, width), "b_in": bias(kb_in, (width,)),
       "w_hid": (jax.vmap(lambda k: kernel(k, width, width))(hid_keys) if n_hid
-                else jnp.zeros((0, width, width))),
-      "b_hid": bias(kb_hid, (n_hid, width)) if n_hid else jnp.zeros((0, width)),
+                else jnp.zeros((0, width, width), jnp.float32)),
+      "b_hid": bias(kb_hid, (n_hid, width)) if n_hid else jnp.zeros((0, width), jnp.float32),
       "w_out": kernel(k_out, width, num_classes), "b_out": bias(kb_out, (num_classes,)),
   }
 
@@ -100,29 +101,18 @@ def make_train_params_fn(*, steps: int, batch_size: int, lr: float,
   if chunks * every != steps:
     raise ValueError(f"eval_every={eval_every} must divide steps={steps}")
 
-  def loss_fn(params, x, y):
-    logits = apply_mlp(params, x)
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
   def train_one(params, key, x, y, x_eval, y_eval):
+    def loss_fn(params, k):  # one step's batch, drawn from its key
+      idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
+      logits = apply_mlp(params, x[idx])
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]))
+
     def accuracy(params):
-      pred = jnp.argmax(apply_mlp(params, x_eval), axis=-1)
+      pred = jnp.argmax(apply_mlp(params, x_eval), axis=-1).astype(y_eval.dtype)
       return jnp.mean((pred == y_eval).astype(jnp.float32))
 
-    def step(carry, k):
-      params, opt_state = carry
-      idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
-      loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    def chunk(carry, ks):
-      carry, losses = jax.lax.scan(step, carry, ks)
-      return carry, (losses, accuracy(carry[0]))
-
-    keys = jax.random.split(key, steps).reshape(chunks, every)
-    (params, _), (losses, curve) = jax.lax.scan(chunk, (params, tx.init(params)), keys)
-    losses = losses.reshape(-1)
+    _, _, losses, curve = study.scan_sgd(loss_fn, params, tx, jax.random.split(key, steps),
+                                         eval_fn=accuracy, chunks=chunks)
     tail = max(steps // 10, 1)
     return curve[-1], jnp.mean(losses[-tail:]), (curve if eval_every else curve[:0])
 

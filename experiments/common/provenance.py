@@ -10,17 +10,27 @@ import sys
 from collections.abc import Sequence
 
 
+def machine() -> str:
+  """The machine a result was measured on, in one line (the one place it is described)."""
+  return (f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
+          f"({platform.processor() or 'unknown CPU'})")
+
+
+def command(module: str, argv: Sequence[str] | None) -> str:
+  """``python -m module args...``, shell-quoted (``argv`` None: this process's arguments)."""
+  args = list(sys.argv[1:] if argv is None else argv)
+  return " ".join(["python", "-m", module] + [shlex.quote(str(a)) for a in args])
+
+
 def provenance(module: str, argv: Sequence[str] | None) -> dict[str, str]:
   """A dict to store next to a result: command, date, machine, devices, jax, jaxlib, count."""
   import jax
 
-  args = list(sys.argv[1:] if argv is None else argv)
   devices = jax.devices()
   return {
-      "command": " ".join(["python", "-m", module] + [shlex.quote(a) for a in args]),
+      "command": command(module, argv),
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-      "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
-                 f"({platform.processor() or 'unknown CPU'})",
+      "machine": machine(),
       "devices": f"{len(devices)} x {devices[0].platform} ({devices[0].device_kind})",
       "jax": jax.__version__,
       # What a result's numbers depend on besides the command (docs/experiments.md,

@@ -1,4 +1,15 @@
-"""The study pipeline every multi-run experiment shares: flags, specs, results folder, summary.
+"""The study runner and pipeline every experiment shares: flags, checks, folder, data, summary.
+
+Two layers:
+
+* :class:`Runner`, the one runner of every theory, μP and transformer study
+  (``trainability``, ``isometry``, ``mup_transfer``, ``deep_transformer``,
+  ``model_parallel``): presets (``--quick``), flags through the one-line-error parser,
+  every check before any data or folder, ``--out``/``--overwrite`` (the folder taken
+  by :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing
+  its results, figure and summary; :func:`scan_sgd` is their one training loop.
+* :func:`run_study`, the multi-run MLP pipeline (below), with checkpoints and
+  ``--resume``.
 
 A study is several inits x several seeds of one MLP, trained in one compiled
 program (:func:`experiments.common.train.train`). An experiment module only says
@@ -16,7 +27,7 @@ what differs: its defaults, its specs and anything extra it measures. A new one 
 :func:`run_study` writes, in the results folder: ``history.json`` (after every
 epoch, atomically), ``checkpoints/`` (Orbax, last 2 epochs), and at the end (or on
 Ctrl-C, for the epochs done) ``metrics.png`` and ``summary.md``. Ctrl-C prints one
-line saying how to resume and exits 130; a study whose runs all diverged exits 1
+line saying how to resume and exits 130 (143 for SIGTERM); a study whose runs all diverged exits 1
 (:func:`finish`).
 """
 
@@ -26,7 +37,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from experiments.common import cli
@@ -107,13 +118,19 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
                         help="bias initializer for every run; 'auto' = torch_linear_default "
                              "biases with torch_linear_default weights, zeros otherwise. "
                              "Default: %(default)s")
-  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS))
+  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS),
+                      help="activation of the hidden layers. Default: %(default)s")
   parser.add_argument("--seeds", type=cli.positive_int, default=seeds,
                       help="seeds per init (FIRST..FIRST+N-1). Default: %(default)s")
-  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0)
-  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs)
-  parser.add_argument("--lr", type=cli.positive_float, default=d.lr)
-  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
+  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0,
+                      help="seed of the first run. Default: %(default)s")
+  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs,
+                      help="epochs (with --resume: may grow, to extend a run). "
+                           "Default: %(default)s")
+  parser.add_argument("--lr", type=cli.positive_float, default=d.lr,
+                      help="SGD learning rate (summed loss). Default: %(default)s")
+  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size,
+                      help="examples per SGD step. Default: %(default)s")
   parser.add_argument("--hidden", type=cli.positive_int, default=d.hidden,
                       help="width of hidden layers. Default: %(default)s")
   parser.add_argument("--depth", type=cli.nonneg_int, default=d.depth,
@@ -121,7 +138,8 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
   parser.add_argument("--shuffle", default=d.shuffle, choices=train_lib.SHUFFLES,
                       help="per_run: each seed its own batch order (default); shared: one order "
                            "(--data-seed) for all runs, so runs differ only in their init")
-  parser.add_argument("--data-seed", type=cli.nonneg_int, default=d.data_seed)
+  parser.add_argument("--data-seed", type=cli.nonneg_int, default=d.data_seed,
+                      help="batch order seed of --shuffle shared. Default: %(default)s")
   parser.add_argument("--train-metrics", default=d.train_metrics,
                       choices=train_lib.TRAIN_METRICS,
                       help="eval: train loss/acc on the whole training split after each epoch "
@@ -264,7 +282,9 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     result = train_lib.train(dataset, specs, config, post_init=post_init, mesh=mesh,
                              on_epoch=on_epoch, log=log, log_every=log_every,
                              progress=progress, checkpointer=checkpointer, resume=resume)
-  except KeyboardInterrupt:
+  except train_lib.ResumeError as e:
+    cli.fail(command or "experiments", f"--resume: {e}")
+  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM under cli.entry
     partial = last.get("result")
     if partial is not None and partial.epochs_done:
       write_report(out_dir, partial.to_json(), dataset.num_classes, config.epochs, title,
@@ -273,7 +293,7 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     how = command or "python -m experiments.<name>"
     sys.stderr.write(f"\nInterrupted after epoch {done}; summary of the epochs done in "
                      f"{out_dir}; resume with: {how} --resume {resume_dir or out_dir}\n")
-    raise SystemExit(130) from None
+    raise SystemExit(cli.interrupt_code(e)) from None
   finally:
     if checkpointer is not None:
       checkpointer.close()
@@ -294,3 +314,203 @@ def finish(history: dict, out_dir: str | None = None) -> dict:
     sys.stderr.write(f"error: every run diverged (non-finite loss){where}\n")
     raise SystemExit(1)
   return history
+
+
+# --------------------------------------------------------------------------- one training loop
+
+
+def scan_sgd(loss_fn: Callable[[Any, Any], Any], params: Any, tx: Any, batches: Any, *,
+             opt_state: Any = None, eval_fn: Callable[[Any], Any] | None = None,
+             chunks: int = 1) -> tuple[Any, Any, Any, Any]:
+  """Optimizer steps in ONE ``lax.scan``: the training loop of the theory, μP and ViT studies.
+
+  Traceable (no jit inside): callers ``jax.jit`` it and ``jax.vmap`` it over runs
+  (seeds, learning rates, sigma_w2), so a whole grid is one compiled program.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``; ``batch`` is one step's slice of
+      ``batches`` (batch indices, a PRNG key to draw them, images...).
+    params: any pytree of arrays (an MLP's dict, a deep CNN's, a ViT's stacked blocks).
+    tx: an optax ``GradientTransformation`` (the learning rate lives there).
+    batches: a pytree whose leaves have a leading steps axis (steps = its length).
+    opt_state: the optimizer state to continue from (default ``tx.init(params)``).
+    eval_fn: ``eval_fn(params) -> pytree``, evaluated after each of ``chunks`` equal
+      chunks of steps (a learning curve); None: no evaluation.
+    chunks: how many chunks the steps are cut into (must divide the steps).
+
+  Returns:
+    ``(params, opt_state, losses, evals)``: the trained params and state, the loss of
+    every step (before its update; shape ``(steps,)``), and ``eval_fn``'s outputs
+    stacked over chunks (None without ``eval_fn``).
+  """
+  import jax
+  import optax
+
+  steps = jax.tree.leaves(batches)[0].shape[0]
+  if chunks < 1 or steps % chunks:
+    raise ValueError(f"chunks={chunks} must divide the {steps} steps")
+  if opt_state is None:
+    opt_state = tx.init(params)
+
+  def step(carry, batch):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    # optax's Adam bias correction raises a python float to its int32 step count, which
+    # jax_numpy_dtype_promotion="strict" rejects: optax's code, traced with standard rules.
+    with jax.numpy_dtype_promotion("standard"):
+      updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  def chunk(carry, part):
+    carry, losses = jax.lax.scan(step, carry, part)
+    return carry, (losses, None if eval_fn is None else eval_fn(carry[0]))
+
+  parts = jax.tree.map(lambda a: a.reshape((chunks, steps // chunks) + a.shape[1:]), batches)
+  (params, opt_state), (losses, evals) = jax.lax.scan(chunk, (params, opt_state), parts)
+  return params, opt_state, losses.reshape(-1), evals
+
+
+# --------------------------------------------------------------------------- the study runner
+
+
+@dataclasses.dataclass
+class Context:
+  """What a study's ``run`` gets from :class:`Runner`: everything checked and set up.
+
+  Attributes:
+    args: the parsed flags (presets applied, see :meth:`Runner.value`).
+    config: what the study's ``config(args)`` returned.
+    out_dir: the results folder, owned by this process (lock taken, ``run.json`` written).
+    dataset: the data the flags name (None for a study without data).
+    provenance: command, date, machine, devices (:mod:`experiments.common.provenance`).
+    log: where progress lines go.
+  """
+
+  args: argparse.Namespace
+  config: Any
+  out_dir: str
+  dataset: data_lib.Dataset | None
+  provenance: dict
+  log: Callable[[str], None] = print
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.out_dir, name)
+
+  def write_json(self, name: str, obj: Any) -> str:
+    """``out_dir/name`` as JSON, atomically."""
+    results.write_json(self.path(name), obj)
+    return self.path(name)
+
+  def write_text(self, name: str, text: str) -> str:
+    results.write_text(self.path(name), text)
+    return self.path(name)
+
+  def save_figure(self, fig, name: str) -> str:
+    results.save_figure(fig, self.path(name))
+    return self.path(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runner:
+  """The one study runner: every study is ``Runner(...)`` plus what it measures.
+
+  ``main(argv)`` does, in order: flags through the one-line-error parser (presets,
+  ``--out``/``--resume``/``--overwrite``, the data flags); ``config(args)`` -- every
+  check, before any data is loaded or folder made (a ``ValueError``/``TypeError``
+  becomes one line, exit 2); the results folder checked; the data loaded; the folder
+  taken (:func:`cli.start_out`); provenance; ``run(ctx)`` (which writes its results,
+  figure and summary through ``ctx``). An interrupt (Ctrl-C or SIGTERM) prints one
+  line saying what was written and exits 130/143; run it with ``cli.entry(main)``.
+
+  Attributes:
+    name: the module name (``python -m experiments.<name>``).
+    description: the ``--help`` summary.
+    add_flags: adds the study's own flags to the parser.
+    config: ``config(args) -> config``, all checks; raises ValueError/TypeError.
+    run: ``run(ctx) -> dict``, the study itself.
+    presets: ``{"full": {...}, "quick": {...}}``: each preset but ``full`` becomes a
+      flag (``--quick``); :meth:`value` reads a flag, or the chosen preset's default.
+    needs_data: ``needs_data(args) -> bool`` (default: always).
+    resumable: False (every theory study): ``--resume`` is refused in one line.
+  """
+
+  name: str
+  description: str
+  add_flags: Callable[[argparse.ArgumentParser], None]
+  config: Callable[[argparse.Namespace], Any]
+  run: Callable[[Context], dict]
+  presets: dict = dataclasses.field(default_factory=dict)
+  needs_data: Callable[[argparse.Namespace], bool] | None = None
+  resumable: bool = False
+  data_flags: bool = True
+
+  @property
+  def prog(self) -> str:
+    return f"python -m experiments.{self.name}"
+
+  def parser(self) -> cli.ArgumentParser:
+    p = cli.ArgumentParser(prog=self.prog, description=self.description)
+    for preset, values in self.presets.items():
+      if preset != "full":
+        shown = ", ".join(f"{k} {_shown(v)}" for k, v in values.items())
+        p.add_argument(f"--{preset}", action="store_true", help=f"preset: {shown}")
+    self.add_flags(p)
+    if not any(a.dest == "no_progress" for a in p._actions):  # pylint: disable=protected-access
+      p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    if self.data_flags:
+      cli.add_common_args(p)
+    else:
+      for flag, kw in (("--out", {"default": None, "help": "results folder (default: results/"
+                                  "<experiment>-<UTC time>)"}),
+                       ("--overwrite", {"action": "store_true",
+                                        "help": "replace a previous run's results folder"}),
+                       ("--resume", {"default": None, "metavar": "DIR",
+                                     "help": "continue the run saved in DIR"})):
+        p.add_argument(flag, **kw)
+    return p
+
+  def value(self, args, name: str):
+    """Flag ``name`` if given, else the default of the chosen preset (``full`` if none)."""
+    given = getattr(args, name, None)
+    if given is not None:
+      return given
+    for preset, values in self.presets.items():
+      if preset != "full" and getattr(args, preset, False) and name in values:
+        return values[name]
+    return self.presets.get("full", {}).get(name)
+
+  def main(self, argv: Sequence[str] | None = None) -> dict:
+    from experiments.common import provenance as provenance_lib
+
+    parser = self.parser()
+    args = cli.parse_args(parser, argv, self.name)
+    if args.resume and not self.resumable:
+      cli.fail(parser, f"--resume: {self.prog} cannot resume a run; start it again with a new "
+                       "--out (or --overwrite)")
+    try:
+      config = self.config(args)
+    except (TypeError, ValueError) as e:
+      cli.fail(parser, str(e))
+    cli.check_out(args, self.name, parser)
+    needs = self.data_flags and (self.needs_data is None or self.needs_data(args))
+    dataset = cli.load_from_args(args) if needs else None
+    out_dir = cli.start_out(args, self.name, parser)
+    ctx = Context(args, config, out_dir, dataset,
+                  provenance_lib.provenance(f"experiments.{self.name}", args.argv))
+    print(f"Results folder: {out_dir}")
+    try:
+      return self.run(ctx)
+    except KeyboardInterrupt as e:
+      done = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
+      sys.stderr.write(f"\nInterrupted; written so far in {out_dir}: {', '.join(done)}; "
+                       f"{self.prog} cannot resume: run it again with --out {out_dir} "
+                       "--overwrite\n")
+      raise SystemExit(cli.interrupt_code(e)) from None
+    finally:
+      cli.release_folder(out_dir)
+
+
+def _shown(v) -> str:
+  if isinstance(v, (list, tuple)):
+    return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+  return str(v)

@@ -60,6 +60,10 @@ SHUFFLES = ("shared", "per_run")
 TRAIN_METRICS = ("eval", "running")
 
 
+class ResumeError(ValueError):
+  """A checkpoint that cannot continue this study (another config or runs, or unreadable)."""
+
+
 def check_int(value, name: str, minimum: int = 1) -> int:
   """TypeError for a non-int (bool included), ValueError below ``minimum``; both name it."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -155,6 +159,7 @@ class TrainResult:
   finished: bool = False
   parallel: str | None = None  # "runs", "data" or None (one device)
   resumed_from: int | None = None  # the checkpoint epoch a resumed run started after
+  post_init: bool = False  # the initial params went through a post-init step (LSUV)
 
   @property
   def epochs_done(self) -> int:
@@ -171,6 +176,7 @@ class TrainResult:
         "init_seconds": self.init_seconds,
         "finished": self.finished,
         "resumed_from": self.resumed_from,
+        "post_init": self.post_init,
     }
 
 
@@ -242,7 +248,7 @@ def _make_epoch_fn(apply_fn, tx, n_train: int, batch_size: int, mesh: Mesh | Non
   def loss_fn(params, x, y):
     logits = apply_fn({"params": params}, x)
     loss = _cross_entropy(logits, y)
-    return loss.sum(), jnp.sum(jnp.argmax(logits, -1) == y)  # reduction="sum"
+    return loss.sum(), jnp.sum(jnp.argmax(logits, -1).astype(y.dtype) == y)  # reduction="sum"
 
   def run_step(params, opt_state, x, y):
     (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
@@ -292,7 +298,8 @@ def _make_eval_fn(apply_fn):
   def evaluate(params, x, y, mask):
     logits = jax.vmap(lambda p: apply_fn({"params": p}, x))(params)  # (runs, chunk, C)
     loss = (_cross_entropy(logits, y[None, :]) * mask[None, :]).sum(-1)
-    correct = ((jnp.argmax(logits, -1) == y[None, :]) * mask[None, :]).sum(-1)
+    correct = ((jnp.argmax(logits, -1).astype(y.dtype) == y[None, :]).astype(mask.dtype)
+               * mask[None, :]).sum(-1)
     return loss, correct
 
   return evaluate
@@ -415,14 +422,35 @@ class Checkpointer:
         meta=ocp.args.JsonSave(results_lib.json_safe(meta))))
     self.manager.wait_until_finished()
 
-  def restore(self, epoch: int | None = None) -> tuple[dict, dict]:
+  def restore(self, epoch: int | None = None, warn=None) -> tuple[dict, dict]:
+    """The state and meta of checkpoint ``epoch`` (default: the newest readable one).
+
+    Without ``epoch``, an unreadable newest checkpoint (corrupted, half-deleted) is
+    skipped for the previous one, with one line to ``warn`` (default: stderr).
+
+    Raises:
+      ResumeError: no checkpoint can be read.
+    """
     ocp = self._ocp
-    epoch = self.latest_epoch() if epoch is None else epoch
-    if epoch is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    out = self.manager.restore(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-    return out.state, out.meta
+    steps = sorted(self.manager.all_steps(), reverse=True) if epoch is None else [epoch]
+    if not steps:
+      raise ResumeError(f"no checkpoint in {self.directory}")
+    say = warn or (lambda m: sys.stderr.write(m + "\n"))
+    for i, step in enumerate(steps):
+      try:
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        if not isinstance(out.meta, dict) or "result" not in out.meta:
+          raise ValueError("its meta data is incomplete")
+        return out.state, out.meta
+      except Exception as e:  # noqa: BLE001  whatever Orbax or JSON raise for a damaged one
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        if i + 1 == len(steps):
+          raise ResumeError(f"checkpoint {step} in {self.directory} is unreadable "
+                            f"({type(e).__name__}: {first}) and there is no older one") from None
+        say(f"WARNING: checkpoint {step} in {self.directory} is unreadable "
+            f"({type(e).__name__}: {first}); resuming from checkpoint {steps[i + 1]}")
+    raise AssertionError("unreachable")
 
   def close(self) -> None:
     self.manager.close()
@@ -684,6 +712,33 @@ def _history_from_json(run: dict) -> RunHistory:
   return RunHistory(**{k: v for k, v in run.items() if k in fields})
 
 
+def _check_checkpoint(meta: dict, specs, config: TrainConfig, post_init: bool,
+                      where: str) -> None:
+  """ResumeError (one line) unless the checkpoint can continue this study exactly.
+
+  Same config but ``epochs`` (which may grow), same post-init step, same runs.
+  """
+  saved = meta["result"]
+  saved_config = saved["config"]
+  changed = sorted(k for k, v in config.to_json().items()
+                   if k != "epochs" and saved_config.get(k) != v)
+  if changed:
+    raise ResumeError(f"the checkpoint in {where} was made with other values of "
+                      f"{', '.join(changed)} (saved: "
+                      f"{', '.join(f'{k}={saved_config.get(k)!r}' for k in changed)})")
+  done = len(saved["epoch_seconds"])
+  if config.epochs < done:
+    raise ResumeError(f"--epochs {config.epochs} is below the {done} epochs the checkpoint "
+                      f"in {where} already holds")
+  if bool(saved.get("post_init", False)) != post_init:
+    raise ResumeError(f"the checkpoint in {where} was made "
+                      f"{'with' if saved.get('post_init') else 'without'} a post-init step "
+                      "(e.g. LSUV); this study is not")
+  if [(r["init"], r["bias_init"], r["seed"]) for r in saved["runs"]] != [
+      (s.label, s.bias_label, s.seed) for s in specs]:
+    raise ResumeError(f"the checkpoint in {where} holds other runs")
+
+
 def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
           config: TrainConfig = TrainConfig(), *, post_init: PostInit | None = None,
           mesh: Mesh | None = None,
@@ -724,7 +779,14 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   check_int(log_every, "log_every")
   if resume and checkpointer is None:
     raise ValueError("resume=True needs a checkpointer")
-  prep = prepare(dataset, specs, config, post_init=post_init, mesh=mesh, skip_post_init=resume)
+  restored = None
+  if resume and checkpointer.latest_epoch() is not None:
+    restored = checkpointer.restore(warn=log)  # before any work: a bad checkpoint stops here
+    _check_checkpoint(restored[1], specs, config, post_init is not None, checkpointer.directory)
+  # A post-init step (LSUV) is part of the checkpointed state: skipped only when a
+  # checkpoint is restored, redone when the run was killed before its first checkpoint.
+  prep = prepare(dataset, specs, config, post_init=post_init, mesh=mesh,
+                 skip_post_init=restored is not None)
   comp = compile_programs(prep)
   histories = [RunHistory(s.label, s.bias_label, s.seed) for s in prep.specs]
   mesh = prep.mesh  # as fitted to the number of runs
@@ -732,22 +794,19 @@ def train(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
                        prep.init_seconds, 1 if mesh is None else int(mesh.devices.size),
                        _take_runs(prep.params, prep.runs) if prep.n_pad else prep.params,
                        parallel=None if mesh is None else mesh.axis_names[0])
+  result.post_init = post_init is not None
   start_state = None
-  if resume and checkpointer.latest_epoch() is not None:
-    state, meta = checkpointer.restore()
+  if restored is not None:
+    state, meta = restored
     saved = meta["result"]
-    if saved["config"]["epochs"] != config.epochs or any(
-        saved["config"][k] != v for k, v in config.to_json().items() if k != "epochs"):
-      raise ValueError(f"the checkpoint in {checkpointer.directory} was made with another "
-                       "config")
-    if [(r["init"], r["bias_init"], r["seed"]) for r in saved["runs"]] != [
-        (h.init, h.bias_init, h.seed) for h in histories]:
-      raise ValueError(f"the checkpoint in {checkpointer.directory} holds other runs")
     result.runs = histories = [_history_from_json(r) for r in saved["runs"]]
     result.epoch_seconds = list(saved["epoch_seconds"])
     result.init_seconds = saved["init_seconds"]
     result.resumed_from = int(meta["epoch"])
-    start_state = _restore_state(prep, state)
+    try:
+      start_state = _restore_state(prep, state)
+    except (ValueError, KeyError, TypeError) as e:
+      raise ResumeError(f"the checkpoint in {checkpointer.directory}: {e}") from None
     result.params = _take_runs(start_state[0], prep.runs) if prep.n_pad else start_state[0]
   if on_epoch is not None and result.epochs_done == 0:
     on_epoch(result)  # epoch 0: the initial parameters, no metrics yet
