@@ -19,7 +19,7 @@ map) on mean-pooled MNIST, with
   the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
   <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-  python -m experiments.deep_cnn --quick   # depths 50, 200, 500, 1000, 7x7 images
+  python -m experiments.deep_cnn --quick   # depths 1000, 500, 200, 50, 7x7 images
   python -m experiments.deep_cnn --depths 2000 --steps 600
 
 Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
@@ -46,9 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import cli
+from experiments.common import cli, results
 from experiments.common import deep_conv as dc
-from experiments.common import results
 from experiments.common.provenance import format_provenance, provenance
 from jinit import theory
 
@@ -61,7 +60,7 @@ TARGETS = (0.5, 0.9)
 
 def prepare_images(x_flat: np.ndarray, pool: int) -> np.ndarray:
   """(N, side^2) in [0, 1] -> (N, side/pool, side/pool, 1) float32, mean-pooled, centered."""
-  side = int(round(math.sqrt(x_flat.shape[1])))
+  side = round(math.sqrt(x_flat.shape[1]))
   if side * side != x_flat.shape[1] or side % pool:
     raise ValueError(f"--pool {pool}: expected square images with a side divisible by it, got "
                      f"{x_flat.shape[1]} pixels")
@@ -151,7 +150,7 @@ def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
   for name in INITS:
     if not any(name in r["runs"] for r in records):
       continue
-    get = lambda r, key, name=name: r["runs"][name][key] if name in r["runs"] else None  # noqa: E731
+    get = lambda r, key, name=name: r["runs"][name][key] if name in r["runs"] else None
     out["final_train_acc"][name] = [get(r, "final_train_acc") for r in records]
     out["lr"][name] = [get(r, "lr") for r in records]
     out["test_acc"][name] = [get(r, "test_acc") for r in records]
@@ -165,8 +164,8 @@ def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
-  lines = ["| depth | init | lr (scale / depth) | steps to 50% | steps to 90% | final train acc "
-           "| test acc | Jacobian sv median (max / min) | chi1 | 6 xi_c |",
+  lines = [("| depth | init | lr (scale / depth) | steps to 50% | steps to 90% | final train acc "
+            "| test acc | Jacobian sv median (max / min) | chi1 | 6 xi_c |"),
            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in records:
     for name, run in r["runs"].items():
@@ -210,7 +209,8 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
 def build_parser() -> cli.ArgumentParser:
   p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
   p.add_argument("--quick", action="store_true",
-                 help="depths 50,200,500,1000, 7x7 images, 300 steps, 10000 examples")
+                 help="depths 1000,500,200,50 (deepest first, so a stopped run has the "
+                      "headline), 7x7 images, 300 steps, 10000 examples")
   p.add_argument("--depths", default=None, help="comma-separated conv depths (default 1000)")
   p.add_argument("--baselines-up-to", type=cli.nonneg_int, default=200,
                  help="run xavier and he at depths up to this (default %(default)s)")
@@ -233,6 +233,7 @@ def build_parser() -> cli.ArgumentParser:
   p.add_argument("--seed", type=cli.nonneg_int, default=0)
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
+  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
   cli.add_common_args(p)
   return p
 
@@ -244,7 +245,7 @@ def _ints(text: str, flag: str) -> list[int]:
     cli.fail(PROG, f"{flag}: comma-separated ints, got {text!r}")
   if not vals or min(vals) < 1:
     cli.fail(PROG, f"{flag}: ints >= 1, got {text!r}")
-  return sorted(set(vals))
+  return list(dict.fromkeys(vals))  # in the order given (--quick: deepest first)
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   parser = build_parser()
   args = cli.parse_args(parser, argv, NAME)
   q = args.quick
-  depths = _ints(args.depths or ("50,200,500,1000" if q else "1000"), "--depths")
+  depths = _ints(args.depths or ("1000,500,200,50" if q else "1000"), "--depths")
   steps = args.steps or 300
   eval_every = args.eval_every or max(steps // 10, 1)
   if steps % eval_every:
@@ -315,10 +316,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_table([rec]).split("\n", 2)[2], flush=True)
     print(f"depth {depth}: {rec['seconds']:.0f} s ({rec['seconds_per_step_per_net']:.3f} s per "
           "step per net)", flush=True)
+  records.sort(key=lambda r: r["depth"])
   summary = collect(records, steps)
   summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
                   "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                  "lr_scales": scales, "train_size": int(len(y)), "eval_size": n_eval,
+                  "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
                   "seconds_this_session": time.time() - t_start,
                   "load_avg_1min_at_start": load})
   results.write_json(os.path.join(out_dir, "depth.json"), summary)

@@ -36,9 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jinit
-from experiments.common import cli
+from experiments.common import cli, results
 from experiments.common import deep_conv as dc
-from experiments.common import results
 from experiments.common.provenance import format_provenance, provenance
 
 NAME = "deep_residual"
@@ -106,6 +105,7 @@ def build_parser() -> cli.ArgumentParser:
   p.add_argument("--pool", type=cli.positive_int, default=4)
   p.add_argument("--train-size", type=cli.positive_int, default=10000)
   p.add_argument("--seed", type=cli.nonneg_int, default=0)
+  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
   cli.add_common_args(p)
   return p
 
@@ -159,8 +159,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
          "fixup_scale": jinit.residual.fixup_scale(args.depth, 2), "runs": runs,
          "seconds": seconds, "load_avg_1min_at_start": load, "provenance": prov}
   results.write_json(os.path.join(out_dir, "residual.json"), res)
-  lines = ["| init (depth %d, width %d) | logit rms at init | diverged | steps to 90%% | "
-           "final train acc |" % (args.depth, args.width), "|---|---|---|---|---|"]
+  head = (f"| init (depth {args.depth}, width {args.width}) | logit rms at init | diverged | "
+          "steps to 90% | final train acc |")
+  lines = [head, "|---|---|---|---|---|"]
   for name, r in runs.items():
     s90 = r["steps_to_90"] if r["steps_to_90"] is not None else f"never (> {args.steps})"
     rms = r["init_logit_rms"]

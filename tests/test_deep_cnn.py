@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import deep_cnn
-from experiments import deep_residual
+from experiments import deep_cnn, deep_residual
 from experiments.common import deep_conv as dc
 
 TINY = ["--dataset", "digits", "--digits-repeat", "1", "--channels", "4", "--steps", "4",
@@ -126,7 +125,7 @@ def test_train_sgd_stacks_nets_with_their_own_lr():
 
 def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
   out = str(tmp_path / "cnn")
-  argv = TINY + ["--depths", "2,3", "--baselines-up-to", "2", "--lr-scales", "1,2",
+  argv = TINY + ["--depths", "3,2", "--baselines-up-to", "2", "--lr-scales", "1,2",
                  "--out", out]
   summary = deep_cnn.main(argv)
   with open(os.path.join(out, "depth.json")) as f:
@@ -172,7 +171,7 @@ def test_bad_flags_one_line_exit_2_before_any_work(tmp_path, capsys, flags, says
 
 
 def test_residual_inits_and_tiny_run(tmp_path):
-  kw = dict(depth=6, width=8, in_dim=5, num_classes=3)
+  kw = {"depth": 6, "width": 8, "in_dim": 5, "num_classes": 3}
   p = {n: deep_residual.init_resmlp(jax.random.key(0), n, **kw) for n in deep_residual.INITS}
   assert not np.any(np.asarray(p["fixup"]["w2"])) and np.all(p["fixup"]["alpha"] == 1)
   assert not np.any(np.asarray(p["rezero"]["alpha"]))

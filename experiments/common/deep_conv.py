@@ -246,7 +246,7 @@ def readout_only(params, x, y, x_eval, y_eval, *, steps: int = 300, lr: float = 
     return h
 
   h = fit(head)
-  return float(jnp.mean((jnp.argmax(fe @ h["w"] + h["b"][None, :], -1) == y_eval)))
+  return float(jnp.mean(jnp.argmax(fe @ h["w"] + h["b"][None, :], -1) == y_eval))
 
 
 # --------------------------------------------------------------------------- spectra
