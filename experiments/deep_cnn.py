@@ -83,8 +83,13 @@ def inits_at(depth: int, baselines_up_to: int) -> list[str]:
 def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequence[str],
               channels: int, steps: int, eval_every: int, batch_size: int,
               lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
-              jacobian: bool = True, readout: bool = True) -> dict[str, Any]:
-  """Trains every (init, lr) at one depth in one program; returns the depth's record."""
+              jacobian: bool = True, readout: bool = True,
+              partial: str | None = None) -> dict[str, Any]:
+  """Trains every (init, lr) at one depth in one program; returns the depth's record.
+
+  With ``partial`` (a path), the training state is saved there after every
+  ``eval_every`` steps and, if the file exists, training continues from it.
+  """
   sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
   lrs = dc.depth_lrs(depth, lr_scales)
   side = int(x.shape[1])
@@ -94,17 +99,34 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
               for k, n in zip(keys, inits)}
   nets = [(n, lr) for n in inits for lr in lrs]  # each init starts from its own params
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *[per_init[n] for n, _ in nets])
-  fn = jax.jit(functools.partial(dc.train_sgd, steps=steps, eval_every=eval_every,
+  # One compiled program per eval_every steps, called steps / eval_every times: the state
+  # after each chunk is saved (``partial``), so a stopped run resumes mid-depth.
+  fn = jax.jit(functools.partial(dc.train_sgd, steps=eval_every, eval_every=eval_every,
                                  batch_size=batch_size))
-  fn_args = (stacked, jnp.asarray([lr for _, lr in nets], jnp.float32),
-             jax.random.key(seed + 1), x, y, x_eval, y_eval)
+  lr_arr = jnp.asarray([lr for _, lr in nets], jnp.float32)
+  base = jax.random.key(seed + 1)
+  chunks = steps // eval_every
+  done, losses, accs, train_seconds = 0, [], [], 0.0
+  if partial and os.path.isfile(partial):
+    done, stacked, losses, accs, train_seconds = _load_partial(partial, stacked)
+    print(f"depth {depth}: resuming after step {done * eval_every}", flush=True)
+  args = (stacked, lr_arr, jax.random.fold_in(base, done), x, y, x_eval, y_eval)
   t0 = time.time()
-  compiled = fn.lower(*fn_args).compile()
+  compiled = fn.lower(*args).compile()
   compile_seconds = time.time() - t0
-  t0 = time.time()
-  final, losses, accs = jax.block_until_ready(compiled(*fn_args))
-  losses, accs = np.asarray(losses), np.asarray(accs)
-  train_seconds = time.time() - t0
+  for chunk in range(done, chunks):
+    t0 = time.time()
+    stacked, loss, acc = jax.block_until_ready(compiled(
+        stacked, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
+    train_seconds += time.time() - t0
+    losses.append(np.asarray(loss)[:, 0])
+    accs.append(np.asarray(acc)[:, 0])
+    if partial:
+      _save_partial(partial, chunk + 1, stacked, losses, accs, train_seconds)
+    print(f"depth {depth}: step {(chunk + 1) * eval_every}/{steps}, train acc "
+          + " ".join(f"{a:.2f}" for a in accs[-1]) + f" ({train_seconds:.0f} s)", flush=True)
+  final = stacked
+  losses, accs = np.stack(losses, axis=1), np.stack(accs, axis=1)
   runs: dict[str, Any] = {}
   for name in inits:
     idx = [i for i, (n, _) in enumerate(nets) if n == name]
@@ -140,6 +162,24 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
     record["readout_only_acc"] = dc.readout_only(per_init["delta_orthogonal"], x[:n], y[:n],
                                                  x_eval, y_eval)
   return record
+
+
+def _save_partial(path: str, done: int, stacked, losses, accs, seconds: float) -> None:
+  leaves = jax.tree.leaves(stacked)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, done=done, seconds=seconds, losses=np.stack(losses), accs=np.stack(accs),
+           **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
+  os.replace(tmp, path)
+
+
+def _load_partial(path: str, like):
+  with np.load(path) as z:
+    treedef = jax.tree.structure(like)
+    leaves = [jnp.asarray(z[f"leaf{i}"]) for i in range(treedef.num_leaves)]
+    if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(like)]:
+      raise ValueError(f"{path}: saved by a run with other shapes")
+    return (int(z["done"]), jax.tree.unflatten(treedef, leaves), list(z["losses"]),
+            list(z["accs"]), float(z["seconds"]))
 
 
 def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
@@ -304,14 +344,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       steps=steps, eval_every=eval_every, batch_size=args.batch_size,
                       lr_scales=scales, sigma_b2=args.sigma_b2, seed=args.seed,
                       num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
-                      readout=not args.no_readout)
+                      readout=not args.no_readout,
+                      partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"))
     except KeyboardInterrupt:
-      sys.stderr.write(f"\nInterrupted at depth {depth}; depths done are in {out_dir}; resume "
-                       f"with: {PROG} --resume {out_dir}\n")
+      sys.stderr.write(f"\nInterrupted at depth {depth}; depths done and the state after its "
+                       f"last {eval_every} steps are in {out_dir}; resume with: {PROG} "
+                       f"--resume {out_dir}\n")
       raise SystemExit(130) from None
     rec["seconds"] = time.time() - t0
     rec["load_avg_1min_at_start"] = os.getloadavg()[0]
     results.write_json(path, rec)
+    if os.path.exists(os.path.join(out_dir, f"depth_{depth}.partial.npz")):
+      os.remove(os.path.join(out_dir, f"depth_{depth}.partial.npz"))
     records.append(rec)
     print(format_table([rec]).split("\n", 2)[2], flush=True)
     print(f"depth {depth}: {rec['seconds']:.0f} s ({rec['seconds_per_step_per_net']:.3f} s per "

@@ -72,11 +72,11 @@ def test_scan_model_equals_unrolled_model(name):
 def test_delta_orthogonal_conv_jacobian_is_isometric():
   # The circular conv with a delta-orthogonal kernel is an orthogonal matrix times the gain:
   # all singular values of its (side^2 C) x (side^2 C) matrix equal sqrt(sigma_w2).
-  w = _params("delta_orthogonal", channels=4)["w_hid"][0]
+  w = _params("delta_orthogonal")["w_hid"][0]  # the shapes the tests above compiled
   sv = np.linalg.svd(dc.conv_matrix(w, side=5), compute_uv=False)
   np.testing.assert_allclose(sv, math.sqrt(1.5), rtol=1e-5)
   # A Gaussian kernel of the same variance is not.
-  sv_g = np.linalg.svd(dc.conv_matrix(_params("gaussian", channels=4)["w_hid"][0], 5),
+  sv_g = np.linalg.svd(dc.conv_matrix(_params("gaussian")["w_hid"][0], 5),
                        compute_uv=False)
   assert sv_g.max() / sv_g.min() > 3
 
@@ -193,3 +193,20 @@ def test_residual_inits_and_tiny_run(tmp_path):
   # Standard He residual blocks double the variance: 40 blocks, logits ~ 2^20 larger.
   assert res["runs"]["standard"]["init_logit_rms"] > 1e3 * res["runs"]["fixup"]["init_logit_rms"]
   assert os.path.exists(os.path.join(out, "residual.json"))
+
+
+def test_stopped_depth_resumes_from_its_saved_chunk(tmp_path):
+  x = jax.random.normal(jax.random.key(6), (40, 4, 4, 1))
+  y = jnp.arange(40) % 10
+  kw = {"depth": 3, "inits": ("delta_orthogonal", "gaussian"), "channels": 3, "eval_every": 2,
+        "batch_size": 8, "lr_scales": [1.0], "sigma_b2": 1e-4, "seed": 0, "num_classes": 10,
+        "jacobian": False, "readout": False}
+  args = (x, y, x[:20], y[:20], x[:20], y[:20])
+  whole = deep_cnn.run_depth(*args, steps=6, **kw)
+  partial = str(tmp_path / "p.npz")
+  deep_cnn.run_depth(*args, steps=2, partial=partial, **kw)  # stopped after one chunk
+  resumed = deep_cnn.run_depth(*args, steps=6, partial=partial, **kw)
+  for name in kw["inits"]:
+    np.testing.assert_allclose(resumed["runs"][name]["train_loss"],
+                               whole["runs"][name]["train_loss"], rtol=1e-5)
+    assert resumed["runs"][name]["train_acc"] == whole["runs"][name]["train_acc"]
