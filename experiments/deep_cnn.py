@@ -330,14 +330,46 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth, batch "
         f"{args.batch_size}) on {len(y)} {dataset.name} examples; results in {out_dir}")
   t_start = time.time()
-  records = []
+  records: list[dict[str, Any]] = []
+
+  def report(stopped_at: int | None = None) -> dict[str, Any]:
+    """depth.json, the figure and summary.md for the depths done (all, or up to a stop)."""
+    done = sorted(records, key=lambda r: r["depth"])
+    summary = collect(done, steps)
+    summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
+                    "image_side": int(x.shape[1]), "batch_size": args.batch_size,
+                    "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
+                    "depths_planned": depths, "stopped_at_depth": stopped_at,
+                    "seconds_this_session": time.time() - t_start,
+                    "load_avg_1min_at_start": load})
+    results.write_json(os.path.join(out_dir, "depth.json"), summary)
+    plot(done, os.path.join(out_dir, "deep_cnn.png"))
+    table = format_table(done)
+    stop = ("" if stopped_at is None else
+            f" -- stopped during depth {stopped_at}: depths {[r['depth'] for r in done]} done")
+    text = (f"# Deep vanilla CNN ({'--quick' if q else 'full'} run){stop}\n\n"
+            f"{format_provenance(prov)}\n"
+            f"- wall time this session: {summary['seconds_this_session']:.0f} s (1-min load "
+            f"average at start {load:.1f}; per depth, seconds incl. compile: "
+            + ", ".join(f"{r['depth']}: {r.get('seconds', float('nan')):.0f} s" for r in done)
+            + ")\n\n"
+            f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
+            f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD "
+            f"batch {args.batch_size}, lr = scale / depth (scales {scales}; best final train "
+            f"acc chosen per init), {steps} steps, same batches for every init; train accuracy "
+            f"on the first {n_eval} training examples, test accuracy on {len(y_test)} test "
+            f"examples.\n\n{table}\n")
+    results.write_text(os.path.join(out_dir, "summary.md"), text)
+    print(table)
+    return summary
+
   for depth in depths:
     path = os.path.join(out_dir, f"depth_{depth}.json")
     if args.resume and os.path.isfile(path):
       records.append(results.read_json(path))
       print(f"depth {depth}: done before (resumed)")
       continue
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()[0]
     try:
       rec = run_depth(x, y, x[:n_eval], y[:n_eval], x_test, y_test, depth=depth,
                       inits=inits_at(depth, args.baselines_up_to), channels=args.channels,
@@ -347,12 +379,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       readout=not args.no_readout,
                       partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"))
     except KeyboardInterrupt:
+      if records:
+        report(stopped_at=depth)
       sys.stderr.write(f"\nInterrupted at depth {depth}; depths done and the state after its "
                        f"last {eval_every} steps are in {out_dir}; resume with: {PROG} "
                        f"--resume {out_dir}\n")
       raise SystemExit(130) from None
     rec["seconds"] = time.time() - t0
-    rec["load_avg_1min_at_start"] = os.getloadavg()[0]
+    rec["load_avg_1min_at_start"] = load0
     results.write_json(path, rec)
     if os.path.exists(os.path.join(out_dir, f"depth_{depth}.partial.npz")):
       os.remove(os.path.join(out_dir, f"depth_{depth}.partial.npz"))
@@ -360,29 +394,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_table([rec]).split("\n", 2)[2], flush=True)
     print(f"depth {depth}: {rec['seconds']:.0f} s ({rec['seconds_per_step_per_net']:.3f} s per "
           "step per net)", flush=True)
-  records.sort(key=lambda r: r["depth"])
-  summary = collect(records, steps)
-  summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
-                  "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                  "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
-                  "seconds_this_session": time.time() - t_start,
-                  "load_avg_1min_at_start": load})
-  results.write_json(os.path.join(out_dir, "depth.json"), summary)
-  plot(records, os.path.join(out_dir, "deep_cnn.png"))
-  table = format_table(records)
-  text = (f"# Deep vanilla CNN ({'--quick' if q else 'full'} run)\n\n{format_provenance(prov)}\n"
-          f"- wall time this session: {summary['seconds_this_session']:.0f} s (1-min load "
-          f"average at start {load:.1f}; per depth: "
-          + ", ".join(f"{r['depth']}: {r.get('seconds', float('nan')):.0f} s" for r in records)
-          + ")\n\n"
-          f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
-          f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD batch "
-          f"{args.batch_size}, lr = scale / depth (scales {scales}; best final train acc "
-          f"chosen per init), {steps} steps, same batches for every init; train accuracy on "
-          f"the first {n_eval} training examples, test accuracy on {len(y_test)} test "
-          f"examples.\n\n{table}\n")
-  results.write_text(os.path.join(out_dir, "summary.md"), text)
-  print(table)
+  summary = report()
   print(f"Done: {out_dir}")
   return summary
 

@@ -210,3 +210,23 @@ def test_stopped_depth_resumes_from_its_saved_chunk(tmp_path):
     np.testing.assert_allclose(resumed["runs"][name]["train_loss"],
                                whole["runs"][name]["train_loss"], rtol=1e-5)
     assert resumed["runs"][name]["train_acc"] == whole["runs"][name]["train_acc"]
+
+
+def test_ctrl_c_writes_the_report_of_the_depths_done(tmp_path, monkeypatch, capsys):
+  real = deep_cnn.run_depth
+
+  def stop_at_depth_3(*args, **kw):
+    if kw["depth"] == 3:
+      raise KeyboardInterrupt
+    return real(*args, **kw)
+
+  monkeypatch.setattr(deep_cnn, "run_depth", stop_at_depth_3)
+  out = tmp_path / "cnn"
+  with pytest.raises(SystemExit) as e:
+    deep_cnn.main(TINY + ["--depths", "2,3", "--no-jacobian", "--no-readout", "--out", str(out)])
+  assert e.value.code == 130
+  assert f"--resume {out}" in capsys.readouterr().err
+  with open(out / "depth.json") as f:
+    saved = json.load(f)
+  assert saved["depths"] == [2] and saved["stopped_at_depth"] == 3
+  assert "stopped during depth 3" in (out / "summary.md").read_text()
