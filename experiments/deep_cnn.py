@@ -1,35 +1,31 @@
-"""A deep vanilla tanh CNN on MNIST (Xiao et al. 2018): delta-orthogonal vs Xavier vs He.
+"""Depth at the paper's scale: a vanilla tanh CNN, delta-orthogonal vs Gaussian (Xiao et al. 2018).
 
 Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington trained plain convolutional
 networks (no BatchNorm, no skip connections) 10,000 layers deep by initializing every
 conv kernel delta-orthogonal (zero except an orthogonal channel matrix at the window's
-center) at the edge of chaos. The mean-field theory of CNNs has the same q* and chi1
-as the fully connected one (:mod:`jinit.theory`), and the delta-orthogonal kernel
-makes the network's Jacobian an orthogonal matrix times the tanh derivatives, as in
-:mod:`experiments.isometry`.
+center) at the edge of chaos, and reported that Gaussian kernels of the same variance
+fail. Here, per depth (``--depths``): the CNN of :mod:`experiments.common.deep_conv`
+(3 x 3 convs, circular padding, tanh, a dense readout of the flattened last feature
+map) on mean-pooled MNIST, with
 
-Here: MNIST images mean-pooled to 14 x 14 (``--quick``: 7 x 7), a first 3 x 3 conv
-1 -> C, then ``depth - 1`` 3 x 3 convs C -> C (SAME padding, tanh after each) and a
-dense readout of the flattened last feature map. (Not global average pooling: a
-delta-orthogonal conv is a 1 x 1 conv at init, so after average pooling the net would
-start blind to where anything is in the image, which a short run cannot recover.) Three
-initializations of every kernel, biases as noted:
+* ``delta_orthogonal`` and ``gaussian`` kernels at the critical point
+  (sigma_w2* = :func:`jinit.theory.critical_sigma_w2` for tanh at ``--sigma-b2``), and
+  ``xavier`` and ``he`` (zero biases) at depths up to ``--baselines-up-to``;
+* plain SGD, batch 32, the same batches for every init, at lr = scale / depth for each
+  ``--lr-scales`` value (the usable step shrinks as 1 / depth), all (init, lr) pairs of
+  one depth trained in ONE compiled program; the reported lr of an init is the one with
+  the best final training accuracy;
+* the singular values of the hidden layers' input-output Jacobian at init (one input),
+  the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
+  <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-* ``delta_orthogonal``: :func:`jinit.delta_orthogonal`, gain sqrt(sigma_w2*) with
-  sigma_w2* = :func:`jinit.theory.critical_sigma_w2` (tanh, sigma_b2 = 1e-4), biases
-  N(0, sigma_b2);
-* ``xavier``: :func:`jinit.xavier_normal` (variance 2 / (fan_in + fan_out)), zero biases;
-* ``he``: :func:`jinit.kaiming_normal` with the relu gain (variance 2 / fan_in), zero
-  biases;
+  python -m experiments.deep_cnn --quick   # depths 1000, 500, 200, 50, 7x7 images
+  python -m experiments.deep_cnn --depths 2000 --steps 600
 
-all three trained in ONE compiled program (parameters stacked, ``jax.vmap``) with the
-same batches, plain SGD, and compared by the steps to reach ``--target`` (default
-90%) training accuracy (measured on a fixed subset of the training split).
-
-  python -m experiments.deep_cnn --quick     # depth 50, width 8, 7x7 images, 800 steps
-  python -m experiments.deep_cnn             # depth 100, width 8, 14x14 images, 1000 steps
-
-Writes ``deep_cnn.json``, ``deep_cnn.png`` and ``summary.md``.
+Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
+depths done. At the end: ``depth.json`` (``{"depths", "final_train_acc": {init: [...]},
+"steps", "lr": {init: [...]}}``, one value per depth, None where an init was not run),
+``deep_cnn.png`` and ``summary.md``.
 
 Reference: L. Xiao et al., "Dynamical Isometry and a Mean Field Theory of CNNs: How to
 Train 10,000-Layer Vanilla Convolutional Neural Networks", ICML 2018,
@@ -38,9 +34,10 @@ https://arxiv.org/abs/1806.05393
 
 from __future__ import annotations
 
-import argparse
+import functools
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -48,255 +45,359 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-import jinit
-from experiments.common import cli
-from experiments.common import results
-from experiments.common.provenance import format_provenance
-from experiments.common.provenance import provenance
+from experiments.common import cli, results
+from experiments.common import deep_conv as dc
+from experiments.common.provenance import format_provenance, provenance
 from jinit import theory
 
-PROG = "python -m experiments.deep_cnn"  # names the program in one-line errors
-
-SIGMA_B2 = 1e-4
-INITS = ("delta_orthogonal", "xavier", "he")
-LOWER_TARGETS = (0.8, 0.85)  # also reported, for runs too short to reach the target
-KERNEL = 3
-POOL = 2  # default mean-pooling factor: 28 x 28 -> 14 x 14 (--quick: 4, 7 x 7)
+NAME = "deep_cnn"
+PROG = f"python -m experiments.{NAME}"
+INITS = dc.INITS
+CORE = ("delta_orthogonal", "gaussian")  # run at every depth
+TARGETS = (0.5, 0.9)
 
 
-def _kernel(name: str, key, shape, sigma_w2: float):
-  fan_in, fan_out = jinit.compute_fans(shape, layout="flax")
-  if name == "delta_orthogonal":
-    return jinit.delta_orthogonal(key, shape, gain=math.sqrt(sigma_w2))
-  if name == "xavier":
-    return jinit.xavier_normal(key, shape, fan_in, fan_out)
-  if name == "he":
-    return jinit.kaiming_normal(key, shape, fan_in, fan_out, nonlinearity="relu")
-  raise ValueError(f"init must be one of {INITS}, got {name!r}")
-
-
-def init_cnn(key, name: str, *, depth: int, channels: int, num_classes: int,
-             sigma_w2: float, image_side: int) -> dict[str, jax.Array]:
-  """Parameters of the vanilla CNN for one initialization."""
-  k_in, k_hid, k_out, kb = jax.random.split(key, 4)
-  shape = (KERNEL, KERNEL, channels, channels)
-  hid = [_kernel(name, k, shape, sigma_w2) for k in jax.random.split(k_hid, depth - 1)]
-  biased = name == "delta_orthogonal"
-  std = math.sqrt(SIGMA_B2)
-  kb_in, kb_hid = jax.random.split(kb)
-  return {
-      "w_in": _kernel(name, k_in, (KERNEL, KERNEL, 1, channels), sigma_w2),
-      "b_in": jinit.normal(kb_in, (channels,), std=std) if biased else jnp.zeros((channels,)),
-      "w_hid": jnp.stack(hid) if hid else jnp.zeros((0,) + shape),
-      "b_hid": (jinit.normal(kb_hid, (depth - 1, channels), std=std) if biased
-                else jnp.zeros((depth - 1, channels))),
-      # Readout from the flattened feature map: xavier for every init (the comparison is
-      # about the conv stack).
-      "w_out": jinit.xavier_normal(k_out, (image_side * image_side * channels, num_classes),
-                                   image_side * image_side * channels, num_classes),
-      "b_out": jnp.zeros((num_classes,)),
-  }
-
-
-def _conv(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def apply_cnn(params, x):
-  """x: (batch, H, W, 1) -> logits."""
-  h = jnp.tanh(_conv(x, params["w_in"]) + params["b_in"][None, None, None, :])
-
-  def layer(h, wb):
-    w, b = wb
-    return jnp.tanh(_conv(h, w) + b[None, None, None, :]), None
-
-  h, _ = jax.lax.scan(layer, h, (params["w_hid"], params["b_hid"]))
-  return h.reshape(h.shape[0], -1) @ params["w_out"] + params["b_out"][None, :]
-
-
-def prepare_images(x_flat: np.ndarray, pool: int = POOL) -> np.ndarray:
-  """(N, side^2) in [0, 1] -> (N, side/pool, side/pool, 1), mean-pooled, centered (mean 0)."""
-  side = int(round(math.sqrt(x_flat.shape[1])))
+def prepare_images(x_flat: np.ndarray, pool: int) -> np.ndarray:
+  """(N, side^2) in [0, 1] -> (N, side/pool, side/pool, 1) float32, mean-pooled, centered."""
+  side = round(math.sqrt(x_flat.shape[1]))
   if side * side != x_flat.shape[1] or side % pool:
-    raise ValueError(f"expected square images with a side divisible by pool={pool}, got "
+    raise ValueError(f"--pool {pool}: expected square images with a side divisible by it, got "
                      f"{x_flat.shape[1]} pixels")
-  x = x_flat.reshape(-1, side // pool, pool, side // pool, pool).mean(axis=(2, 4))
-  x = x - x.mean()
-  return x[..., None].astype(np.float32)
-
-
-def make_train_fn(*, steps: int, eval_every: int, batch_size: int, lr: float):
-  tx = optax.sgd(lr)
-
-  def loss_fn(params, x, y):
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply_cnn(params, x), y))
-
-  def train_one(params, key, x, y, x_eval, y_eval):
-    def step(carry, k):
-      params, opt_state = carry
-      idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
-      loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    def chunk(carry, ks):
-      carry, losses = jax.lax.scan(step, carry, ks)
-      pred = jnp.argmax(apply_cnn(carry[0], x_eval), axis=-1)
-      return carry, (jnp.mean(losses), jnp.mean((pred == y_eval).astype(jnp.float32)))
-
-    keys = jax.random.split(key, steps).reshape(steps // eval_every, eval_every)
-    _, (losses, accs) = jax.lax.scan(chunk, (params, tx.init(params)), keys)
-    return losses, accs
-
-  return jax.jit(jax.vmap(train_one, in_axes=(0, None, None, None, None, None)))
+  x = np.asarray(x_flat, np.float32).reshape(-1, side // pool, pool, side // pool, pool)
+  x = x.mean(axis=(2, 4))
+  return (x - x.mean())[..., None].astype(np.float32)
 
 
 def steps_to(curve: Sequence[float], target: float, every: int) -> int | None:
+  """The first evaluated step with accuracy >= target (None: never)."""
   hit = np.nonzero(np.asarray(curve) >= target)[0]
   return int((hit[0] + 1) * every) if hit.size else None
 
 
-def run(dataset, *, depth: int, channels: int, steps: int, eval_every: int, batch_size: int,
-        lr: float, target: float, seed: int, pool: int = POOL,
-        eval_size: int = 1000) -> dict[str, Any]:
-  sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, SIGMA_B2))
-  x = jnp.asarray(prepare_images(dataset.x_train, pool))
-  y = jnp.asarray(dataset.y_train)
-  n_eval = min(eval_size, len(dataset.y_train))
-  keys = jax.random.split(jax.random.key(seed), len(INITS))
-  per_init = [init_cnn(k, name, depth=depth, channels=channels,
-                       num_classes=dataset.num_classes, sigma_w2=sigma_w2,
-                       image_side=int(x.shape[1]))
-              for k, name in zip(keys, INITS)]
-  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *per_init)
-  fn = make_train_fn(steps=steps, eval_every=eval_every, batch_size=batch_size, lr=lr)
-  losses, accs = fn(stacked, jax.random.key(seed + 1), x, y, x[:n_eval], y[:n_eval])
-  losses, accs = np.asarray(losses), np.asarray(accs)
-  runs = {}
-  for i, name in enumerate(INITS):
-    runs[name] = {"train_acc": accs[i].tolist(), "train_loss": losses[i].tolist(),
-                  "steps_to_target": steps_to(accs[i], target, eval_every),
-                  "final_train_acc": float(accs[i][-1]),
-                  "best_train_acc": float(accs[i].max())}
-  # Mean-field view of each init (a CNN has the fully connected q* and chi1 with fan_in =
-  # 9 C; xavier's 2 / (fan_in + fan_out) is 1 / fan_in here since in = out channels).
-  mean_field = {name: {"sigma_w2": sw, "sigma_b2": sb,
-                       "chi1": float(theory.chi1(jnp.tanh, sw, sb)),
-                       "xi_c": float(theory.xi_c(jnp.tanh, sw, sb))}
-                for name, sw, sb in (("delta_orthogonal", sigma_w2, SIGMA_B2),
-                                     ("xavier", 1.0, 0.0), ("he", 2.0, 0.0))}
-  return {"mean_field": mean_field,
-          "depth": depth, "channels": channels, "steps": steps, "eval_every": eval_every,
-          "batch_size": batch_size, "lr": lr, "target": target, "seed": seed,
-          "sigma_w2_critical": sigma_w2, "sigma_b2": SIGMA_B2, "eval_size": n_eval,
-          "image_side": int(x.shape[1]), "runs": runs}
+def inits_at(depth: int, baselines_up_to: int) -> list[str]:
+  """The inits run at ``depth``: the core two always, Xavier and He up to a depth."""
+  return [n for n in INITS if n in CORE or depth <= baselines_up_to]
 
 
-def format_table(res: dict[str, Any]) -> str:
-  lower = [t for t in LOWER_TARGETS if t < res["target"]]
-  lines = [f"| init (depth {res['depth']}, {res['channels']} channels) | sigma_w2 (per fan_in) | "
-           + "".join(f"steps to {t:.0%} | " for t in lower)
-           + f"steps to {res['target']:.0%} train acc | best train acc | final train acc |",
-           "|---|---|" + "---|" * len(lower) + "---|---|---|"]
-  sw = {"delta_orthogonal": f"{res['sigma_w2_critical']:.4f} (critical)",
-        "xavier": "1 (9C in = 9C out)", "he": "2"}
-  for name, run in res["runs"].items():
-    never = f"never (> {res['steps']})"
-    fmt = lambda r, never=never: never if r is None else str(r)  # noqa: E731
-    lows = "".join(f"{fmt(steps_to(run['train_acc'], t, res['eval_every']))} | " for t in lower)
-    lines.append(f"| {name} | {sw[name]} | {lows}{fmt(run['steps_to_target'])} | "
-                 f"{run['best_train_acc']:.3f} | {run['final_train_acc']:.3f} |")
+def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequence[str],
+              channels: int, steps: int, eval_every: int, batch_size: int,
+              lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
+              jacobian: bool = True, readout: bool = True,
+              partial: str | None = None) -> dict[str, Any]:
+  """Trains every (init, lr) at one depth in one program; returns the depth's record.
+
+  With ``partial`` (a path), the training state is saved there after every
+  ``eval_every`` steps and, if the file exists, training continues from it.
+  """
+  sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
+  lrs = dc.depth_lrs(depth, lr_scales)
+  side = int(x.shape[1])
+  keys = jax.random.split(jax.random.key(seed), len(inits))
+  per_init = {n: dc.init_cnn(k, n, depth=depth, channels=channels, num_classes=num_classes,
+                             sigma_w2=sigma_w2, sigma_b2=sigma_b2, image_side=side)
+              for k, n in zip(keys, inits)}
+  nets = [(n, lr) for n in inits for lr in lrs]  # each init starts from its own params
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *[per_init[n] for n, _ in nets])
+  # One compiled program per eval_every steps, called steps / eval_every times: the state
+  # after each chunk is saved (``partial``), so a stopped run resumes mid-depth.
+  fn = jax.jit(functools.partial(dc.train_sgd, steps=eval_every, eval_every=eval_every,
+                                 batch_size=batch_size))
+  lr_arr = jnp.asarray([lr for _, lr in nets], jnp.float32)
+  base = jax.random.key(seed + 1)
+  chunks = steps // eval_every
+  done, losses, accs, train_seconds = 0, [], [], 0.0
+  if partial and os.path.isfile(partial):
+    done, stacked, losses, accs, train_seconds = _load_partial(partial, stacked)
+    print(f"depth {depth}: resuming after step {done * eval_every}", flush=True)
+  args = (stacked, lr_arr, jax.random.fold_in(base, done), x, y, x_eval, y_eval)
+  t0 = time.time()
+  compiled = fn.lower(*args).compile()
+  compile_seconds = time.time() - t0
+  for chunk in range(done, chunks):
+    t0 = time.time()
+    stacked, loss, acc = jax.block_until_ready(compiled(
+        stacked, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
+    train_seconds += time.time() - t0
+    losses.append(np.asarray(loss)[:, 0])
+    accs.append(np.asarray(acc)[:, 0])
+    if partial:
+      _save_partial(partial, chunk + 1, stacked, losses, accs, train_seconds)
+    print(f"depth {depth}: step {(chunk + 1) * eval_every}/{steps}, train acc "
+          + " ".join(f"{a:.2f}" for a in accs[-1]) + f" ({train_seconds:.0f} s)", flush=True)
+  final = stacked
+  losses, accs = np.stack(losses, axis=1), np.stack(accs, axis=1)
+  runs: dict[str, Any] = {}
+  for name in inits:
+    idx = [i for i, (n, _) in enumerate(nets) if n == name]
+    k = idx[dc.pick_lr([accs[i][-1] for i in idx], lrs)]
+    p = jax.tree.map(lambda a, k=k: a[k], final)
+    runs[name] = {
+        "lr": nets[k][1], "lr_sweep": {f"{lr:.6g}": float(accs[i][-1])
+                                       for i, lr in zip(idx, lrs)},
+        "train_acc": accs[k].tolist(), "train_loss": losses[k].tolist(),
+        "final_train_acc": float(accs[k][-1]), "best_train_acc": float(np.nanmax(accs[k])),
+        "test_acc": dc.accuracy(p, x_test, y_test),
+        **{f"steps_to_{round(t * 100)}": steps_to(accs[k], t, eval_every) for t in TARGETS}}
+  record: dict[str, Any] = {
+      "depth": depth, "inits": list(inits), "lrs_tried": lrs, "steps": steps,
+      "eval_every": eval_every, "train_seconds": train_seconds,
+      "compile_seconds": compile_seconds,
+      "seconds_per_step_per_net": train_seconds / steps / len(nets), "nets": len(nets),
+      "sigma_w2": sigma_w2, "sigma_b2": sigma_b2, "runs": runs}
+  mean_field = {"delta_orthogonal": (sigma_w2, sigma_b2), "gaussian": (sigma_w2, sigma_b2),
+                "xavier": (1.0, 0.0), "he": (2.0, 0.0)}
+  record["mean_field"] = {}
+  for name in inits:
+    sw, sb = mean_field[name]
+    xi = float(theory.xi_c(jnp.tanh, sw, sb))
+    record["mean_field"][name] = {"sigma_w2": sw, "sigma_b2": sb,
+                                  "chi1": float(theory.chi1(jnp.tanh, sw, sb)), "xi_c": xi,
+                                  "predicted_trainable": bool(depth <= 6 * xi)}
+  if jacobian:
+    record["jacobian"] = {name: dc.spectrum_stats(dc.jacobian_singular_values(
+        per_init[name], x[:1])) for name in inits}
+  if readout:
+    n = min(1000, len(y))
+    record["readout_only_acc"] = dc.readout_only(per_init["delta_orthogonal"], x[:n], y[:n],
+                                                 x_eval, y_eval)
+  return record
+
+
+def _save_partial(path: str, done: int, stacked, losses, accs, seconds: float) -> None:
+  leaves = jax.tree.leaves(stacked)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, done=done, seconds=seconds, losses=np.stack(losses), accs=np.stack(accs),
+           **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)})
+  os.replace(tmp, path)
+
+
+def _load_partial(path: str, like):
+  with np.load(path) as z:
+    treedef = jax.tree.structure(like)
+    leaves = [jnp.asarray(z[f"leaf{i}"]) for i in range(treedef.num_leaves)]
+    if [a.shape for a in leaves] != [a.shape for a in jax.tree.leaves(like)]:
+      raise ValueError(f"{path}: saved by a run with other shapes")
+    return (int(z["done"]), jax.tree.unflatten(treedef, leaves), list(z["losses"]),
+            list(z["accs"]), float(z["seconds"]))
+
+
+def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
+  """depth.json: one value per depth and init (None where the init was not run)."""
+  depths = [r["depth"] for r in records]
+  out: dict[str, Any] = {"depths": depths, "steps": steps, "final_train_acc": {}, "lr": {},
+                         "test_acc": {}, "steps_to_90": {}, "jacobian_median_sv": {}}
+  for name in INITS:
+    if not any(name in r["runs"] for r in records):
+      continue
+    get = lambda r, key, name=name: r["runs"][name][key] if name in r["runs"] else None
+    out["final_train_acc"][name] = [get(r, "final_train_acc") for r in records]
+    out["lr"][name] = [get(r, "lr") for r in records]
+    out["test_acc"][name] = [get(r, "test_acc") for r in records]
+    out["steps_to_90"][name] = [get(r, "steps_to_90") for r in records]
+    out["jacobian_median_sv"][name] = [
+        r["jacobian"][name]["median"] if name in r.get("jacobian", {}) else None
+        for r in records]
+  out["readout_only_acc"] = [r.get("readout_only_acc") for r in records]
+  out["seconds_per_step_per_net"] = [r["seconds_per_step_per_net"] for r in records]
+  return out
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+  lines = [("| depth | init | lr (scale / depth) | steps to 50% | steps to 90% | final train acc "
+            "| test acc | Jacobian sv median (max / min) | chi1 | 6 xi_c |"),
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in records:
+    for name, run in r["runs"].items():
+      never = f"never (> {r['steps']})"
+      jac = r.get("jacobian", {}).get(name)
+      jac_s = (f"{jac['median']:.3g} ({jac['max']:.3g} / {jac['min']:.2g})" if jac else "-")
+      mf = r["mean_field"][name]
+      six = 6 * mf["xi_c"]
+      lines.append(
+          f"| {r['depth']} | {name} | {run['lr']:.3g} | "
+          f"{run['steps_to_50'] if run['steps_to_50'] is not None else never} | "
+          f"{run['steps_to_90'] if run['steps_to_90'] is not None else never} | "
+          f"{run['final_train_acc']:.3f} | {run['test_acc']:.3f} | {jac_s} | "
+          f"{mf['chi1']:.4f} | {'> 1e4' if six > 1e4 else f'{six:.0f}'} |")
+    if r.get("readout_only_acc") is not None:
+      lines.append(f"| {r['depth']} | readout only (frozen delta-orthogonal) | Adam 0.01 | - "
+                   f"| - | {r['readout_only_acc']:.3f} (eval set) | - | - | - | - |")
   return "\n".join(lines)
 
 
-def plot(res: dict[str, Any], path: str) -> None:
-  plt = results.pyplot()  # the experiments' one figure style
-
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  for name, run in res["runs"].items():
-    acc = np.asarray(run["train_acc"])
-    ax.plot((np.arange(len(acc)) + 1) * res["eval_every"], acc, label=name)
-  ax.axhline(res["target"], color="gray", ls=":", lw=1)
-  ax.set_xlabel("SGD step")
-  ax.set_ylabel("training accuracy")
-  ax.set_ylim(0, 1)
-  ax.set_title(f"vanilla tanh CNN, depth {res['depth']}, {res['channels']} channels", fontsize=9)
-  ax.legend()
+def plot(records: Sequence[dict[str, Any]], path: str) -> None:
+  plt = results.pyplot()
+  fig, axes = plt.subplots(1, len(records), figsize=(3.2 * len(records), 3.2), squeeze=False,
+                           sharey=True)
+  for ax, r in zip(axes[0], records):
+    for name, run in r["runs"].items():
+      acc = np.asarray(run["train_acc"])
+      ax.plot((np.arange(len(acc)) + 1) * r["eval_every"], acc, label=name)
+    if r.get("readout_only_acc") is not None:
+      ax.axhline(r["readout_only_acc"], color="gray", ls="--", lw=1, label="readout only")
+    ax.axhline(0.9, color="gray", ls=":", lw=1)
+    ax.set_title(f"depth {r['depth']}", fontsize=9)
+    ax.set_xlabel("SGD step")
+    ax.set_ylim(0, 1)
+  axes[0][0].set_ylabel("training accuracy")
+  axes[0][0].legend(fontsize=7)
   fig.tight_layout()
   results.save_figure(fig, path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.deep_cnn",
-                              description=__doc__.split("\n")[0])
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
   p.add_argument("--quick", action="store_true",
-                 help="depth 50, 8 channels, 7x7 images, 800 steps, 10000 training examples")
-  p.add_argument("--pool", type=int, default=None,
-                 help="mean-pool the images by this factor (default 2: 14x14; --quick 4: 7x7)")
-  p.add_argument("--depth", type=int, default=None, help="conv layers (default 100)")
-  p.add_argument("--channels", type=int, default=None, help="default 8")
-  p.add_argument("--steps", type=int, default=None, help="default 1000 (--quick 800)")
-  p.add_argument("--eval-every", type=int, default=None, help="default ~steps / 20")
-  p.add_argument("--batch-size", type=int, default=32)
-  p.add_argument("--lr", type=float, default=0.05)
-  p.add_argument("--target", type=float, default=0.9)
-  p.add_argument("--train-size", type=int, default=None, help="default 20000 (--quick 10000)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--overwrite", action="store_true")
+                 help="depths 1000,500,200,50 (deepest first, so a stopped run has the "
+                      "headline), 7x7 images, 300 steps, 10000 examples")
+  p.add_argument("--depths", default=None, help="comma-separated conv depths (default 1000)")
+  p.add_argument("--baselines-up-to", type=cli.nonneg_int, default=200,
+                 help="run xavier and he at depths up to this (default %(default)s)")
+  p.add_argument("--pool", type=cli.positive_int, default=4,
+                 help="mean-pool the images by this factor (default 4: 28x28 -> 7x7)")
+  p.add_argument("--channels", type=cli.positive_int, default=8)
+  p.add_argument("--steps", type=cli.positive_int, default=None,
+                 help="SGD steps per depth (default 300)")
+  p.add_argument("--eval-every", type=cli.positive_int, default=None,
+                 help="default steps / 10; must divide --steps")
+  p.add_argument("--eval-size", type=cli.positive_int, default=256,
+                 help="training examples the accuracy is measured on (default %(default)s)")
+  p.add_argument("--batch-size", type=cli.positive_int, default=32)
+  p.add_argument("--lr-scales", default="2",
+                 help="comma-separated: lr = scale / depth, each tried, the best final train "
+                      "acc reported (default %(default)s)")
+  p.add_argument("--sigma-b2", type=cli.positive_float, default=1e-4)
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
+                 help="default 10000")
+  p.add_argument("--seed", type=cli.nonneg_int, default=0)
+  p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
+  p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
+  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
   cli.add_common_args(p)
   return p
 
 
+def _ints(text: str, flag: str) -> list[int]:
+  try:
+    vals = [int(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    cli.fail(PROG, f"{flag}: comma-separated ints, got {text!r}")
+  if not vals or min(vals) < 1:
+    cli.fail(PROG, f"{flag}: ints >= 1, got {text!r}")
+  return list(dict.fromkeys(vals))  # in the order given (--quick: deepest first)
+
+
+def _floats(text: str, flag: str) -> list[float]:
+  try:
+    vals = [float(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    cli.fail(PROG, f"{flag}: comma-separated numbers, got {text!r}")
+  if not vals or not all(math.isfinite(v) and v > 0 for v in vals):
+    cli.fail(PROG, f"{flag}: positive finite numbers, got {text!r}")
+  return vals
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
   q = args.quick
-  depth = args.depth or (50 if q else 100)
-  channels = args.channels or 8
-  steps = args.steps or (800 if q else 1000)
-  pool = args.pool or (4 if q else POOL)
-  # Default: about 20 evaluations, at a step count that divides ``steps``.
-  eval_every = args.eval_every or next(d for d in range(max(steps // 20, 1), 0, -1)
-                                       if steps % d == 0)
-  if depth < 1 or channels < 1 or steps < 1 or eval_every < 1 or steps % eval_every:
-    cli.fail(PROG, f"--depth, --channels, --steps, --eval-every must be >= 1 and eval-every "
-                   f"must divide steps; got {depth}, {channels}, {steps}, {eval_every}")
-  if not 0.0 < args.target < 1.0:
-    cli.fail(PROG, f"--target must be in (0, 1), got {args.target}")
+  depths = _ints(args.depths or ("1000,500,200,50" if q else "1000"), "--depths")
+  steps = args.steps or 300
+  eval_every = args.eval_every or max(steps // 10, 1)
+  if steps % eval_every:
+    cli.fail(PROG, f"--eval-every {eval_every} must divide --steps {steps}")
+  scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
-    args.train_size = 10000 if q else 20000
-  out_dir = cli.out_dir_from_args(args, "deep_cnn")
-  out_json = os.path.join(out_dir, "deep_cnn.json")
+    args.train_size = 10000
+  cli.check_batch_size(args, args.batch_size, PROG)
+  if args.eval_size > args.train_size:
+    cli.fail(PROG, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
+  out_dir = cli.check_out(args, NAME, PROG)
   dataset = cli.load_from_args(args)
-  prov = provenance("experiments.deep_cnn", argv)
-  print(f"Deep vanilla tanh CNN: depth {depth}, {channels} channels, {steps} SGD steps (lr "
-        f"{args.lr}, batch {args.batch_size}) on {len(dataset.y_train)} {dataset.name} "
-        f"examples; results in {out_dir}")
-  t0 = time.time()
-  res = run(dataset, depth=depth, channels=channels, steps=steps, eval_every=eval_every,
-            batch_size=args.batch_size, lr=args.lr, target=args.target, seed=args.seed,
-            pool=pool)
-  res["seconds"] = time.time() - t0
-  res["provenance"] = prov
-  res["quick"] = bool(q)
-  res["dataset"] = {"name": dataset.name, "train_size": len(dataset.y_train)}
-  table = format_table(res)
-  results.write_json(out_json, res)
-  plot(res, os.path.join(out_dir, "deep_cnn.png"))
-  summary = (f"# Deep vanilla CNN ({'--quick' if q else 'full'} run)\n\n"
-             f"{format_provenance(prov)}\n- wall time: {res['seconds']:.0f} s\n\n"
-             f"tanh CNN, no BatchNorm, no skips: {depth} 3x3 convs ({channels} channels) on "
-             f"{res['image_side']}x{res['image_side']} MNIST, dense readout of the flattened "
-             f"last feature map; plain SGD lr {args.lr}, batch {args.batch_size}, {steps} steps, "
-             f"same batches for every init; training accuracy on the first {res['eval_size']} "
-             f"training examples every {eval_every} steps.\n\n{table}\n")
-  results.write_text(os.path.join(out_dir, "summary.md"), summary)
-  print(table)
-  print(f"Done in {res['seconds']:.0f} s: {out_dir}")
-  return res
+  try:
+    x = prepare_images(dataset.x_train, args.pool)
+    x_test = prepare_images(dataset.x_test, args.pool)
+  except ValueError as e:
+    cli.fail(PROG, str(e))
+  out_dir = cli.start_out(args, NAME, PROG)
+  prov = provenance(f"experiments.{NAME}", args.argv)
+  load = os.getloadavg()[0]
+  x, y = jnp.asarray(x), jnp.asarray(dataset.y_train)
+  n_eval = min(args.eval_size, len(dataset.y_train))
+  x_test, y_test = jnp.asarray(x_test[:1000]), jnp.asarray(dataset.y_test[:1000])
+  print(f"Deep vanilla tanh CNN: depths {depths}, {args.channels} channels, "
+        f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth, batch "
+        f"{args.batch_size}) on {len(y)} {dataset.name} examples; results in {out_dir}")
+  t_start = time.time()
+  records: list[dict[str, Any]] = []
+
+  def report(stopped_at: int | None = None) -> dict[str, Any]:
+    """depth.json, the figure and summary.md for the depths done (all, or up to a stop)."""
+    done = sorted(records, key=lambda r: r["depth"])
+    summary = collect(done, steps)
+    summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
+                    "image_side": int(x.shape[1]), "batch_size": args.batch_size,
+                    "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
+                    "depths_planned": depths, "stopped_at_depth": stopped_at,
+                    "seconds_this_session": time.time() - t_start,
+                    "load_avg_1min_at_start": load})
+    results.write_json(os.path.join(out_dir, "depth.json"), summary)
+    plot(done, os.path.join(out_dir, "deep_cnn.png"))
+    table = format_table(done)
+    stop = ("" if stopped_at is None else
+            f" -- stopped during depth {stopped_at}: depths {[r['depth'] for r in done]} done")
+    text = (f"# Deep vanilla CNN ({'--quick' if q else 'full'} run){stop}\n\n"
+            f"{format_provenance(prov)}\n"
+            f"- wall time this session: {summary['seconds_this_session']:.0f} s (1-min load "
+            f"average at start {load:.1f}; per depth, seconds incl. compile: "
+            + ", ".join(f"{r['depth']}: {r.get('seconds', float('nan')):.0f} s" for r in done)
+            + ")\n\n"
+            f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
+            f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD "
+            f"batch {args.batch_size}, lr = scale / depth (scales {scales}; best final train "
+            f"acc chosen per init), {steps} steps, same batches for every init; train accuracy "
+            f"on the first {n_eval} training examples, test accuracy on {len(y_test)} test "
+            f"examples.\n\n{table}\n")
+    results.write_text(os.path.join(out_dir, "summary.md"), text)
+    print(table)
+    return summary
+
+  for depth in depths:
+    path = os.path.join(out_dir, f"depth_{depth}.json")
+    if args.resume and os.path.isfile(path):
+      records.append(results.read_json(path))
+      print(f"depth {depth}: done before (resumed)")
+      continue
+    t0, load0 = time.time(), os.getloadavg()[0]
+    try:
+      rec = run_depth(x, y, x[:n_eval], y[:n_eval], x_test, y_test, depth=depth,
+                      inits=inits_at(depth, args.baselines_up_to), channels=args.channels,
+                      steps=steps, eval_every=eval_every, batch_size=args.batch_size,
+                      lr_scales=scales, sigma_b2=args.sigma_b2, seed=args.seed,
+                      num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
+                      readout=not args.no_readout,
+                      partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"))
+    except KeyboardInterrupt:
+      if records:
+        report(stopped_at=depth)
+      sys.stderr.write(f"\nInterrupted at depth {depth}; depths done and the state after its "
+                       f"last {eval_every} steps are in {out_dir}; resume with: {PROG} "
+                       f"--resume {out_dir}\n")
+      raise SystemExit(130) from None
+    rec["seconds"] = time.time() - t0
+    rec["load_avg_1min_at_start"] = load0
+    results.write_json(path, rec)
+    if os.path.exists(os.path.join(out_dir, f"depth_{depth}.partial.npz")):
+      os.remove(os.path.join(out_dir, f"depth_{depth}.partial.npz"))
+    records.append(rec)
+    print(format_table([rec]).split("\n", 2)[2], flush=True)
+    print(f"depth {depth}: {rec['seconds']:.0f} s ({rec['seconds_per_step_per_net']:.3f} s per "
+          "step per net)", flush=True)
+  summary = report()
+  print(f"Done: {out_dir}")
+  return summary
 
 
 if __name__ == "__main__":
-  main()
+  cli.entry(main)

@@ -1,4 +1,4 @@
-"""Smoke and unit tests of experiments.trainability, .isometry and .deep_cnn on tiny offline data.
+"""Smoke and unit tests of experiments.trainability and .isometry on tiny offline data.
 
 They use scikit-learn's 8x8 digits (offline) and tiny grids: they check the pipelines
 (result schema, files, refusal to overwrite, bad flags) and the pieces with a known
@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import deep_cnn
 from experiments import isometry
 from experiments import trainability
 from experiments.common import mean_field_mlp as mlp
@@ -158,39 +157,3 @@ def test_isometry_tiny_run(tmp_path):
     assert np.asarray(run["curve"]).shape == (2, 10)
   for name in ("spectra.png", "learning.png", "summary.md"):
     assert os.path.exists(os.path.join(out, name))
-
-
-def test_deep_cnn_tiny_run(tmp_path, capsys):
-  out = str(tmp_path / "cnn")
-  res = deep_cnn.main(["--dataset", "digits", "--depth", "3", "--channels", "4", "--steps",
-                       "4", "--eval-every", "2", "--train-size", "100", "--out", out,
-                       "--cache-dir", ""])
-  with open(os.path.join(out, "deep_cnn.json")) as f:
-    saved = json.load(f)
-  assert set(saved["runs"]) == set(deep_cnn.INITS)
-  for run in saved["runs"].values():
-    assert len(run["train_acc"]) == 2 and all(np.isfinite(run["train_loss"]))
-  assert res["image_side"] == 4  # 8x8 digits pooled 2x2
-  capsys.readouterr()
-  with pytest.raises(SystemExit) as exit_info:
-    deep_cnn.main(["--dataset", "digits", "--steps", "5", "--eval-every", "2",
-                   "--out", str(tmp_path / "bad")])
-  assert exit_info.value.code == 2
-  assert "eval-every must divide steps" in capsys.readouterr().err
-  assert not os.path.exists(tmp_path / "bad")  # checked before any folder is made
-
-
-def test_deep_cnn_inits_have_the_stated_variances():
-  p = {name: deep_cnn.init_cnn(jax.random.key(0), name, depth=2, channels=32, num_classes=10,
-                               sigma_w2=1.5, image_side=4) for name in deep_cnn.INITS}
-  fan_in = 9 * 32
-  # xavier: 2 / (fan_in + fan_out) = 1 / fan_in; he: 2 / fan_in; 9216 samples: allow
-  # 6 relative sds of a sample variance (6 sqrt(2 / 9216) = 8.8%).
-  tol = 6 * math.sqrt(2.0 / p["xavier"]["w_hid"].size)
-  assert float(jnp.var(p["xavier"]["w_hid"])) * fan_in == pytest.approx(1.0, rel=tol)
-  assert float(jnp.var(p["he"]["w_hid"])) * fan_in == pytest.approx(2.0, rel=tol)
-  w = np.asarray(p["delta_orthogonal"]["w_hid"])
-  center = w[:, 1, 1]  # (layers, in, out): orthogonal times sqrt(sigma_w2)
-  for m in center:
-    np.testing.assert_allclose(m.T @ m, 1.5 * np.eye(32), atol=1e-4)
-  assert np.count_nonzero(w) == np.count_nonzero(center)

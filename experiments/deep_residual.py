@@ -1,0 +1,183 @@
+"""Residual nets at depth >= 1,000 without normalization: Fixup and ReZero/SkipInit vs standard.
+
+Zhang, Dauphin & Ma (2019, Fixup) train 10,000-layer residual networks without
+normalization by initializing each residual branch's last layer at zero and scaling the
+others by L^(-1/(2m-2)); ReZero (Bachlechner et al. 2020) / SkipInit (De & Smith 2020)
+gate every branch by a scalar initialized at zero. A standard He-initialized residual
+net without normalization doubles its activation variance per block and overflows.
+
+Here: a residual MLP on mean-pooled MNIST (7 x 7, flattened), a dense input layer to
+``--width``, ``--depth`` blocks ``h + alpha * relu(h W1 + b1) W2`` (layers inside one
+``lax.scan``), a dense readout, trained by plain SGD (the same batches and lr for each
+init) in one compiled program (:func:`experiments.common.deep_conv.train_sgd`). Inits,
+all from :mod:`jinit` / :mod:`jinit.residual`:
+
+* ``standard``: W1, W2 He normal, alpha = 1;
+* ``fixup``: W1 He normal times :func:`jinit.residual.fixup_scale` (L blocks, m = 2:
+  L^(-1/2)) through :func:`jinit.residual.scaled`, W2 = 0, alpha = 1 (Fixup's multiplier);
+* ``rezero``: W1, W2 He normal, alpha from :func:`jinit.residual.rezero_rules` (0).
+
+  python -m experiments.deep_residual --quick   # depth 1000, width 32, 300 steps
+
+Writes ``residual.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jinit
+from experiments.common import cli, results
+from experiments.common import deep_conv as dc
+from experiments.common.provenance import format_provenance, provenance
+
+NAME = "deep_residual"
+PROG = f"python -m experiments.{NAME}"
+INITS = ("standard", "fixup", "rezero")
+F32 = jnp.float32
+
+
+def _he(key, shape):
+  return jinit.kaiming_normal(key, shape, shape[0], shape[1], nonlinearity="relu", dtype=F32)
+
+
+def init_resmlp(key, name: str, *, depth: int, width: int, in_dim: int,
+                num_classes: int) -> dict[str, jax.Array]:
+  """Parameters of the residual MLP (``depth`` blocks) for one init, blocks stacked."""
+  if name not in INITS:
+    raise ValueError(f"init must be one of {INITS}, got {name!r}")
+  k_in, k1, k2, k_out = jax.random.split(key, 4)
+  shape = (width, width)
+  he = functools.partial(jinit.kaiming_normal, nonlinearity="relu", dtype=F32)
+  if name == "fixup":
+    w1_init = jinit.residual.scaled(he, jinit.residual.fixup_scale(depth, 2))
+  else:
+    w1_init = he
+  w1 = jax.vmap(lambda k: w1_init(k, shape, width, width))(jax.random.split(k1, depth))
+  if name == "fixup":
+    w2 = jnp.zeros((depth,) + shape, F32)
+  else:
+    w2 = jax.vmap(lambda k: he(k, shape, width, width))(jax.random.split(k2, depth))
+  if name == "rezero":
+    (_, gate_init), = jinit.residual.rezero_rules()
+    alpha = gate_init(k2, (depth,), dtype=F32)
+  else:
+    alpha = jnp.ones((depth,), F32)
+  return {"w_in": _he(k_in, (in_dim, width)), "w1": w1, "b1": jnp.zeros((depth, width), F32),
+          "w2": w2, "alpha": alpha,
+          "w_out": jinit.xavier_normal(k_out, (width, num_classes), width, num_classes,
+                                       dtype=F32),
+          "b_out": jnp.zeros((num_classes,), F32)}
+
+
+def apply_resmlp(params, x: jax.Array) -> jax.Array:
+  """x: (batch, ...) flattened to (batch, in_dim) -> logits."""
+  h = x.reshape(x.shape[0], -1).astype(F32) @ params["w_in"]
+
+  def block(h, p):
+    w1, b1, w2, a = p
+    return h + a * (jax.nn.relu(h @ w1 + b1[None, :]) @ w2), None
+
+  h, _ = jax.lax.scan(block, h, (params["w1"], params["b1"], params["w2"], params["alpha"]))
+  return h @ params["w_out"] + params["b_out"][None, :]
+
+
+def build_parser() -> cli.ArgumentParser:
+  p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+  p.add_argument("--quick", action="store_true", help="depth 1000, width 32, 300 steps")
+  p.add_argument("--depth", type=cli.positive_int, default=1000, help="residual blocks")
+  p.add_argument("--width", type=cli.positive_int, default=32)
+  p.add_argument("--steps", type=cli.positive_int, default=300)
+  p.add_argument("--eval-every", type=cli.positive_int, default=None,
+                 help="default steps / 10; must divide --steps")
+  p.add_argument("--eval-size", type=cli.positive_int, default=256)
+  p.add_argument("--batch-size", type=cli.positive_int, default=32)
+  p.add_argument("--lr", type=cli.positive_float, default=0.05)
+  p.add_argument("--pool", type=cli.positive_int, default=4)
+  p.add_argument("--train-size", type=cli.positive_int, default=10000)
+  p.add_argument("--seed", type=cli.nonneg_int, default=0)
+  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
+  cli.add_common_args(p)
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  from experiments.deep_cnn import prepare_images, steps_to
+
+  parser = build_parser()
+  args = cli.parse_args(parser, argv, NAME)
+  eval_every = args.eval_every or max(args.steps // 10, 1)
+  if args.steps % eval_every:
+    cli.fail(PROG, f"--eval-every {eval_every} must divide --steps {args.steps}")
+  cli.check_batch_size(args, args.batch_size, PROG)
+  if args.eval_size > args.train_size:
+    cli.fail(PROG, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
+  out_dir = cli.out_dir_from_args(args, NAME)
+  dataset = cli.load_from_args(args)
+  try:
+    x = prepare_images(dataset.x_train, args.pool)
+  except ValueError as e:
+    cli.fail(PROG, str(e))
+  os.makedirs(out_dir, exist_ok=True)
+  prov = provenance(f"experiments.{NAME}", args.argv)
+  load = os.getloadavg()[0]
+  x, y = jnp.asarray(x), jnp.asarray(dataset.y_train)
+  n_eval = min(args.eval_size, len(y))
+  keys = jax.random.split(jax.random.key(args.seed), len(INITS))
+  per = [init_resmlp(k, n, depth=args.depth, width=args.width, in_dim=int(np.prod(x.shape[1:])),
+                     num_classes=dataset.num_classes) for k, n in zip(keys, INITS)]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *per)
+  init_logit_rms = [float(jnp.sqrt(jnp.mean(apply_resmlp(p, x[:n_eval]) ** 2))) for p in per]
+  fn = jax.jit(functools.partial(dc.train_sgd, steps=args.steps, eval_every=eval_every,
+                                 batch_size=args.batch_size, apply=apply_resmlp))
+  print(f"Residual MLP, {args.depth} blocks of width {args.width}, {args.steps} SGD steps (lr "
+        f"{args.lr}, batch {args.batch_size}); results in {out_dir}")
+  t0 = time.time()
+  _, losses, accs = jax.block_until_ready(fn(stacked, jnp.full((len(INITS),), args.lr, F32),
+                                             jax.random.key(args.seed + 1), x, y,
+                                             x[:n_eval], y[:n_eval]))
+  seconds = time.time() - t0
+  losses, accs = np.asarray(losses), np.asarray(accs)
+  runs = {}
+  for i, name in enumerate(INITS):
+    runs[name] = {"train_acc": accs[i].tolist(), "train_loss": losses[i].tolist(),
+                  "final_train_acc": float(accs[i][-1]),
+                  "diverged": bool(not np.all(np.isfinite(losses[i]))),
+                  "init_logit_rms": init_logit_rms[i],
+                  "steps_to_90": steps_to(accs[i], 0.9, eval_every)}
+  res = {"depth": args.depth, "width": args.width, "steps": args.steps, "lr": args.lr,
+         "batch_size": args.batch_size, "eval_every": eval_every, "eval_size": n_eval,
+         "fixup_scale": jinit.residual.fixup_scale(args.depth, 2), "runs": runs,
+         "seconds": seconds, "load_avg_1min_at_start": load, "provenance": prov}
+  results.write_json(os.path.join(out_dir, "residual.json"), res)
+  head = (f"| init (depth {args.depth}, width {args.width}) | logit rms at init | diverged | "
+          "steps to 90% | final train acc |")
+  lines = [head, "|---|---|---|---|---|"]
+  for name, r in runs.items():
+    s90 = r["steps_to_90"] if r["steps_to_90"] is not None else f"never (> {args.steps})"
+    rms = r["init_logit_rms"]
+    lines.append(f"| {name} | {rms:.3g} | {'yes' if r['diverged'] else 'no'} | {s90} | "
+                 f"{r['final_train_acc']:.3f} |")
+  table = "\n".join(lines)
+  results.write_text(os.path.join(out_dir, "summary.md"), (
+      f"# Residual MLP without normalization at depth {args.depth}\n\n"
+      f"{format_provenance(prov)}\n- wall time: {seconds:.0f} s (1-min load average at start "
+      f"{load:.1f})\n\nplain SGD lr {args.lr}, batch {args.batch_size}, {args.steps} steps, "
+      f"same batches; train accuracy on the first {n_eval} training examples.\n\n{table}\n"))
+  print(table)
+  if not math.isfinite(seconds):
+    raise SystemExit(1)
+  return res
+
+
+if __name__ == "__main__":
+  cli.entry(main)
