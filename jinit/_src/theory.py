@@ -59,7 +59,6 @@ QUAD_NODES_2D = quad.N_MAIN
 # q* bracket: q = 2^(+-k), k <= _Q_DOUBLINGS; beyond 2^100 ~ 1e30 the map has no fixed point.
 _Q_DOUBLINGS = 100
 _BISECT_Q = 64  # bisections of log2 q on a bracket of width 1: 2^-64, below float64 rounding
-_BISECT_C = 48  # bisections of c* on [0, 1]
 _BISECT_W = 64  # bisections of log sigma_w2 for the critical point
 # q* = 0 (sigma_b2 = 0, ordered tanh): derivatives are the q -> 0+ limit, taken at _Q_FLOOR.
 _Q_FLOOR = 1e-30
@@ -238,31 +237,34 @@ _C_BISECT, _C_STEPS = 8, 14  # c*: 8 bisections (bracket 2^-8), then Illinois st
 def _solve_c(act, sw, sb, q, den):
   """The root of C(c) - c in [0, 1) in the chaotic phase: C(0) >= 0 and C(c) < c just below
   1. Step 0 evaluates C(0); then bisection to a bracket of 2^-8, then Illinois (regula
-  falsi) steps; a secant point outside the bracket, or while the bracket still ends at 1
-  (where C(1) = 1), bisects instead. One loop, one evaluation of C per step."""
+  falsi) steps; a secant point not strictly inside the bracket, or while the bracket still
+  ends at 1 (where C(1) = 1), bisects instead. One loop, one evaluation of C per step."""
   zero = jnp.zeros_like(sw)
 
   def step(state, i):
-    lo, hi, f_lo, f_hi = state
+    lo, hi, f_lo, f_hi, side, _ = state
     mid = 0.5 * (lo + hi)
-    denom = f_lo - f_hi
+    denom = f_hi - f_lo
     sec = hi - f_hi * (hi - lo) / jnp.where(denom != 0, denom, 1.0)
-    width = hi - lo
-    inside = (i > _C_BISECT) & (denom != 0) & (f_hi < 0) & (sec > lo + 1e-3 * width) \
-        & (sec < hi - 1e-3 * width)
+    illinois = i > _C_BISECT
+    inside = illinois & (denom != 0) & (f_hi < 0) & (sec > lo) & (sec < hi)
     x = jnp.where(i == 0, zero, jnp.where(inside, sec, mid))
     fx = _corr_map(act, sw, sb, q, x, den) - x
     up = fx > 0
-    illinois = i > _C_BISECT  # halve the f of the end that stays, so the secant cannot stall
+    # Illinois: when the same end moves twice running, halve the f of the end that stays,
+    # so the secant does not stall (superlinear convergence).
+    halve_hi = illinois & up & (side > 0)
+    halve_lo = illinois & ~up & (side < 0)
     new = (jnp.where(up, x, lo), jnp.where(up, hi, x),
-           jnp.where(up, fx, jnp.where(illinois, 0.5 * f_lo, f_lo)),
-           jnp.where(up, jnp.where(illinois, 0.5 * f_hi, f_hi), fx))
-    first = (zero, zero + 1.0, fx, zero)
+           jnp.where(up, fx, jnp.where(halve_lo, 0.5 * f_lo, f_lo)),
+           jnp.where(up, jnp.where(halve_hi, 0.5 * f_hi, f_hi), fx),
+           jnp.where(illinois, jnp.where(up, 1.0, -1.0), 0.0).astype(zero.dtype), x)
+    first = (zero, zero + 1.0, fx, zero, zero, zero)
     return tuple(jnp.where(i == 0, a, b) for a, b in zip(first, new)), None
 
-  (lo, hi, f_lo, f_hi), _ = lax.scan(step, (zero, zero + 1.0, zero, zero),
-                                     jnp.arange(1 + _C_BISECT + _C_STEPS))
-  return jnp.where(jnp.abs(f_lo) < jnp.abs(f_hi), lo, hi)
+  init = (zero, zero + 1.0, zero, zero, zero, zero)
+  (lo, hi, _, _, _, x), _ = lax.scan(step, init, jnp.arange(1 + _C_BISECT + _C_STEPS))
+  return jnp.clip(x, lo, hi)
 
 
 def _summary_impl(act, sw, sb, need_c):
