@@ -231,7 +231,7 @@ def _depth_scale(slope):
   return jnp.where(slope < 1.0, -1.0 / jnp.log(safe), jnp.inf)
 
 
-_C_BISECT, _C_STEPS = 8, 14  # c*: 8 bisections (bracket 2^-8), then Illinois steps
+_C_BISECT, _C_STEPS = 8, 40  # c*: 8 bisections (bracket 2^-8), then Illinois steps
 
 
 def _solve_c(act, sw, sb, q, den):

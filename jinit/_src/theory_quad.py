@@ -39,10 +39,12 @@ def _gl(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _breakpoints(center, inv_scale, extra_u, shift, dt):
   """Sorted panel ends in t: the uniform grid, center +- 2^j inv_scale, (extra - shift) inv."""
-  parts = [jnp.asarray(_T_GRID, dt), center[..., None] + jnp.asarray(_U_SCALES, dt)
-           * inv_scale[..., None], center[..., None]]
+  lead = (1,) * center.ndim  # explicit ranks: callers run with rank promotion "raise"
+  row = lambda a: jnp.asarray(np.asarray(a), dt).reshape(lead + (-1,))
+  parts = [row(_T_GRID), center[..., None] + row(_U_SCALES) * inv_scale[..., None],
+           center[..., None]]
   if extra_u:
-    parts.append((jnp.asarray(np.asarray(extra_u), dt) - shift[..., None]) * inv_scale[..., None])
+    parts.append((row(extra_u) - shift[..., None]) * inv_scale[..., None])
   shape = center.shape + (-1,)
   parts = [jnp.broadcast_to(p, center.shape + p.shape[-1:]).reshape(shape) for p in parts]
   return jnp.sort(jnp.clip(jnp.concatenate(parts, axis=-1), -T_MAX, T_MAX), axis=-1)
@@ -53,8 +55,10 @@ def _panel_rule(bp, n, dt):
   x, w = _gl(n)
   a, b = bp[..., :-1, None], bp[..., 1:, None]
   half, mid = 0.5 * (b - a), 0.5 * (a + b)
-  nodes = mid + half * jnp.asarray(x, dt)
-  weights = half * jnp.asarray(w, dt) * jnp.exp(-0.5 * nodes * nodes) / math.sqrt(2 * math.pi)
+  lead = (1,) * (half.ndim - 1)
+  nodes = mid + half * jnp.asarray(x, dt).reshape(lead + (-1,))
+  weights = half * jnp.asarray(w, dt).reshape(lead + (-1,)) * jnp.exp(-0.5 * nodes * nodes) \
+      / math.sqrt(2 * math.pi)
   shape = bp.shape[:-1] + (-1,)
   return nodes.reshape(shape), weights.reshape(shape)
 
