@@ -215,6 +215,23 @@ def moment(act: Activation, q):
   raise AssertionError(kind)
 
 
+def dq_moment(act: Activation, q):
+  """d/dq E[phi(u)^2], u ~ N(0, q), by hand (autodiff of expm1 loses e^{-2q} to rounding)."""
+  kind, p = act.kind, act.params
+  if kind == "two_slope":
+    a, b = p
+    return 0.5 * (a * a + b * b) * jnp.ones_like(q)
+  if kind == "erf":
+    return (4.0 / jnp.pi) / ((1.0 + 2.0 * q) * jnp.sqrt(1.0 + 4.0 * q))
+  if kind in ("sign", "step"):
+    return jnp.zeros_like(q)
+  if kind == "sin":
+    return jnp.exp(-2.0 * q)
+  if kind == "cos":
+    return -jnp.exp(-2.0 * q)
+  raise AssertionError(kind)
+
+
 def dkernel(act: Activation, q1, q2, k):
   """E[phi'(u) phi'(v)] in closed form (= d/dk E[phi(u) phi(v)], Price's theorem)."""
   kind, p = act.kind, act.params
