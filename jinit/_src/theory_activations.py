@@ -331,8 +331,10 @@ def detect_kinks_and_jumps(fn: Callable) -> tuple[tuple[float, ...], tuple[float
     jump_idx = np.nonzero(resid > scale)[0]
     # A kink: fn' changes by much more between two neighbours than between the pairs around.
     dd = np.abs(np.diff(der))
-    pad = np.concatenate([[0.0], dd, [0.0]])
-    around = np.maximum(pad[:-2], pad[2:])
+    # (two grid steps away: at a kink on a grid point fn' may take a middle value there,
+    # splitting the jump over two neighbouring differences)
+    pad = np.concatenate([[0.0, 0.0], dd, [0.0, 0.0]])
+    around = np.maximum(pad[:-4], pad[4:])
     kink_idx = np.nonzero((dd > 1e-4 * (1.0 + np.abs(der[1:]))) & (dd > 20.0 * around))[0]
     kink_idx = np.setdiff1d(kink_idx, jump_idx)
     jumps = _locate(lambda t: np.asarray(f(jnp.asarray(t, jnp.float32))[0]), x, jump_idx)
@@ -352,4 +354,4 @@ def _locate(g, x, idx) -> tuple[float, ...]:
     lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
   pts = 0.5 * (lo + hi)
   pts = np.where(np.abs(pts) < 1e-9, 0.0, pts)  # a kink at 0 up to float32 rounding
-  return tuple(sorted({float(np.round(p, 9)) for p in pts}))
+  return tuple(sorted({float(np.round(p, 6)) for p in pts}))
