@@ -259,15 +259,15 @@ def test_kinks_and_jumps_of_plain_callables_are_found():
   assert act.kinks == pytest.approx((-1.0, 1.0), abs=1e-6) and act.jumps == ()
   assert float(theory.chi1(clip, 2.0, 0.05)) == pytest.approx(
       float(theory.chi1(jax.nn.hard_tanh, 2.0, 0.05)), rel=1e-6)
-  step = lambda x: jnp.where(x > 0.5, 1.0, 0.0)
-  assert theory.as_activation(step).jumps == pytest.approx((0.5,), abs=1e-6)
+  step = lambda x: jnp.where(x > 0.0, 1.0, 0.0)
+  assert theory.as_activation(step).jumps == pytest.approx((0.0,), abs=1e-6)
   assert math.isinf(float(theory.chi1(step, 1.0, 0.05)))
 
 
 def test_an_undeclared_kink_makes_the_quadrature_raise():
-  # An Activation is taken as declared: no detection, so the kinks at +-1 are missed and the
-  # two rules disagree.
-  act = theory.Activation(lambda x: jnp.clip(x, -1.0, 1.0), "clip")
+  # An Activation is taken as declared: no detection, so the kinks at +-1.3 (not on a panel
+  # end: those are at u = +-2^j) are missed and the two rules disagree.
+  act = theory.Activation(lambda x: jnp.clip(x, -1.3, 1.3), "clip")
   with pytest.raises(ValueError, match="quadrature of chi1 .* did not converge"):
     theory.chi1(act, 2.0, 0.05)
 
