@@ -56,13 +56,19 @@ def test_relu_critical_point_is_two():
 
 @pytest.mark.parametrize("sw2,sb2", [(0.5, 0.0), (0.5, 0.05), (0.9, 1.0), (1.5, 0.0)])
 def test_identity_chi1_is_sigma_w2(sw2, sb2):
-  assert float(theory.chi1(identity, sw2, sb2)) == pytest.approx(sw2, rel=1e-3)
+  # A plain lambda goes through the quadrature; Activation.identity() is the closed form,
+  # which also knows that chi1 does not depend on q at sigma_b2 = 0 (q* = inf at 1.5).
+  if sw2 < 1:
+    assert float(theory.chi1(identity, sw2, sb2)) == pytest.approx(sw2, rel=1e-6)
+  assert float(theory.chi1(theory.Activation.identity(), sw2, sb2)) == pytest.approx(sw2,
+                                                                                     rel=1e-6)
 
 
-def test_identity_q_star_closed_form_and_divergence():
-  # q* = sigma_b2 / (1 - sigma_w2) for sigma_w2 < 1; no finite fixed point above.
-  assert float(theory.q_star(identity, 0.5, 0.05)) == pytest.approx(0.1, rel=1e-3)
-  assert math.isinf(float(theory.q_star(identity, 1.5, 0.05)))
+def test_identity_q_star_closed_form_and_no_fixed_point():
+  # q* = sigma_b2 / (1 - sigma_w2) for sigma_w2 < 1; above, q grows without bound: an error.
+  assert float(theory.q_star(identity, 0.5, 0.05)) == pytest.approx(0.1, rel=1e-6)
+  with pytest.raises(ValueError, match="grows without bound"):
+    theory.q_star(identity, 1.5, 0.05)
 
 
 def test_q_map_matches_gain_for():
@@ -229,8 +235,10 @@ def test_compare_variances_in_a_wide_random_net():
 
 
 def test_jit_and_vmap_over_sigma_grids_equal_scalar_calls():
-  sw2 = jnp.array([1.0, 1.76, 4.0])
-  sb2 = jnp.array([0.0, 0.05])
+  # Traced calls run in float32, concrete ones in float64: they agree to float32's accuracy
+  # (1e-5 relative; the points stay away from criticality, where xi_c amplifies rounding).
+  sw2 = jnp.array([1.2, 2.5, 4.0])
+  sb2 = jnp.array([0.01, 0.05])
   for fn in (theory.q_star, theory.chi1, theory.c_star, theory.xi_q, theory.xi_c):
     grid = jax.jit(jax.vmap(jax.vmap(lambda a, b, fn=fn: fn(jnp.tanh, a, b), (0, None)),
                             (None, 0)))(sw2, sb2)
@@ -239,7 +247,8 @@ def test_jit_and_vmap_over_sigma_grids_equal_scalar_calls():
     for i, b in enumerate(np.asarray(sb2)):
       for j, a in enumerate(np.asarray(sw2)):
         scalar = float(fn(jnp.tanh, float(a), float(b)))
-        np.testing.assert_allclose([grid[i, j], broadcast[i, j]], scalar, rtol=1e-5,
+        np.testing.assert_allclose(broadcast[i, j], scalar, rtol=1e-6)
+        np.testing.assert_allclose(grid[i, j], scalar, rtol=1e-4,
                                    err_msg=f"{fn.__name__}({a}, {b})")
   crit = jax.jit(jax.vmap(lambda b: theory.critical_sigma_w2(jnp.tanh, b)))(sb2)
   np.testing.assert_allclose(crit, [float(theory.critical_sigma_w2(jnp.tanh, float(b)))
@@ -332,8 +341,21 @@ BAD = [  # (id, call, error type, message fragment)
      "depth must be a positive int"),
     ("depth-float", lambda: theory.q_map(jnp.tanh, 1.5, 0.0, 1.0, 2.5), TypeError,
      "depth must be a positive int"),
-    ("no-critical-point", lambda: theory.critical_sigma_w2(jax.nn.sigmoid, 0.05), ValueError,
+    ("no-critical-point", lambda: theory.critical_sigma_w2(jax.nn.relu, 0.05), ValueError,
      "has no critical point"),
+    ("no-fixed-point", lambda: theory.chi1(jax.nn.relu, 2.5, 0.05), ValueError,
+     "has no fixed point"),
+    ("q0-zero", lambda: theory.q_map(jnp.tanh, 1.5, 0.0, 0.0, 3), ValueError,
+     "q0 must be > 0"),
+    ("kernel-c", lambda: theory.kernel_map(jnp.tanh, 1.5, 0.0, 1.0, 1.0, 1.5, 3), ValueError,
+     "c must be a correlation in [-1, 1]"),
+    ("nngp-layer", lambda: theory.nngp_kernel([theory.Dense(1.0), "tanh"], jnp.ones((2, 3))),
+     TypeError, "layers[1] must be a jinit.theory.Dense"),
+    ("nngp-zero-row", lambda: theory.nngp_kernel([theory.Dense(1.0)], jnp.zeros((2, 3))),
+     ValueError, "x1 has a zero row"),
+    ("dense-sigma", lambda: theory.Dense(-1.0), ValueError, "sigma_w2"),
+    ("activation-kind", lambda: theory.Activation(jnp.tanh, kind="tanh"), ValueError,
+     "Activation.kind must be one of"),
     ("no-critical-point-range", lambda: theory.critical_sigma_w2(jnp.tanh, 0.05,
                                                                 search=(2.0, 4.0)),
      ValueError, "no critical point (chi1 = 1) for sigma_w2 in [2, 4]"),
@@ -355,8 +377,9 @@ def test_bad_input(call, error, fragment):
   assert fragment in str(info.value), str(info.value)
 
 
-def test_sigmoid_is_ordered_everywhere_in_the_search_range_message():
-  # sigmoid (phi' <= 1/4, E[phi] != 0 so q* grows with sigma_w2) stays ordered up to 100:
-  # the error reports chi1 at both ends.
-  with pytest.raises(ValueError, match=r"chi1 = [0-9.]+ at sigma_w2=0.01 and [0-9.]+ at"):
-    theory.critical_sigma_w2(jax.nn.sigmoid, 0.05)
+def test_sigmoid_is_ordered_everywhere_in_a_given_search_range_message():
+  # sigmoid (phi' <= 1/4, E[phi] != 0 so q* grows with sigma_w2) stays ordered up to 10 (its
+  # critical point is near 100, found without search=): the error reports chi1 at both ends.
+  with pytest.raises(ValueError, match=r"chi1 = [0-9.]+ at sigma_w2=0.01 and [0-9.]+ at "
+                                       r"sigma_w2=10; widen search="):
+    theory.critical_sigma_w2(jax.nn.sigmoid, 0.05, search=(0.01, 10.0))
