@@ -493,8 +493,14 @@ def _scalar_pair(field, phi, sigma_w2, sigma_b2, what, need_c=True):
   sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
   if _is_traced(sw) or _is_traced(sb):
-    out, _, _ = _evaluate(_summary_impl, act, (sw, sb), (need_c,))
-    return out[field].astype(jnp.float32)
+    # Traced sigmas cannot be checked before the call: outside the domain (sigma_w2 <= 0,
+    # sigma_b2 < 0, NaN, inf) the result is NaN, never a number that reads as valid
+    # (-0.0 from chi1, or an inf xi_c that reads as "critical").
+    sw, sb = jnp.broadcast_arrays(jnp.asarray(sw), jnp.asarray(sb))
+    valid = jnp.isfinite(sw) & (sw > 0) & jnp.isfinite(sb) & (sb >= 0)
+    out, _, _ = _evaluate(_summary_impl, act,
+                          (jnp.where(valid, sw, 1.0), jnp.where(valid, sb, 0.0)), (need_c,))
+    return jnp.where(valid, out[field].astype(jnp.float32), jnp.nan)
   sw_b, sb_b = np.broadcast_arrays(sw, sb)
   outs = [_summary_at(act, float(a), float(b)) for a, b in zip(sw_b.ravel(), sb_b.ravel())]
   out = {k: np.stack([o[k] for o in outs]).reshape(sw_b.shape) for k in outs[0]} if outs \
