@@ -79,10 +79,27 @@ _SCRIPT = textwrap.dedent(r"""
         "output_bytes": int(compiled.memory_analysis().output_size_in_bytes),
         "shard_bytes": math.prod(shape) // 8 * 4,
     }
-    if name == "orthogonal":
-      w = np.asarray(out, np.float64)
-      inits[name]["orth_err"] = float(np.abs(w.T @ w - np.eye(DENSE[1])).max())
   r["inits"] = inits
+
+  # orthogonal through sharded_init: the draw split by rows (issue 20). Shapes with 2
+  # panels of 128 columns (and a narrow one), tall and wide, split along either dim.
+  orth = {}
+  for shape, spec in [((64, 32), P("data", "model")), ((512, 256), P(None, "model")),
+                      ((128, 512), P("data", None)), ((512, 320), P(("data", "model"), None))]:
+    s = NamedSharding(mesh, spec)
+    out = js.sharded_init(jinit.orthogonal, key, shape, sharding=s)
+    ref = jinit.orthogonal(key, shape)
+    compiled = jax.jit(lambda k, shape=shape, s=s: jinit.orthogonal(k, shape, out_sharding=s),
+                       out_shardings=s).lower(key).compile()
+    w = np.asarray(out, np.float64)
+    gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+    orth["x".join(map(str, shape))] = {
+        "max_diff": float(np.abs(np.asarray(out) - np.asarray(ref)).max()),
+        "orth_err": float(np.abs(gram - np.eye(len(gram))).max()),
+        "max_elements": max_elements(compiled), "full_size": math.prod(shape),
+        "shard_size": max(math.prod(sh.data.shape) for sh in out.addressable_shards),
+        "spec": str(out.sharding.spec)}
+  r["orthogonal"] = orth
 
   # jax_threefry_partitionable=False: same values sharded/unsharded, full array per device.
   jax.config.update("jax_threefry_partitionable", False)
@@ -233,7 +250,10 @@ def sharded(request):
 
 
 # Initializers whose whole computation XLA partitions (each device: its shard only).
-_FULL_COMPUTE = ("orthogonal", "sparse")  # documented: exact, but computed whole per device
+_FULL_COMPUTE = ("sparse",)  # documented: exact, but computed whole per device
+# orthogonal under a plain jit(out_shardings=...) computes whole per device too; through
+# sharded_init (out_sharding=) it runs split (test_sharded_orthogonal_has_no_full_copy).
+_WHOLE_UNDER_PLAIN_JIT = ("orthogonal",)
 
 
 def test_simulated_devices_and_default_flag(sharded):
@@ -260,22 +280,37 @@ def test_no_device_materializes_the_full_array(sharded):
   # Documented: each device generates only its shard, so the largest array of the
   # per-device program (random bits, intermediates, output) is one shard.
   for name, r in sharded["inits"].items():
-    if name in _FULL_COMPUTE:
+    if name in _FULL_COMPUTE + _WHOLE_UNDER_PLAIN_JIT:
       continue
     assert r["max_elements"] <= r["full_size"] // N_DEVICES, (
         f"{name}: the per-device program has an array of {r['max_elements']} elements, "
         f"one shard has {r['full_size'] // N_DEVICES}")
 
 
-def test_orthogonal_and_sparse_compute_whole_matrix_but_are_exact(sharded):
-  # Documented: no partitioned QR / global permutation, so every device computes
-  # the whole matrix (values exact, no memory saving).
-  for name in _FULL_COMPUTE:
+def test_sparse_computes_whole_matrix_but_is_exact(sharded):
+  # Documented: no partitioned global permutation, so every device computes the
+  # whole matrix (values exact, no memory saving); likewise orthogonal under a plain
+  # jit(out_shardings=...) that does not pass out_sharding.
+  for name in _FULL_COMPUTE + _WHOLE_UNDER_PLAIN_JIT:
     r = sharded["inits"][name]
     assert r["equal"], name
     assert r["max_elements"] >= r["full_size"], name
-  # Orthonormal columns to float32 accuracy (64 x 32, entries ~ 1/8: errors ~1e-7).
-  assert sharded["inits"]["orthogonal"]["orth_err"] < 1e-5
+
+
+def test_sharded_orthogonal_has_no_full_copy(sharded):
+  """sharded_init(orthogonal): values = unsharded up to float32 rounding, no whole array."""
+  orth = sharded["orthogonal"]
+  assert len(orth) == 4
+  for shape, r in orth.items():
+    # The same reflectors, a different summation order: entries ~ 1/sqrt(rows) agree
+    # to a few float32 ulps of 1 (n reflectors, each error ~1e-7).
+    assert r["max_diff"] < 1e-5, (shape, r)
+    assert r["orth_err"] < 1e-5, (shape, r)
+    # No array of the per-device program is a whole kernel. Kernels with a single
+    # panel (64x32) hold a replicated (cols, cols) panel product (1024 elements).
+    assert r["max_elements"] < r["full_size"], (shape, r)
+    if shape != "64x32":
+      assert r["max_elements"] <= r["shard_size"], (shape, r)
 
 
 def test_unpartitionable_threefry_same_values_but_full_array(sharded):

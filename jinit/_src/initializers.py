@@ -817,7 +817,42 @@ def _householder_q(v: Array, tau: Array, d: Array) -> Array:
   return q * d[None, :]
 
 
-def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype) -> Array:
+def _householder_q_sharded(v: Array, tau: Array, d: Array, rows_sharding) -> Array:
+  """``_householder_q`` with the rows of ``v`` and Q split over devices (no full copy).
+
+  Each panel's update ``Q -= V_j T_j (V_j^T Q)`` is applied to all of Q (the zeros
+  of V_j leave the untouched block unchanged, bit for bit): row-local matmuls and
+  one all-reduce of the (block, n) product V_j^T Q, so every device holds its rows
+  of Q and V and a few (block, n) and (block, block) matrices. 4 m n^2 flops
+  (3x the unsharded trailing-block version for a square matrix), split N ways.
+  """
+  m, n = v.shape
+  b = _HOUSEHOLDER_BLOCK
+  constrain = lambda x: jax.lax.with_sharding_constraint(x, rows_sharding)
+  v = constrain(v)
+
+  def apply(q, panel, tau_panel):
+    t_inv = _householder_block(panel, tau_panel)
+    y = jax.lax.linalg.triangular_solve(t_inv, panel.T @ q, left_side=True, lower=False)
+    return constrain(q - panel @ y)
+
+  q = constrain(jnp.eye(m, n, dtype=v.dtype))
+  full = n // b
+  if n % b:  # the last, narrower panel first (backward accumulation)
+    q = apply(q, v[:, full * b:], tau[full * b:])
+
+  def body(i, q):
+    c0 = (full - 1 - i) * b
+    panel = jax.lax.dynamic_slice_in_dim(v, c0, b, axis=1)
+    return apply(q, panel, jax.lax.dynamic_slice_in_dim(tau, c0, b))
+
+  if full:
+    q = jax.lax.fori_loop(0, full, body, q)
+  return constrain(q * d[None, :])
+
+
+def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype,
+                       out_sharding=None, out_split: str | None = None) -> Array:
   """An (n_rows, n_cols) matrix with orthonormal columns (rows if n_rows < n_cols).
 
   Real dtypes: Stewart's algorithm (1980, https://doi.org/10.1137/0717034): the
@@ -832,12 +867,33 @@ def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype) -> A
 
   ``compute_dtype`` may be complex: then the columns are orthonormal in the
   Hermitian inner product (a unitary matrix when square), by QR with phase fix.
+
+  ``out_sharding`` (a ``NamedSharding``, real dtypes): the Gaussian, the
+  reflectors and Q are split by rows over all the mesh's devices
+  (:func:`_householder_q_sharded`) when the device count divides the rows; the
+  values equal the unsharded ones up to float rounding (the same reflectors).
+  ``out_split`` is ``"rows"`` or ``"cols"`` when the result is split along that
+  dim only: Q then moves there by one all-to-all (XLA's partitioner otherwise
+  gathers the whole matrix to change the split dim).
   """
   transpose = n_rows < n_cols
   rows, cols = (n_cols, n_rows) if transpose else (n_rows, n_cols)
   a = jax.random.normal(key, (rows, cols), compute_dtype)
   if not jnp.issubdtype(compute_dtype, jnp.complexfloating):
-    q = _householder_q(*_householder_reflectors(a))
+    mesh = getattr(out_sharding, "mesh", None)
+    if mesh is not None and mesh.size > 1 and rows % mesh.size == 0:
+      used = [a for e in out_sharding.spec if e is not None
+              for a in ((e,) if isinstance(e, str) else tuple(e))]
+      order = tuple(dict.fromkeys(used + list(mesh.axis_names)))  # the output's axes first
+      P = jax.sharding.PartitionSpec
+      rows_sharding = jax.sharding.NamedSharding(mesh, P(order, None))
+      a = jax.lax.with_sharding_constraint(a, rows_sharding)
+      q = _householder_q_sharded(*_householder_reflectors(a), rows_sharding)
+      # The output split along the other dim of q (cols of q, or rows of q.T): all-to-all.
+      if out_split == ("rows" if transpose else "cols") and cols % mesh.size == 0:
+        q = jax.lax.with_sharding_constraint(q, jax.sharding.NamedSharding(mesh, P(None, order)))
+    else:
+      q = _householder_q(*_householder_reflectors(a))
     return q.T if transpose else q
   q, r = jnp.linalg.qr(a)
   # Phase correction (Mezzadri 2007) makes Q Haar-distributed: scale column j by the
@@ -852,7 +908,7 @@ def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype) -> A
 @_compiled
 def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | None = None,
                *, gain: ArrayLike = 1.0, column_axis: int = -1,
-               dtype: DTypeLike = jnp.float32) -> Array:
+               dtype: DTypeLike = jnp.float32, out_sharding: Any = None) -> Array:
   r"""(Semi-)orthogonal matrix times ``gain``: Haar-distributed, from Householder reflections.
 
   The shape is viewed as a matrix of ``shape[column_axis]`` columns and
@@ -868,7 +924,10 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
   from the lower triangle of a Gaussian matrix, times the sign fix: the same law
   as sign-corrected QR of a Gaussian matrix (Haar), in matmuls only, with half
   QR's flops. Values differ from QR-based versions (jax, PyTorch, earlier jinit)
-  for the same key; the law does not (tests/test_orthogonal.py).
+  for the same key; the law does not (tests/test_orthogonal.py). With
+  ``out_sharding`` the draw runs split by rows over the sharding's devices: no
+  device holds the whole Gaussian or the whole matrix (docs/scaling.md);
+  ``jinit.sharding.sharded_init`` passes it.
 
   Args:
     key: a ``jax.random.key``.
@@ -877,6 +936,9 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
     gain: the scale, > 0.
     column_axis: the axis whose entries are the columns.
     dtype: a floating or complex dtype.
+    out_sharding: ``None``, or the ``jax.sharding.NamedSharding`` of the result
+      (used under ``jax.jit``; complex dtypes, one device, or rows not divisible
+      by the device count compute replicated, then shard).
 
   Returns:
     An array of ``shape`` and ``dtype``.
@@ -890,16 +952,30 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
                      f"got {column_axis!r}")
   gain = validation.check_real(gain, "gain", positive=True)
   validation.check_fits(gain, "gain", dtype)
+  if out_sharding is not None and not isinstance(out_sharding, jax.sharding.NamedSharding):
+    raise TypeError(f"out_sharding must be None or a jax.sharding.NamedSharding, got "
+                    f"{out_sharding!r}")
   if _is_empty(shape):
     return jnp.zeros(shape, dtype)
   n_cols = shape[column_axis]
   n_rows = math.prod(shape) // n_cols
   real = _sampling_dtype(dtype)
   compute = _complex_of(real) if _is_complex(dtype) else real
-  q = _orthogonal_matrix(key, n_rows, n_cols, compute)
+  out_split = None
+  if out_sharding is not None and len(shape) == 2:
+    spec = tuple(out_sharding.spec) + (None,) * (2 - len(out_sharding.spec))
+    col = column_axis % 2
+    if spec[col] is not None and spec[1 - col] is None:
+      out_split = "cols"
+    elif spec[1 - col] is not None and spec[col] is None:
+      out_split = "rows"
+  q = _orthogonal_matrix(key, n_rows, n_cols, compute, out_sharding, out_split)
   other = tuple(d for i, d in enumerate(shape) if i != column_axis % len(shape))
   q = jnp.moveaxis(q.reshape(*other, n_cols), -1, column_axis)
-  return (q * jnp.asarray(gain, real)).astype(dtype)
+  out = (q * jnp.asarray(gain, real)).astype(dtype)
+  if out_sharding is not None:
+    out = jax.lax.with_sharding_constraint(out, out_sharding)
+  return out
 
 
 def _check_conv_shape(shape, name: str):
