@@ -87,10 +87,10 @@ _SCRIPT = textwrap.dedent(r"""
   for shape, spec in [((64, 32), P("data", "model")), ((512, 256), P(None, "model")),
                       ((128, 512), P("data", None)), ((512, 320), P(("data", "model"), None))]:
     s = NamedSharding(mesh, spec)
-    out = js.sharded_init(jinit.orthogonal, key, shape, sharding=s)
-    ref = jinit.orthogonal(key, shape)
     compiled = jax.jit(lambda k, shape=shape, s=s: jinit.orthogonal(k, shape, out_sharding=s),
                        out_shardings=s).lower(key).compile()
+    out = compiled(key)
+    ref = jinit.orthogonal(key, shape)
     w = np.asarray(out, np.float64)
     gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
     orth["x".join(map(str, shape))] = {
@@ -99,6 +99,13 @@ _SCRIPT = textwrap.dedent(r"""
         "max_elements": max_elements(compiled), "full_size": math.prod(shape),
         "shard_size": max(math.prod(sh.data.shape) for sh in out.addressable_shards),
         "spec": str(out.sharding.spec)}
+  # sharded_init passes out_sharding: the same program's values.
+  s = NamedSharding(mesh, P(None, "model"))
+  orth_init = js.sharded_init(jinit.orthogonal, key, (512, 256), sharding=s)
+  orth_direct = jax.jit(lambda k: jinit.orthogonal(k, (512, 256), out_sharding=s),
+                        out_shardings=s)(key)
+  r["orthogonal_sharded_init_equal"] = bool(np.array_equal(np.asarray(orth_init),
+                                                           np.asarray(orth_direct)))
   r["orthogonal"] = orth
 
   # jax_threefry_partitionable=False: same values sharded/unsharded, full array per device.
@@ -301,6 +308,7 @@ def test_sharded_orthogonal_has_no_full_copy(sharded):
   """sharded_init(orthogonal): values = unsharded up to float32 rounding, no whole array."""
   orth = sharded["orthogonal"]
   assert len(orth) == 4
+  assert sharded["orthogonal_sharded_init_equal"]
   for shape, r in orth.items():
     # The same reflectors, a different summation order: entries ~ 1/sqrt(rows) agree
     # to a few float32 ulps of 1 (n reflectors, each error ~1e-7).

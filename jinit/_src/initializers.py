@@ -759,8 +759,15 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
 
 
 # Panel width of the blocked Householder product: 128 columns per matmul panel (a
-# multiple of the CPU/GPU matmul tiles; 128 vs 256 within noise at 2048^2 on CPU).
+# multiple of the CPU/GPU matmul tiles; 128 vs 256 within noise at 2048^2 on CPU),
+# wider for more than 32 panels so that the unrolled program (and its compile) stays
+# at <= 32 panels.
 _HOUSEHOLDER_BLOCK = 128
+_MAX_PANELS = 32
+
+
+def _block_size(n: int) -> int:
+  return max(_HOUSEHOLDER_BLOCK, -(-n // (_MAX_PANELS * 128)) * 128)
 
 
 def _householder_reflectors(a: Array) -> tuple[Array, Array, Array]:
@@ -806,9 +813,10 @@ def _householder_q(v: Array, tau: Array, d: Array) -> Array:
   square matrix costs (4/3) n^3 flops, half of QR-then-form-Q.
   """
   m, n = v.shape
+  b = _block_size(n)
   q = jnp.eye(m, n, dtype=v.dtype)
-  for c0 in reversed(range(0, n, _HOUSEHOLDER_BLOCK)):
-    c1 = min(c0 + _HOUSEHOLDER_BLOCK, n)
+  for c0 in reversed(range(0, n, b)):
+    c1 = min(c0 + b, n)
     panel = v[c0:, c0:c1]
     t_inv = _householder_block(panel, tau[c0:c1])
     trailing = q[c0:, c0:]
@@ -827,7 +835,7 @@ def _householder_q_sharded(v: Array, tau: Array, d: Array, rows_sharding) -> Arr
   (3x the unsharded trailing-block version for a square matrix), split N ways.
   """
   m, n = v.shape
-  b = _HOUSEHOLDER_BLOCK
+  b = _block_size(n)
   constrain = lambda x: jax.lax.with_sharding_constraint(x, rows_sharding)
   v = constrain(v)
 
