@@ -108,3 +108,18 @@ def test_same_key_same_bits_eager_and_jit():
   a = jinit.orthogonal(key, (200, 150))
   b = jax.jit(lambda k: jinit.orthogonal(k, (200, 150)))(key)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_out_sharding_must_be_a_named_sharding():
+  for bad in ("model", jax.sharding.PartitionSpec(None, "model")):
+    with pytest.raises(TypeError, match="out_sharding must be None or a jax.sharding.NamedSharding"):
+      jinit.orthogonal(jax.random.key(0), (8, 4), out_sharding=bad)
+
+
+def test_one_device_out_sharding_computes_unsharded():
+  """A one-device sharding takes the unsharded path: the same bits."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("model",))
+  s = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "model"))
+  key = jax.random.key(2)
+  np.testing.assert_array_equal(np.asarray(jinit.orthogonal(key, (40, 24), out_sharding=s)),
+                                np.asarray(jinit.orthogonal(key, (40, 24))))
