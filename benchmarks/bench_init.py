@@ -227,7 +227,8 @@ def _print_row(r):
               f"{r['jax_ref']:<22}") if "jax_ms" in r else f"{'-':>9} {'-':>6} {'':<22}"
   torch_part = (f"{r['torch_ms']:9.2f} {_fmt_ratio(r['jinit_ms'], r['torch_ms']):>6} "
                 f"{r['torch_ref']:<26}") if "torch_ms" in r else f"{'-':>9} {'-':>6} {'':<26}"
-  print(f"{r['shape']:>12} {r['init']:<21} {r['impl'][:6]:<6} {r['jinit_ms']:9.2f} | {jax_part} | {torch_part} "
+  print(f"{r['shape']:>12} {r['init']:<21} {r['impl'][:6]:<6} {r['jinit_ms']:9.2f} | {jax_part} | "
+        f"{torch_part} "
         f"{r['repeats']:>2}", flush=True)
 
 

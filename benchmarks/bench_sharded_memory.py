@@ -248,7 +248,8 @@ def _orthogonal(args, argv):
   if args.out:
     os.makedirs(args.out, exist_ok=True)
     finished = datetime.datetime.now(datetime.timezone.utc)
-    prov = {"command": "python -m benchmarks.bench_sharded_memory " + " ".join(argv or sys.argv[1:]),
+    command = " ".join(["python -m benchmarks.bench_sharded_memory", *(argv or sys.argv[1:])])
+    prov = {"command": command,
             "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -112,7 +112,7 @@ def test_same_key_same_bits_eager_and_jit():
 
 def test_out_sharding_must_be_a_named_sharding():
   for bad in ("model", jax.sharding.PartitionSpec(None, "model")):
-    with pytest.raises(TypeError, match="out_sharding must be None or a jax.sharding.NamedSharding"):
+    with pytest.raises(TypeError, match="out_sharding must be None or a jax.sharding.Named"):
       jinit.orthogonal(jax.random.key(0), (8, 4), out_sharding=bad)
 
 
