@@ -15,8 +15,8 @@ This module adds the few pieces that make that safe and short:
   training (parameters on every device, the batch split along its first axis).
 
 Values. For the same key, a sharded initializer returns exactly the same bits
-as the unsharded call, for every initializer (``orthogonal`` through
-:func:`sharded_init`: up to float rounding, see below), mesh and ``PartitionSpec``: ``jit``
+as the unsharded call, for every initializer (``orthogonal`` and
+``delta_orthogonal``: up to float32 rounding, see below), mesh and ``PartitionSpec``: ``jit``
 semantics do not depend on shardings (tests/test_sharding.py checks all
 initializers on a 2 x 4 mesh, and Flax linen/nnx partitioning). What ``jax_threefry_partitionable`` (True by
 default since jax 0.5; checked on jax 0.10.2) decides is the COST: when True, the
@@ -35,7 +35,8 @@ reflectors and the result are split by rows over all devices (one all-reduce of 
 (128, cols) panel product per panel), so no device holds the whole matrix; the
 values equal the unsharded call's up to float32 rounding (not bit for bit: the
 reductions are split). Under a plain ``jit(out_shardings=...)`` without
-``out_sharding`` it computes the whole matrix per device, then keeps its shard.
+``out_sharding``, XLA's sharding propagation decides how much of its matmuls it
+splits (values again equal up to float32 rounding); no memory bound is promised.
 
 Exceptions (values exact, memory not saved): ``sparse`` draws its per-column zero
 mask from a permutation of all entries, and ``delta_orthogonal`` replicates only

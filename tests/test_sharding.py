@@ -78,6 +78,7 @@ _SCRIPT = textwrap.dedent(r"""
         "max_elements": max_elements(compiled),
         "output_bytes": int(compiled.memory_analysis().output_size_in_bytes),
         "shard_bytes": math.prod(shape) // 8 * 4,
+        "max_diff": float(np.abs(np.asarray(out, np.float64) - np.asarray(ref, np.float64)).max()),
     }
   r["inits"] = inits
 
@@ -258,9 +259,11 @@ def sharded(request):
 
 # Initializers whose whole computation XLA partitions (each device: its shard only).
 _FULL_COMPUTE = ("sparse",)  # documented: exact, but computed whole per device
-# orthogonal under a plain jit(out_shardings=...) computes whole per device too; through
-# sharded_init (out_sharding=) it runs split (test_sharded_orthogonal_has_no_full_copy).
-_WHOLE_UNDER_PLAIN_JIT = ("orthogonal",)
+# orthogonal's panel matmuls (and delta_orthogonal's center) are partitioned by XLA's
+# sharding propagation under a plain jit(out_shardings=...): split sums, so equal to
+# the unsharded call up to float32 rounding, not bit for bit. Through sharded_init
+# (out_sharding=) the draw runs split by rows (test_sharded_orthogonal_has_no_full_copy).
+_ROUNDING = ("orthogonal", "delta_orthogonal")
 
 
 def test_simulated_devices_and_default_flag(sharded):
@@ -274,7 +277,10 @@ def test_every_initializer_shards_with_same_values(sharded):
   inits = sharded["inits"]
   assert set(inits) == set(jinit.INITIALIZERS)
   for name, r in inits.items():
-    assert r["equal"], f"{name}: sharded values differ from the unsharded call"
+    if name in _ROUNDING:
+      assert r["max_diff"] < 1e-5, (name, r["max_diff"])
+    else:
+      assert r["equal"], f"{name}: sharded values differ from the unsharded call"
     assert r["n_shards"] == N_DEVICES, name
     full = (64, 32) if name not in ("dirac", "delta_orthogonal") else (3, 3, 16, 32)
     expected = [list(full[:-2]) + [full[-2] // 2, full[-1] // 4]]
@@ -287,7 +293,7 @@ def test_no_device_materializes_the_full_array(sharded):
   # Documented: each device generates only its shard, so the largest array of the
   # per-device program (random bits, intermediates, output) is one shard.
   for name, r in sharded["inits"].items():
-    if name in _FULL_COMPUTE + _WHOLE_UNDER_PLAIN_JIT:
+    if name in _FULL_COMPUTE + _ROUNDING:
       continue
     assert r["max_elements"] <= r["full_size"] // N_DEVICES, (
         f"{name}: the per-device program has an array of {r['max_elements']} elements, "
@@ -296,9 +302,8 @@ def test_no_device_materializes_the_full_array(sharded):
 
 def test_sparse_computes_whole_matrix_but_is_exact(sharded):
   # Documented: no partitioned global permutation, so every device computes the
-  # whole matrix (values exact, no memory saving); likewise orthogonal under a plain
-  # jit(out_shardings=...) that does not pass out_sharding.
-  for name in _FULL_COMPUTE + _WHOLE_UNDER_PLAIN_JIT:
+  # whole matrix (values exact, no memory saving).
+  for name in _FULL_COMPUTE:
     r = sharded["inits"][name]
     assert r["equal"], name
     assert r["max_elements"] >= r["full_size"], name
@@ -314,11 +319,12 @@ def test_sharded_orthogonal_has_no_full_copy(sharded):
     # to a few float32 ulps of 1 (n reflectors, each error ~1e-7).
     assert r["max_diff"] < 1e-5, (shape, r)
     assert r["orth_err"] < 1e-5, (shape, r)
-    # No array of the per-device program is a whole kernel. Kernels with a single
-    # panel (64x32) hold a replicated (cols, cols) panel product (1024 elements).
+    # No array of the per-device program is a whole kernel: the largest is one shard
+    # or the replicated (min(128, cols), cols) panel product V_j^T Q, whichever is larger.
     assert r["max_elements"] < r["full_size"], (shape, r)
-    if shape != "64x32":
-      assert r["max_elements"] <= r["shard_size"], (shape, r)
+    rows, cols = (int(d) for d in shape.split("x"))
+    k = min(rows, cols)  # the computed matrix has k columns
+    assert r["max_elements"] <= max(r["shard_size"], min(128, k) * k), (shape, r)
 
 
 def test_unpartitionable_threefry_same_values_but_full_array(sharded):
