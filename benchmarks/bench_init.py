@@ -136,18 +136,19 @@ def interleaved_times(fns: dict, repeats: int, budget_s: float = 20.0) -> tuple[
   alike. Entries that are slow per round get fewer samples (at
   least 1) so one entry stays within about ``budget_s``.
   """
-  inner, round_s = {}, 0.0
+  inner, round_s, times = {}, 0.0, {name: [] for name in fns}
   for name, fn in fns.items():
     fn()  # warm-up
     t = time.perf_counter()
     fn()
     dt = time.perf_counter() - t
     inner[name] = max(1, int(0.02 / max(dt, 1e-6)))
+    if inner[name] == 1:  # a slow call: the sizing call is a sample too
+      times[name].append(dt)
     round_s += dt * inner[name]
   n = max(1, min(repeats, int(budget_s / max(round_s, 1e-9))))
-  times = {name: [] for name in fns}
   names = list(fns)
-  for i in range(n):
+  for i in range(n - (1 if all(inner[k] == 1 for k in names) else 0)):
     # Rotate who goes first: whoever follows torch meets its just-finished threads.
     for name in names[i % len(names):] + names[:i % len(names)]:
       fn = fns[name]
@@ -166,7 +167,13 @@ def _applies(name: str, shape) -> bool:
   return True
 
 
-def run(names, shapes, repeats: int, use_torch: bool) -> list[dict]:
+# The normal/uniform families: timed again with each --impls key implementation.
+FAMILIES = ("normal", "uniform", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+            "kaiming_normal", "torch_linear_default")
+
+
+def run(names, shapes, repeats: int, use_torch: bool, impls=("threefry2x32",),
+        budget_s: float = 150.0) -> list[dict]:
   torch = None
   if use_torch:
     # torch's OpenMP threads otherwise spin after each op and slow down whatever
@@ -177,31 +184,31 @@ def run(names, shapes, repeats: int, use_torch: bool) -> list[dict]:
     except ImportError:
       torch = None
   jax_refs, torch_refs = _jax_refs(), (_torch_refs(torch) if torch else {})
-  key = jax.random.key(0)
+  entries = [(shape, name, impl) for shape in shapes for impl in impls for name in names
+             if _applies(name, shape) and (impl == impls[0] or name in FAMILIES)]
+  entry_budget = budget_s / max(len(entries), 1)  # the whole run: about budget_s
   rows = []
-  for shape in shapes:
+  for shape, name, impl in entries:
+    key = jax.random.key(0, impl=impl)
     fan_in, fan_out = jinit.compute_fans(shape, "flax")
     torch_shape = (shape[-1], shape[-2], *shape[:-2])
-    for name in names:
-      if not _applies(name, shape):
-        continue
-      fn = jinit.INITIALIZERS[name]
-      hyper = {"value": 0.5} if name == "constant" else {}
-      row = {"shape": "x".join(map(str, shape)), "init": name}
-      fns = {"jinit": lambda fn=fn, hyper=hyper: fn(key, shape, fan_in, fan_out,
-                                                    **hyper).block_until_ready()}
-      if name in jax_refs:
-        row["jax_ref"], factory = jax_refs[name]
-        fns["jax"] = lambda ref=factory(shape): ref(key).block_until_ready()
-      if name in torch_refs:
-        row["torch_ref"], tfn = torch_refs[name]
-        torch.manual_seed(0)
-        fns["torch"] = lambda tfn=tfn: tfn(torch_shape, fan_in, fan_out)
-      stats, row["repeats"] = interleaved_times(fns, repeats)
-      for who, (median, best) in stats.items():
-        row[f"{who}_ms"], row[f"{who}_min_ms"] = 1e3 * median, 1e3 * best
-      rows.append(row)
-      _print_row(row)
+    fn = jinit.INITIALIZERS[name]
+    hyper = {"value": 0.5} if name == "constant" else {}
+    row = {"shape": "x".join(map(str, shape)), "init": name, "impl": impl}
+    fns = {"jinit": lambda fn=fn, hyper=hyper: fn(key, shape, fan_in, fan_out,
+                                                  **hyper).block_until_ready()}
+    if name in jax_refs:
+      row["jax_ref"], factory = jax_refs[name]
+      fns["jax"] = lambda ref=factory(shape): ref(key).block_until_ready()
+    if name in torch_refs:
+      row["torch_ref"], tfn = torch_refs[name]
+      torch.manual_seed(0)
+      fns["torch"] = lambda tfn=tfn: tfn(torch_shape, fan_in, fan_out)
+    stats, row["repeats"] = interleaved_times(fns, repeats, entry_budget)
+    for who, (median, best) in stats.items():
+      row[f"{who}_ms"], row[f"{who}_min_ms"] = 1e3 * median, 1e3 * best
+    rows.append(row)
+    _print_row(row)
   return rows
 
 
@@ -210,7 +217,7 @@ def _fmt_ratio(a, b):
 
 
 def _print_header():
-  print(f"{'shape':>12} {'initializer':<21} {'jinit ms':>9} | {'jax.nn ms':>9} "
+  print(f"{'shape':>12} {'initializer':<21} {'key':<6} {'jinit ms':>9} | {'jax.nn ms':>9} "
         f"{'ratio':>6} {'jax.nn reference':<22} | {'torch ms':>9} {'ratio':>6} "
         f"{'torch reference':<26} {'n':>2}", flush=True)
 
@@ -220,7 +227,8 @@ def _print_row(r):
               f"{r['jax_ref']:<22}") if "jax_ms" in r else f"{'-':>9} {'-':>6} {'':<22}"
   torch_part = (f"{r['torch_ms']:9.2f} {_fmt_ratio(r['jinit_ms'], r['torch_ms']):>6} "
                 f"{r['torch_ref']:<26}") if "torch_ms" in r else f"{'-':>9} {'-':>6} {'':<26}"
-  print(f"{r['shape']:>12} {r['init']:<21} {r['jinit_ms']:9.2f} | {jax_part} | {torch_part} "
+  print(f"{r['shape']:>12} {r['init']:<21} {r['impl'][:6]:<6} {r['jinit_ms']:9.2f} | {jax_part} | "
+        f"{torch_part} "
         f"{r['repeats']:>2}", flush=True)
 
 
@@ -235,9 +243,10 @@ def _summary(rows):
           f"{len(jax_rows) - len(jax_over)}/{len(jax_rows)}; not slower than torch.nn.init: "
           f"{len(torch_rows) - len(torch_over)}/{len(torch_rows)}")
     for r in jax_over:
-      print(f"  over 1.1x jax.nn: {r['shape']} {r['init']} {ratio(r, 'jax'):.2f}x")
+      print(f"  over 1.1x jax.nn: {r['shape']} {r['init']} [{r['impl']}] {ratio(r, 'jax'):.2f}x")
     for r in torch_over:
-      print(f"  slower than torch: {r['shape']} {r['init']} {ratio(r, 'torch'):.2f}x")
+      print(f"  slower than torch: {r['shape']} {r['init']} [{r['impl']}] "
+            f"{ratio(r, 'torch'):.2f}x")
 
 
 def _write_json(path, payload):
@@ -248,6 +257,49 @@ def _write_json(path, payload):
   results.write_json(path, payload)
 
 
+class _Tee:
+  """Copies what is printed to stdout, for console.txt."""
+
+  def __init__(self):
+    import io
+    self._buf, self._stdout = io.StringIO(), sys.stdout
+    sys.stdout = self
+
+  def write(self, text):
+    self._buf.write(text)
+    return self._stdout.write(text)
+
+  def flush(self):
+    self._stdout.flush()
+
+  def close(self):
+    sys.stdout = self._stdout
+
+  def text(self):
+    return self._buf.getvalue()
+
+
+def _write_out(out_dir, argv, started, rows, console):
+  """console.txt and provenance.json (command, dates, machine, load average, rows)."""
+  import platform
+
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from experiments.common import results
+
+  torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else None
+  args = sys.argv[1:] if argv is None else list(argv)
+  results.write_text(os.path.join(out_dir, "console.txt"), console)
+  results.write_json(os.path.join(out_dir, "provenance.json"), {
+      "command": " ".join(["python -m benchmarks.bench_init", *args]),
+      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
+      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+      "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                  "os": platform.platform(), "python": platform.python_version(),
+                  "jax": jax.__version__, "torch": torch_version},
+      "load_average_at_end": list(os.getloadavg()),
+      "rows": rows})
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--only", nargs="+", choices=sorted(jinit.INITIALIZERS), metavar="NAME",
@@ -256,19 +308,32 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=7, help="timed samples per entry (median)")
   p.add_argument("--no-torch", action="store_true", help="skip torch.nn.init even if installed")
   p.add_argument("--json", help="also write the rows to this JSON file")
+  p.add_argument("--impls", nargs="+", default=["threefry2x32", "rbg"],
+                 choices=("threefry2x32", "rbg", "unsafe_rbg"),
+                 help="PRNG key implementations; all initializers with the first, the "
+                      "normal/uniform families with the others too")
+  p.add_argument("--budget", type=float, default=150.0,
+                 help="seconds of timed samples for the whole run (split over the entries)")
+  p.add_argument("--out", help="write console.txt and provenance.json (command, date, "
+                               "machine, load) to this directory, e.g. docs/results/bench_init")
   args = p.parse_args(argv)
   if args.repeats < 1:
     p.error(f"--repeats must be >= 1, got {args.repeats}")
   names = args.only or sorted(jinit.INITIALIZERS)
   shapes = [{"dense": DENSE, "conv": CONV}[s] for s in args.shapes]
+  started = time.gmtime()
+  tee = _Tee() if args.out else None
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU(s); "
         f"median of {args.repeats} after a warm-up; ratio = jinit / reference "
         f"(targets: <= 1.10 vs jax.nn, <= 1.00 vs torch)", flush=True)
   _print_header()
-  rows = run(names, shapes, args.repeats, not args.no_torch)
+  rows = run(names, shapes, args.repeats, not args.no_torch, tuple(args.impls), args.budget)
   _summary(rows)
   if args.json:
     _write_json(args.json, {"jax": jax.__version__, "rows": rows})
+  if args.out:
+    tee.close()
+    _write_out(args.out, argv, started, rows, tee.text())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,14 @@ the largest array in the per-device program (parsed from the compiled HLO) is
 smaller than one full kernel, and after running the sharded init every device
 holds exactly 1/N of every parameter (``addressable_shards``) and nothing else.
 Target: peak per device ~1/N of the single-device peak.
+
+``--orthogonal`` measures ``jinit.orthogonal`` instead (issue 20), compile only:
+for each ``--kernels`` shape, the unsharded program on one device vs
+``jinit.sharding.sharded_init``'s program (``out_sharding``: the draw split by
+rows) with the kernel split ``(None, "model")`` over ``--devices``; target: peak
+per device <= 1/4 of the unsharded peak, no array of a whole kernel::
+
+    python -m benchmarks.bench_sharded_memory --orthogonal --out docs/results/sharded-orthogonal
 """
 
 from __future__ import annotations
@@ -38,7 +46,18 @@ def _parse(argv):
   p.add_argument("--init", default="kaiming_normal", help="jinit initializer for the kernels")
   p.add_argument("--no-run", action="store_true",
                  help="compile only (skip running the sharded init and checking its shards)")
+  p.add_argument("--orthogonal", action="store_true",
+                 help="measure jinit.orthogonal on --kernels instead of the MLP (compile only)")
+  p.add_argument("--kernels", nargs="+", default=["16384x16384", "65536x4096"],
+                 help="kernel shapes ROWSxCOLS for --orthogonal")
+  p.add_argument("--out", help="also write console.txt and provenance.json to this directory")
   args = p.parse_args(argv)
+  try:
+    args.kernels = [tuple(int(d) for d in k.split("x")) for k in args.kernels]
+  except ValueError:
+    p.error(f"--kernels must be ROWSxCOLS shapes, got {args.kernels}")
+  if any(len(k) != 2 or min(k) < 1 for k in args.kernels):
+    p.error(f"--kernels must be ROWSxCOLS shapes of positive ints, got {args.kernels}")
   for name in ("layers", "width", "devices"):
     if getattr(args, name) < 1:
       p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -66,6 +85,9 @@ def main(argv=None):
   import jinit
   import jinit.linen
   from jinit import sharding as js
+
+  if args.orthogonal:
+    return _orthogonal(args, argv)
 
   if args.init not in jinit.INITIALIZERS:
     raise SystemExit(f"--init must be one of {', '.join(sorted(jinit.INITIALIZERS))}")
@@ -165,6 +187,81 @@ def main(argv=None):
     ok = False
     print(f"FAIL: peak per device is {ratio:.3f} of the single-device peak "
           f"(> 1.5 x 1/{args.devices})")
+  return 0 if ok else 1
+
+
+def _orthogonal(args, argv):
+  """Per-device compiled memory of jinit.orthogonal: 1 device vs sharded_init's program."""
+  import datetime
+  import json
+  import math
+  import platform
+  import re
+  import time
+
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  import jinit
+  from jinit import sharding as js
+
+  started = datetime.datetime.now(datetime.timezone.utc)
+  lines = []
+
+  def say(text=""):
+    print(text, flush=True)
+    lines.append(text)
+
+  mesh = js.make_mesh(args.devices, ("model",))
+  key = jax.random.key(0)
+  shape_re = re.compile(r"\b(?:f16|bf16|f32|f64|s8|s32|s64|u8|u32|u64|pred)\[([0-9,]*)\]")
+  say(f"jax {jax.__version__}, {jax.device_count()} simulated CPU devices; jinit.orthogonal "
+      f"float32, kernels split (None, 'model'); XLA compiled memory analysis per device")
+  say(f"{'kernel':>12} {'program':<10} {'output MiB':>10} {'temp MiB':>10} {'arg MiB':>8} "
+      f"{'peak MiB':>10} {'largest array':>14} {'compile s':>9}")
+  ok, rows = True, []
+  for shape in args.kernels:
+    sharding = NamedSharding(mesh, PartitionSpec(None, "model"))
+    one = jax.jit(lambda k, shape=shape: jinit.orthogonal(k, shape),
+                  out_shardings=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    many = jax.jit(lambda k, shape=shape, s=sharding: jinit.orthogonal(k, shape, out_sharding=s),
+                   out_shardings=sharding)
+    row = {"kernel": "x".join(map(str, shape))}
+    for label, fn in (("1 device", one), (f"{args.devices} devices", many)):
+      t = time.perf_counter()
+      compiled = fn.lower(key).compile()
+      ma = compiled.memory_analysis()
+      largest = max(math.prod(int(d) for d in dims.split(",") if d)
+                    for dims in shape_re.findall(compiled.as_text()))
+      peak = ma.output_size_in_bytes + ma.temp_size_in_bytes + ma.argument_size_in_bytes
+      row[label] = {"output": ma.output_size_in_bytes, "temp": ma.temp_size_in_bytes,
+                    "argument": ma.argument_size_in_bytes, "peak": peak, "largest": largest,
+                    "compile_s": time.perf_counter() - t}
+      r = row[label]
+      say(f"{row['kernel']:>12} {label:<10} {r['output'] / 2**20:10.1f} {r['temp'] / 2**20:10.1f} "
+          f"{r['argument'] / 2**20:8.3f} {peak / 2**20:10.1f} {largest:>14,} {r['compile_s']:9.1f}")
+    ratio = row[f"{args.devices} devices"]["peak"] / row["1 device"]["peak"]
+    largest = row[f"{args.devices} devices"]["largest"]
+    verdict = "ok" if ratio <= 0.25 and largest < math.prod(shape) else "FAIL"
+    ok = ok and verdict == "ok"
+    say(f"{row['kernel']:>12} per-device peak / unsharded peak = {ratio:.3f} (target <= 0.25); "
+        f"largest array {largest / math.prod(shape):.3f} of the kernel: {verdict}")
+    rows.append(row)
+  if args.out:
+    os.makedirs(args.out, exist_ok=True)
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    command = " ".join(["python -m benchmarks.bench_sharded_memory", *(argv or sys.argv[1:])])
+    prov = {"command": command,
+            "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                        "os": platform.platform(), "python": platform.python_version(),
+                        "jax": jax.__version__},
+            "load_average": os.getloadavg(), "rows": rows}
+    with open(os.path.join(args.out, "console.txt"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+    with open(os.path.join(args.out, "provenance.json"), "w") as f:
+      json.dump(prov, f, indent=1)
   return 0 if ok else 1
 
 

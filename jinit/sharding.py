@@ -15,7 +15,8 @@ This module adds the few pieces that make that safe and short:
   training (parameters on every device, the batch split along its first axis).
 
 Values. For the same key, a sharded initializer returns exactly the same bits
-as the unsharded call, for every initializer, mesh and ``PartitionSpec``: ``jit``
+as the unsharded call, for every initializer (``orthogonal`` and
+``delta_orthogonal``: up to float32 rounding, see below), mesh and ``PartitionSpec``: ``jit``
 semantics do not depend on shardings (tests/test_sharding.py checks all
 initializers on a 2 x 4 mesh, and Flax linen/nnx partitioning). What
 ``jax_threefry_partitionable`` (True by default since jax 0.5; checked on jax 0.10.2)
@@ -25,16 +26,22 @@ holds the full array. When False, the same call still gives sharded == unsharded
 every device generates the full random array and keeps a slice (no memory
 saving), and the values differ from those drawn with the flag set to True.
 
-Exceptions (values still exact, memory not saved): ``orthogonal`` runs its QR
-on the whole matrix on every device and then keeps its shard. A QR
-decomposition (Householder) couples all entries of the matrix, and XLA has no
-partitioned QR (``jax.nn.initializers.orthogonal`` raises
-``NotImplementedError`` when given ``out_sharding``); replicating the QR keeps
-the result exact and is affordable for the square/recurrent kernels orthogonal
-init is used for (a 4096x4096 float32 matrix is 64 MiB). ``sparse`` likewise
-draws its per-column zero mask from a permutation of all entries, and
-``delta_orthogonal`` replicates only its (in, out) center matrix (1/prod(window)
-of the kernel); the rest of its kernel is sharded.
+``orthogonal``: a QR couples all entries of the matrix and XLA has no
+partitioned QR (``jax.nn.initializers.orthogonal`` raises ``NotImplementedError``
+when given ``out_sharding``). jinit's ``orthogonal`` multiplies out Householder
+reflectors drawn from a Gaussian matrix in panels: matmuls, which XLA partitions.
+:func:`sharded_init` passes it ``out_sharding=sharding``: the Gaussian, the
+reflectors and the result are split by rows over all devices (one all-reduce of a
+(128, cols) panel product per panel), so no device holds the whole matrix; the
+values equal the unsharded call's up to float32 rounding (not bit for bit: the
+reductions are split). Under a plain ``jit(out_shardings=...)`` without
+``out_sharding``, XLA's sharding propagation decides how much of its matmuls it
+splits (values again equal up to float32 rounding); no memory bound is promised.
+
+Exceptions (values exact, memory not saved): ``sparse`` draws its per-column zero
+mask from a permutation of all entries, and ``delta_orthogonal`` replicates only
+its (in, out) center matrix (1/prod(window) of the kernel); the rest of its kernel
+is sharded.
 
 Multi-host: after ``jax.distributed.initialize()``, ``jax.devices()`` lists the
 devices of all processes, :func:`make_mesh` spans them, and every process calls

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jinit._src import validation
+from jinit._src import initializers, validation
 
 _AXIS_TYPE = getattr(jax.sharding, "AxisType", None)  # jax >= 0.5; older meshes are all Auto
 
@@ -182,8 +182,10 @@ def sharded_init(init, key: jax.Array, shape: Sequence[int], fan_in: int | None 
   Runs the initializer as one program compiled with ``out_shardings=sharding``:
   with ``jax_threefry_partitionable`` (the default) each device generates only
   its own shard, and the values equal the unsharded ``init(key, shape, ...)`` bit
-  for bit (see the module docstring; ``orthogonal`` and ``sparse`` are exact but
-  compute the whole matrix on every device). Example::
+  for bit (see the module docstring; ``sparse`` is exact but computes the whole
+  matrix on every device; ``orthogonal`` gets ``out_sharding=sharding`` and runs
+  its draw split by rows: no device holds the whole matrix, values equal the
+  unsharded call's up to float rounding). Example::
 
     mesh = jinit.sharding.make_mesh(8, ("data", "model"), (2, 4))
     w = jinit.sharding.sharded_init(jinit.kaiming_normal, jax.random.key(0),
@@ -207,6 +209,9 @@ def sharded_init(init, key: jax.Array, shape: Sequence[int], fan_in: int | None 
     raise ValueError("sharding is required: a NamedSharding, or a PartitionSpec with mesh=")
   shape = validation.check_shape(shape)
   sharding = check_sharding(shape, sharding, mesh)
+  if init is initializers.orthogonal and "out_sharding" not in hyperparameters:
+    # orthogonal's draw runs split by rows when it knows the sharding (no full copy).
+    hyperparameters = {**hyperparameters, "out_sharding": sharding}
   hyper_items = tuple(sorted(hyperparameters.items()))
   try:
     hash((init, fan_in, fan_out, dtype, hyper_items))

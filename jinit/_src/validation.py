@@ -142,12 +142,26 @@ def check_fan(value: Any, name: str, *, required: bool, allow_zero: bool = False
   return value
 
 
+# A legacy raw key's shape under each PRNG implementation (jax_default_prng_impl).
+_RAW_KEY_SHAPES = {"threefry2x32": (2,), "rbg": (4,), "unsafe_rbg": (4,)}
+
+
+def _raw_key_shape() -> tuple[int, ...]:
+  impl = jax.config.jax_default_prng_impl
+  if impl not in _RAW_KEY_SHAPES:  # another registered implementation: ask jax (concrete)
+    return tuple(jax.random.PRNGKey(0).shape)
+  return _RAW_KEY_SHAPES[impl]
+
+
 def check_key(key: Any, name: str = "key") -> Any:
   """Returns ``key`` if it is a JAX PRNG key, or raises a TypeError naming ``name``.
 
-  Accepted: a typed key (``jax.random.key(0)``, dtype ``key<...>``, shape ``()``)
-  or a legacy raw key (``jax.random.PRNGKey(0)``, a uint32 vector), concrete or
-  traced. A batch of keys is refused: vmap over the initializer instead.
+  Accepted: a typed key of any implementation (``jax.random.key(0)``,
+  ``jax.random.key(0, impl="rbg")``, ``impl="unsafe_rbg"``: dtype ``key<...>``,
+  shape ``()``) or a legacy raw key (``jax.random.PRNGKey(0)``), a uint32 vector
+  of the default implementation's raw shape (``(2,)`` for ``threefry2x32``,
+  ``(4,)`` for ``rbg``/``unsafe_rbg``, set by ``jax_default_prng_impl``),
+  concrete or traced. A batch of keys is refused: vmap over the initializer instead.
   """
   how = ("a PRNG key made by jax.random.key(seed) (or a legacy jax.random.PRNGKey(seed)); "
          "for several keys, jax.vmap over the initializer")
@@ -160,6 +174,13 @@ def check_key(key: Any, name: str = "key") -> Any:
                       f"{shape}; {how}")
     return key
   if dtype == np.uint32 and len(shape) == 1 and shape[0] in (2, 4):
+    want = _raw_key_shape()
+    if tuple(shape) != want:
+      raise TypeError(
+          f"{name} is a raw uint32 key of shape {tuple(shape)}, but the default PRNG "
+          f"implementation {jax.config.jax_default_prng_impl!r} has raw keys of shape {want} "
+          "(threefry2x32: (2,), rbg and unsafe_rbg: (4,)); pass a typed key "
+          "jax.random.key(seed, impl=...) or set jax_default_prng_impl")
     return key
   raise TypeError(f"{name} must be {how}, got an array of dtype {dtype} and shape {shape}")
 

@@ -1,0 +1,125 @@
+"""sharded_init across processes (issue 20): jax.distributed on local CPU processes.
+
+Two local processes, 2 simulated CPU devices each, join one runtime with
+``jax.distributed.initialize(coordinator_address="localhost:<free port>",
+num_processes=2, process_id=i)`` and JAX's gloo CPU collectives; each calls the same
+``jinit.sharding.sharded_init`` over the global 2 x 2 mesh and reports its
+addressable shards. Checked: each process holds only its own 2 of the 4 shards, the
+shards of both processes tile the array exactly once, and their values equal the
+one-process unsharded call (bit for bit for the elementwise initializers; orthogonal,
+whose panel products are all-reduced across the processes, to float32 rounding).
+Localhost only, every step bounded by a timeout. Marked slow (two jax starts and
+their compiles: tens of seconds on a loaded 2-core machine); ``.ci/run`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import jinit
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+N_PROCESSES = 2
+SHAPE = (64, 32)
+CASES = {"normal": {}, "kaiming_normal": {"fan_in": 64, "fan_out": 32}, "orthogonal": {}}
+
+_WORKER = textwrap.dedent(r"""
+  import json, sys
+  import jax
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  port, pid, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+  jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n,
+                             process_id=pid, initialization_timeout=120)
+  import numpy as np
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  import jinit
+  from jinit import sharding as js
+  cases = json.loads(sys.argv[4])
+  mesh = js.make_mesh(None, ("data", "model"), (2, -1))  # all devices of all processes
+  s = NamedSharding(mesh, P("data", "model"))
+  out = {"process_index": jax.process_index(), "process_count": jax.process_count(),
+         "global_devices": jax.device_count(), "local_devices": jax.local_device_count(),
+         "inits": {}}
+  for name, fans in cases.items():
+    w = js.sharded_init(jinit.INITIALIZERS[name], jax.random.key(7), (64, 32),
+                        fans.get("fan_in"), fans.get("fan_out"), s)
+    out["inits"][name] = [
+        {"index": [[sl.start, sl.stop] for sl in sh.index], "data": np.asarray(sh.data).tolist(),
+         "device_process": sh.device.process_index} for sh in w.addressable_shards]
+  jax.distributed.shutdown()
+  print("RESULT " + json.dumps(out))
+""")
+
+
+def _free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    sock.bind(("localhost", 0))
+    return sock.getsockname()[1]
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def processes():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get(
+                 "PYTHONPATH", ""))
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _WORKER, str(port), str(i), str(N_PROCESSES), json.dumps(CASES)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+      for i in range(N_PROCESSES)]
+  results = []
+  try:
+    for proc in procs:
+      stdout, stderr = proc.communicate(timeout=600)
+      lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+      assert proc.returncode == 0 and lines, f"worker failed:\n{stderr[-3000:]}"
+      results.append(json.loads(lines[-1][len("RESULT "):]))
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+  return results
+
+
+def test_processes_form_one_runtime(processes):
+  assert sorted(r["process_index"] for r in processes) == list(range(N_PROCESSES))
+  for r in processes:
+    assert r["process_count"] == N_PROCESSES
+    assert r["local_devices"] == 2 and r["global_devices"] == 2 * N_PROCESSES
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sharded_init_across_processes_equals_one_process(processes, name):
+  fans = CASES[name]
+  ref = np.asarray(jinit.INITIALIZERS[name](jax.random.key(7), SHAPE, fans.get("fan_in"),
+                                            fans.get("fan_out")))
+  covered = np.zeros(SHAPE, int)
+  for r in processes:
+    shards = r["inits"][name]
+    # Each process holds only its own shards: 2 of the 4, on its own devices.
+    assert len(shards) == 2
+    assert all(sh["device_process"] == r["process_index"] for sh in shards)
+    for sh in shards:
+      idx = tuple(slice(a, b) for a, b in sh["index"])
+      data = np.asarray(sh["data"], np.float32)
+      assert data.shape == (SHAPE[0] // 2, SHAPE[1] // 2)
+      covered[idx] += 1
+      if name == "orthogonal":  # all-reduced panel products: float32 rounding
+        np.testing.assert_allclose(data, ref[idx], atol=1e-5)
+      else:
+        np.testing.assert_array_equal(data, ref[idx])
+  assert np.all(covered == 1)  # the shards of all processes tile the array once
