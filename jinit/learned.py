@@ -11,8 +11,8 @@ Both are one jit-compiled scan, deterministic for a key, and return
 :class:`LearnedInit` ``(model, scales, history)``.
 """
 
-from jinit._src.learned import OPTIMIZERS as OPTIMIZERS
 from jinit._src.learned import LearnedInit as LearnedInit
+from jinit._src.learned import OPTIMIZERS as OPTIMIZERS
 from jinit._src.learned import gradient_quotient as gradient_quotient
 from jinit._src.learned import gradinit as gradinit
 from jinit._src.learned import gradinit_objective as gradinit_objective

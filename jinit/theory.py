@@ -7,10 +7,10 @@ https://arxiv.org/abs/1606.05340; Pennington et al. 2017, https://arxiv.org/abs/
 """
 
 from jinit._src.theory import DEFAULT_SEARCH as DEFAULT_SEARCH
-from jinit._src.theory import QUAD_NODES_2D as QUAD_NODES_2D
 from jinit._src.theory import Dense as Dense
 from jinit._src.theory import EdgeOfChaos as EdgeOfChaos
 from jinit._src.theory import KernelMap as KernelMap
+from jinit._src.theory import QUAD_NODES_2D as QUAD_NODES_2D
 from jinit._src.theory import VarianceComparison as VarianceComparison
 from jinit._src.theory import c_map as c_map
 from jinit._src.theory import c_star as c_star

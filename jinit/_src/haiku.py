@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from jinit._src import initializers as inits
-from jinit._src import layers, validation
+from jinit._src import layers
+from jinit._src import validation
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
 
 LAYOUTS = ("auto", "linear", "conv", "conv_transpose", "embed", "lstm", "gru")
@@ -110,7 +111,7 @@ def w_init(init: inits.Initializer, *, layout: str = "auto", groups: int = 1,
     ValueError: an unknown layout, ``groups < 1``; at call time, a shape of the
       wrong rank for the layout.
   """
-  layers._check_init(init, "init")  # pylint: disable=protected-access
+  validation.check_init(init, "init")
   validation.check_choice(layout, "layout", LAYOUTS)
   groups = _check_groups(groups)
   if groups != 1 and layout not in ("auto", "conv"):
@@ -140,7 +141,7 @@ def b_init(init: inits.Initializer, fan_in: int | None = None, fan_out: int | No
   Returns:
     ``f(shape, dtype) -> Array``, drawing with ``hk.next_rng_key()``.
   """
-  layers._check_init(init, "init")  # pylint: disable=protected-access
+  validation.check_init(init, "init")
   fan_in = validation.check_fan(fan_in, "fan_in", required=False)
   fan_out = validation.check_fan(fan_out, "fan_out", required=False)
 

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import layers, residual, validation
+from jinit._src import residual
+from jinit._src import validation
 
 
 class LearnedInit(NamedTuple):
@@ -73,7 +74,7 @@ def _split(model: Any):
 def _check_common(batch: Any, loss_fn: Any, key: Any, steps: Any, batch_size: Any):
   if not callable(loss_fn):
     raise TypeError(f"loss_fn must be callable loss_fn(model, batch) -> scalar, got {loss_fn!r}")
-  key = layers.check_key(key)
+  key = validation.check_key(key)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
     raise ValueError(f"steps must be an int >= 1, got {steps!r}")
   leaves = jax.tree_util.tree_leaves(batch)

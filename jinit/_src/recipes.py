@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinit._src import initializers as inits
-from jinit._src import layers, residual, validation
+from jinit._src import residual
+from jinit._src import validation
 
 Recipe = dict[str, Any]
 
@@ -459,7 +460,7 @@ def mimetic_attention(params: Any, *, key: jax.Array, alpha: float, beta: float,
   Layers", ICML, https://arxiv.org/abs/2305.09828
   """
   validation.check_choice(layout, "layout", tuple(MIMETIC_NAMES))
-  key = layers.check_key(key)
+  key = validation.check_key(key)
   a1 = validation.check_real(alpha, "alpha")
   b1 = validation.check_real(beta, "beta")
   a2 = a1 if value_alpha is None else validation.check_real(value_alpha, "value_alpha")

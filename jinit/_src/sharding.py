@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jinit._src import initializers, validation
+from jinit._src import initializers
+from jinit._src import validation
 
 _AXIS_TYPE = getattr(jax.sharding, "AxisType", None)  # jax >= 0.5; older meshes are all Auto
 

@@ -50,7 +50,8 @@ from jinit._src import initializers as inits
 from jinit._src import theory_activations as acts
 from jinit._src import theory_quad as quad
 from jinit._src import validation
-from jinit._src.theory_activations import Activation, as_activation
+from jinit._src.theory_activations import Activation
+from jinit._src.theory_activations import as_activation
 
 ActivationLike = Callable[[jax.Array], jax.Array] | Activation
 
