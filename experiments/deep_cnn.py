@@ -46,9 +46,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import cli, results
+from experiments.common import cli
 from experiments.common import deep_conv as dc
-from experiments.common.provenance import format_provenance, provenance
+from experiments.common import results
+from experiments.common.provenance import format_provenance
+from experiments.common.provenance import provenance
 from jinit import theory
 
 NAME = "deep_cnn"

@@ -36,9 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import jinit
-from experiments.common import cli, results
+from experiments.common import cli
 from experiments.common import deep_conv as dc
-from experiments.common.provenance import format_provenance, provenance
+from experiments.common import results
+from experiments.common.provenance import format_provenance
+from experiments.common.provenance import provenance
 
 NAME = "deep_residual"
 PROG = f"python -m experiments.{NAME}"
@@ -111,7 +113,8 @@ def build_parser() -> cli.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  from experiments.deep_cnn import prepare_images, steps_to
+  from experiments.deep_cnn import prepare_images
+  from experiments.deep_cnn import steps_to
 
   parser = build_parser()
   args = cli.parse_args(parser, argv, NAME)

@@ -88,7 +88,8 @@ def jacobian_singular_values(key, cfg: dict[str, Any], depth: int, width: int) -
     else:
       w = jinit.variance_scaling(kw, (width, width), width, width, scale=sw2, mode="fan_in",
                                  distribution="normal")
-    b = jinit.normal(kb, (width,), std=math.sqrt(sb2)) if sb2 > 0 else jnp.zeros((width,), jnp.float32)
+    b = (jinit.normal(kb, (width,), std=math.sqrt(sb2)) if sb2 > 0
+         else jnp.zeros((width,), jnp.float32))
     return w, b
 
   ws, bs = jax.vmap(params_for)(keys)

@@ -148,7 +148,8 @@ def make_sweep(model: MLP, meta, config: Config, x_train, y_train, x_eval, y_eva
                                      jax.random.split(data_key, config.steps))
     eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
     val_logits = model.apply({"params": params}, x_val)
-    val_acc = jnp.mean((jnp.argmax(val_logits, -1).astype(y_val.dtype) == y_val).astype(jnp.float32))
+    hits = jnp.argmax(val_logits, -1).astype(y_val.dtype) == y_val
+    val_acc = jnp.mean(hits.astype(jnp.float32))
     return eval_loss, val_acc
 
   @jax.jit

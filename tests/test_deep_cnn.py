@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import deep_cnn, deep_residual
+from experiments import deep_cnn
+from experiments import deep_residual
 from experiments.common import deep_conv as dc
 
 TINY = ["--dataset", "digits", "--digits-repeat", "1", "--channels", "4", "--steps", "4",

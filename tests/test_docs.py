@@ -146,7 +146,8 @@ def test_api_reference_lists_every_public_name():
     listed = pages[name]
     assert len(listed) == len(set(listed)), f"{name}: a member listed twice"
     missing, extra = sorted(set(exported) - set(listed)), sorted(set(listed) - set(exported))
-    assert not missing and not extra, f"{name}: missing from the API page {missing}, not in __all__ {extra}"
+    assert not missing and not extra, (
+        f"{name}: missing from the API page {missing}, not in __all__ {extra}")
 
 
 def test_public_modules_are_the_lazy_ones():

@@ -20,7 +20,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_DIR = os.path.join(ROOT, "docs", "results", "reproducibility")
 sys.path.insert(0, RESULT_DIR)
-import measure  # docs/results/reproducibility/measure.py
+import measure  # noqa: E402  (docs/results/reproducibility/measure.py, found through sys.path)
 
 TINY = ["--dataset", "digits", "--digits-repeat", "1", "--epochs", "2", "--seeds", "2",
         "--hidden", "8", "--depth", "2", "--init", "torch_linear_default,xavier_uniform",

@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import KS_P_MIN, N_SE, check_law
+from conftest import KS_P_MIN
+from conftest import N_SE
+from conftest import check_law
 
 import jinit
 from jinit._src import initializers as init_lib

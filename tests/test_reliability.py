@@ -18,7 +18,8 @@ import scipy.stats
 from flax import nnx
 
 import jinit
-from jinit import mup, residual
+from jinit import mup
+from jinit import residual
 from jinit._src import diagnostics as diag_lib
 from jinit._src import initializers as inits_lib
 from jinit._src import lsuv as lsuv_lib
@@ -410,7 +411,8 @@ class _ThreeLayers(nnx.Module):
 
 def test_lsuv_nnx_failure_at_layer_3_leaves_the_model_unchanged():
   model = _ThreeLayers(nnx.Rngs(0))
-  model.l2.bias[...] = jnp.full((16,), -100.0, jnp.float32)  # layer 2's units all dead: l3 sees zeros
+  # layer 2's units all dead: l3 sees zeros
+  model.l2.bias[...] = jnp.full((16,), -100.0, jnp.float32)
   model.l3.bias[...] = jnp.zeros((4,), jnp.float32)  # so l3's output variance is exactly 0
   x = jax.random.normal(jax.random.key(1), (32, 8), jnp.float32)
   before = {n: np.asarray(getattr(model, n).kernel[...]) for n in ("l1", "l2", "l3")}

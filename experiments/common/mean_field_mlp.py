@@ -31,9 +31,11 @@ def init_mlp(key, sigma_w2, sigma_b2: float, input_dim: int, width: int, depth: 
 
   def kernel(k, fan_in, fan_out):
     if distribution == "orthogonal":
-      return jinit.orthogonal(k, (fan_in, fan_out), fan_in, fan_out, gain=jnp.sqrt(jnp.asarray(sigma_w2, jnp.float32)))
-    return jinit.variance_scaling(k, (fan_in, fan_out), fan_in, fan_out, scale=jnp.asarray(sigma_w2, jnp.float32),
-                                  mode="fan_in", distribution="normal")
+      return jinit.orthogonal(k, (fan_in, fan_out), fan_in, fan_out,
+                              gain=jnp.sqrt(jnp.asarray(sigma_w2, jnp.float32)))
+    return jinit.variance_scaling(k, (fan_in, fan_out), fan_in, fan_out,
+                                  scale=jnp.asarray(sigma_w2, jnp.float32), mode="fan_in",
+                                  distribution="normal")
 
   def bias(k, shape):
     if sigma_b2 == 0:

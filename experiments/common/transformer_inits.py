@@ -1,4 +1,5 @@
-"""The deep transformer study's extra variants: DeepNorm, GradInit, MetaInit, SmallInit+Wang, mimetic.
+"""The deep transformer study's extra variants: DeepNorm, GradInit, MetaInit, SmallInit+Wang,
+mimetic.
 
 Each variant is an architecture (``(pre_ln, post_ln, gated)``, as ``deep_transformer.ARCH``)
 and an init of ``deep_transformer.param_shapes``'s per-layer params (Flax names:
@@ -29,7 +30,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from jinit import learned, recipes, residual
+from jinit import learned
+from jinit import recipes
+from jinit import residual
 
 EXTRA_VARIANTS = ("postln_deepnorm", "postln_gradinit", "noln_metainit", "preln_smallinit_wang",
                   "preln_mimetic")
