@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,8 +93,15 @@ def test_every_block_is_run_or_says_why_not():
 
 
 def _run(code: str, name: str) -> None:
+  """Runs a block as a reader would: under jax's default (standard) dtype promotion.
+
+  conftest.py makes promotion strict for every test, which checks jinit's own code; a
+  docs block also calls other libraries (optax's Adam is not strict-clean) and must
+  run as written in a reader's session.
+  """
   namespace = {"__name__": "__docs__"}
-  exec(compile(code, name, "exec"), namespace)  # noqa: S102 - the docs' own examples
+  with jax.numpy_dtype_promotion("standard"):
+    exec(compile(code, name, "exec"), namespace)  # noqa: S102 - the docs' own examples
 
 
 @pytest.mark.parametrize("block", RUN_BLOCKS, ids=[b.id for b in RUN_BLOCKS])
