@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import haiku as hk
 import jax
@@ -257,5 +257,7 @@ def reinit(params: Mapping[str, Mapping[str, Any]], init: inits.Initializer | No
         spec = _param_spec(module, name, shape, g)
       entries.append(layers.Entry(f"{module}/{name}", shape, jnp.result_type(value), spec))
   new = layers.redraw(entries, init, bias_init, checked_rules, key, where="Haiku params")
-  return {module: {name: new.get(f"{module}/{name}", value) for name, value in ps.items()}
+  # A parameter left as it was is the caller's array (Haiku params hold arrays).
+  return {module: {name: new.get(f"{module}/{name}", cast(jax.Array, value))
+                   for name, value in ps.items()}
           for module, ps in params.items()}

@@ -1093,6 +1093,7 @@ def _orthogonal_matrix(key: Array, n_rows: int, n_cols: int, compute_dtype,
   if not jnp.issubdtype(compute_dtype, jnp.complexfloating):
     mesh = getattr(out_sharding, "mesh", None)
     if mesh is not None and mesh.size > 1 and rows % mesh.size == 0:
+      assert out_sharding is not None  # its mesh is not None
       used = [a for e in out_sharding.spec if e is not None
               for a in ((e,) if isinstance(e, str) else tuple(e))]
       order = tuple(dict.fromkeys(used + list(mesh.axis_names)))  # the output's axes first

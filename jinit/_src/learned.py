@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import residual
 from jinit._src import validation
+from jinit._src.paths import path_str
 
 
 class LearnedInit(NamedTuple):
@@ -209,7 +209,7 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   norms, hist = run(norms0)
   flat = assemble(norms)
   new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
-  scales = {residual._path_str(path_leaves[i][0]):  # pylint: disable=protected-access
+  scales = {path_str(path_leaves[i][0]):
             float(norms[j] / norms0[j]) if float(norms0[j]) > 0 else float("nan")
             for j, i in enumerate(learn)}
   return LearnedInit(new, scales, np.asarray(hist))
@@ -354,7 +354,7 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
 
   m, hist = run([jnp.ones((), jnp.float32) for _ in learn])
   new = rebuild(jax.tree_util.tree_unflatten(treedef, assemble(m)))
-  scales = {residual._path_str(path_leaves[i][0]): float(m[j])  # pylint: disable=protected-access
+  scales = {path_str(path_leaves[i][0]): float(m[j])
             for j, i in enumerate(learn)}
   return LearnedInit(new, scales, np.asarray(hist))
 

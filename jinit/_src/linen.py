@@ -9,6 +9,7 @@ import flax
 import flax.core
 import flax.linen as nn
 import jax
+import jax.core
 import jax.numpy as jnp
 from flax import nnx
 from flax import traverse_util
@@ -97,7 +98,7 @@ def _spec(module: nn.Module, args, kwargs, name: str, shape) -> layers.ParamSpec
   Dense, Conv and Embed found wherever ``variable_axes`` put them (the layer's own shape
   from its attributes and its input), for the others leading.
   """
-  x = args[0] if args else next(iter(kwargs.values()), None)
+  x: Any = args[0] if args else next(iter(kwargs.values()), None)
   n_in = x.shape[-1] if hasattr(x, "shape") and len(x.shape) else None
   if isinstance(module, _NORMS):
     return layers.ParamSpec("keep") if name in ("scale", "bias") else None

@@ -95,6 +95,7 @@ def _kernel_spec(module: nnx.Module, shape) -> layers.ParamSpec | None:
     if getattr(module, "feature_group_count", 1) != 1:
       return None
     return layers.stacked_at(layers.conv_transpose_spec, shape, own, module.transpose_kernel)
+  assert isinstance(module, nnx.Einsum)  # the one other kind with a kernel shape
   return layers.stacked_at(lambda s: layers.einsum_spec(module.einsum_str, s), shape, own)
 
 
@@ -225,7 +226,8 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     # A tied kernel (shared with another layer) is listed once, under its first path:
     # the bias's spec then reads the kernel from its own layer.
     kernel = params.get((*path[:-1], "kernel"))
-    if kernel is None and isinstance(getattr(owner, "kernel", None), nnx.Variable):
+    if kernel is None and owner is not None and isinstance(getattr(owner, "kernel", None),
+                                                           nnx.Variable):
       kernel = owner.kernel
     spec = _spec(owner, str(path[-1]), tuple(value.shape),
                  None if kernel is None else tuple(kernel[...].shape))

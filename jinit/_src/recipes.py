@@ -47,6 +47,7 @@ import numpy as np
 from jinit._src import initializers as inits
 from jinit._src import residual
 from jinit._src import validation
+from jinit._src.paths import path_str
 
 Recipe = dict[str, Any]
 
@@ -467,7 +468,7 @@ def mimetic_attention(params: Any, *, key: jax.Array, alpha: float, beta: float,
   b2 = b1 if value_beta is None else validation.check_real(value_beta, "value_beta")
   q, k, v, o, w = MIMETIC_NAMES[layout]
   leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  paths = [residual._path_str(p) for p, _ in leaves]  # pylint: disable=protected-access
+  paths = [path_str(p) for p, _ in leaves]
   index = {p: i for i, p in enumerate(paths)}
   suffix = f"{q}/{w}"
   prefixes = [p[:-len(suffix)] for p in paths if p == suffix or p.endswith("/" + suffix)]

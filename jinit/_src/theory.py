@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, cast, overload
 
 import jax
 import jax.core
@@ -85,13 +85,21 @@ def _points(act: Activation) -> tuple[float, ...]:
   return tuple(sorted(set(act.kinks) | set(act.jumps)))
 
 
-def _m(act: Activation, q):
+def _m(act: Activation, q) -> jax.Array:
   """E[phi(u)^2], u ~ N(0, q)."""
   if act.closed_form:
     return acts.moment(act, q)
-  return quad.e1(lambda u: act.fn(u).astype(q.dtype) ** 2, q, _points(act))
+  # One integrand, no check: quad.e1 returns one array.
+  return cast(jax.Array, quad.e1(lambda u: act.fn(u).astype(q.dtype) ** 2, q, _points(act)))
 
 
+# The result's nesting follows ``check`` (one triple, or a (main, check) pair of them):
+# the overloads tell pyright which.
+@overload
+def _moments(act: Activation, q, check: Literal[False] = False) -> tuple[Any, Any, Any]: ...
+@overload
+def _moments(act: Activation, q,
+             check: Literal[True]) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]: ...
 def _moments(act: Activation, q, check=False):
   """(E[phi^2], E[phi'^2], d/dq E[phi^2]) at u ~ N(0, q); with check, ((main), (check)).
 
@@ -119,14 +127,20 @@ def _moments(act: Activation, q, check=False):
   return tuple(finish(r) for r in res) if check else finish(res)
 
 
-def _k(act: Activation, q1, q2, k):
+def _k(act: Activation, q1, q2, k) -> jax.Array:
   """E[phi(u) phi(v)], (u, v) ~ N(0, [[q1, k], [k, q2]])."""
   if act.closed_form:
     return acts.kernel(act, q1, q2, k)
   f = lambda u: act.fn(u).astype(q1.dtype)
-  return quad.e2(f, f, q1, q2, k, _points(act), _points(act))
+  # One integrand pair, no check: quad.e2 returns one array.
+  return cast(jax.Array, quad.e2(f, f, q1, q2, k, _points(act), _points(act)))
 
 
+@overload
+def _kernels(act: Activation, q1, q2, k, check: Literal[False] = False) -> tuple[Any, Any]: ...
+@overload
+def _kernels(act: Activation, q1, q2, k,
+             check: Literal[True]) -> tuple[tuple[Any, Any], tuple[Any, Any]]: ...
 def _kernels(act: Activation, q1, q2, k, check=False):
   """(E[phi(u) phi(v)], E[phi'(u) phi'(v)]); the second is dE[phi phi]/dk (Price), a
   central difference in k when phi jumps without a closed form. With check: both rules."""
@@ -889,7 +903,7 @@ def _nngp_layers(layers) -> list:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _nngp_jit(layers, k12, d1, d2):
+def _nngp_jit(layers, k12: jax.Array, d1: jax.Array, d2: jax.Array):
   for layer in layers:
     if isinstance(layer, Dense):
       k12 = layer.sigma_w2 * k12 + layer.sigma_b2

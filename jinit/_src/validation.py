@@ -146,8 +146,15 @@ def check_fan(value: Any, name: str, *, required: bool, allow_zero: bool = False
 _RAW_KEY_SHAPES = {"threefry2x32": (2,), "rbg": (4,), "unsafe_rbg": (4,)}
 
 
+def _default_prng_impl() -> str:
+  """The default PRNG implementation's name (honours a thread-local override)."""
+  # jax sets the flag as a property on Config at runtime; config.read refuses flags with a
+  # context manager (jax 0.10), so read the attribute that pyright cannot see.
+  return jax.config.jax_default_prng_impl  # pyright: ignore[reportAttributeAccessIssue]
+
+
 def _raw_key_shape() -> tuple[int, ...]:
-  impl = jax.config.jax_default_prng_impl
+  impl = _default_prng_impl()
   if impl not in _RAW_KEY_SHAPES:  # another registered implementation: ask jax (concrete)
     return tuple(jax.random.PRNGKey(0).shape)
   return _RAW_KEY_SHAPES[impl]
@@ -178,7 +185,7 @@ def check_key(key: Any, name: str = "key") -> Any:
     if tuple(shape) != want:
       raise TypeError(
           f"{name} is a raw uint32 key of shape {tuple(shape)}, but the default PRNG "
-          f"implementation {jax.config.jax_default_prng_impl!r} has raw keys of shape {want} "
+          f"implementation {_default_prng_impl()!r} has raw keys of shape {want} "
           "(threefry2x32: (2,), rbg and unsafe_rbg: (4,)); pass a typed key "
           "jax.random.key(seed, impl=...) or set jax_default_prng_impl")
     return key
