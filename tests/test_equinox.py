@@ -16,10 +16,20 @@ import jinit.equinox as je
 KEY = jax.random.key(0)
 
 
+def build(make, *args, **kwargs):
+  """``make(*args, **kwargs)`` with numpy-random parameters: Equinox's own init would
+  compile one kernel per shape; reinit only reads shapes, and kept values stay these."""
+  shapes = eqx.filter_eval_shape(make, *args, **kwargs)
+  rng = np.random.default_rng(0)
+  return jax.tree_util.tree_map(
+      lambda s: jnp.asarray(rng.standard_normal(s.shape).astype(s.dtype))
+      if isinstance(s, jax.ShapeDtypeStruct) else s, shapes)
+
+
 def fan_code(key, shape, fan_in=None, fan_out=None, *, dtype=jnp.float32):
   """Writes the fans it was given into every entry: fan_in + fan_out / 1000."""
-  del key
-  return jnp.full(shape, fan_in + fan_out / 1000.0, dtype)
+  del key  # built in numpy: a jnp.full would compile one kernel per shape
+  return jnp.asarray(np.full(shape, fan_in + fan_out / 1000.0, dtype))
 
 
 def fans_of(model):
@@ -35,29 +45,31 @@ def fans_of(model):
 
 def test_hand_computed_fans():
   k = jax.random.split(KEY, 8)
-  assert fans_of(eqx.nn.Linear(7, 5, key=k[0])) == {"weight": (7, 5)}
+  assert fans_of(build(eqx.nn.Linear, 7, 5, key=k[0])) == {"weight": (7, 5)}
   # Conv2d 12 -> 8 channels, 3x5 window, groups 4: in/groups*rf = 3*15, out/groups*rf = 2*15.
-  assert fans_of(eqx.nn.Conv2d(12, 8, (3, 5), groups=4, key=k[1])) == {"weight": (45, 30)}
-  assert fans_of(eqx.nn.Conv1d(6, 4, 3, key=k[2])) == {"weight": (18, 12)}
-  assert fans_of(eqx.nn.Conv3d(4, 6, 2, groups=2, key=k[3])) == {"weight": (16, 24)}
-  assert fans_of(eqx.nn.ConvTranspose2d(6, 4, 3, groups=2, key=k[4])) == {"weight": (27, 18)}
-  assert fans_of(eqx.nn.Embedding(50, 8, key=k[5])) == {"weight": (8, 50)}
+  assert fans_of(build(eqx.nn.Conv2d, 12, 8, (3, 5), groups=4, key=k[1])) == {"weight": (45, 30)}
+  assert fans_of(build(eqx.nn.Conv1d, 6, 4, 3, key=k[2])) == {"weight": (18, 12)}
+  assert fans_of(build(eqx.nn.Conv3d, 4, 6, 2, groups=2, key=k[3])) == {"weight": (16, 24)}
+  assert fans_of(build(eqx.nn.ConvTranspose2d, 6, 4, 3, groups=2, key=k[4])) == {"weight": (27, 18)}
+  assert fans_of(build(eqx.nn.Embedding, 50, 8, key=k[5])) == {"weight": (8, 50)}
   # GRU gates stacked along the output axis: per gate (in, hidden).
-  assert fans_of(eqx.nn.GRUCell(5, 7, key=k[6])) == {"weight_ih": (5, 7), "weight_hh": (7, 7)}
-  assert fans_of(eqx.nn.LSTMCell(3, 6, key=k[7])) == {"weight_ih": (3, 6), "weight_hh": (6, 6)}
-  mha = eqx.nn.MultiheadAttention(2, 8, key_size=6, value_size=4, output_size=5, qk_size=3,
+  assert fans_of(build(eqx.nn.GRUCell, 5, 7, key=k[6])) == {"weight_ih": (5, 7),
+                                                             "weight_hh": (7, 7)}
+  assert fans_of(build(eqx.nn.LSTMCell, 3, 6, key=k[7])) == {"weight_ih": (3, 6),
+                                                              "weight_hh": (6, 6)}
+  mha = build(eqx.nn.MultiheadAttention, 2, 8, key_size=6, value_size=4, output_size=5, qk_size=3,
                                   vo_size=7, key=k[0])
   assert fans_of(mha) == {"query_proj/weight": (8, 6), "key_proj/weight": (6, 6),
                           "value_proj/weight": (4, 14), "output_proj/weight": (14, 5)}
 
 
 def test_bias_gets_its_layers_fans():
-  conv = eqx.nn.Conv2d(4, 6, 3, key=KEY)
+  conv = build(eqx.nn.Conv2d, 4, 6, 3, key=KEY)
   new = je.reinit(conv, None, bias_init=fan_code, key=KEY)
   assert new.bias.shape == (6, 1, 1)
   np.testing.assert_allclose(np.asarray(new.bias), 36 + 54 / 1000.0, rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(new.weight), np.asarray(conv.weight))
-  gru = je.reinit(eqx.nn.GRUCell(3, 5, key=KEY), None, bias_init=fan_code, key=KEY)
+  gru = je.reinit(build(eqx.nn.GRUCell, 3, 5, key=KEY), None, bias_init=fan_code, key=KEY)
   np.testing.assert_allclose(np.asarray(gru.bias_n), 5.005, rtol=1e-6)
 
 
@@ -74,7 +86,7 @@ class Block(eqx.Module):
 
 
 def test_filter_vmap_stacked_blocks_are_copies():
-  blocks = eqx.filter_vmap(Block)(jax.random.split(KEY, 3))
+  blocks = build(eqx.filter_vmap(Block), jax.random.split(KEY, 3))
   fans = fans_of(blocks)
   assert fans["attn/query_proj/weight"] == (32, 32)
   assert fans["mlp/layers/0/weight"] == (32, 64)
@@ -84,16 +96,16 @@ def test_filter_vmap_stacked_blocks_are_copies():
   for c in range(3):
     np.testing.assert_allclose(w[c].T @ w[c], np.eye(32), atol=1e-5)
   assert not np.allclose(w[0], w[1])
-  np.testing.assert_array_equal(np.asarray(new.ln.weight), np.ones((3, 32)))
+  np.testing.assert_array_equal(np.asarray(new.ln.weight), np.asarray(blocks.ln.weight))
 
 
 def test_orthogonal_per_gate_and_per_group():
-  lstm = je.reinit(eqx.nn.LSTMCell(12, 8, key=KEY), jinit.orthogonal, key=KEY)
+  lstm = je.reinit(build(eqx.nn.LSTMCell, 12, 8, key=KEY), jinit.orthogonal, key=KEY)
   for w in (lstm.weight_ih, lstm.weight_hh):
     gates = np.asarray(w, np.float64).reshape(4, 8, -1)
     for g in gates:  # (8, in): rows orthonormal
       np.testing.assert_allclose(g @ g.T, np.eye(8), atol=1e-5)
-  conv = je.reinit(eqx.nn.Conv2d(8, 16, 3, groups=4, key=KEY), jinit.orthogonal, key=KEY)
+  conv = je.reinit(build(eqx.nn.Conv2d, 8, 16, 3, groups=4, key=KEY), jinit.orthogonal, key=KEY)
   groups = np.asarray(conv.weight, np.float64).reshape(4, 4, 2 * 9)
   for g in groups:
     np.testing.assert_allclose(g @ g.T, np.eye(4), atol=1e-5)
@@ -109,14 +121,14 @@ def test_orthogonal_per_gate_and_per_group():
 def test_drawn_law_matches_true_fans(check_law, name, law):
   # Grouped conv 64 -> 256, 5x5, groups 4: fan_in 16*25 = 400, fan_out 64*25 = 1600;
   # 102400 samples (check_law's tolerances are derived from n).
-  conv = eqx.nn.Conv2d(64, 256, 5, groups=4, key=KEY)
+  conv = build(eqx.nn.Conv2d, 64, 256, 5, groups=4, key=KEY)
   new = je.reinit(conv, getattr(jinit, name), key=jax.random.key(1))
   check_law(new.weight, law(400, 1600), what=f"{name} conv weight")
 
 
 def test_rules_paths_warnings_and_errors():
-  model = eqx.nn.Sequential([eqx.nn.Linear(4, 8, key=KEY), eqx.nn.PReLU(),
-                             eqx.nn.Linear(8, 2, key=KEY)])
+  model = eqx.nn.Sequential([build(eqx.nn.Linear, 4, 8, key=KEY), eqx.nn.PReLU(),
+                             build(eqx.nn.Linear, 8, 2, key=KEY)])
   with pytest.warns(je.UncoveredParametersWarning, match="layers/1/negative_slope"):
     new = je.reinit(model, jinit.xavier_normal, key=KEY, rules=[(r"layers/2/weight$",
                                                                jinit.zeros)])
