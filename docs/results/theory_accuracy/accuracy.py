@@ -169,12 +169,18 @@ def c_star(name, sw, sb):
   m, _, k, _ = ops(name)
   den = sw * m(q) + sb
   f = lambda c: (sw * k(q, c) + sb) / den - c
-  hi = 1 - 1e-6
   if f(0.0) <= 0:
     return 0.0
-  if f(hi) >= 0:  # chi1 within ~1e-6 of 1 (the critical point): c* = 1 to that accuracy
-    return 1.0
-  return optimize.brentq(f, 0.0, hi, xtol=1e-14, rtol=1e-13)
+  # Bracket [lo, 1 - eps] with f < 0 at its top, eps shrinking from 1e-2: near c = 1,
+  # f(c) ~ (1 - chi1)(1 - c) is smaller than the 2-D quadrature's error (~1e-7; measured for
+  # hard_tanh at sigma_w2 = 3: f(1 - 1e-6) = +9e-8 where the true value is -5.7e-7), so
+  # starting the bracket at 1 - 1e-6 read "no root below 1" in the chaotic phase.
+  lo = 0.0
+  for eps in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
+    if f(1 - eps) < 0:
+      return optimize.brentq(f, lo, 1 - eps, xtol=1e-14, rtol=1e-13)
+    lo = 1 - eps
+  return 1.0  # chi1 within ~1e-6 of 1 (the critical point): c* = 1 to that accuracy
 
 
 def xi_c(name, sw, sb):
