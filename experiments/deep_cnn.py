@@ -215,7 +215,8 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
       jac = r.get("jacobian", {}).get(name)
       jac_s = (f"{jac['median']:.3g} ({jac['max']:.3g} / {jac['min']:.2g})" if jac else "-")
       mf = r["mean_field"][name]
-      six = 6 * mf["xi_c"]
+      # xi_c = inf (tanh at sigma_b2 = 0 is exactly critical) is stored as null in JSON.
+      six = math.inf if mf["xi_c"] is None else 6 * mf["xi_c"]
       lines.append(
           f"| {r['depth']} | {name} | {run['lr']:.3g} | "
           f"{run['steps_to_50'] if run['steps_to_50'] is not None else never} | "
