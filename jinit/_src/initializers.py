@@ -237,10 +237,16 @@ def _compiled(fn):
     except TypeError as e:
       raise TypeError(f"{fn.__name__}: {e}") from None
     dtype_given = "dtype" in bound.arguments
+    passed_fans = {n: bound.arguments[n] for n in ("fan_in", "fan_out") if n in bound.arguments}
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     key = validation.check_key(arguments.pop("key"))
     _flax_call(fn.__name__, arguments, dtype_given)
+    # Fans are read from the shape only when the caller gave none: Flax's (key, shape, dtype)
+    # call (the dtype in fan_in's place, moved by _flax_call) or (key, shape). An explicit
+    # fan_in=None (a caller that could not tell the fans, e.g. jinit.residual on an
+    # ambiguous kernel) keeps the error of an initializer that needs them.
+    fans_omitted = all(v is not None and arguments[n] is None for n, v in passed_fans.items())
     arguments = {name: _concrete_scalar_to_python(v) for name, v in arguments.items()}
     shape = validation.check_shape(arguments["shape"], allow_zero=True)
     empty = _is_empty(shape)
@@ -248,7 +254,8 @@ def _compiled(fn):
     for name in ("fan_in", "fan_out"):
       arguments[name] = validation.check_fan(arguments[name], name, required=False,
                                              allow_zero=empty)
-    fans_from_shape = arguments["fan_in"] is None and arguments["fan_out"] is None
+    fans_from_shape = (fans_omitted and arguments["fan_in"] is None
+                       and arguments["fan_out"] is None)
     if fans_from_shape and len(shape) >= 2:
       arguments["fan_in"], arguments["fan_out"] = flax_fans(shape)
     arguments["dtype"] = validation.check_float_dtype(
