@@ -268,6 +268,7 @@ def test_unwritable_cache_dir_is_refused_before_the_data(tmp_path, capsys):
 # --------------------------------------------------------------------------- the runner
 
 
+@pytest.mark.usefixtures("optax_adam_promotion")  # the reference loop steps optax.adam
 def test_scan_sgd_equals_a_python_loop_of_optax_steps():
   """The one training loop: same params, per-step losses and chunk evaluations as a loop."""
   import jax
