@@ -80,16 +80,6 @@ def _check_int(value: Any, name: str, minimum: int = 1) -> int:
   return int(value)
 
 
-def _pattern(p: Any, name: str) -> str:
-  if not isinstance(p, str):
-    raise TypeError(f"{name} must be a regex string, got {p!r}")
-  try:
-    re.compile(p)
-  except re.error as e:
-    raise ValueError(f"{name}={p!r} is not a valid regex: {e}") from None
-  return p
-
-
 def _normal(std: float, name: str, cutoff: float | None = None) -> inits.Initializer:
   """N(0, std^2), or that normal truncated at +-cutoff std (torch's trunc_normal_ convention)."""
 
@@ -163,7 +153,8 @@ def wang_rules(num_layers: int, d_model: int, *, attn_out: str = ATTN_OUT,
                ffn_out: str = FFN_OUT) -> list[residual.Rule]:
   """Wang init on the attention output and last MLP kernels, as reinit rules."""
   init = wang_init(num_layers, d_model)
-  return [(_pattern(attn_out, "attn_out"), init), (_pattern(ffn_out, "ffn_out"), init)]
+  return [(validation.check_pattern(attn_out, "attn_out"), init),
+          (validation.check_pattern(ffn_out, "ffn_out"), init)]
 
 
 def gpt_neox(num_layers: int, d_model: int, *, attn_out: str = ATTN_OUT,
@@ -256,8 +247,9 @@ def deepnorm(num_layers: int, part: str = "encoder", *, other_layers: int = 0,
   _, beta = deepnorm_constants(enc, dec)[part]
   scaled = _xavier_normal(beta)
   return {"init": _xavier_normal(1.0), "bias_init": inits.zeros,
-          "rules": [(_pattern(value, "value"), scaled), (_pattern(attn_out, "attn_out"), scaled),
-                    (_pattern(ffn, "ffn"), scaled)]}
+          "rules": [(validation.check_pattern(value, "value"), scaled),
+                    (validation.check_pattern(attn_out, "attn_out"), scaled),
+                    (validation.check_pattern(ffn, "ffn"), scaled)]}
 
 
 def deepnorm_alpha(num_layers: int, part: str = "encoder", *, other_layers: int = 0) -> float:
@@ -344,13 +336,13 @@ def olmo(d_model: int, num_layers: int, *, d_ff: int | None = None,
   if not isinstance(block, str) or "{i}" not in block:
     raise ValueError(f"block must be a regex containing '{{i}}' for the block index, got "
                      f"{block!r}")
-  _pattern(attn_out, "attn_out")
-  _pattern(ffn_out, "ffn_out")
+  validation.check_pattern(attn_out, "attn_out")
+  validation.check_pattern(ffn_out, "ffn_out")
   rules = []
   for i in range(n):
     # The block's prefix as a lookahead, then the projection's own pattern.
     within = rf"^(?=(.*/)?{block.replace('{i}', str(i))})"
-    rules.append((_pattern(within + ".*" + attn_out, "block"),
+    rules.append((validation.check_pattern(within + ".*" + attn_out, "block"),
                   _normal(1 / math.sqrt(2 * d * (i + 1)), f"olmo_attn_out(l={i})", OLMO_CUTOFF)))
     rules.append((within + ".*" + ffn_out,
                   _normal(1 / math.sqrt(2 * d_ff * (i + 1)), f"olmo_ffn_out(l={i})",
@@ -388,7 +380,7 @@ def apply_recipe(params: Any, recipe: Recipe, *, key: jax.Array, kernels: str = 
   rules = list(recipe.get("rules", []))
   paths = residual.param_paths(params)
   for pattern, init in ((kernels, recipe.get("init")), (biases, recipe.get("bias_init"))):
-    _pattern(pattern, "kernels/biases")
+    validation.check_pattern(pattern, "kernels/biases")
     if init is not None and any(re.search(pattern, p) for p in paths):
       rules.append((pattern, init))
   used = [r for r in rules if any(re.search(r[0], p) for p in paths)]
