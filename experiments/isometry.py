@@ -353,13 +353,7 @@ RUNNER = study.Runner("isometry", __doc__.split("\n")[0], add_flags, make_config
                       presets={"full": FULL, "quick": QUICK},
                       needs_data=lambda args: not args.skip_learning)
 
-
-def build_parser() -> argparse.ArgumentParser:
-  return RUNNER.parser()
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return RUNNER.main(argv)
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

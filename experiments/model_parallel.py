@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from experiments.common import cli
@@ -143,13 +142,7 @@ def run(ctx) -> dict[str, Any]:
 RUNNER = study.Runner("model_parallel", __doc__.split("\n")[0], add_flags, make_config, run,
                       data_flags=False)
 
-
-def build_parser() -> argparse.ArgumentParser:
-  return RUNNER.parser()
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return RUNNER.main(argv)
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -432,12 +432,7 @@ RUNNER = study.Runner("mup_transfer", __doc__.split("\n")[0], add_flags, config_
                                          "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
 
 
-def build_parser() -> argparse.ArgumentParser:
-  return RUNNER.parser()
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-  return RUNNER.main(argv)
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -283,13 +283,7 @@ def run(ctx) -> dict[str, Any]:
 RUNNER = study.Runner("trainability", __doc__.split("\n")[0], add_flags, make_config, run,
                       presets={"full": FULL, "quick": QUICK})
 
-
-def build_parser() -> argparse.ArgumentParser:
-  return RUNNER.parser()
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  return RUNNER.main(argv)
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":
