@@ -7,8 +7,9 @@ temporary folder (nothing is left in ``results/``). The machine's load average i
 before and after each command: timings on a loaded machine are several times longer, so a
 table is only comparable with the load beside it.
 
-Writes ``OUT/timings.json`` (command, wall seconds, exit code, loads, date, machine) and
-``OUT/summary.md`` (the table README includes).
+Writes ``OUT/timings.json`` (command, wall seconds, exit code, loads, date, machine),
+``OUT/summary.md`` (the table README includes) and each command's output in ``OUT/logs/``
+(the tests' log ends with pytest's 15 slowest tests).
 """
 
 from __future__ import annotations
@@ -28,19 +29,24 @@ COMMANDS = (
     ("python -m experiments (the main job)", ["experiments"]),
     ("python -m experiments.deep_transformer --quick", ["experiments.deep_transformer", "--quick"]),
 )
-TESTS = ("python -m pytest -q (the tests)", ["pytest", "-q", "-p", "no:cacheprovider"])
+# --durations=15 only adds the slowest tests to the log; the timed command is README's.
+TESTS = ("python -m pytest -q (the tests)",
+         ["pytest", "-q", "-p", "no:cacheprovider", "--durations=15"])
 
 
 def _load() -> float:
   return round(os.getloadavg()[0], 2)
 
 
-def _run(label: str, argv: list[str], env: dict, cwd: str) -> dict:
+def _run(label: str, argv: list[str], env: dict, cwd: str, log: str) -> dict:
+  """Runs ``python -m argv`` with its output in ``log``; the row of the table."""
   start, load_before = time.monotonic(), _load()
-  proc = subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=env,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+  with open(log, "w", encoding="utf-8") as f:
+    proc = subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=env, stdout=f,
+                          stderr=subprocess.STDOUT, check=False)
   wall = time.monotonic() - start
-  row = {"command": label, "argv": argv, "wall_s": round(wall, 1), "exit_code": proc.returncode,
+  row = {"command": label, "argv": argv, "log": os.path.basename(log), "wall_s": round(wall, 1),
+         "exit_code": proc.returncode,
          "load_1min_before": load_before, "load_1min_after": _load()}
   print(f"{label}: {wall:.1f} s (exit {proc.returncode}, load {load_before} -> "
         f"{row['load_1min_after']})", flush=True)
@@ -57,7 +63,8 @@ def main(argv=None) -> int:
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   started = datetime.datetime.now(datetime.timezone.utc)
   rows = []
-  for label, cmd in COMMANDS + (() if args.skip_tests else (TESTS,)):
+  os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+  for i, (label, cmd) in enumerate(COMMANDS + (() if args.skip_tests else (TESTS,))):
     with tempfile.TemporaryDirectory() as tmp:
       env = {**os.environ, "PYTHONPATH": root, "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "c")}
       extra = []
@@ -65,7 +72,8 @@ def main(argv=None) -> int:
         extra = ["--out", os.path.join(tmp, "out"), "--cache-dir", os.path.join(tmp, "cache")]
         if args.data_dir:
           extra += ["--data-dir", args.data_dir]
-      rows.append(_run(label, cmd + extra, env, root))
+      log = os.path.join(args.out, "logs", f"{i}-{cmd[0]}.log")
+      rows.append(_run(label, cmd + extra, env, root, log))
   machine = {"platform": platform.platform(), "python": platform.python_version(),
              "cpus": os.cpu_count()}
   record = {"started": started.isoformat(timespec="seconds"),
