@@ -36,6 +36,8 @@ import jax
 from jinit._src import initializers as inits
 from jinit._src import layers
 from jinit._src.layers import UncoveredParametersWarning as UncoveredParametersWarning
+from jinit._src.paths import key_name
+from jinit._src.paths import path_str
 
 _NORMS = (eqx.nn.LayerNorm, eqx.nn.RMSNorm, eqx.nn.GroupNorm, eqx.nn.BatchNorm)
 
@@ -114,13 +116,6 @@ def _child(node: Any, key: Any) -> Any:
   return None
 
 
-def _key_name(key: Any) -> str:
-  for attr in ("name", "idx", "key"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
 def parameters(model: Any) -> list[tuple[str, Any, Any, Any]]:
   """``(path, owner module, attribute name, array)`` for every floating array of ``model``.
 
@@ -140,7 +135,7 @@ def parameters(model: Any) -> list[tuple[str, Any, Any, Any]]:
     if skip:
       continue
     owner = node if isinstance(node, eqx.Module) else None
-    out.append(("/".join(_key_name(k) for k in path), owner, _key_name(path[-1]), leaf))
+    out.append((path_str(path, drop_value=False), owner, key_name(path[-1]), leaf))
   return out
 
 
@@ -205,6 +200,6 @@ def reinit(model: Any, init: inits.Initializer | None, *, key: jax.Array,
   def where(m):
     # tree_at calls this on a copy whose leaves are placeholders: select by path only.
     return [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(m)[0]
-            if "/".join(_key_name(k) for k in path) in wanted]
+            if path_str(path, drop_value=False) in wanted]
 
   return eqx.tree_at(where, model, [new[p] for p in changed])

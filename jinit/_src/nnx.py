@@ -146,7 +146,7 @@ def stack_lengths(model: nnx.Module) -> dict[str, int]:
         kernel = layer_shape(owner, "kernel")
         own = None if kernel is None else (kernel[-1],)  # a bias has the out features
       stack = None if own is None else layers.stack_axes(shape, own)
-      out["/".join(map(str, path))] = 1 if stack is None else math.prod(shape[i] for i in stack)
+      out[path_str(path)] = 1 if stack is None else math.prod(shape[i] for i in stack)
   return out
 
 

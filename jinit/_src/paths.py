@@ -17,16 +17,17 @@ def key_name(k: Any) -> str:
   return str(k)
 
 
-def path_str(path: Sequence[Any], *, drop_params: bool = False) -> str:
+def path_str(path: Sequence[Any], *, drop_params: bool = False, drop_value: bool = True) -> str:
   """``"a/b/kernel"``: a jax key path or a tuple of names joined by "/".
 
   nnx's ``.value`` attribute of a Variable is not part of a parameter's path
-  (``fc/kernel``, not ``fc/kernel/value``). ``drop_params`` also drops a leading
-  ``params`` collection, so that linen variables, linen params and nnx state share
-  paths (μP's base shapes do; residual's rules keep it).
+  (``fc/kernel``, not ``fc/kernel/value``); ``drop_value=False`` keeps every attribute
+  (an Equinox module's field may be named ``value``). ``drop_params`` also drops a
+  leading ``params`` collection, so that linen variables, linen params and nnx state
+  share paths (μP's base shapes do; residual's rules keep it).
   """
   names = [key_name(k) for k in path
-           if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")]
+           if not (drop_value and isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")]
   if drop_params and len(names) > 1 and names[0] == "params":
     names = names[1:]
   return "/".join(names)
