@@ -35,8 +35,7 @@ def _axes(axis: AxisSpec, rank: int, name: str) -> tuple[int, ...]:
           else tuple(axis))  # pyright: ignore[reportArgumentType]  (a bool fails below)
   out = []
   for a in axes:
-    if isinstance(a, bool) or not isinstance(a, int):
-      raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
+    a = validation.check_int(a, f"{name} (an int or a tuple of ints)", minimum=None)
     if not -rank <= a < rank:
       raise ValueError(f"{name}={axis!r} is out of range for a shape of rank {rank}")
     out.append(a % rank)

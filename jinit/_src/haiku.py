@@ -74,11 +74,7 @@ def _layout_spec(layout: str, shape, groups: int = 1) -> layers.ParamSpec:
 
 
 def _check_groups(groups: Any) -> int:
-  if isinstance(groups, bool) or not isinstance(groups, int):
-    raise TypeError(f"groups must be an int, got {groups!r}")
-  if groups < 1:
-    raise ValueError(f"groups must be >= 1, got {groups!r}")
-  return groups
+  return validation.check_int(groups, "groups")
 
 
 def w_init(init: inits.Initializer, *, layout: str = "auto", groups: int = 1,

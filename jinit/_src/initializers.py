@@ -1176,8 +1176,8 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
     ((128, 64), True)
   """
   shape, _, _, dtype = _prepare(shape, fan_in, fan_out, dtype, min_rank=2, allow_complex=True)
-  if isinstance(column_axis, bool) or not isinstance(column_axis, int) \
-      or not -len(shape) <= column_axis < len(shape):
+  column_axis = validation.check_int(column_axis, "column_axis", minimum=None)
+  if not -len(shape) <= column_axis < len(shape):
     raise ValueError(f"column_axis must be an int in [-{len(shape)}, {len(shape)}), "
                      f"got {column_axis!r}")
   gain = validation.check_real(gain, "gain", positive=True)

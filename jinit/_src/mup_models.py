@@ -121,8 +121,7 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
 
 def _readout_std_and_mult(in_features, base_in_features, parametrization, output_mult):
   check_parametrization(parametrization)
-  if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
-    raise ValueError(f"in_features must be a positive int, got {in_features!r}")
+  in_features = validation.check_int(in_features, "in_features")
   output_mult = validation.check_real(output_mult, "output_mult")
   base = in_features if base_in_features is None else base_in_features
   base = validation.check_int(base, "base_in_features")
