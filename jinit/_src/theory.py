@@ -903,20 +903,32 @@ def _nngp_layers(layers) -> list:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _nngp_jit(layers, k12: jax.Array, d1: jax.Array, d2: jax.Array):
+def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Array):
+  """One activation layer of the NNGP recursion: (E[phi(u) phi(v)], E[phi(u)^2], E[phi(v)^2])
+  for every pair of inputs, (u, v) ~ N(0, [[d1_i, k12_ij], [k12_ij, d2_j]]).
+
+  Compiled once per (activation, shapes): the Dense layers around it are plain float64
+  arithmetic in :func:`_nngp_stack`, so a stack of any depth and any sigmas reuses this
+  program. (Tracing the whole stack as one program made XLA's compile time grow steeply
+  with depth: 20 erf layers did not compile in 800 s.)
+  """
+  q1 = jnp.broadcast_to(d1[:, None], k12.shape)
+  q2 = jnp.broadcast_to(d2[None, :], k12.shape)
+  s = jnp.sqrt(q1 * q2)
+  k = jnp.clip(k12, -s, s)
+  k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(
+      q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
+  return k12, jax.vmap(lambda q: _m(act, q))(d1), jax.vmap(lambda q: _m(act, q))(d2)
+
+
+def _nngp_stack(layers, k12: np.ndarray, d1: np.ndarray, d2: np.ndarray):
+  """The NNGP recursion through ``layers`` (float64 numpy in and out; call under x64)."""
   for layer in layers:
     if isinstance(layer, Dense):
-      k12 = layer.sigma_w2 * k12 + layer.sigma_b2
-      d1 = layer.sigma_w2 * d1 + layer.sigma_b2
-      d2 = layer.sigma_w2 * d2 + layer.sigma_b2
+      k12, d1, d2 = (layer.sigma_w2 * a + layer.sigma_b2 for a in (k12, d1, d2))
     else:
-      q1 = jnp.broadcast_to(d1[:, None], k12.shape)
-      q2 = jnp.broadcast_to(d2[None, :], k12.shape)
-      k = jnp.clip(k12, -jnp.sqrt(q1 * q2), jnp.sqrt(q1 * q2))
-      k12 = jax.vmap(lambda a, b, c, layer=layer: _k(layer, a, b, c))(
-          q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
-      d1 = jax.vmap(lambda q, layer=layer: _m(layer, q))(d1)
-      d2 = jax.vmap(lambda q, layer=layer: _m(layer, q))(d2)
+      k12, d1, d2 = (np.asarray(a) for a in _nngp_activation(layer, jnp.asarray(k12),
+                                                              jnp.asarray(d1), jnp.asarray(d2)))
   return k12, d1, d2
 
 
@@ -968,10 +980,8 @@ def nngp_kernel(layers: Sequence[Any], x1, x2=None) -> jax.Array:
                      f"{xs[1].shape}")
   d = xs[0].shape[1]
   with jax.enable_x64(True):
-    k12, _, _ = _nngp_jit(tuple(layers), jnp.asarray(xs[0] @ xs[1].T / d),
-                          jnp.asarray(np.sum(xs[0] ** 2, 1) / d),
-                          jnp.asarray(np.sum(xs[1] ** 2, 1) / d))
-    k12 = np.asarray(k12)
+    k12, _, _ = _nngp_stack(layers, xs[0] @ xs[1].T / d, np.sum(xs[0] ** 2, 1) / d,
+                            np.sum(xs[1] ** 2, 1) / d)
   if not np.isfinite(k12).all():
     raise ValueError("nngp_kernel is not finite: an activation produced a non-finite value at "
                      "the variances reached")
