@@ -82,7 +82,6 @@ def test_sin_chi1_at_large_variance():
   assert float(theory.chi1(jnp.sin, 1e4, 0.05)) == pytest.approx(5000.0, rel=RTOL)
 
 
-@pytest.mark.slow  # scipy brentq over nested quad: minutes on 2 cores
 def test_tanh_critical_point_at_sigma_b2_50():
   expected = ref.critical("tanh", 50.0)
   assert expected == pytest.approx(15.02, rel=1e-3)
@@ -134,7 +133,6 @@ def test_erf_below_criticality_keeps_the_input_correlation():
   np.testing.assert_allclose(theory.c_map(erf, 0.5, 0.0, 0.3, 5), 0.3, rtol=1e-6)
 
 
-@pytest.mark.slow  # scipy brentq over nested quad: minutes on 2 cores
 def test_critical_search_covers_large_sigma_b2():
   sb2 = np.array([1.0, 5.0, 10.0, 50.0])
   got = np.asarray(theory.critical_sigma_w2(jnp.tanh, sb2, search=(1e-2, 1e3)))
@@ -247,7 +245,6 @@ def test_nngp_kernel_of_tanh_agrees_with_kernel_map_and_a_wide_net():
 SB2_SWEEP = [0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0]
 
 
-@pytest.mark.slow  # scipy references: minutes on 2 shared cores
 @pytest.mark.parametrize("name,phi", [("tanh", jnp.tanh), ("erf", erf)])
 def test_critical_sigma_w2_matches_an_independent_root_finder(name, phi):
   got = np.asarray(theory.critical_sigma_w2(phi, np.array(SB2_SWEEP)), np.float64)
