@@ -15,6 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import integrate
+from scipy import optimize
+from scipy import special
 
 from jinit import theory
 
@@ -54,6 +57,38 @@ def test_hard_tanh_critical_point_and_chi1_there():
   assert float(theory.critical_sigma_w2(jax.nn.hard_tanh, 0.05)) == pytest.approx(crit_ref,
                                                                                   rel=1e-6)
   assert float(theory.chi1(jax.nn.hard_tanh, crit_ref, 0.05)) == pytest.approx(1.0, rel=RTOL)
+
+
+def _hard_tanh_c_star_by_price(sw, sb):
+  """c* of hard_tanh from Price's theorem, a second reference independent of accuracy.py's
+  nested quad: dE[phi(u) phi(v)]/drho = q P(|u| < 1, |v| < 1) for u, v ~ N(0, q) with
+  correlation rho, and E[phi(u) phi(v)] = E[phi]^2 = 0 at rho = 0, so the correlation map
+  is C(c) = (sw q int_0^c P(rho) drho + sb) / q* at q = q*."""
+  q = ref.q_star("hard_tanh", sw, sb)
+  a = 1 / math.sqrt(q)  # the kinks in units of sqrt(q)
+
+  def box(rho):  # P(|z1| < a, |z2| < a), z standard normal with correlation rho
+    r = math.sqrt(1 - rho * rho)
+    g = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi) * (
+        special.ndtr((a - rho * z) / r) - special.ndtr((-a - rho * z) / r))
+    return integrate.quad(g, -a, a, epsabs=0, epsrel=1e-12)[0]
+
+  f = lambda c: (sw * q * integrate.quad(box, 0, c, epsabs=0, epsrel=1e-12)[0] + sb) / q - c
+  return optimize.brentq(f, 0.0, 0.99, xtol=1e-14, rtol=1e-13)
+
+
+@pytest.mark.parametrize("sb2", [0.05, 1.0])
+def test_hard_tanh_c_star_in_the_chaotic_phase(sb2):
+  # chi1 = 1.572 and 1.285 at sigma_w2 = 3: chaotic, so c* < 1 (C(c) - c is > 0 at 0 and
+  # < 0 just below 1). The first accuracy run's reference read c* = 1 here (its bracket
+  # started at 1 - 1e-6, where C(c) - c is below its nested quad's error).
+  assert float(theory.chi1(jax.nn.hard_tanh, 3.0, sb2)) > 1
+  expected = ref.c_star("hard_tanh", 3.0, sb2)
+  assert expected == pytest.approx(_hard_tanh_c_star_by_price(3.0, sb2), rel=1e-7)
+  assert expected < 0.99
+  assert float(theory.c_star(jax.nn.hard_tanh, 3.0, sb2)) == pytest.approx(expected, rel=RTOL)
+  assert float(theory.c_map(jax.nn.hard_tanh, 3.0, sb2, 0.9, 80)[-1]) == pytest.approx(
+      expected, rel=RTOL)
 
 
 def test_hard_tanh_xi_q_includes_the_kinks_delta_terms():

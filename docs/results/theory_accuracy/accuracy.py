@@ -315,17 +315,18 @@ def main(argv=None):
   parts_meta = None
   if args.merge:
     parts = [json.load(open(os.path.join(d, "accuracy.json"))) for d in args.merge]
-    by_phi: dict[str, list] = {}
-    for part in parts:
+    by_phi: dict[str, tuple[int, list]] = {}
+    for i, part in enumerate(parts):
       for name in dict.fromkeys(r["phi"] for r in part["rows"]):
-        by_phi[name] = [r for r in part["rows"] if r["phi"] == name]  # a later part wins
-    rows = [r for rs in by_phi.values() for r in rs]
+        by_phi[name] = (i, [r for r in part["rows"] if r["phi"] == name])  # a later part wins
+    rows = [r for _, rs in by_phi.values() for r in rs]
     start = min(datetime.datetime.fromisoformat(p["meta"]["started"]) for p in parts)
     t0 -= sum(p["meta"]["wall_s"] for p in parts)
-    # each part's own record (a merged part keeps its parts), so the provenance of every
-    # activation's rows survives a merge into the folder it was read from
-    parts_meta = [{**p["meta"], "phi": list(dict.fromkeys(r["phi"] for r in p["rows"]))}
-                  for p in parts]
+    # each part's own record (a merged part keeps its parts) and the activations whose rows
+    # were taken from it, so the provenance of every row survives a merge into the folder it
+    # was read from
+    parts_meta = [{**p["meta"], "phi": [n for n, (j, _) in by_phi.items() if j == i]}
+                  for i, p in enumerate(parts)]
   else:
     rows = run(args.phi, args.quick)
   table = summarize(rows)
@@ -345,7 +346,8 @@ def main(argv=None):
             "50} (absolute where the reference is 0; ξ_c not compared at the critical point; "
             "'raised': points where jinit raised, e.g. no fixed point):\n\n" + table + "\n")
     if parts_meta is not None:
-      f.write("\nMerged from (per activation, a later run replaces an earlier one):\n\n" +
+      f.write("\nMerged from (the activations whose rows each run gave; a later run of an "
+              "activation replaces an earlier one):\n\n" +
               "".join(f"- {', '.join(m['phi'])}: `{m['command']}` on {m['started']} "
                       f"({m['wall_s']} s)\n" for m in parts_meta))
   print(table)
