@@ -503,7 +503,7 @@ def _summary_at(act: Activation, sw: float, sb: float) -> dict:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _scalar_pair(field, phi, sigma_w2, sigma_b2, what, need_c=True):
+def _scalar_pair(field, phi, sigma_w2, sigma_b2, what):
   act = _prepare(phi)
   sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
@@ -511,8 +511,11 @@ def _scalar_pair(field, phi, sigma_w2, sigma_b2, what, need_c=True):
     # Traced sigmas cannot be checked before the call: outside the domain (sigma_w2 <= 0,
     # sigma_b2 < 0, NaN, inf) the result is NaN, never a number that reads as valid
     # (-0.0 from chi1, or an inf xi_c that reads as "critical").
+    # Only c_star and xi_c need the correlation map's root: without it the caller's program
+    # is smaller and compiles in about half the time (tanh: 1.3 s instead of 2.9 s).
     sw, sb = jnp.broadcast_arrays(jnp.asarray(sw), jnp.asarray(sb))
     valid = jnp.isfinite(sw) & (sw > 0) & jnp.isfinite(sb) & (sb >= 0)
+    need_c = field in ("c_star", "xi_c")
     out, _, _ = _evaluate(_summary_impl, act,
                           (jnp.where(valid, sw, 1.0), jnp.where(valid, sb, 0.0)), (need_c,))
     return jnp.where(valid, out[field].astype(jnp.float32), jnp.nan)
