@@ -503,7 +503,7 @@ def _summary_at(act: Activation, sw: float, sb: float) -> dict:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def _scalar_pair(field, phi, sigma_w2, sigma_b2, what, need_c=True):
+def _scalar_pair(field, phi, sigma_w2, sigma_b2, what):
   act = _prepare(phi)
   sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
@@ -511,8 +511,11 @@ def _scalar_pair(field, phi, sigma_w2, sigma_b2, what, need_c=True):
     # Traced sigmas cannot be checked before the call: outside the domain (sigma_w2 <= 0,
     # sigma_b2 < 0, NaN, inf) the result is NaN, never a number that reads as valid
     # (-0.0 from chi1, or an inf xi_c that reads as "critical").
+    # Only c_star and xi_c need the correlation map's root: without it the caller's program
+    # is smaller and compiles in about half the time (tanh: 1.3 s instead of 2.9 s).
     sw, sb = jnp.broadcast_arrays(jnp.asarray(sw), jnp.asarray(sb))
     valid = jnp.isfinite(sw) & (sw > 0) & jnp.isfinite(sb) & (sb >= 0)
+    need_c = field in ("c_star", "xi_c")
     out, _, _ = _evaluate(_summary_impl, act,
                           (jnp.where(valid, sw, 1.0), jnp.where(valid, sb, 0.0)), (need_c,))
     return jnp.where(valid, out[field].astype(jnp.float32), jnp.nan)
@@ -903,20 +906,32 @@ def _nngp_layers(layers) -> list:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _nngp_jit(layers, k12: jax.Array, d1: jax.Array, d2: jax.Array):
+def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Array):
+  """One activation layer of the NNGP recursion: (E[phi(u) phi(v)], E[phi(u)^2], E[phi(v)^2])
+  for every pair of inputs, (u, v) ~ N(0, [[d1_i, k12_ij], [k12_ij, d2_j]]).
+
+  Compiled once per (activation, shapes): the Dense layers around it are plain float64
+  arithmetic in :func:`_nngp_stack`, so a stack of any depth and any sigmas reuses this
+  program. (Tracing the whole stack as one program made XLA's compile time grow steeply
+  with depth: 20 erf layers did not compile in 800 s.)
+  """
+  q1 = jnp.broadcast_to(d1[:, None], k12.shape)
+  q2 = jnp.broadcast_to(d2[None, :], k12.shape)
+  s = jnp.sqrt(q1 * q2)
+  k = jnp.clip(k12, -s, s)
+  k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(
+      q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
+  return k12, jax.vmap(lambda q: _m(act, q))(d1), jax.vmap(lambda q: _m(act, q))(d2)
+
+
+def _nngp_stack(layers, k12: np.ndarray, d1: np.ndarray, d2: np.ndarray):
+  """The NNGP recursion through ``layers`` (float64 numpy in and out; call under x64)."""
   for layer in layers:
     if isinstance(layer, Dense):
-      k12 = layer.sigma_w2 * k12 + layer.sigma_b2
-      d1 = layer.sigma_w2 * d1 + layer.sigma_b2
-      d2 = layer.sigma_w2 * d2 + layer.sigma_b2
+      k12, d1, d2 = (layer.sigma_w2 * a + layer.sigma_b2 for a in (k12, d1, d2))
     else:
-      q1 = jnp.broadcast_to(d1[:, None], k12.shape)
-      q2 = jnp.broadcast_to(d2[None, :], k12.shape)
-      k = jnp.clip(k12, -jnp.sqrt(q1 * q2), jnp.sqrt(q1 * q2))
-      k12 = jax.vmap(lambda a, b, c, layer=layer: _k(layer, a, b, c))(
-          q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
-      d1 = jax.vmap(lambda q, layer=layer: _m(layer, q))(d1)
-      d2 = jax.vmap(lambda q, layer=layer: _m(layer, q))(d2)
+      k12, d1, d2 = (np.asarray(a) for a in _nngp_activation(layer, jnp.asarray(k12),
+                                                              jnp.asarray(d1), jnp.asarray(d2)))
   return k12, d1, d2
 
 
@@ -968,10 +983,8 @@ def nngp_kernel(layers: Sequence[Any], x1, x2=None) -> jax.Array:
                      f"{xs[1].shape}")
   d = xs[0].shape[1]
   with jax.enable_x64(True):
-    k12, _, _ = _nngp_jit(tuple(layers), jnp.asarray(xs[0] @ xs[1].T / d),
-                          jnp.asarray(np.sum(xs[0] ** 2, 1) / d),
-                          jnp.asarray(np.sum(xs[1] ** 2, 1) / d))
-    k12 = np.asarray(k12)
+    k12, _, _ = _nngp_stack(layers, xs[0] @ xs[1].T / d, np.sum(xs[0] ** 2, 1) / d,
+                            np.sum(xs[1] ** 2, 1) / d)
   if not np.isfinite(k12).all():
     raise ValueError("nngp_kernel is not finite: an activation produced a non-finite value at "
                      "the variances reached")

@@ -23,7 +23,9 @@ import sys
 import time
 
 import numpy as np
-from scipy import integrate, optimize, special
+from scipy import integrate
+from scipy import optimize
+from scipy import special
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -103,7 +105,8 @@ CLOSED = {  # name: (moment(q), dmoment(q), kernel(q, c), dkernel(q, c))
     "step": (lambda q: 0.5, lambda q: math.inf, lambda q, c: 0.25 + math.asin(c) / (2 * math.pi),
              lambda q, c: 1 / (2 * math.pi * q * math.sqrt(1 - c * c))),
     "sin": (lambda q: 0.5 * (1 - math.exp(-2 * q)), lambda q: 0.5 * (1 + math.exp(-2 * q)),
-            lambda q, c: math.exp(-q) * math.sinh(c * q), lambda q, c: math.exp(-q) * math.cosh(c * q)),
+            lambda q, c: math.exp(-q) * math.sinh(c * q),
+            lambda q, c: math.exp(-q) * math.cosh(c * q)),
 }
 
 
@@ -304,15 +307,26 @@ def main(argv=None):
   p.add_argument("--quick", action="store_true")
   p.add_argument("--phi", nargs="*", default=list(SMOOTH) + list(CLOSED))
   p.add_argument("--merge", nargs="*", default=None,
-                 help="combine the accuracy.json of these folders (runs per activation)")
+                 help="combine the accuracy.json of these folders (runs per activation); an "
+                 "activation's rows in a later folder replace those of an earlier one (a rerun)")
   args = p.parse_args(argv)
   start = datetime.datetime.now(datetime.timezone.utc)
   t0 = time.time()
+  parts_meta = None
   if args.merge:
     parts = [json.load(open(os.path.join(d, "accuracy.json"))) for d in args.merge]
-    rows = [r for part in parts for r in part["rows"]]
+    by_phi: dict[str, tuple[int, list]] = {}
+    for i, part in enumerate(parts):
+      for name in dict.fromkeys(r["phi"] for r in part["rows"]):
+        by_phi[name] = (i, [r for r in part["rows"] if r["phi"] == name])  # a later part wins
+    rows = [r for _, rs in by_phi.values() for r in rs]
     start = min(datetime.datetime.fromisoformat(p["meta"]["started"]) for p in parts)
     t0 -= sum(p["meta"]["wall_s"] for p in parts)
+    # each part's own record (a merged part keeps its parts) and the activations whose rows
+    # were taken from it, so the provenance of every row survives a merge into the folder it
+    # was read from
+    parts_meta = [{**p["meta"], "phi": [n for n, (j, _) in by_phi.items() if j == i]}
+                  for i, p in enumerate(parts)]
   else:
     rows = run(args.phi, args.quick)
   table = summarize(rows)
@@ -321,6 +335,8 @@ def main(argv=None):
           " ".join(argv if argv is not None else sys.argv[1:]),
           "started": start.isoformat(timespec="seconds"), "wall_s": round(time.time() - t0, 1),
           "machine": platform.platform()}
+  if parts_meta is not None:
+    meta["parts"] = parts_meta
   with open(os.path.join(args.out, "accuracy.json"), "w") as f:
     json.dump({"meta": meta, "rows": rows}, f, indent=1, default=float)
   with open(os.path.join(args.out, "summary.md"), "w") as f:
@@ -329,6 +345,11 @@ def main(argv=None):
             "references, over σ_w² ∈ {0.5, critical, 3, 30, 1e4} × σ_b² ∈ {0, 0.05, 1, 10, "
             "50} (absolute where the reference is 0; ξ_c not compared at the critical point; "
             "'raised': points where jinit raised, e.g. no fixed point):\n\n" + table + "\n")
+    if parts_meta is not None:
+      f.write("\nMerged from (the activations whose rows each run gave; a later run of an "
+              "activation replaces an earlier one):\n\n" +
+              "".join(f"- {', '.join(m['phi'])}: `{m['command']}` on {m['started']} "
+                      f"({m['wall_s']} s)\n" for m in parts_meta))
   print(table)
 
 
