@@ -614,6 +614,18 @@ def _check_depth(depth: Any) -> int:
   return validation.check_int(depth, "depth")
 
 
+def _map_args(fn: str, phi: ActivationLike, sigma_w2, sigma_b2, depth) -> tuple:
+  """``(activation, depth, sigma_w2, sigma_b2)`` checked for a layer-by-layer map ``fn``."""
+  act = _prepare(phi)
+  depth = _check_depth(depth)
+  sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
+  sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
+  if np.ndim(sw) or np.ndim(sb):
+    raise ValueError(f"{fn} takes scalar sigma_w2 and sigma_b2 (vmap it for grids); got shapes "
+                     f"{np.shape(sw)} and {np.shape(sb)}")
+  return act, depth, sw, sb
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -662,7 +674,7 @@ def chi1(phi: ActivationLike, sigma_w2, sigma_b2) -> jax.Array:
     sigma_b2: bias variance (>= 0); broadcast against ``sigma_w2``.
 
   Returns:
-    float32 array of the broadcast shape.
+    chi1 as a float32 array of the broadcast shape; ``inf`` for sign and step.
   """
   return _scalar_pair("chi1", phi, sigma_w2, sigma_b2, "chi1")
 
@@ -735,7 +747,8 @@ def xi_c(phi: ActivationLike, sigma_w2, sigma_b2) -> jax.Array:
     sigma_b2: bias variance (>= 0); broadcast against ``sigma_w2``.
 
   Returns:
-    float32 array of the broadcast shape.
+    xi_c as a float32 array of the broadcast shape; ``inf`` at criticality and where the
+    approach is not exponential (see above).
   """
   return _scalar_pair("xi_c", phi, sigma_w2, sigma_b2, "xi_c")
 
@@ -759,14 +772,8 @@ def q_map(phi: ActivationLike, sigma_w2, sigma_b2, q0, depth: int) -> jax.Array:
   Returns:
     float32 array of shape ``q0.shape + (depth,)``: ``[q^1, ..., q^depth]``.
   """
-  act = _prepare(phi)
-  depth = _check_depth(depth)
-  sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
-  sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
+  act, depth, sw, sb = _map_args("q_map", phi, sigma_w2, sigma_b2, depth)
   q0 = _check_sigma(q0, "q0", positive=True)
-  if np.ndim(sw) or np.ndim(sb):
-    raise ValueError("q_map takes scalar sigma_w2 and sigma_b2 (vmap it for grids); got shapes "
-                     f"{np.shape(sw)} and {np.shape(sb)}")
   out, _, traced = _evaluate(_q_map_impl, act, (sw, sb, q0), (depth,))
   if not traced and not np.isfinite(out).all():
     raise ValueError(f"q_map is not finite for phi={act.name!r}: the activation produced a "
@@ -794,12 +801,7 @@ def c_map(phi: ActivationLike, sigma_w2, sigma_b2, c0, depth: int) -> jax.Array:
   Raises:
     ValueError: as :func:`q_star` (no fixed point), or c0 outside [-1, 1].
   """
-  act = _prepare(phi)
-  depth = _check_depth(depth)
-  sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
-  sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
-  if np.ndim(sw) or np.ndim(sb):
-    raise ValueError("c_map takes scalar sigma_w2 and sigma_b2 (vmap it for grids)")
+  act, depth, sw, sb = _map_args("c_map", phi, sigma_w2, sigma_b2, depth)
   if not _is_traced(c0):
     c0 = _check_sigma(c0, "c0", positive=False) if np.all(np.asarray(c0) >= 0) else \
         np.asarray(c0, np.float64)
@@ -848,12 +850,7 @@ def kernel_map(phi: ActivationLike, sigma_w2, sigma_b2, q1, q2, c, depth: int) -
 
   References: Lee et al. 2018, https://arxiv.org/abs/1711.00165
   """
-  act = _prepare(phi)
-  depth = _check_depth(depth)
-  sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
-  sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
-  if np.ndim(sw) or np.ndim(sb):
-    raise ValueError("kernel_map takes scalar sigma_w2 and sigma_b2 (vmap it for grids)")
+  act, depth, sw, sb = _map_args("kernel_map", phi, sigma_w2, sigma_b2, depth)
   q1 = _check_sigma(q1, "q1", positive=True)
   q2 = _check_sigma(q2, "q2", positive=True)
   if not _is_traced(c):

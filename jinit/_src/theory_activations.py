@@ -176,97 +176,160 @@ def _relu_kernel(q1, q2, k):
       / (2.0 * jnp.pi)
 
 
-def kernel(act: Activation, q1, q2, k):
-  """E[phi(u) phi(v)] in closed form."""
-  kind, p = act.kind, act.params
-  if kind == "two_slope":
+# Each closed-form kind's five expectations side by side, (u, v) as above, u ~ N(0, q):
+# kernel E[phi(u) phi(v)], moment E[phi(u)^2], dq_moment d/dq E[phi(u)^2] (by hand:
+# autodiff of expm1 loses e^{-2q} to rounding), dkernel E[phi'(u) phi'(v)] (= d/dk of the
+# kernel, Price's theorem) and dmoment E[phi'(u)^2] (inf for sign and step: phi' has a delta).
+# ``p`` is the Activation's params.
+
+
+class _TwoSlope:
+  """phi(x) = a x (x > 0), b x (x <= 0): relu, leaky relu, abs, identity (Cho & Saul 2009)."""
+
+  @staticmethod
+  def kernel(p, q1, q2, k):
     a, b = p
     return (a - b) ** 2 * _relu_kernel(q1, q2, k) + a * b * k
-  if kind == "erf":
+
+  @staticmethod
+  def moment(p, q):
+    a, b = p
+    return 0.5 * (a * a + b * b) * q
+
+  @staticmethod
+  def dq_moment(p, q):
+    a, b = p
+    return 0.5 * (a * a + b * b) * jnp.ones_like(q)
+
+  @staticmethod
+  def dkernel(p, q1, q2, k):
+    a, b = p
+    theta = jnp.arccos(_corr(q1, q2, k))
+    return (a - b) ** 2 * (jnp.pi - theta) / (2.0 * jnp.pi) + a * b
+
+  dmoment = dq_moment  # E[phi'^2] = (a^2 + b^2) / 2 = d/dq E[phi^2]
+
+
+class _Erf:
+  """phi = erf (Williams 1997)."""
+
+  @staticmethod
+  def kernel(p, q1, q2, k):
+    del p
     return (2.0 / jnp.pi) * jnp.arcsin(jnp.clip(
         2.0 * k / jnp.sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2)), -1.0, 1.0))
-  if kind == "sign":
-    return (2.0 / jnp.pi) * jnp.arcsin(_corr(q1, q2, k))
-  if kind == "step":
-    return 0.25 + jnp.arcsin(_corr(q1, q2, k)) / (2.0 * jnp.pi)
-  if kind == "sin":
-    return jnp.exp(-0.5 * (q1 + q2)) * jnp.sinh(k)
-  if kind == "cos":
-    return jnp.exp(-0.5 * (q1 + q2)) * jnp.cosh(k)
-  raise AssertionError(kind)
+
+  @staticmethod
+  def moment(p, q):
+    del p
+    return (2.0 / jnp.pi) * jnp.arcsin(2.0 * q / (1.0 + 2.0 * q))
+
+  @staticmethod
+  def dq_moment(p, q):
+    del p
+    return (4.0 / jnp.pi) / ((1.0 + 2.0 * q) * jnp.sqrt(1.0 + 4.0 * q))
+
+  @staticmethod
+  def dkernel(p, q1, q2, k):
+    del p
+    return (4.0 / jnp.pi) / jnp.sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2) - 4.0 * k * k)
+
+  @staticmethod
+  def dmoment(p, q):
+    del p
+    return (4.0 / jnp.pi) / jnp.sqrt(1.0 + 4.0 * q)
+
+
+class _Jump:
+  """phi = sign (``scale`` 2/pi, ``offset`` 0) or the step 1[x > 0] (1/(2 pi), 1/4)."""
+
+  def __init__(self, scale: float, offset: float, second_moment: float):
+    self.scale, self.offset, self.second_moment = scale, offset, second_moment
+
+  def kernel(self, p, q1, q2, k):
+    del p
+    return self.offset + self.scale * jnp.arcsin(_corr(q1, q2, k))
+
+  def moment(self, p, q):
+    del p
+    return jnp.full_like(q, self.second_moment)
+
+  def dq_moment(self, p, q):
+    del p
+    return jnp.zeros_like(q)
+
+  def dkernel(self, p, q1, q2, k):
+    del p
+    det = jnp.maximum(q1 * q2 - k * k, 0.0)
+    return jnp.where(det > 0, self.scale / jnp.sqrt(jnp.where(det > 0, det, 1.0)), jnp.inf)
+
+  def dmoment(self, p, q):
+    del p
+    return jnp.full_like(q, jnp.inf)
+
+
+class _Trig:
+  """phi = sin: E[phi(u) phi(v)] = e^{-(q1+q2)/2} sinh k; phi = cos: e^{-(q1+q2)/2} cosh k."""
+
+  def __init__(self, cos: bool):
+    self.cos = cos
+
+  def _hyp(self, k, derivative: bool):
+    return jnp.cosh(k) if self.cos != derivative else jnp.sinh(k)
+
+  def kernel(self, p, q1, q2, k):
+    del p
+    return jnp.exp(-0.5 * (q1 + q2)) * self._hyp(k, False)
+
+  def moment(self, p, q):
+    del p
+    half = 0.5 * jnp.expm1(-2.0 * q)  # (e^{-2q} - 1) / 2
+    return 1.0 + half if self.cos else -half
+
+  def dq_moment(self, p, q):
+    del p
+    return -jnp.exp(-2.0 * q) if self.cos else jnp.exp(-2.0 * q)
+
+  def dkernel(self, p, q1, q2, k):
+    del p
+    return jnp.exp(-0.5 * (q1 + q2)) * self._hyp(k, True)
+
+  def dmoment(self, p, q):
+    del p
+    half = 0.5 * jnp.expm1(-2.0 * q)
+    return -half if self.cos else 1.0 + half
+
+
+_FORMS: dict[str | None, Any] = {  # keyed by Activation.kind (None: no closed form)
+    "two_slope": _TwoSlope, "erf": _Erf,
+    "sign": _Jump(2.0 / math.pi, 0.0, 1.0), "step": _Jump(1.0 / (2.0 * math.pi), 0.25, 0.5),
+    "sin": _Trig(cos=False), "cos": _Trig(cos=True),
+}
+
+
+def kernel(act: Activation, q1, q2, k):
+  """E[phi(u) phi(v)] in closed form."""
+  return _FORMS[act.kind].kernel(act.params, q1, q2, k)
 
 
 def moment(act: Activation, q):
   """E[phi(u)^2], u ~ N(0, q), in closed form."""
-  kind, p = act.kind, act.params
-  if kind == "two_slope":
-    a, b = p
-    return 0.5 * (a * a + b * b) * q
-  if kind == "erf":
-    return (2.0 / jnp.pi) * jnp.arcsin(2.0 * q / (1.0 + 2.0 * q))
-  if kind == "sign":
-    return jnp.ones_like(q)
-  if kind == "step":
-    return 0.5 * jnp.ones_like(q)
-  if kind == "sin":
-    return -0.5 * jnp.expm1(-2.0 * q)
-  if kind == "cos":
-    return 1.0 + 0.5 * jnp.expm1(-2.0 * q)
-  raise AssertionError(kind)
+  return _FORMS[act.kind].moment(act.params, q)
 
 
 def dq_moment(act: Activation, q):
-  """d/dq E[phi(u)^2], u ~ N(0, q), by hand (autodiff of expm1 loses e^{-2q} to rounding)."""
-  kind, p = act.kind, act.params
-  if kind == "two_slope":
-    a, b = p
-    return 0.5 * (a * a + b * b) * jnp.ones_like(q)
-  if kind == "erf":
-    return (4.0 / jnp.pi) / ((1.0 + 2.0 * q) * jnp.sqrt(1.0 + 4.0 * q))
-  if kind in ("sign", "step"):
-    return jnp.zeros_like(q)
-  if kind == "sin":
-    return jnp.exp(-2.0 * q)
-  if kind == "cos":
-    return -jnp.exp(-2.0 * q)
-  raise AssertionError(kind)
+  """d/dq E[phi(u)^2], u ~ N(0, q), in closed form."""
+  return _FORMS[act.kind].dq_moment(act.params, q)
 
 
 def dkernel(act: Activation, q1, q2, k):
   """E[phi'(u) phi'(v)] in closed form (= d/dk E[phi(u) phi(v)], Price's theorem)."""
-  kind, p = act.kind, act.params
-  if kind == "two_slope":
-    a, b = p
-    theta = jnp.arccos(_corr(q1, q2, k))
-    return (a - b) ** 2 * (jnp.pi - theta) / (2.0 * jnp.pi) + a * b
-  if kind == "erf":
-    return (4.0 / jnp.pi) / jnp.sqrt((1.0 + 2.0 * q1) * (1.0 + 2.0 * q2) - 4.0 * k * k)
-  if kind in ("sign", "step"):
-    det = jnp.maximum(q1 * q2 - k * k, 0.0)
-    scale = 2.0 / jnp.pi if kind == "sign" else 1.0 / (2.0 * jnp.pi)
-    return jnp.where(det > 0, scale / jnp.sqrt(jnp.where(det > 0, det, 1.0)), jnp.inf)
-  if kind == "sin":
-    return jnp.exp(-0.5 * (q1 + q2)) * jnp.cosh(k)
-  if kind == "cos":
-    return jnp.exp(-0.5 * (q1 + q2)) * jnp.sinh(k)
-  raise AssertionError(kind)
+  return _FORMS[act.kind].dkernel(act.params, q1, q2, k)
 
 
 def dmoment(act: Activation, q):
   """E[phi'(u)^2], u ~ N(0, q), in closed form (inf for sign and step)."""
-  kind, p = act.kind, act.params
-  if kind == "two_slope":
-    a, b = p
-    return 0.5 * (a * a + b * b) * jnp.ones_like(q)
-  if kind == "erf":
-    return (4.0 / jnp.pi) / jnp.sqrt(1.0 + 4.0 * q)
-  if kind in ("sign", "step"):
-    return jnp.full_like(q, jnp.inf)
-  if kind == "sin":
-    return 1.0 + 0.5 * jnp.expm1(-2.0 * q)
-  if kind == "cos":
-    return -0.5 * jnp.expm1(-2.0 * q)
-  raise AssertionError(kind)
+  return _FORMS[act.kind].dmoment(act.params, q)
 
 
 # --------------------------------------------------------------------------- recognition
