@@ -53,6 +53,18 @@ def fail(parser: argparse.ArgumentParser | str, message: str) -> NoReturn:
   raise SystemExit(2)
 
 
+def checked(parser: argparse.ArgumentParser | str, fn, *args, flag: str = "", **kwargs):
+  """``fn(*args, **kwargs)``; its ValueError/TypeError ends the program in one line (exit 2).
+
+  ``flag`` (e.g. ``"--init"``) starts the message unless it already names a flag.
+  """
+  try:
+    return fn(*args, **kwargs)
+  except (TypeError, ValueError) as e:
+    message = str(e)
+    fail(parser, message if not flag or message.startswith("--") else f"{flag}: {message}")
+
+
 def _int(text: str, minimum: int) -> int:
   try:
     value = int(text)
