@@ -134,10 +134,11 @@ def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
   """Adds rows of :data:`FLAGS`: ``name=default``, or ``name=(default, help)`` for own help.
 
   ``--name-with-dashes`` is the flag of ``name_with_underscores``; a ``bool`` row is an
-  on/off switch (its default is False).
+  on/off switch (its default is False); a name the table lacks is a positive int
+  (``name=(default, help)``), a study's own count or size.
   """
   for name, value in rows.items():
-    kind, text, metavar = FLAGS[name]
+    kind, text, metavar = FLAGS.get(name, (cli.positive_int, "", None))
     default, text = value if isinstance(value, tuple) else (value, text)
     flag = "--" + name.replace("_", "-")
     if kind is bool:
