@@ -36,6 +36,7 @@ RESUME_MAY_CHANGE = frozenset({"resume", "no_progress", "log_every", "epochs", "
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
 TRAIN_SIZES = {"mnist": 54_000, "digits": 1_293}
+IMAGE_SIDES = {"mnist": 28, "digits": 8}  # image side per dataset, to check a pooling before
 
 
 class ArgumentParser(argparse.ArgumentParser):

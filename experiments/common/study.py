@@ -131,7 +131,7 @@ FLAGS: dict[str, tuple[Any, str, str | None]] = {
 
 
 def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
-  """Adds rows of :data:`FLAGS`: ``name=default``, or ``name=(default, help)`` for own help.
+  """Adds rows of :data:`FLAGS`: ``name=default``, or ``name=(default, help[, type])``.
 
   ``--name-with-dashes`` is the flag of ``name_with_underscores``; a ``bool`` row is an
   on/off switch (its default is False); a name the table lacks is a positive int
@@ -139,7 +139,7 @@ def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
   """
   for name, value in rows.items():
     kind, text, metavar = FLAGS.get(name, (cli.positive_int, "", None))
-    default, text = value if isinstance(value, tuple) else (value, text)
+    default, text, kind = (*(value if isinstance(value, tuple) else (value, text)), kind)[:3]
     flag = "--" + name.replace("_", "-")
     if kind is bool:
       parser.add_argument(flag, action="store_true", help=text)
@@ -187,6 +187,29 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
   flags(parser, train_size=None, log_every=10, no_progress=False)
   if common:
     cli.add_common_args(parser)
+
+
+def check_image_sgd(args, steps: int, prog: str) -> int:
+  """The checks of an image study trained for ``steps`` SGD steps (deep_cnn, deep_residual).
+
+  ``--eval-every`` (default steps / 10) must divide the steps, ``--batch-size`` and
+  ``--eval-size`` fit in ``--train-size`` examples, ``--pool`` divide the image side; a
+  bad flag ends the program in one line (exit 2), before any data.
+
+  Returns:
+    The evaluation interval.
+  """
+  eval_every = args.eval_every or max(steps // 10, 1)
+  if steps % eval_every:
+    cli.fail(prog, f"--eval-every {eval_every} must divide --steps {steps}")
+  cli.check_batch_size(args, args.batch_size, prog)
+  if args.eval_size > args.train_size:
+    cli.fail(prog, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
+  side = cli.IMAGE_SIDES.get(args.dataset)
+  if side and side % args.pool:
+    cli.fail(prog, f"--pool {args.pool}: expected square images with a side divisible by it, "
+                   f"got {side * side} pixels")
+  return eval_every
 
 
 def config_from_args(args, **overrides: Any) -> train_lib.TrainConfig:
