@@ -138,7 +138,7 @@ def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
   (``name=(default, help)``), a study's own count or size.
   """
   for name, value in rows.items():
-    kind, text, metavar = FLAGS.get(name, (cli.positive_int, "", None))
+    kind, text, metavar = FLAGS.get(name, (cli.positive_int, None, None))
     default, text, kind = (*(value if isinstance(value, tuple) else (value, text)), kind)[:3]
     flag = "--" + name.replace("_", "-")
     if kind is bool:
