@@ -489,6 +489,8 @@ class Runner:
     resumable: False (every theory study): ``--resume`` is refused in one line.
     data_flags: False: no data flags (only ``--out``/``--overwrite``/``--resume``).
     announce: False when ``run`` prints the results folder itself (:func:`run_study` does).
+    command: the command, when not ``python -m experiments.<name>``.
+    epilog: ``epilog() -> str``, text after the flags in ``--help`` (kept as written).
   """
 
   name: str
@@ -501,13 +503,17 @@ class Runner:
   resumable: bool = False
   data_flags: bool = True
   announce: bool = True
+  command: str = ""
+  epilog: Callable[[], str] | None = None
 
   @property
   def prog(self) -> str:
-    return f"python -m experiments.{self.name}"
+    return self.command or f"python -m experiments.{self.name}"
 
   def parser(self) -> cli.ArgumentParser:
-    p = cli.ArgumentParser(prog=self.prog, description=self.description)
+    kw = ({} if self.epilog is None else
+          {"epilog": self.epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter})
+    p = cli.ArgumentParser(prog=self.prog, description=self.description, **kw)
     for preset, values in self.presets.items():
       if preset != "full":
         shown = ", ".join(f"{k} {_shown(v)}" for k, v in values.items())
