@@ -253,7 +253,8 @@ QUICK = {"width": 128, "nets": 2, "learn_depth": 32, "learn_width": 64, "steps":
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--configs", type=_configs, default=list(CONFIGS), metavar="NAME,...",
+  p.add_argument("--configs", type=cli.subset_of(CONFIGS), default=list(CONFIGS),
+                 metavar="NAME,...",
                  help=f"configurations of the spectra, comma-separated subset of "
                       f"{','.join(CONFIGS)} (default: all)")
   p.add_argument("--target", type=cli.fraction, default=0.8,
@@ -269,15 +270,6 @@ def add_flags(p: argparse.ArgumentParser) -> None:
               seeds=(None, "seeds per init (default 3, --quick 2)"), lr=0.01, batch_size=64,
               train_size=(None, "first N training examples (default 20000, --quick 10000)"),
               seed=0)
-
-
-def _configs(text: str) -> list[str]:
-  names = [t.strip() for t in text.split(",")]
-  bad = [n for n in names if n not in CONFIGS]
-  if bad or not names:
-    raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(CONFIGS)}, "
-                                     f"got {text!r}")
-  return names
 
 
 def make_config(args) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 from experiments.common import data as data_lib
@@ -112,6 +113,19 @@ def positive_float_list(text: str) -> list[float]:
   if not items or any(not t for t in items):
     raise argparse.ArgumentTypeError(f"must be comma-separated numbers > 0, got {text!r}")
   return [positive_float(t) for t in items]
+
+
+def subset_of(allowed: Sequence[str]):
+  """argparse ``type=``: a comma-separated subset of ``allowed``, e.g. ``a,c``."""
+
+  def parse(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not names or any(n not in allowed for n in names):
+      raise argparse.ArgumentTypeError(f"must be a comma-separated subset of "
+                                       f"{','.join(allowed)}, got {text!r}")
+    return names
+
+  return parse
 
 
 def fraction(text: str) -> float:
