@@ -168,12 +168,18 @@ def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> 
   add("--parallel", default="runs", choices=("runs", "data"),
       help="runs: shard the runs over the devices (default); data: shard each batch (data "
            "parallelism, for one big run)")
+  add_folder_args(parser)
+
+
+def add_folder_args(parser: argparse.ArgumentParser, resumable: bool = True) -> None:
+  """``--out``, ``--resume``, ``--overwrite`` (each unless the parser has it already)."""
+  add = functools.partial(_add_once, parser)
   add("--out", default=None,
       help="results folder (default: results/<experiment>-<UTC time>); an existing non-empty "
            "folder is refused")
   add("--resume", default=None, metavar="DIR",
       help="continue the study saved in DIR from its last finished epoch, with the flags it "
-           "was started with")
+           "was started with" if resumable else "refused: this study cannot resume a run")
   add("--overwrite", action="store_true",
       help="replace an existing results folder given as --out")
 

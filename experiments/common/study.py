@@ -521,16 +521,9 @@ class Runner:
     self.add_flags(p)
     if not any(a.dest == "no_progress" for a in p._actions):  # pylint: disable=protected-access
       p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    cli.add_folder_args(p, self.resumable)
     if self.data_flags:
       cli.add_common_args(p)
-    else:
-      for flag, kw in (("--out", {"default": None, "help": "results folder (default: results/"
-                                  "<experiment>-<UTC time>)"}),
-                       ("--overwrite", {"action": "store_true",
-                                        "help": "replace a previous run's results folder"}),
-                       ("--resume", {"default": None, "metavar": "DIR",
-                                     "help": "continue the run saved in DIR"})):
-        p.add_argument(flag, **kw)
     return p
 
   def value(self, args, name: str):
