@@ -2,27 +2,22 @@
 
 Two layers:
 
-* :class:`Runner`, the one runner of every theory, μP and transformer study
-  (``trainability``, ``isometry``, ``mup_transfer``, ``deep_transformer``,
-  ``model_parallel``): presets (``--quick``), flags through the one-line-error parser,
-  every check before any data or folder, ``--out``/``--overwrite`` (the folder taken
-  by :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing
-  its results, figure and summary; :func:`scan_sgd` is their one training loop.
+* :class:`Runner`, the one runner of every study (``python -m experiments`` and each
+  ``python -m experiments.<name>``): presets (``--quick``), flags through the one-line-error
+  parser (shared ones from one table, :data:`FLAGS`, via :func:`flags`), every check before
+  any data or folder, ``--out``/``--resume``/``--overwrite`` (the folder taken by
+  :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing its
+  results, figure and summary; :func:`scan_sgd` is the theory studies' one training loop.
 * :func:`run_study`, the multi-run MLP pipeline (below), with checkpoints and
-  ``--resume``.
+  ``--resume``; :func:`training_runner` is the :class:`Runner` of a study built on it.
 
 A study is several inits x several seeds of one MLP, trained in one compiled
 program (:func:`experiments.common.train.train`). An experiment module only says
 what differs: its defaults, its specs and anything extra it measures. A new one is::
 
-  def main(argv=None):
-    parser = cli.ArgumentParser(prog="python -m experiments.mine")
-    study.add_args(parser, inits=("xavier_uniform",), seeds=4, epochs=10)
-    args = cli.parse_args(parser, argv, "mine")
-    plan = study.plan_from_args(parser, args, "mine")   # every check, before any work
-    dataset = cli.load_from_args(args)
-    return study.finish(study.run_study(dataset, plan.specs, plan.config, plan.out_dir,
-                                        mesh=plan.mesh, resume=plan.resume, ...))
+  RUNNER = study.training_runner("mine", "My study.", inits=("xavier_uniform",), seeds=4,
+                                 epochs=10, title=lambda ctx: "mine")
+  build_parser, main = RUNNER.parser, RUNNER.main
 
 :func:`run_study` writes, in the results folder: ``history.json`` (after every
 epoch, atomically), ``checkpoints/`` (Orbax, last 2 epochs), and at the end (or on
