@@ -103,9 +103,9 @@ def _add_signal(ctx, history: dict) -> None:
 
 RUNNER = study.training_runner(
     NAME, __doc__.split("\n")[0], inits=INITS, before=_signal, after=_add_signal,
-    title=lambda ctx: (f"{ctx.args.depth}-layer {ctx.args.activation} MLP (width "
-                       f"{ctx.args.hidden}), {ctx.dataset.name}, SGD lr {ctx.args.lr} (summed "
-                       f"loss), batch {ctx.args.batch_size}: He et al. Fig. 3"),
+    title=lambda args, data, _: (f"{args.depth}-layer {args.activation} MLP (width "
+                                 f"{args.hidden}), {data}, SGD lr {args.lr} (summed loss), batch "
+                                 f"{args.batch_size}: He et al. Fig. 3"),
     defaults={"log_every": 1}, seeds=3, epochs=5, bias_init="zeros", activation="relu",
     hidden=128, depth=DEPTH, lr=0.0005, batch_size=64)
 

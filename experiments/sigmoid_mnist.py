@@ -42,7 +42,7 @@ def title_for(args, dataset_name: str, inits: Sequence[str]) -> str:
 RUNNER = study.training_runner(
     NAME, "The course page's deep MLP on MNIST: several inits x several seeds in one compiled "
           "run.", inits=DEFAULT_INITS, seeds=8,
-    title=lambda ctx: title_for(ctx.args, ctx.dataset.name, ctx.config.inits))
+    title=lambda args, data, plan: title_for(args, data, plan.inits))
 
 build_parser, main = RUNNER.parser, RUNNER.main
 

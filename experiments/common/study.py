@@ -16,7 +16,7 @@ program (:func:`experiments.common.train.train`). An experiment module only says
 what differs: its defaults, its specs and anything extra it measures. A new one is::
 
   RUNNER = study.training_runner("mine", "My study.", inits=("xavier_uniform",), seeds=4,
-                                 epochs=10, title=lambda ctx: "mine")
+                                 epochs=10, title=lambda args, dataset_name, plan: "mine")
   build_parser, main = RUNNER.parser, RUNNER.main
 
 :func:`run_study` writes, in the results folder: ``history.json`` (after every
@@ -134,7 +134,10 @@ def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
   """
   for name, value in rows.items():
     kind, text, metavar = FLAGS.get(name, (cli.positive_int, None, None))
-    default, text, kind = (*(value if isinstance(value, tuple) else (value, text)), kind)[:3]
+    row: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
+    default = row[0]
+    text = row[1] if len(row) > 1 else text
+    kind = row[2] if len(row) > 2 else kind
     flag = "--" + name.replace("_", "-")
     if kind is bool:
       parser.add_argument(flag, action="store_true", help=text)
@@ -571,7 +574,7 @@ def _shown(v) -> str:
 
 
 def training_runner(name: str, description: str, *, inits: Sequence[str],
-                    title: Callable[[Context], str],
+                    title: Callable[[argparse.Namespace, str, Plan], str],
                     before: Callable[[Context], None] | None = None,
                     after: Callable[[Context, dict], None] | None = None,
                     defaults: dict | None = None, **add_args_kw: Any) -> Runner:
@@ -580,8 +583,7 @@ def training_runner(name: str, description: str, *, inits: Sequence[str],
   Args:
     name, description: as :class:`Runner`'s.
     inits: the default ``--init`` values.
-    title: ``title(ctx)``, the title of the figure and summary (``ctx.config`` is the
-      :class:`Plan`).
+    title: ``title(args, dataset_name, plan)``, the title of the figure and summary.
     before: ``before(ctx)``, run after the folder is taken and before training.
     after: ``after(ctx, history)``, run after training (e.g. to add to history.json).
     defaults: flag defaults to change after the flags are added (``parser.set_defaults``).
@@ -601,12 +603,14 @@ def training_runner(name: str, description: str, *, inits: Sequence[str],
     return plan_from_args(prog, args, name, default_inits=inits)
 
   def run(ctx: Context) -> dict:
-    plan, args = ctx.config, ctx.args
+    plan, args, dataset = ctx.config, ctx.args, ctx.dataset
+    assert dataset is not None  # a training study always loads its data
     if before is not None:
       before(ctx)
-    history = run_study(ctx.dataset, plan.specs, plan.config, ctx.out_dir, mesh=plan.mesh,
+    history = run_study(dataset, plan.specs, plan.config, ctx.out_dir, mesh=plan.mesh,
                         log_every=args.log_every, progress=not args.no_progress,
-                        title=title(ctx), resume=plan.resume, command=prog)
+                        title=title(args, dataset.name, plan), resume=plan.resume,
+                        command=prog)
     if after is not None:
       after(ctx, history)
     return finish(history, ctx.out_dir)
