@@ -12,7 +12,6 @@ MNIST study continues from its last checkpoint.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 from experiments import fans
 from experiments import sigmoid_mnist
@@ -22,6 +21,7 @@ from experiments.common import results
 from experiments.common import study
 
 NAME = "story"
+PROG = "python -m experiments"
 
 
 STUDIES = ("symmetry", "fans", "sigmoid_mnist", "signal_propagation", "deep_relu", "lsuv",
@@ -45,21 +45,20 @@ def studies_help() -> str:
   return "\n".join(lines)
 
 
-def build_parser() -> cli.ArgumentParser:
-  import argparse
+def add_flags(p) -> None:
+  study.flags(p, seeds=(8, "seeds per init in the MNIST study. Default: %(default)s"),
+              epochs=(30, "epochs of the MNIST study. Default: %(default)s"),
+              symmetry_epochs=(3, "epochs of the symmetry part's wide MLP. Default: %(default)s"),
+              no_progress=False)
 
-  p = cli.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n")[0],
-                         epilog=studies_help(),
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--seeds", type=cli.positive_int, default=8,
-                 help="seeds per init in the MNIST study. Default: %(default)s")
-  p.add_argument("--epochs", type=cli.positive_int, default=30,
-                 help="epochs of the MNIST study. Default: %(default)s")
-  p.add_argument("--symmetry-epochs", type=cli.positive_int, default=3,
-                 help="epochs of the symmetry part's wide MLP. Default: %(default)s")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
-  cli.add_common_args(p)
-  return p
+
+def make_config(args):
+  """Every check of every part, before part 1: the MNIST study's specs and config, the mesh."""
+  specs = study.make_specs(sigmoid_mnist.DEFAULT_INITS, args.seeds)
+  config = study.train_lib.TrainConfig(epochs=args.epochs)
+  study.dry_run(specs, config.activation)
+  cli.check_batch_size(args, max(config.batch_size, symmetry.BATCH_SIZE), PROG)
+  return specs, config, cli.mesh_from_args(args, PROG)
 
 
 def _done(path: str, name: str):
@@ -68,21 +67,9 @@ def _done(path: str, name: str):
   return results.read_json(file) if os.path.isfile(file) else None
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  # Every check of every part, before part 1.
-  specs = study.make_specs(sigmoid_mnist.DEFAULT_INITS, args.seeds)
-  config = sigmoid_mnist.study.train_lib.TrainConfig(epochs=args.epochs)
-  try:
-    study.dry_run(specs, config.activation)
-  except ValueError as e:
-    cli.fail(parser, str(e))
-  cli.check_batch_size(args, max(config.batch_size, symmetry.BATCH_SIZE), parser)
-  cli.check_out(args, NAME, parser)
-  mesh = cli.mesh_from_args(args, parser)
-  dataset = cli.load_from_args(args)
-  out = cli.start_out(args, NAME, parser)
+def run(ctx) -> dict:
+  """The parts in sequence, each in its own folder; on --resume the finished ones are kept."""
+  (specs, config, mesh), args, dataset, out = ctx.config, ctx.args, ctx.dataset, ctx.out_dir
   resume = bool(args.resume)
   print(f"=== The story, results in {out} ===\n\n=== 1. Symmetry ===")
   part = os.path.join(out, "symmetry")
@@ -97,10 +84,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
       dataset, specs, config, part, mesh=mesh, progress=not args.no_progress,
       title=f"sigmoid MLP 5 x 50, {dataset.name}: default vs Xavier, {args.seeds} seeds",
       resume=resume and os.path.isdir(os.path.join(part, study.CHECKPOINTS)),
-      command=parser.prog, resume_dir=out)
+      command=PROG, resume_dir=out)
   print(f"\n=== Done: {out} ===")
   study.finish(story["sigmoid_mnist"], part)
   return story
+
+
+RUNNER = study.Runner(NAME, __doc__.split("\n")[0], add_flags, make_config, run,
+                      resumable=True, announce=False, command=PROG, epilog=studies_help)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

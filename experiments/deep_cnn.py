@@ -49,8 +49,8 @@ import numpy as np
 from experiments.common import cli
 from experiments.common import deep_conv as dc
 from experiments.common import results
+from experiments.common import study
 from experiments.common.provenance import format_provenance
-from experiments.common.provenance import provenance
 from jinit import theory
 
 NAME = "deep_cnn"
@@ -249,45 +249,34 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
   results.save_figure(fig, path)
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true",
                  help="depths 1000,500,200,50 (deepest first, so a stopped run has the "
                       "headline), 7x7 images, 300 steps, 10000 examples")
   p.add_argument("--depths", default=None, help="comma-separated conv depths (default 1000)")
-  p.add_argument("--baselines-up-to", type=cli.nonneg_int, default=200,
-                 help="run xavier and he at depths up to this (default %(default)s)")
-  p.add_argument("--pool", type=cli.positive_int, default=4,
-                 help="mean-pool the images by this factor (default 4: 28x28 -> 7x7)")
-  p.add_argument("--channels", type=cli.positive_int, default=8)
-  p.add_argument("--steps", type=cli.positive_int, default=None,
-                 help="SGD steps per depth (default 300)")
-  p.add_argument("--eval-every", type=cli.positive_int, default=None,
-                 help="default steps / 10; must divide --steps")
-  p.add_argument("--eval-size", type=cli.positive_int, default=256,
-                 help="training examples the accuracy is measured on (default %(default)s)")
-  p.add_argument("--batch-size", type=cli.positive_int, default=32)
   p.add_argument("--lr-scales", default="2",
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
                       "acc reported (default %(default)s)")
-  p.add_argument("--sigma-b2", type=cli.positive_float, default=1e-4)
-  p.add_argument("--train-size", type=cli.positive_int, default=None,
-                 help="default 10000")
-  p.add_argument("--seed", type=cli.nonneg_int, default=0)
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
-  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
-  cli.add_common_args(p)
-  return p
+  study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
+                                       "%(default)s)", cli.nonneg_int),
+              pool=(4, "mean-pool the images by this factor (default 4: 28x28 -> 7x7)"),
+              channels=8, steps=(None, "SGD steps per depth (default 300)"),
+              eval_every=(None, "default steps / 10; must divide --steps"),
+              eval_size=(256, "training examples the accuracy is measured on (default "
+                              "%(default)s)"), batch_size=32,
+              sigma_b2=(1e-4, None, cli.positive_float), train_size=(None, "default 10000"),
+              seed=0, no_progress=(False, "no download progress bar"))
 
 
 def _ints(text: str, flag: str) -> list[int]:
   try:
     vals = [int(v) for v in text.split(",") if v.strip()]
   except ValueError:
-    cli.fail(PROG, f"{flag}: comma-separated ints, got {text!r}")
+    raise ValueError(f"{flag}: comma-separated ints, got {text!r}") from None
   if not vals or min(vals) < 1:
-    cli.fail(PROG, f"{flag}: ints >= 1, got {text!r}")
+    raise ValueError(f"{flag}: ints >= 1, got {text!r}")
   return list(dict.fromkeys(vals))  # in the order given (--quick: deepest first)
 
 
@@ -295,36 +284,31 @@ def _floats(text: str, flag: str) -> list[float]:
   try:
     vals = [float(v) for v in text.split(",") if v.strip()]
   except ValueError:
-    cli.fail(PROG, f"{flag}: comma-separated numbers, got {text!r}")
+    raise ValueError(f"{flag}: comma-separated numbers, got {text!r}") from None
   if not vals or not all(math.isfinite(v) and v > 0 for v in vals):
-    cli.fail(PROG, f"{flag}: positive finite numbers, got {text!r}")
+    raise ValueError(f"{flag}: positive finite numbers, got {text!r}")
   return vals
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  q = args.quick
-  depths = _ints(args.depths or ("1000,500,200,50" if q else "1000"), "--depths")
+def make_config(args) -> dict[str, Any]:
+  """Every check of the flags (before any data or folder): depths, steps, lr scales."""
+  depths = _ints(args.depths or ("1000,500,200,50" if args.quick else "1000"), "--depths")
   steps = args.steps or 300
-  eval_every = args.eval_every or max(steps // 10, 1)
-  if steps % eval_every:
-    cli.fail(PROG, f"--eval-every {eval_every} must divide --steps {steps}")
   scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
     args.train_size = 10000
-  cli.check_batch_size(args, args.batch_size, PROG)
-  if args.eval_size > args.train_size:
-    cli.fail(PROG, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
-  out_dir = cli.check_out(args, NAME, PROG)
-  dataset = cli.load_from_args(args)
-  try:
-    x = prepare_images(dataset.x_train, args.pool)
-    x_test = prepare_images(dataset.x_test, args.pool)
-  except ValueError as e:
-    cli.fail(PROG, str(e))
-  out_dir = cli.start_out(args, NAME, PROG)
-  prov = provenance(f"experiments.{NAME}", args.argv)
+  return {"depths": depths, "steps": steps, "scales": scales,
+          "eval_every": study.check_image_sgd(args, steps, PROG)}
+
+
+def run(ctx) -> dict[str, Any]:
+  """Every depth (those done before skipped on --resume); writes the report after each."""
+  args, dataset, out_dir, prov = ctx.args, ctx.dataset, ctx.out_dir, ctx.provenance
+  q = args.quick
+  depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
+                                                                "eval_every"))
+  x = prepare_images(dataset.x_train, args.pool)
+  x_test = prepare_images(dataset.x_test, args.pool)
   load = os.getloadavg()[0]
   x, y = jnp.asarray(x), jnp.asarray(dataset.y_train)
   n_eval = min(args.eval_size, len(dataset.y_train))
@@ -400,6 +384,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   summary = report()
   print(f"Done: {out_dir}")
   return summary
+
+
+RUNNER = study.Runner(NAME, __doc__.split("\n")[0], add_flags, make_config, run,
+                      resumable=True, announce=False)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Reference: K. He et al., "Delving Deep into Rectifiers", ICCV 2015, Fig. 3.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import jax
@@ -33,7 +32,6 @@ import jax.numpy as jnp
 from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import models
-from experiments.common import results
 from experiments.common import study
 from experiments.common import train as train_lib
 from jinit import diagnostics
@@ -87,33 +85,31 @@ def format_signal(signal: dict[str, dict]) -> str:
   return "\n".join(lines)
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0])
-  study.add_args(p, inits=INITS, seeds=3, epochs=5, bias_init="zeros", activation="relu",
-                 hidden=128, depth=DEPTH, lr=0.0005, batch_size=64)
-  p.set_defaults(log_every=1)
-  return p
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  plan = study.plan_from_args(parser, args, NAME, default_inits=INITS)
-  dataset = cli.load_from_args(args)
-  out_dir = cli.start_out(args, NAME, parser)
-  signal = signal_at_init(dataset, plan.specs, plan.config)
-  results.write_json(os.path.join(out_dir, "signal_at_init.json"), signal)
+def _signal(ctx) -> None:
+  """Writes and prints the signal of each init at init, before training."""
+  args = ctx.args
+  signal = ctx.state["signal"] = signal_at_init(ctx.dataset, ctx.config.specs,
+                                                ctx.config.config)
+  ctx.write_json("signal_at_init.json", signal)
   print(f"Signal at initialization ({args.depth} x {args.hidden} ReLU MLP, zero biases, "
         "256 training examples):")
   print(format_signal(signal))
-  title = (f"{args.depth}-layer {args.activation} MLP (width {args.hidden}), {dataset.name}, "
-           f"SGD lr {args.lr} (summed loss), batch {args.batch_size}: He et al. Fig. 3")
-  history = study.run_study(dataset, plan.specs, plan.config, out_dir, mesh=plan.mesh,
-                            log_every=args.log_every, progress=not args.no_progress,
-                            title=title, resume=plan.resume, command=parser.prog)
-  history["signal_at_init"] = signal
-  results.write_json(os.path.join(out_dir, "history.json"), history)
-  return study.finish(history, out_dir)
+
+
+def _add_signal(ctx, history: dict) -> None:
+  history["signal_at_init"] = ctx.state["signal"]
+  ctx.write_json("history.json", history)
+
+
+RUNNER = study.training_runner(
+    NAME, __doc__.split("\n")[0], inits=INITS, before=_signal, after=_add_signal,
+    title=lambda args, data, _: (f"{args.depth}-layer {args.activation} MLP (width "
+                                 f"{args.hidden}), {data}, SGD lr {args.lr} (summed loss), batch "
+                                 f"{args.batch_size}: He et al. Fig. 3"),
+    defaults={"log_every": 1}, seeds=3, epochs=5, bias_init="zeros", activation="relu",
+    hidden=128, depth=DEPTH, lr=0.0005, batch_size=64)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import functools
 import math
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -39,8 +38,8 @@ import jinit
 from experiments.common import cli
 from experiments.common import deep_conv as dc
 from experiments.common import results
+from experiments.common import study
 from experiments.common.provenance import format_provenance
-from experiments.common.provenance import provenance
 
 NAME = "deep_residual"
 PROG = f"python -m experiments.{NAME}"
@@ -93,45 +92,23 @@ def apply_resmlp(params, x: jax.Array) -> jax.Array:
   return h @ params["w_out"] + params["b_out"][None, :]
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true", help="depth 1000, width 32, 300 steps")
-  p.add_argument("--depth", type=cli.positive_int, default=1000, help="residual blocks")
-  p.add_argument("--width", type=cli.positive_int, default=32)
-  p.add_argument("--steps", type=cli.positive_int, default=300)
-  p.add_argument("--eval-every", type=cli.positive_int, default=None,
-                 help="default steps / 10; must divide --steps")
-  p.add_argument("--eval-size", type=cli.positive_int, default=256)
-  p.add_argument("--batch-size", type=cli.positive_int, default=32)
-  p.add_argument("--lr", type=cli.positive_float, default=0.05)
-  p.add_argument("--pool", type=cli.positive_int, default=4)
-  p.add_argument("--train-size", type=cli.positive_int, default=10000)
-  p.add_argument("--seed", type=cli.nonneg_int, default=0)
-  p.add_argument("--no-progress", action="store_true", help="no download progress bar")
-  cli.add_common_args(p)
-  return p
+  study.flags(p, depth=(1000, "residual blocks", cli.positive_int), width=32, steps=300,
+              eval_every=(None, "default steps / 10; must divide --steps"), eval_size=256,
+              batch_size=32, lr=0.05, pool=4, seed=0,
+              train_size=(10000, "use only the first N training examples. Default: %(default)s"),
+              no_progress=(False, "no download progress bar"))
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run(ctx) -> dict[str, Any]:
+  """Trains the three inits in one program; writes residual.json and summary.md."""
   from experiments.deep_cnn import prepare_images
   from experiments.deep_cnn import steps_to
 
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  eval_every = args.eval_every or max(args.steps // 10, 1)
-  if args.steps % eval_every:
-    cli.fail(PROG, f"--eval-every {eval_every} must divide --steps {args.steps}")
-  cli.check_batch_size(args, args.batch_size, PROG)
-  if args.eval_size > args.train_size:
-    cli.fail(PROG, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
-  out_dir = cli.out_dir_from_args(args, NAME)
-  dataset = cli.load_from_args(args)
-  try:
-    x = prepare_images(dataset.x_train, args.pool)
-  except ValueError as e:
-    cli.fail(PROG, str(e))
-  os.makedirs(out_dir, exist_ok=True)
-  prov = provenance(f"experiments.{NAME}", args.argv)
+  args, dataset, out_dir, prov, eval_every = (ctx.args, ctx.dataset, ctx.out_dir, ctx.provenance,
+                                              ctx.config)
+  x = prepare_images(dataset.x_train, args.pool)
   load = os.getloadavg()[0]
   x, y = jnp.asarray(x), jnp.asarray(dataset.y_train)
   n_eval = min(args.eval_size, len(y))
@@ -180,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if not math.isfinite(seconds):
     raise SystemExit(1)
   return res
+
+
+RUNNER = study.Runner(NAME, __doc__.split("\n")[0], add_flags,
+                      lambda args: study.check_image_sgd(args, args.steps, PROG), run)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 import jinit
 from experiments.common import cli
 from experiments.common import results
+from experiments.common import study
 
 LAYERS = ((2, 3), (3, 2))  # the page's 2-3-2 network, (in, out) per layer
 
@@ -107,15 +108,13 @@ def _plot(sample: np.ndarray, bound: float, rows, path: str) -> None:
   results.save_figure(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  p = cli.ArgumentParser(prog="python -m experiments.fans", description=__doc__.split("\n")[0])
-  p.add_argument("--seed", type=cli.nonneg_int, default=0,
-                 help="PRNG seed of the sampled layers. Default: %(default)s")
-  p.add_argument("--out", default=None, help="results folder (default: results/fans-<UTC time>)")
-  p.add_argument("--overwrite", action="store_true",
-                 help="replace an existing results folder given as --out")
-  args = cli.parse_args(p, argv, "fans")
-  return run(cli.start_out(args, "fans", p), args.seed)
+RUNNER = study.Runner(
+    "fans", __doc__.split("\n")[0],
+    lambda p: study.flags(p, seed=(0, "PRNG seed of the sampled layers. Default: %(default)s")),
+    lambda args: None, lambda ctx: run(ctx.out_dir, ctx.args.seed), data_flags=False,
+    announce=False)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -253,43 +253,23 @@ QUICK = {"width": 128, "nets": 2, "learn_depth": 32, "learn_width": 64, "steps":
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--depths", type=cli.positive_int_list, default=list(DEPTHS), metavar="L,L,...",
-                 help="depths of the Jacobian spectra, comma-separated. Default: "
-                      f"{','.join(map(str, DEPTHS))}")
-  p.add_argument("--configs", type=_configs, default=list(CONFIGS), metavar="NAME,...",
+  p.add_argument("--configs", type=cli.subset_of(CONFIGS), default=list(CONFIGS),
+                 metavar="NAME,...",
                  help=f"configurations of the spectra, comma-separated subset of "
                       f"{','.join(CONFIGS)} (default: all)")
-  p.add_argument("--width", type=cli.positive_int, default=None,
-                 help="Jacobian width (default 256, --quick 128)")
-  p.add_argument("--nets", type=cli.positive_int, default=None,
-                 help="random nets per cell (default 3, --quick 2)")
-  p.add_argument("--learn-depth", type=cli.positive_int, default=None,
-                 help="depth of the trained MLP (default 64, --quick 32)")
-  p.add_argument("--learn-width", type=cli.positive_int, default=None,
-                 help="width of the trained MLP (default 128, --quick 64)")
-  p.add_argument("--steps", type=cli.positive_int, default=None,
-                 help="SGD steps (default 2000, --quick 600)")
-  p.add_argument("--seeds", type=cli.positive_int, default=None,
-                 help="seeds per init (default 3, --quick 2)")
-  p.add_argument("--lr", type=cli.positive_float, default=0.01,
-                 help="SGD step size. Default: %(default)s")
-  p.add_argument("--batch-size", type=cli.positive_int, default=64,
-                 help="examples per SGD step. Default: %(default)s")
   p.add_argument("--target", type=cli.fraction, default=0.8,
                  help="train accuracy to reach. Default: %(default)s")
-  p.add_argument("--train-size", type=cli.positive_int, default=None,
-                 help="first N training examples (default 20000, --quick 10000)")
-  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="PRNG seed. Default: %(default)s")
   p.add_argument("--skip-learning", action="store_true", help="only the Jacobian spectra")
-
-
-def _configs(text: str) -> list[str]:
-  names = [t.strip() for t in text.split(",")]
-  bad = [n for n in names if n not in CONFIGS]
-  if bad or not names:
-    raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(CONFIGS)}, "
-                                     f"got {text!r}")
-  return names
+  study.flags(p, depths=(list(DEPTHS), "depths of the Jacobian spectra, comma-separated. "
+                                       f"Default: {','.join(map(str, DEPTHS))}"),
+              width=(None, "Jacobian width (default 256, --quick 128)"),
+              nets=(None, "random nets per cell (default 3, --quick 2)"),
+              learn_depth=(None, "depth of the trained MLP (default 64, --quick 32)"),
+              learn_width=(None, "width of the trained MLP (default 128, --quick 64)"),
+              steps=(None, "SGD steps (default 2000, --quick 600)"),
+              seeds=(None, "seeds per init (default 3, --quick 2)"), lr=0.01, batch_size=64,
+              train_size=(None, "first N training examples (default 20000, --quick 10000)"),
+              seed=0)
 
 
 def make_config(args) -> dict[str, Any]:

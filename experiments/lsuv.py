@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 
 from experiments.common import cli
 from experiments.common import data as data_lib
@@ -139,50 +138,45 @@ def run(dataset: data_lib.Dataset, name: str, study_def: Study, seeds: int, out_
   return history
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n")[0])
+def add_flags(p) -> None:
   p.add_argument("--study", action="append", choices=tuple(STUDIES), default=None,
                  help="which study (repeatable). Default: all")
-  p.add_argument("--seeds", type=cli.positive_int, default=3,
-                 help="seeds per init. Default: %(default)s")
-  p.add_argument("--epochs", type=cli.positive_int, default=None,
-                 help="override the study's epochs")
-  p.add_argument("--train-size", type=cli.positive_int, default=None,
-                 help="use only the first N training examples (default: all)")
-  p.add_argument("--no-progress", action="store_true", help="no progress bar")
-  cli.add_common_args(p)
-  return p
+  study.flags(p, seeds=3, epochs=(None, "override the study's epochs"), train_size=None)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  names = args.study or list(STUDIES)
+def make_config(args) -> tuple[dict[str, train_lib.TrainConfig], object]:
+  """Every check of the flags (before any data or folder): each study's config, the mesh."""
   n_train = cli.TRAIN_SIZES.get(args.dataset, 0)
   if args.train_size:
     n_train = min(n_train, args.train_size) if n_train else args.train_size
   configs = {}
-  for name in names:  # a batch larger than a small training set is clipped to it
+  for name in args.study or list(STUDIES):  # a batch larger than a small training set: clipped
     config = STUDIES[name].config
     configs[name] = dataclasses.replace(config, epochs=args.epochs or config.epochs,
                                         batch_size=min(config.batch_size, n_train or
                                                        config.batch_size))
-  out_dir = cli.check_out(args, NAME, parser)
-  mesh = cli.mesh_from_args(args, parser)
-  dataset = cli.load_from_args(args)
-  out_dir = cli.start_out(args, NAME, parser)
-  print(f"Results folder: {out_dir}")
+  return configs, cli.mesh_from_args(args, RUNNER.prog)
+
+
+def _run(ctx) -> dict:
+  configs, mesh = ctx.config
   out = {}
-  for name in names:
-    config = dataclasses.replace(configs[name], batch_size=min(configs[name].batch_size,
-                                                               len(dataset.y_train)))
-    out[name] = run(dataset, name, dataclasses.replace(STUDIES[name], config=config),
-                    args.seeds, os.path.join(out_dir, name), progress=not args.no_progress,
-                    mesh=mesh, resume=bool(args.resume))
-  print(f"Wrote {out_dir}/<study>/history.json, metrics.png, summary.md")
+  for name, config in configs.items():
+    config = dataclasses.replace(config, batch_size=min(config.batch_size,
+                                                        len(ctx.dataset.y_train)))
+    out[name] = run(ctx.dataset, name, dataclasses.replace(STUDIES[name], config=config),
+                    ctx.args.seeds, ctx.path(name), progress=not ctx.args.no_progress,
+                    mesh=mesh, resume=bool(ctx.args.resume))
+  print(f"Wrote {ctx.out_dir}/<study>/history.json, metrics.png, summary.md")
   for history in out.values():
-    study.finish(history, out_dir)
+    study.finish(history, ctx.out_dir)
   return out
+
+
+RUNNER = study.Runner(NAME, __doc__.split("\n")[0], add_flags, make_config, _run,
+                      resumable=True)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -41,18 +41,14 @@ def _init_name(text: str) -> str:
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--devices", type=cli.positive_int, default=None,
-                 help="largest mesh (also tries 1, 2, 4, ...). Default: all devices")
-  p.add_argument("--in-features", type=cli.positive_int, default=4096,
-                 help="input features of the layer. Default: %(default)s")
-  p.add_argument("--out-features", type=cli.positive_int, default=16384,
-                 help="output features (split over the devices). Default: %(default)s")
-  p.add_argument("--batch", type=cli.positive_int, default=64,
-                 help="examples per step. Default: %(default)s")
   p.add_argument("--init", type=_init_name, default="kaiming_normal",
                  help="jinit initializer for the kernel. Default: %(default)s")
-  p.add_argument("--repeats", type=cli.positive_int, default=5,
-                 help="timed steps (median). Default: %(default)s")
+  study.flags(p, devices=(None, "largest mesh (also tries 1, 2, 4, ...). Default: all devices"),
+              in_features=(4096, "input features of the layer. Default: %(default)s"),
+              out_features=(16384, "output features (split over the devices). "
+                                   "Default: %(default)s"),
+              batch=(64, "examples per step. Default: %(default)s"),
+              repeats=(5, "timed steps (median). Default: %(default)s"))
 
 
 def make_config(args) -> int:

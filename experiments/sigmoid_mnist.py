@@ -34,30 +34,17 @@ DEFAULT_INITS = ("torch_linear_default", "xavier_uniform")
 make_specs, parse_inits, run_study = study.make_specs, study.parse_inits, study.run_study
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}",
-                         description="The course page's deep MLP on MNIST: several inits x "
-                                     "several seeds in one compiled run.")
-  study.add_args(p, inits=DEFAULT_INITS, seeds=8)
-  return p
-
-
 def title_for(args, dataset_name: str, inits: Sequence[str]) -> str:
   return (f"{args.activation} MLP ({args.depth} x {args.hidden}), {dataset_name}, lr {args.lr}, "
           f"batch {args.batch_size}: {', '.join(inits)} x {args.seeds} seeds")
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  plan = study.plan_from_args(parser, args, NAME, default_inits=DEFAULT_INITS)
-  dataset = cli.load_from_args(args)
-  out = cli.start_out(args, NAME, parser)
-  history = study.run_study(dataset, plan.specs, plan.config, out, mesh=plan.mesh,
-                            log_every=args.log_every, progress=not args.no_progress,
-                            title=title_for(args, dataset.name, plan.inits),
-                            resume=plan.resume, command=parser.prog)
-  return study.finish(history, out)
+RUNNER = study.training_runner(
+    NAME, "The course page's deep MLP on MNIST: several inits x several seeds in one compiled "
+          "run.", inits=DEFAULT_INITS, seeds=8,
+    title=lambda args, data, plan: title_for(args, data, plan.inits))
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

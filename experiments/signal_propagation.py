@@ -42,6 +42,7 @@ import jinit
 from experiments.common import cli
 from experiments.common import models
 from experiments.common import results
+from experiments.common import study
 from jinit import diagnostics
 
 # name -> (jinit initializer, hyperparameters)
@@ -188,43 +189,43 @@ def claims(stats: dict, depth: int) -> list[dict]:
   return out
 
 
-def plot_std(stats: dict, act: str, depth: int, path: str) -> None:
+def _positive(values) -> np.ndarray:
+  """``values`` as floats, None / non-finite / non-positive as NaN (gaps on a log axis)."""
+  vals = np.array([np.nan if v is None else v for v in values], float)
+  vals[~np.isfinite(vals) | (vals <= 0)] = np.nan
+  return vals
+
+
+def _plot_pair(lines: dict, titles: Sequence[str], xlabel: str, path: str, fmt: str = "-"):
+  """Two log-scale panels, one line per init: ``lines[init] = (x, (left, right))``."""
   plt = results.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for init, s in stats[act][str(depth)].items():
-    layers = np.arange(1, len(s["act_std"]) + 1)
-    for ax, key in zip(axes, ("act_std", "grad_preact_std")):
-      vals = np.array([np.nan if v is None else v for v in s[key]], float)
-      vals[~np.isfinite(vals) | (vals <= 0)] = np.nan
-      ax.semilogy(layers, vals, label=init)
-  axes[0].set_title(f"{act}, depth {depth}: activation std per layer")
-  axes[1].set_title("back-propagated gradient std (dL/dz) per layer")
-  for ax in axes:
-    ax.set_xlabel("layer")
+  for init, (x, pair) in lines.items():
+    for ax, vals in zip(axes, pair):
+      ax.semilogy(x, _positive(vals), fmt, label=init)
+  for ax, title in zip(axes, titles):
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
   axes[0].legend(fontsize="small")
   fig.tight_layout()
   results.save_figure(fig, path)
+
+
+def plot_std(stats: dict, act: str, depth: int, path: str) -> None:
+  lines = {init: (np.arange(1, len(s["act_std"]) + 1), (s["act_std"], s["grad_preact_std"]))
+           for init, s in stats[act][str(depth)].items()}
+  _plot_pair(lines, (f"{act}, depth {depth}: activation std per layer",
+                     "back-propagated gradient std (dL/dz) per layer"), "layer", path)
 
 
 def plot_depth(stats: dict, act: str, path: str) -> None:
-  plt = results.pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   depths = sorted(int(d) for d in stats[act])
-  inits = list(stats[act][str(depths[0])])
-  for init in inits:
-    last = [stats[act][str(d)][init]["act_std"][-1] for d in depths]
-    first = [stats[act][str(d)][init]["grad_preact_std"][0] for d in depths]
-    for ax, vals in zip(axes, (last, first)):
-      vals = np.array([np.nan if v is None or not math.isfinite(v) or v <= 0 else v
-                       for v in vals])
-      ax.semilogy(depths, vals, "o-", label=init)
-  axes[0].set_title(f"{act}: activation std of the last hidden layer")
-  axes[1].set_title(f"{act}: gradient std (dL/dz) of the first layer")
-  for ax in axes:
-    ax.set_xlabel("depth (hidden layers)")
-  axes[0].legend(fontsize="small")
-  fig.tight_layout()
-  results.save_figure(fig, path)
+  lines = {init: (depths, ([stats[act][str(d)][init]["act_std"][-1] for d in depths],
+                           [stats[act][str(d)][init]["grad_preact_std"][0] for d in depths]))
+           for init in stats[act][str(depths[0])]}
+  _plot_pair(lines, (f"{act}: activation std of the last hidden layer",
+                     f"{act}: gradient std (dL/dz) of the first layer"),
+             "depth (hidden layers)", path, "o-")
 
 
 def plot_glorot(reports: dict, depth: int, path: str) -> None:
@@ -256,37 +257,29 @@ def _parse_list(text: str, name: str, allowed=None, cast=str) -> list:
   return items
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog="python -m experiments.signal_propagation",
-                              description=__doc__.split("\n")[0])
+def add_flags(p) -> None:
   p.add_argument("--depths", default=",".join(map(str, DEFAULT_DEPTHS)),
                  help="hidden-layer counts, comma-separated. Default: %(default)s")
-  p.add_argument("--hidden", type=cli.positive_int, default=256,
-                 help="width. Default: %(default)s")
   p.add_argument("--activations", default=",".join(ACTIVATIONS), help="Default: %(default)s")
   p.add_argument("--inits", default=",".join(INITS), help="Default: %(default)s")
-  p.add_argument("--batch", type=cli.positive_int, default=256,
-                 help="training examples in the batch. Default: %(default)s")
-  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="weights and batch seed")
-  cli.add_common_args(p)
-  return p
+  study.flags(p, hidden=(256, "width. Default: %(default)s"),
+              batch=(256, "training examples in the batch. Default: %(default)s"),
+              seed=(0, "weights and batch seed"))
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, "signal_propagation")
-  try:
-    depths = _parse_list(args.depths, "--depths", cast=int)
-    activations = _parse_list(args.activations, "--activations", ACTIVATIONS)
-    inits = _parse_list(args.inits, "--inits", tuple(INITS))
-  except ValueError as e:
-    parser.error(str(e))
+def make_config(args) -> tuple[list[int], list[str], list[str]]:
+  """Every check of the flags (before any data or folder): depths, activations, inits."""
+  depths = _parse_list(args.depths, "--depths", cast=int)
   if any(d < 1 for d in depths):
-    parser.error(f"--depths must be positive ints, got {args.depths!r}")
-  cli.check_out(args, "signal_propagation", parser)
-  dataset = cli.load_from_args(args)
-  out_dir = cli.start_out(args, "signal_propagation", parser)
-  print(f"Results folder: {out_dir}")
+    raise ValueError(f"--depths must be positive ints, got {args.depths!r}")
+  return (depths, _parse_list(args.activations, "--activations", ACTIVATIONS),
+          _parse_list(args.inits, "--inits", tuple(INITS)))
+
+
+def run(ctx) -> dict:
+  """Measures every (activation, depth, init); writes signal.json, the figures, summary.md."""
+  args, dataset, out_dir = ctx.args, ctx.dataset, ctx.out_dir
+  depths, activations, inits = ctx.config
   rng = np.random.default_rng(args.seed)
   idx = np.sort(rng.choice(len(dataset.y_train), min(args.batch, len(dataset.y_train)),
                            replace=False))
@@ -325,6 +318,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
   print(text)
   print(f"Wrote {out_dir}/signal.json, summary.md, {', '.join(figures)}")
   return out
+
+
+RUNNER = study.Runner("signal_propagation", __doc__.split("\n")[0], add_flags, make_config, run)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

@@ -154,27 +154,28 @@ def train_tracking_symmetry(dataset: data_lib.Dataset, specs: Sequence[models.Ru
   return result, tracked
 
 
-def build_parser() -> cli.ArgumentParser:
-  p = cli.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split(
-      "\n")[0])
+def add_flags(p) -> None:
   p.add_argument("--value", type=float, default=0.01,
                  help="the constant of the constant init (weights; biases are 0)")
   p.add_argument("--random-init", default="xavier_uniform",
                  help="the symmetry-breaking init to compare with")
-  p.add_argument("--activation", default="tanh", choices=tuple(models.ACTIVATIONS),
-                 help="activation of the wide MLP. Default: %(default)s")
-  p.add_argument("--hidden", type=cli.positive_int, default=64,
-                 help="width of the hidden layers. Default: %(default)s")
-  p.add_argument("--depth", type=cli.nonneg_int, default=2, help="hidden layers")
-  p.add_argument("--epochs", type=cli.positive_int, default=3,
-                 help="epochs of SGD. Default: %(default)s")
-  p.add_argument("--lr", type=cli.positive_float, default=0.01,
-                 help="SGD learning rate. Default: %(default)s")
-  p.add_argument("--batch-size", type=cli.positive_int, default=BATCH_SIZE,
-                 help="examples per SGD step. Default: %(default)s")
-  p.add_argument("--seeds", type=cli.positive_int, default=2, help="seeds per configuration")
-  cli.add_common_args(p)
-  return p
+  study.flags(p, activation=("tanh", "activation of the wide MLP. Default: %(default)s"),
+              hidden=64, depth=(2, "hidden layers"), epochs=3,
+              lr=(0.01, "SGD learning rate. Default: %(default)s"), batch_size=BATCH_SIZE,
+              seeds=(2, "seeds per configuration"))
+
+
+def make_config(args):
+  """Every check of the flags (before any data or folder); the engine's mesh."""
+  def check_inits():
+    name, hyper = models.parse_init(args.random_init)
+    study.dry_run([models.RunSpec(name, 0, "zeros", hyper),
+                   models.RunSpec("constant", 0, "zeros", {"value": args.value})],
+                  args.activation)
+
+  cli.checked(RUNNER.prog, check_inits, flag="--random-init/--value")
+  cli.check_batch_size(args, args.batch_size, RUNNER.prog)
+  return cli.mesh_from_args(args, RUNNER.prog)
 
 
 def run(dataset: data_lib.Dataset, out_dir: str, *, value: float = 0.01,
@@ -272,24 +273,17 @@ def _plot(part2: dict[str, Any], path: str) -> None:
   results.save_figure(fig, path)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  parser = build_parser()
-  args = cli.parse_args(parser, argv, NAME)
-  try:
-    name, hyper = models.parse_init(args.random_init)
-    study.dry_run([models.RunSpec(name, 0, "zeros", hyper),
-                   models.RunSpec("constant", 0, "zeros", {"value": args.value})],
-                  args.activation)
-  except ValueError as e:
-    cli.fail(parser, f"--random-init/--value: {e}")
-  cli.check_batch_size(args, args.batch_size, parser)
-  cli.check_out(args, NAME, parser)
-  mesh = cli.mesh_from_args(args, parser)
-  dataset = cli.load_from_args(args)
-  return run(dataset, cli.start_out(args, NAME, parser), value=args.value,
-             random_init=args.random_init, activation=args.activation, hidden=args.hidden,
-             depth=args.depth, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-             seeds=args.seeds, mesh=mesh)
+def _run(ctx) -> dict[str, Any]:
+  a = ctx.args
+  return run(ctx.dataset, ctx.out_dir, value=a.value, random_init=a.random_init,
+             activation=a.activation, hidden=a.hidden, depth=a.depth, epochs=a.epochs, lr=a.lr,
+             batch_size=a.batch_size, seeds=a.seeds, mesh=ctx.config)
+
+
+RUNNER = study.Runner(NAME, __doc__.split("\n")[0], add_flags, make_config, _run,
+                      announce=False)
+
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

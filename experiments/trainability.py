@@ -212,24 +212,17 @@ def plot(res: dict[str, Any], path: str) -> None:
 def add_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--sigma-w2", type=cli.positive_float_list, default=None, metavar="S,S,...",
                  help="sigma_w2 grid, comma-separated (default: 13 values in [1, 4]; --quick 7)")
-  p.add_argument("--depths", type=cli.positive_int_list, default=None, metavar="L,L,...",
-                 help="depths (tanh layers), comma-separated (default: 10,20,40,70,100; "
-                      "--quick 5,10,20,40,80)")
-  p.add_argument("--steps", type=cli.positive_int, default=None,
-                 help="SGD steps per net (default 500, --quick 300)")
-  p.add_argument("--width", type=cli.positive_int, default=None, help="hidden width (default 64)")
-  p.add_argument("--lr", type=cli.positive_float, default=0.01,
-                 help="SGD step size (mean cross-entropy). Default: %(default)s")
-  p.add_argument("--batch-size", type=cli.positive_int, default=64,
-                 help="examples per SGD step. Default: %(default)s")
   p.add_argument("--threshold", type=cli.fraction, default=0.5,
                  help="training accuracy that counts as trainable. Default: %(default)s")
-  p.add_argument("--train-size", type=cli.positive_int, default=None,
-                 help="first N training examples (default: 20000, --quick 10000)")
-  p.add_argument("--seed", type=cli.nonneg_int, default=0, help="PRNG seed. Default: %(default)s")
-  p.add_argument("--check-width", type=cli.positive_int, default=1000,
-                 help="width of the random net whose per-layer variance is compared with "
-                      "jinit.theory.q_map. Default: %(default)s")
+  study.flags(p, depths=(None, "depths (tanh layers), comma-separated (default: 10,20,40,70,"
+                               "100; --quick 5,10,20,40,80)"),
+              steps=(None, "SGD steps per net (default 500, --quick 300)"),
+              width=(None, "hidden width (default 64)"),
+              lr=(0.01, "SGD step size (mean cross-entropy). Default: %(default)s"),
+              batch_size=64,
+              train_size=(None, "first N training examples (default: 20000, --quick 10000)"),
+              seed=0, check_width=(1000, "width of the random net whose per-layer variance is "
+                                         "compared with jinit.theory.q_map. Default: %(default)s"))
 
 
 def make_config(args) -> Config:

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 from experiments.common import data as data_lib
@@ -36,6 +37,7 @@ RESUME_MAY_CHANGE = frozenset({"resume", "no_progress", "log_every", "epochs", "
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
 TRAIN_SIZES = {"mnist": 54_000, "digits": 1_293}
+IMAGE_SIDES = {"mnist": 28, "digits": 8}  # image side per dataset, to check a pooling before
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,6 +53,18 @@ def fail(parser: argparse.ArgumentParser | str, message: str) -> NoReturn:
   first = str(message).strip().splitlines()[0] if str(message).strip() else "bad input"
   sys.stderr.write(f"{prog}: error: {first}\n")
   raise SystemExit(2)
+
+
+def checked(parser: argparse.ArgumentParser | str, fn, *args, flag: str = "", **kwargs):
+  """``fn(*args, **kwargs)``; its ValueError/TypeError ends the program in one line (exit 2).
+
+  ``flag`` (e.g. ``"--init"``) starts the message unless it already names a flag.
+  """
+  try:
+    return fn(*args, **kwargs)
+  except (TypeError, ValueError) as e:
+    message = str(e)
+    fail(parser, message if not flag or message.startswith("--") else f"{flag}: {message}")
 
 
 def _int(text: str, minimum: int) -> int:
@@ -101,6 +115,19 @@ def positive_float_list(text: str) -> list[float]:
   return [positive_float(t) for t in items]
 
 
+def subset_of(allowed: Sequence[str]):
+  """argparse ``type=``: a comma-separated subset of ``allowed``, e.g. ``a,c``."""
+
+  def parse(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not names or any(n not in allowed for n in names):
+      raise argparse.ArgumentTypeError(f"must be a comma-separated subset of "
+                                       f"{','.join(allowed)}, got {text!r}")
+    return names
+
+  return parse
+
+
 def fraction(text: str) -> float:
   """argparse ``type=``: a float strictly between 0 and 1."""
   try:
@@ -141,12 +168,18 @@ def add_common_args(parser: argparse.ArgumentParser, dataset: str = "mnist") -> 
   add("--parallel", default="runs", choices=("runs", "data"),
       help="runs: shard the runs over the devices (default); data: shard each batch (data "
            "parallelism, for one big run)")
+  add_folder_args(parser)
+
+
+def add_folder_args(parser: argparse.ArgumentParser, resumable: bool = True) -> None:
+  """``--out``, ``--resume``, ``--overwrite`` (each unless the parser has it already)."""
+  add = functools.partial(_add_once, parser)
   add("--out", default=None,
       help="results folder (default: results/<experiment>-<UTC time>); an existing non-empty "
            "folder is refused")
   add("--resume", default=None, metavar="DIR",
       help="continue the study saved in DIR from its last finished epoch, with the flags it "
-           "was started with")
+           "was started with" if resumable else "refused: this study cannot resume a run")
   add("--overwrite", action="store_true",
       help="replace an existing results folder given as --out")
 

@@ -2,27 +2,22 @@
 
 Two layers:
 
-* :class:`Runner`, the one runner of every theory, μP and transformer study
-  (``trainability``, ``isometry``, ``mup_transfer``, ``deep_transformer``,
-  ``model_parallel``): presets (``--quick``), flags through the one-line-error parser,
-  every check before any data or folder, ``--out``/``--overwrite`` (the folder taken
-  by :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing
-  its results, figure and summary; :func:`scan_sgd` is their one training loop.
+* :class:`Runner`, the one runner of every study (``python -m experiments`` and each
+  ``python -m experiments.<name>``): presets (``--quick``), flags through the one-line-error
+  parser (shared ones from one table, :data:`FLAGS`, via :func:`flags`), every check before
+  any data or folder, ``--out``/``--resume``/``--overwrite`` (the folder taken by
+  :func:`cli.start_out`), data, provenance, then the study's ``run(ctx)`` writing its
+  results, figure and summary; :func:`scan_sgd` is the theory studies' one training loop.
 * :func:`run_study`, the multi-run MLP pipeline (below), with checkpoints and
-  ``--resume``.
+  ``--resume``; :func:`training_runner` is the :class:`Runner` of a study built on it.
 
 A study is several inits x several seeds of one MLP, trained in one compiled
 program (:func:`experiments.common.train.train`). An experiment module only says
 what differs: its defaults, its specs and anything extra it measures. A new one is::
 
-  def main(argv=None):
-    parser = cli.ArgumentParser(prog="python -m experiments.mine")
-    study.add_args(parser, inits=("xavier_uniform",), seeds=4, epochs=10)
-    args = cli.parse_args(parser, argv, "mine")
-    plan = study.plan_from_args(parser, args, "mine")   # every check, before any work
-    dataset = cli.load_from_args(args)
-    return study.finish(study.run_study(dataset, plan.specs, plan.config, plan.out_dir,
-                                        mesh=plan.mesh, resume=plan.resume, ...))
+  RUNNER = study.training_runner("mine", "My study.", inits=("xavier_uniform",), seeds=4,
+                                 epochs=10, title=lambda args, dataset_name, plan: "mine")
+  build_parser, main = RUNNER.parser, RUNNER.main
 
 :func:`run_study` writes, in the results folder: ``history.json`` (after every
 epoch, atomically), ``checkpoints/`` (Orbax, last 2 epochs), and at the end (or on
@@ -100,12 +95,65 @@ def dry_run(specs: Sequence[models.RunSpec], activation: str = "sigmoid") -> Non
 # --------------------------------------------------------------------------- flags
 
 
+# The shared flag table: dest -> (argparse type, or a tuple of choices, or bool for an on/off
+# switch; help; metavar). A study picks its rows with :func:`flags`, giving each its default
+# (and, where the study says more, its own help).
+FLAGS: dict[str, tuple[Any, str, str | None]] = {
+    "seed": (cli.nonneg_int, "PRNG seed. Default: %(default)s", None),
+    "seeds": (cli.positive_int, "seeds per init. Default: %(default)s", None),
+    "first_seed": (cli.nonneg_int, "seed of the first run. Default: %(default)s", None),
+    "lr": (cli.positive_float, "SGD step size. Default: %(default)s", None),
+    "batch_size": (cli.positive_int, "examples per SGD step. Default: %(default)s", None),
+    "train_size": (cli.positive_int, "use only the first N training examples (default: all)",
+                   None),
+    "steps": (cli.positive_int, "SGD steps. Default: %(default)s", None),
+    "epochs": (cli.positive_int, "epochs of SGD. Default: %(default)s", None),
+    "width": (cli.positive_int, "hidden width. Default: %(default)s", None),
+    "hidden": (cli.positive_int, "width of the hidden layers. Default: %(default)s", None),
+    "depth": (cli.nonneg_int, "number of hidden layers. Default: %(default)s", None),
+    "depths": (cli.positive_int_list, "depths, comma-separated. Default: %(default)s",
+               "L,L,..."),
+    "activation": (tuple(models.ACTIVATIONS),
+                   "activation of the hidden layers. Default: %(default)s", None),
+    "eval_every": (cli.positive_int, "evaluate every N steps (must divide --steps)", None),
+    "eval_size": (cli.positive_int, "training examples the accuracy is measured on. "
+                                    "Default: %(default)s", None),
+    "pool": (cli.positive_int, "average-pool the 28x28 images by this factor. "
+                               "Default: %(default)s", None),
+    "log_every": (cli.positive_int, "print every N epochs (and the first and last)", None),
+    "no_progress": (bool, "no progress bar", None),
+}
+
+
+def flags(parser: argparse.ArgumentParser, **rows: Any) -> None:
+  """Adds rows of :data:`FLAGS`: ``name=default``, or ``name=(default, help[, type])``.
+
+  ``--name-with-dashes`` is the flag of ``name_with_underscores``; a ``bool`` row is an
+  on/off switch (its default is False); a name the table lacks is a positive int
+  (``name=(default, help)``), a study's own count or size.
+  """
+  for name, value in rows.items():
+    kind, text, metavar = FLAGS.get(name, (cli.positive_int, None, None))
+    row: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
+    default = row[0]
+    text = row[1] if len(row) > 1 else text
+    kind = row[2] if len(row) > 2 else kind
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+      parser.add_argument(flag, action="store_true", help=text)
+    elif isinstance(kind, tuple):
+      parser.add_argument(flag, default=default, choices=kind, help=text)
+    else:
+      parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+
 def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: int = 8,
              epochs: int | None = None, bias_init: str = models.AUTO_BIAS,
-             init_flag: bool = True, **config: Any) -> None:
+             init_flag: bool = True, common: bool = True, **config: Any) -> None:
   """The flags of a study (init, seeds, architecture, optimization) plus the common ones.
 
-  ``config`` overrides :class:`train_lib.TrainConfig`'s defaults shown in ``--help``.
+  ``config`` overrides :class:`train_lib.TrainConfig`'s defaults shown in ``--help``;
+  ``common=False`` leaves the data and folder flags to the caller (:class:`Runner` adds them).
   """
   d = dataclasses.replace(train_lib.TrainConfig(),
                           **({"epochs": epochs} if epochs else {}), **config)
@@ -118,23 +166,13 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
                         help="bias initializer for every run; 'auto' = torch_linear_default "
                              "biases with torch_linear_default weights, zeros otherwise. "
                              "Default: %(default)s")
-  parser.add_argument("--activation", default=d.activation, choices=tuple(models.ACTIVATIONS),
-                      help="activation of the hidden layers. Default: %(default)s")
-  parser.add_argument("--seeds", type=cli.positive_int, default=seeds,
-                      help="seeds per init (FIRST..FIRST+N-1). Default: %(default)s")
-  parser.add_argument("--first-seed", type=cli.nonneg_int, default=0,
-                      help="seed of the first run. Default: %(default)s")
-  parser.add_argument("--epochs", type=cli.positive_int, default=d.epochs,
-                      help="epochs (with --resume: may grow, to extend a run). "
-                           "Default: %(default)s")
-  parser.add_argument("--lr", type=cli.positive_float, default=d.lr,
-                      help="SGD learning rate (summed loss). Default: %(default)s")
-  parser.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size,
-                      help="examples per SGD step. Default: %(default)s")
-  parser.add_argument("--hidden", type=cli.positive_int, default=d.hidden,
-                      help="width of hidden layers. Default: %(default)s")
-  parser.add_argument("--depth", type=cli.nonneg_int, default=d.depth,
-                      help="number of hidden layers (Dense + activation). Default: %(default)s")
+  flags(parser, activation=d.activation,
+        seeds=(seeds, "seeds per init (FIRST..FIRST+N-1). Default: %(default)s"), first_seed=0,
+        epochs=(d.epochs, "epochs (with --resume: may grow, to extend a run). "
+                          "Default: %(default)s"),
+        lr=(d.lr, "SGD learning rate (summed loss). Default: %(default)s"),
+        batch_size=d.batch_size, hidden=d.hidden,
+        depth=(d.depth, "number of hidden layers (Dense + activation). Default: %(default)s"))
   parser.add_argument("--shuffle", default=d.shuffle, choices=train_lib.SHUFFLES,
                       help="per_run: each seed its own batch order (default); shared: one order "
                            "(--data-seed) for all runs, so runs differ only in their init")
@@ -144,12 +182,32 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
                       choices=train_lib.TRAIN_METRICS,
                       help="eval: train loss/acc on the whole training split after each epoch "
                            "(the page); running: mean over the epoch's batches (faster)")
-  parser.add_argument("--train-size", type=cli.positive_int, default=None,
-                      help="use only the first N training examples (default: all)")
-  parser.add_argument("--log-every", type=cli.positive_int, default=10,
-                      help="print every N epochs (and the first and last)")
-  parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-  cli.add_common_args(parser)
+  flags(parser, train_size=None, log_every=10, no_progress=False)
+  if common:
+    cli.add_common_args(parser)
+
+
+def check_image_sgd(args, steps: int, prog: str) -> int:
+  """The checks of an image study trained for ``steps`` SGD steps (deep_cnn, deep_residual).
+
+  ``--eval-every`` (default steps / 10) must divide the steps, ``--batch-size`` and
+  ``--eval-size`` fit in ``--train-size`` examples, ``--pool`` divide the image side; a
+  bad flag ends the program in one line (exit 2), before any data.
+
+  Returns:
+    The evaluation interval.
+  """
+  eval_every = args.eval_every or max(steps // 10, 1)
+  if steps % eval_every:
+    cli.fail(prog, f"--eval-every {eval_every} must divide --steps {steps}")
+  cli.check_batch_size(args, args.batch_size, prog)
+  if args.eval_size > args.train_size:
+    cli.fail(prog, f"--eval-size {args.eval_size} exceeds --train-size {args.train_size}")
+  side = cli.IMAGE_SIDES.get(args.dataset)
+  if side and side % args.pool:
+    cli.fail(prog, f"--pool {args.pool}: expected square images with a side divisible by it, "
+                   f"got {side * side} pixels")
+  return eval_every
 
 
 def config_from_args(args, **overrides: Any) -> train_lib.TrainConfig:
@@ -173,7 +231,7 @@ class Plan:
   inits: list[str]
 
 
-def plan_from_args(parser: argparse.ArgumentParser, args, name: str, *,
+def plan_from_args(parser: argparse.ArgumentParser | str, args, name: str, *,
                    default_inits: Sequence[str] = (), bias_init: str | None = None,
                    specs: Sequence[models.RunSpec] | None = None,
                    **config_overrides: Any) -> Plan:
@@ -183,23 +241,16 @@ def plan_from_args(parser: argparse.ArgumentParser, args, name: str, *,
   dataset, ``--out`` must be writable and new (or ``--resume``/``--overwrite``), and
   ``--devices`` must exist.
   """
-  try:
-    if specs is None:
-      inits = parse_inits(getattr(args, "init", None), default_inits)
-      specs = make_specs(inits, args.seeds, args.first_seed,
-                         bias_init if bias_init is not None else args.bias_init)
-    else:
-      inits = list(dict.fromkeys(s.label for s in specs))
-  except (TypeError, ValueError) as e:
-    cli.fail(parser, str(e) if str(e).startswith("--") else f"--init/--bias-init: {e}")
-  try:
-    config = config_from_args(args, **config_overrides)
-  except (TypeError, ValueError) as e:
-    cli.fail(parser, str(e))
-  try:
-    dry_run(specs, config.activation)
-  except ValueError as e:
-    cli.fail(parser, str(e))
+  if specs is None:
+    inits = cli.checked(parser, parse_inits, getattr(args, "init", None), default_inits,
+                        flag="--init/--bias-init")
+    bias = bias_init if bias_init is not None else args.bias_init
+    specs = cli.checked(parser, make_specs, inits, args.seeds, args.first_seed, bias,
+                        flag="--init/--bias-init")
+  else:
+    inits = list(dict.fromkeys(s.label for s in specs))
+  config = cli.checked(parser, config_from_args, args, **config_overrides)
+  cli.checked(parser, dry_run, specs, config.activation)
   cli.check_batch_size(args, config.batch_size, parser)
   out_dir = cli.check_out(args, name, parser)
   mesh = cli.mesh_from_args(args, parser)
@@ -207,7 +258,7 @@ def plan_from_args(parser: argparse.ArgumentParser, args, name: str, *,
   if config.batch_size % n_data:
     cli.fail(parser, f"--batch-size {config.batch_size} must be divisible by the {n_data} "
                      "devices of --parallel data")
-  return Plan(list(specs), config, mesh, out_dir, bool(getattr(args, "resume", None)), inits)
+  return Plan(list(specs or ()), config, mesh, out_dir, bool(getattr(args, "resume", None)), inits)
 
 
 # --------------------------------------------------------------------------- running
@@ -384,6 +435,7 @@ class Context:
     dataset: the data the flags name (None for a study without data).
     provenance: command, date, machine, devices (:mod:`experiments.common.provenance`).
     log: where progress lines go.
+    state: what a study's steps hand on to each other (e.g. a ``before`` to an ``after``).
   """
 
   args: argparse.Namespace
@@ -392,6 +444,7 @@ class Context:
   dataset: data_lib.Dataset | None
   provenance: dict
   log: Callable[[str], None] = print
+  state: dict = dataclasses.field(default_factory=dict)
 
   def path(self, name: str) -> str:
     return os.path.join(self.out_dir, name)
@@ -432,6 +485,10 @@ class Runner:
       flag (``--quick``); :meth:`value` reads a flag, or the chosen preset's default.
     needs_data: ``needs_data(args) -> bool`` (default: always).
     resumable: False (every theory study): ``--resume`` is refused in one line.
+    data_flags: False: no data flags (only ``--out``/``--overwrite``/``--resume``).
+    announce: False when ``run`` prints the results folder itself (:func:`run_study` does).
+    command: the command, when not ``python -m experiments.<name>``.
+    epilog: ``epilog() -> str``, text after the flags in ``--help`` (kept as written).
   """
 
   name: str
@@ -443,13 +500,18 @@ class Runner:
   needs_data: Callable[[argparse.Namespace], bool] | None = None
   resumable: bool = False
   data_flags: bool = True
+  announce: bool = True
+  command: str = ""
+  epilog: Callable[[], str] | None = None
 
   @property
   def prog(self) -> str:
-    return f"python -m experiments.{self.name}"
+    return self.command or f"python -m experiments.{self.name}"
 
   def parser(self) -> cli.ArgumentParser:
-    p = cli.ArgumentParser(prog=self.prog, description=self.description)
+    kw = ({} if self.epilog is None else
+          {"epilog": self.epilog(), "formatter_class": argparse.RawDescriptionHelpFormatter})
+    p = cli.ArgumentParser(prog=self.prog, description=self.description, **kw)
     for preset, values in self.presets.items():
       if preset != "full":
         shown = ", ".join(f"{k} {_shown(v)}" for k, v in values.items())
@@ -457,16 +519,9 @@ class Runner:
     self.add_flags(p)
     if not any(a.dest == "no_progress" for a in p._actions):  # pylint: disable=protected-access
       p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    cli.add_folder_args(p, self.resumable)
     if self.data_flags:
       cli.add_common_args(p)
-    else:
-      for flag, kw in (("--out", {"default": None, "help": "results folder (default: results/"
-                                  "<experiment>-<UTC time>)"}),
-                       ("--overwrite", {"action": "store_true",
-                                        "help": "replace a previous run's results folder"}),
-                       ("--resume", {"default": None, "metavar": "DIR",
-                                     "help": "continue the run saved in DIR"})):
-        p.add_argument(flag, **kw)
     return p
 
   def value(self, args, name: str):
@@ -497,14 +552,16 @@ class Runner:
     out_dir = cli.start_out(args, self.name, parser)
     ctx = Context(args, config, out_dir, dataset,
                   provenance_lib.provenance(f"experiments.{self.name}", args.argv))
-    print(f"Results folder: {out_dir}")
+    if self.announce:
+      print(f"Results folder: {out_dir}")
     try:
       return self.run(ctx)
     except KeyboardInterrupt as e:
       done = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
+      how = (f"resume with: {self.prog} --resume {out_dir}" if self.resumable else
+             f"{self.prog} cannot resume: run it again with --out {out_dir} --overwrite")
       sys.stderr.write(f"\nInterrupted; written so far in {out_dir}: {', '.join(done)}; "
-                       f"{self.prog} cannot resume: run it again with --out {out_dir} "
-                       "--overwrite\n")
+                       f"{how}\n")
       raise SystemExit(cli.interrupt_code(e)) from None
     finally:
       cli.release_folder(out_dir)
@@ -514,3 +571,48 @@ def _shown(v) -> str:
   if isinstance(v, (list, tuple)):
     return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
   return str(v)
+
+
+def training_runner(name: str, description: str, *, inits: Sequence[str],
+                    title: Callable[[argparse.Namespace, str, Plan], str],
+                    before: Callable[[Context], None] | None = None,
+                    after: Callable[[Context, dict], None] | None = None,
+                    defaults: dict | None = None, **add_args_kw: Any) -> Runner:
+  """The :class:`Runner` of a multi-run MLP study: :func:`add_args` flags, :func:`run_study`.
+
+  Args:
+    name, description: as :class:`Runner`'s.
+    inits: the default ``--init`` values.
+    title: ``title(args, dataset_name, plan)``, the title of the figure and summary.
+    before: ``before(ctx)``, run after the folder is taken and before training.
+    after: ``after(ctx, history)``, run after training (e.g. to add to history.json).
+    defaults: flag defaults to change after the flags are added (``parser.set_defaults``).
+    **add_args_kw: :func:`add_args`'s keywords (seeds, epochs, bias_init, config defaults).
+
+  Returns:
+    A resumable :class:`Runner` whose ``main`` returns the history (exit 1 if every run
+    diverged, :func:`finish`).
+  """
+  prog = f"python -m experiments.{name}"
+
+  def add_flags(p: argparse.ArgumentParser) -> None:
+    add_args(p, inits=inits, common=False, **add_args_kw)
+    p.set_defaults(**(defaults or {}))
+
+  def config(args) -> Plan:
+    return plan_from_args(prog, args, name, default_inits=inits)
+
+  def run(ctx: Context) -> dict:
+    plan, args, dataset = ctx.config, ctx.args, ctx.dataset
+    assert dataset is not None  # a training study always loads its data
+    if before is not None:
+      before(ctx)
+    history = run_study(dataset, plan.specs, plan.config, ctx.out_dir, mesh=plan.mesh,
+                        log_every=args.log_every, progress=not args.no_progress,
+                        title=title(args, dataset.name, plan), resume=plan.resume,
+                        command=prog)
+    if after is not None:
+      after(ctx, history)
+    return finish(history, ctx.out_dir)
+
+  return Runner(name, description, add_flags, config, run, resumable=True, announce=False)

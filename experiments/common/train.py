@@ -82,8 +82,15 @@ def _check_choice(value, name: str, allowed: Sequence[str]) -> str:
   return value
 
 
+class _Fields:
+  """``to_json``: a dataclass's fields as a (JSON-able) dict."""
+
+  def to_json(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Fields):
   """Architecture and optimization shared by every run (defaults: the course page)."""
 
   activation: str = "sigmoid"
@@ -119,12 +126,9 @@ class TrainConfig:
     if not (math.isfinite(self.lr) and self.lr > 0):
       raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
 
-  def to_json(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
-
 
 @dataclasses.dataclass
-class RunHistory:
+class RunHistory(_Fields):
   """Per-epoch metrics of one run (losses: mean cross-entropy per example)."""
 
   init: str
@@ -138,9 +142,6 @@ class RunHistory:
   test_acc: float | None = None
   stopped: str | None = None  # why the run stopped early (non-finite loss), else None
   diverged_epoch: int | None = None  # the epoch whose loss was non-finite
-
-  def to_json(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
