@@ -241,6 +241,10 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
   args = parser.parse_args(argv)
   args.argv = argv
   resume = getattr(args, "resume", None)
+  if resume and (getattr(args, "distributed", False) or getattr(args, "coordinator", None)):
+    fail(parser, "--resume: a study across processes (--distributed, --coordinator) writes no "
+                 "checkpoints; resume runs in one process")
+  _join_processes(args, parser)
   if not resume:
     return args
   if getattr(args, "overwrite", False):
@@ -281,6 +285,14 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
   return resumed
 
 
+def _join_processes(args, parser) -> None:
+  """``jax.distributed.initialize`` when the flags ask for it (before any jax work)."""
+  if hasattr(args, "distributed"):  # a study with the flags (study.add_args)
+    from experiments.common import distributed
+
+    distributed.initialize_from_args(args, parser)
+
+
 def mesh_from_args(args, parser: argparse.ArgumentParser | str = "experiments"):
   """The engine's mesh for ``--devices``/``--parallel``; a bad value exits (one line, code 2)."""
   from experiments.common import train as train_lib
@@ -303,6 +315,13 @@ def check_batch_size(args, batch_size: int, parser: argparse.ArgumentParser | st
     n = min(n, args.train_size) if n else args.train_size
   if n is not None and batch_size > n:
     fail(parser, f"{flag} {batch_size} exceeds the {n} training examples of {args.dataset}")
+
+
+def _writes_results() -> bool:
+  """False in every ``jax.distributed`` process but 0: they write no results folder."""
+  from experiments.common import distributed
+
+  return distributed.is_primary()
 
 
 def _default_out(name: str) -> str:
@@ -354,6 +373,8 @@ def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   if checked:
     return checked
   path = args.out or _default_out(name)
+  if not _writes_results():  # another process (0) checks, takes and writes the folder
+    return path
   if not args.out:  # a default name is never an existing folder: -2, -3, ... if taken
     base, k = path, 1
     while os.path.exists(path):
@@ -538,6 +559,8 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   ``run.json`` updated when ``--epochs`` changed.
   """
   path = check_out(args, name, parser)
+  if not _writes_results():  # across processes only process 0 makes, locks and writes it
+    return path
   resume = getattr(args, "resume", None)
   overwrite = getattr(args, "overwrite", False)
   if not resume and not os.path.isdir(path):

@@ -42,6 +42,7 @@ from typing import Any
 
 from experiments.common import cli
 from experiments.common import data as data_lib
+from experiments.common import distributed
 from experiments.common import models
 from experiments.common import results
 from experiments.common import train as train_lib
@@ -150,6 +151,7 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
                       help="print every N epochs (and the first and last)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   cli.add_common_args(parser)
+  distributed.add_args(parser)
 
 
 def config_from_args(args, **overrides: Any) -> train_lib.TrainConfig:
@@ -259,9 +261,16 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   summary and figure of the epochs done, prints how to resume (``command --resume
   resume_dir``, default ``out_dir``) and exits 130.
 
+  Across processes (:mod:`experiments.common.distributed`) every process trains its
+  share of the runs and gets the whole history; only process 0 writes ``out_dir`` and
+  prints, the others write nothing (no checkpoints: ``--resume`` is one-process only).
+
   Returns:
     The history dict (with "summary").
   """
+  if not distributed.is_primary():
+    return _run_secondary(dataset, specs, config, mesh=mesh, post_init=post_init)
+  checkpoints = checkpoints and not distributed.multi_process()
   say = log or (lambda _: None)
   os.makedirs(out_dir, exist_ok=True)
   say(f"Results folder: {out_dir}")
@@ -304,6 +313,15 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     if run["stopped"]:
       say(f"WARNING: {run['stopped']}")
   say(f"Wrote {out_dir}/history.json, metrics.png, summary.md")
+  return history
+
+
+def _run_secondary(dataset, specs, config, *, mesh, post_init) -> dict:
+  """:func:`run_study` in a process other than 0: the same training, nothing written or said."""
+  result = train_lib.train(dataset, specs, config, post_init=post_init, mesh=mesh, log=None,
+                           progress=False)
+  history = result.to_json()
+  history["summary"] = results.summary_rows(history, dataset.num_classes)
   return history
 
 

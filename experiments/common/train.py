@@ -49,6 +49,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments.common import data as data_lib
+from experiments.common import distributed
 from experiments.common import models
 from experiments.common import results as results_lib
 
@@ -198,6 +199,12 @@ def engine_mesh(devices: int | None = None, parallel: str = RUNS_AXIS) -> Mesh |
   from jinit import sharding as js
 
   _check_choice(parallel, "parallel", PARALLEL)
+  if devices is not None and distributed.multi_process():
+    check_int(devices, "devices")
+    if devices != jax.device_count():
+      raise ValueError(f"devices={devices}: across {jax.process_count()} processes the study "
+                       f"uses all {jax.device_count()} devices of all processes (every "
+                       "process computes); leave --devices out")
   mesh = js.make_mesh(devices, (parallel,))  # the device-count checks live there
   return None if mesh.devices.size == 1 else mesh
 
@@ -209,6 +216,8 @@ def _axis(mesh: Mesh | None, name: str) -> int:
 def _fit_runs(mesh: Mesh | None, runs: int) -> Mesh | None:
   """Fewer runs than devices on a runs-only mesh: one run per device, on the first ones."""
   if mesh is None or tuple(mesh.axis_names) != (RUNS_AXIS,) or mesh.devices.size <= runs:
+    return mesh
+  if distributed.multi_process():  # every process computes: pad the runs instead
     return mesh
   if runs == 1:
     return None
@@ -316,8 +325,8 @@ def _time_estimate(first_epoch_seconds: float, epochs_left: int) -> str:
 def _evaluate(eval_fn, params, chunks, n: int) -> tuple[np.ndarray, np.ndarray]:
   """Mean loss and accuracy per run over a chunked split of ``n`` examples."""
   outs = [eval_fn(params, *chunk) for chunk in chunks]
-  loss = sum(np.asarray(o[0], np.float64) for o in outs) / n
-  acc = sum(np.asarray(o[1], np.float64) for o in outs) / n
+  loss = sum(distributed.to_host(o[0]).astype(np.float64) for o in outs) / n
+  acc = sum(distributed.to_host(o[1]).astype(np.float64) for o in outs) / n
   return loss, acc
 
 
@@ -483,9 +492,7 @@ class Prepared:
   state_sharding: Any = None
 
   def put(self, tree, spec=P()):
-    if self.mesh is None:
-      return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(self.mesh, spec))
+    return distributed.put(tree, None if self.mesh is None else NamedSharding(self.mesh, spec))
 
 
 def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
@@ -518,9 +525,7 @@ def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   n_pad = -runs % n_run_dev
 
   def put(tree, spec=P()):
-    if mesh is None:
-      return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(mesh, spec))
+    return distributed.put(tree, None if mesh is None else NamedSharding(mesh, spec))
 
   data_spec = P(DATA_AXIS) if n_data > 1 else P()
   x_train, y_train = put(dataset.x_train), put(dataset.y_train)  # replicated
@@ -574,16 +579,16 @@ def compile_programs(prep: Prepared) -> Compiled:
   config = prep.config
   epoch_fn = jax.jit(_make_epoch_fn(prep.model.apply, prep.tx, len(prep.dataset.y_train),
                                     config.batch_size, prep.mesh, config.shuffle == "shared"))
-  epoch_fn = epoch_fn.lower(prep.params, prep.opt_state, prep.shuffle_keys, jnp.int32(0),
+  epoch_fn = epoch_fn.lower(prep.params, prep.opt_state, prep.shuffle_keys, np.int32(0),
                             prep.x_train, prep.y_train).compile()
   eval_fn = jax.jit(_make_eval_fn(prep.model.apply)).lower(prep.params, *prep.val[0]).compile()
   return Compiled(epoch_fn, eval_fn, time.perf_counter() - t0)
 
 
 def _state_to_host(prep: Prepared, params, opt_state) -> dict:
-  host = lambda t: jax.tree.map(lambda a: np.asarray(a)[:prep.runs], t)
+  host = lambda t: jax.tree.map(lambda a: distributed.to_host(a)[:prep.runs], t)
   keys = prep.shuffle_keys
-  key_data = np.asarray(jax.random.key_data(keys))
+  key_data = distributed.to_host(jax.random.key_data(keys))
   if prep.config.shuffle == "per_run":
     key_data = key_data[:prep.runs]
   return {"params": host(params),
@@ -602,7 +607,7 @@ def _restore_state(prep: Prepared, state: dict):
   saved = state.get("opt_state", {}) or {}
   opt_leaves = [np.asarray(saved[str(i)], leaf.dtype) for i, leaf in enumerate(leaves)]
   keys = np.asarray(state["shuffle_key_data"], np.uint32)
-  if not np.array_equal(keys, np.asarray(jax.random.key_data(prep.shuffle_keys))[
+  if not np.array_equal(keys, distributed.to_host(jax.random.key_data(prep.shuffle_keys))[
       :prep.runs if prep.config.shuffle == "per_run" else None]):
     raise ValueError("the checkpoint's shuffling keys differ from this study's seeds")
   params = prep.put(_pad_runs(params, prep.n_pad), prep.state_sharding)
@@ -647,14 +652,14 @@ def run_epochs(prep: Prepared, comp: Compiled, result: TrainResult, *,
     for epoch in range(start + 1, config.epochs + 1):
       t0 = time.perf_counter()
       params, opt_state, train_loss, train_acc = comp.epoch_fn(
-          params, opt_state, prep.shuffle_keys, jnp.int32(epoch - 1), prep.x_train,
+          params, opt_state, prep.shuffle_keys, np.int32(epoch - 1), prep.x_train,
           prep.y_train)
       jax.block_until_ready(params)
       seconds = time.perf_counter() - t0
       val_loss, val_acc = _evaluate(comp.eval_fn, params, prep.val, len(prep.dataset.y_val))
       if prep.train_chunks is not None:  # the page's train loss: whole split, after the epoch
         train_loss, train_acc = _evaluate(comp.eval_fn, params, prep.train_chunks, n_train)
-      metrics = [np.asarray(m, np.float64)[:prep.runs]
+      metrics = [distributed.to_host(m).astype(np.float64)[:prep.runs]
                  for m in (train_loss, val_loss, train_acc, val_acc)]
       for i in np.flatnonzero(active):
         h = histories[i]

@@ -1,0 +1,183 @@
+"""Studies across processes: the ``jax.distributed`` flags, global arrays, one writer.
+
+A multi-run study (``python -m experiments.sigmoid_mnist`` and the other
+:func:`experiments.common.study.run_study` studies) runs unchanged over several
+processes: every process runs the same program, ``jax.devices()`` lists the devices
+of all of them, the runs axis is sharded over that global mesh, every process
+computes its own runs, and the metrics are gathered so that every process holds the
+whole history. Only process 0 writes the results folder (``run.json``, ``history.json``,
+figures, summary) and prints; the others write nothing.
+
+How a process joins (JAX's own ``jax.distributed.initialize``, before any jax work):
+
+* ``--distributed``: no arguments: JAX reads the cluster's settings (SLURM ``srun``:
+  ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``; Open MPI ``mpirun``;
+  Cloud TPU pods: the TPU metadata server; or ``JAX_COORDINATOR_ADDRESS`` with the
+  cluster's counts).
+* ``--coordinator HOST:PORT --num-processes N --process-id I``: explicit (all three),
+  e.g. local processes on one machine.
+
+On CPU the processes exchange data with JAX's ``gloo`` collectives (jaxlib's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+FLAGS = ("--coordinator", "--num-processes", "--process-id")
+INIT_TIMEOUT_S = 300  # jax.distributed.initialize's default: how long processes wait for all
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+  """Adds ``--distributed``, ``--coordinator``, ``--num-processes``, ``--process-id``."""
+  from experiments.common import cli
+
+  group = parser.add_argument_group("across processes (jax.distributed)")
+  group.add_argument("--distributed", action="store_true",
+                     help="join a multi-process run with jax.distributed.initialize(): the "
+                          "settings come from the cluster (SLURM srun, Open MPI, Cloud TPU) or "
+                          "from the three flags below; the runs are sharded over the devices "
+                          "of all processes and process 0 writes the results")
+  group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help="address of process 0's coordinator (with --num-processes and "
+                          "--process-id; implies --distributed)")
+  group.add_argument("--num-processes", type=cli.positive_int, default=None,
+                     help="how many processes take part (with --coordinator)")
+  group.add_argument("--process-id", type=cli.nonneg_int, default=None,
+                     help="this process's id, 0 .. N-1 (with --coordinator); 0 writes results")
+
+
+def check_coordinator(text: str) -> str:
+  """``HOST:PORT`` with a port in 1..65535; ValueError naming ``--coordinator`` otherwise."""
+  if not isinstance(text, str):
+    raise TypeError(f"--coordinator must be a str HOST:PORT, got {type(text).__name__}")
+  host, sep, port = text.rpartition(":")
+  if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise ValueError(f"--coordinator must be HOST:PORT with a port in 1..65535 (e.g. "
+                     f"localhost:12355), got {text!r}")
+  return text
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any] | None:
+  """The keyword arguments of ``jax.distributed.initialize`` the flags name; None: one process.
+
+  Raises:
+    ValueError: naming the flag: a malformed ``--coordinator``, only some of
+      ``--coordinator``/``--num-processes``/``--process-id``, or ``--process-id`` >=
+      ``--num-processes``.
+  """
+  given = {"coordinator_address": getattr(args, "coordinator", None),
+           "num_processes": getattr(args, "num_processes", None),
+           "process_id": getattr(args, "process_id", None)}
+  named = [flag for flag, v in zip(FLAGS, given.values()) if v is not None]
+  if not named:
+    return {} if getattr(args, "distributed", False) else None
+  if len(named) < len(FLAGS):
+    missing = [flag for flag in FLAGS if flag not in named]
+    raise ValueError(f"{', '.join(named)} needs {' and '.join(missing)} too: give "
+                     "--coordinator HOST:PORT --num-processes N --process-id I together, or "
+                     "--distributed alone to take them from the cluster (SLURM, Open MPI, "
+                     "Cloud TPU)")
+  check_coordinator(given["coordinator_address"])
+  if given["process_id"] >= given["num_processes"]:
+    raise ValueError(f"--process-id must be in 0..{given['num_processes'] - 1} (--num-processes "
+                     f"{given['num_processes']}), got {given['process_id']}")
+  return given
+
+
+def initialize_from_args(args: argparse.Namespace, parser) -> bool:
+  """Joins the processes the flags name (``jax.distributed.initialize``); False: one process.
+
+  Must run before any jax computation. A bad flag, or a cluster that cannot be
+  detected, ends the program with one line naming the flag (exit 2).
+  """
+  from experiments.common import cli
+
+  try:
+    kwargs = settings(args)
+  except (TypeError, ValueError) as e:
+    cli.fail(parser, str(e))
+  if kwargs is None:
+    return False
+  import jax
+
+  if jax.distributed.is_initialized():  # already joined (e.g. by the caller): nothing to do
+    return True
+  try:
+    jax.distributed.initialize(**kwargs, initialization_timeout=INIT_TIMEOUT_S)
+  except (RuntimeError, ValueError) as e:
+    flag = "--coordinator" if kwargs else "--distributed"
+    first = (str(e).strip().splitlines() or [""])[0]
+    hint = ("" if kwargs else " (no SLURM, Open MPI or Cloud TPU settings found; pass "
+            "--coordinator HOST:PORT --num-processes N --process-id I)")
+    cli.fail(parser, f"{flag}: jax.distributed.initialize failed: {first}{hint}")
+  return True
+
+
+def process_index() -> int:
+  """This process's index (0 without ``jax.distributed``, or when jax is not imported)."""
+  if "jax" not in sys.modules:
+    return 0
+  import jax
+
+  return int(jax.process_index())
+
+
+def is_primary() -> bool:
+  """True in the process that writes results and prints: process 0 (the only one, usually)."""
+  return process_index() == 0
+
+
+def multi_process() -> bool:
+  """True when this program is one of several ``jax.distributed`` processes."""
+  if "jax" not in sys.modules:
+    return False
+  import jax
+
+  return jax.process_count() > 1
+
+
+def to_host(x) -> np.ndarray:
+  """The whole of array ``x`` as numpy on every process (gathered when processes hold parts).
+
+  With several processes this is a collective: every process must call it, in the
+  same order.
+  """
+  import jax
+
+  if not isinstance(x, jax.Array) or x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    raise TypeError("to_host: pass jax.random.key_data(keys), not a key array")
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def put(tree, sharding=None):
+  """``jax.device_put(tree, sharding)``, also when ``sharding`` spans several processes.
+
+  Across processes each leaf must be the same host value in every process (the
+  experiments compute it from the same seeds everywhere); each process then places
+  only its own shards (``jax.make_array_from_callback``). Key arrays travel as their
+  key data and are wrapped again.
+  """
+  import jax
+
+  if sharding is None or sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+
+  def one(leaf):
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      impl = jax.random.key_impl(leaf)
+      return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      return jax.device_put(leaf, sharding)  # already global: resharded by jax
+    host = to_host(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(one, tree)
