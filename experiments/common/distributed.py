@@ -78,7 +78,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any] | None:
     return {} if getattr(args, "distributed", False) else None
   if len(named) < len(FLAGS):
     missing = [flag for flag in FLAGS if flag not in named]
-    raise ValueError(f"{', '.join(named)} needs {' and '.join(missing)} too: give "
+    verb = "needs" if len(named) == 1 else "need"
+    raise ValueError(f"{' and '.join(named)} {verb} {' and '.join(missing)} too: give "
                      "--coordinator HOST:PORT --num-processes N --process-id I together, or "
                      "--distributed alone to take them from the cluster (SLURM, Open MPI, "
                      "Cloud TPU)")
