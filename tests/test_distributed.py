@@ -206,3 +206,32 @@ def test_only_process_0_writes(study):
     assert not any(study[name]["cwd"].iterdir()), name
   assert "Wrote " in study["process0"]["stdout"] and "Epoch: 2/2" in study["process0"]["stdout"]
   assert "Epoch:" not in study["process1"]["stdout"]  # process 0 alone prints the study
+
+
+def test_a_refusal_on_process_0_ends_every_process(study, tmp_path):
+  """--out already holds a run: process 0 refuses it (exit 2) and process 1 exits with it.
+
+  Without the broadcast process 1 would wait for process 0 at its first collective
+  until gloo's timeout and end with a traceback.
+  """
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+             PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "experiments.sigmoid_mnist", *STUDY_FLAGS, "--out",
+       str(study["multi"]), "--coordinator", f"localhost:{port}", "--num-processes", "2",
+       "--process-id", str(i)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+      for i in range(2)]
+  try:
+    errs = [proc.communicate(timeout=300)[1] for proc in procs]
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+  assert [proc.returncode for proc in procs] == [2, 2], errs
+  assert "error: --out " in errs[0] and "folder exists and is not empty" in errs[0]
+  assert "process 1: process 0 stopped (exit code 2)" in errs[1]
+  assert "Traceback" not in errs[1]

@@ -317,13 +317,6 @@ def check_batch_size(args, batch_size: int, parser: argparse.ArgumentParser | st
     fail(parser, f"{flag} {batch_size} exceeds the {n} training examples of {args.dataset}")
 
 
-def _writes_results() -> bool:
-  """False in every ``jax.distributed`` process but 0: they write no results folder."""
-  from experiments.common import distributed
-
-  return distributed.is_primary()
-
-
 def _default_out(name: str) -> str:
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
   return os.path.join("results", f"{name}-{stamp}")
@@ -372,9 +365,18 @@ def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   checked = getattr(args, "_out_checked", None)
   if checked:
     return checked
+  from experiments.common import distributed
+
+  # Across processes, process 0 alone checks (and later takes and writes) the folder;
+  # a refusal there ends every process with its exit code.
+  path = distributed.on_primary(lambda: _check_out(args, name, parser),
+                                args.out or _default_out(name))
+  args._out_checked = path
+  return path
+
+
+def _check_out(args, name: str, parser) -> str:
   path = args.out or _default_out(name)
-  if not _writes_results():  # another process (0) checks, takes and writes the folder
-    return path
   if not args.out:  # a default name is never an existing folder: -2, -3, ... if taken
     base, k = path, 1
     while os.path.exists(path):
@@ -558,9 +560,14 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   is emptied (after the lock is taken); with ``--resume`` the folder is kept and
   ``run.json`` updated when ``--epochs`` changed.
   """
+  from experiments.common import distributed
+
   path = check_out(args, name, parser)
-  if not _writes_results():  # across processes only process 0 makes, locks and writes it
-    return path
+  # Across processes only process 0 makes, locks and writes it; the others write nothing.
+  return distributed.on_primary(lambda: _start_out(args, name, parser, path), path)
+
+
+def _start_out(args, name: str, parser, path: str) -> str:
   resume = getattr(args, "resume", None)
   overwrite = getattr(args, "overwrite", False)
   if not resume and not os.path.isdir(path):

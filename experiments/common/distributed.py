@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,36 @@ def multi_process() -> bool:
   import jax
 
   return jax.process_count() > 1
+
+
+def on_primary(fn: Callable[[], Any], fallback: Any) -> Any:
+  """``fn()`` in process 0 alone (``fallback`` elsewhere); its failure ends every process.
+
+  One process: just ``fn()``. Across processes, process 0's outcome is broadcast (a
+  collective: every process must call this, in the same order): when ``fn`` exits or
+  raises there, every other process exits with the same code (1 for an exception)
+  after one line, instead of waiting for process 0 at the next collective.
+  """
+  if not multi_process():
+    return fn()
+  from jax.experimental import multihost_utils
+
+  code, error, value = 0, None, fallback
+  if is_primary():
+    try:
+      value = fn()
+    except SystemExit as e:
+      code, error = (e.code if isinstance(e.code, int) else 1) or 0, e
+    except BaseException as e:  # noqa: BLE001  re-raised below, after the others are told
+      code, error = 1, e
+  code = int(multihost_utils.broadcast_one_to_all(np.int32(code)))
+  if error is not None and (code or not isinstance(error, SystemExit)):
+    raise error
+  if code:
+    sys.stderr.write(f"process {process_index()}: process 0 stopped (exit code {code}); its "
+                     "error says why\n")
+    raise SystemExit(code)
+  return value
 
 
 def to_host(x) -> np.ndarray:
