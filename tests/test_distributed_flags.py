@@ -56,7 +56,6 @@ def test_settings_bad_flags(kw, match):
      "--process-id must be in 0..1"),
     (["--num-processes", "0"], "--num-processes: must be an int >= 1"),
     (["--process-id", "-1"], "--process-id: must be an int >= 0"),
-    (["--distributed", "--resume", "x"], "--resume: a study across processes"),
 ])
 def test_cli_refuses_before_any_work(tmp_path, capsys, argv, match):
   out = tmp_path / "out"

@@ -32,7 +32,9 @@ LOCK_FILE = ".lock"  # held (flock) by the process that owns a results folder; h
 # it runs (a checkpoint holds host arrays), and --epochs (to extend a run). Any other flag
 # given with --resume must equal the saved one.
 RESUME_MAY_CHANGE = frozenset({"resume", "no_progress", "log_every", "epochs", "devices",
-                               "parallel", "data_dir", "cache_dir", "download", "mnist_mirror"})
+                               "parallel", "data_dir", "cache_dir", "download", "mnist_mirror",
+                               "distributed", "coordinator", "num_processes", "process_id"})
+JOIN_FLAGS = ("distributed", "coordinator", "num_processes", "process_id")  # jax.distributed
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
 TRAIN_SIZES = {"mnist": 54_000, "digits": 1_293}
@@ -241,12 +243,21 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
   args = parser.parse_args(argv)
   args.argv = argv
   resume = getattr(args, "resume", None)
-  if resume and (getattr(args, "distributed", False) or getattr(args, "coordinator", None)):
-    fail(parser, "--resume: a study across processes (--distributed, --coordinator) writes no "
-                 "checkpoints; resume runs in one process")
   _join_processes(args, parser)
   if not resume:
     return args
+  from experiments.common import distributed
+
+  # Across processes the folder may exist on process 0's machine only: it reads run.json.
+  resumed = distributed.on_primary(lambda: _resumed_args(parser, args, argv, name), share=True)
+  for dest in JOIN_FLAGS:  # how this process joined: its own flags, not the saved ones
+    if hasattr(args, dest):
+      setattr(resumed, dest, getattr(args, dest))
+  return resumed
+
+
+def _resumed_args(parser, args, argv: list[str], name: str) -> argparse.Namespace:
+  resume = args.resume
   if getattr(args, "overwrite", False):
     fail(parser, "--resume and --overwrite exclude each other")
   path = os.path.join(resume, RUN_FILE)

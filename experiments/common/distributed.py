@@ -23,6 +23,7 @@ On CPU the processes exchange data with JAX's ``gloo`` collectives (jaxlib's def
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -143,13 +144,19 @@ def multi_process() -> bool:
   return jax.process_count() > 1
 
 
-def on_primary(fn: Callable[[], Any], fallback: Any) -> Any:
-  """``fn()`` in process 0 alone (``fallback`` elsewhere); its failure ends every process.
+def on_primary(fn: Callable[[], Any], fallback: Any = None, *, share: bool = False) -> Any:
+  """``fn()`` in process 0 alone; its failure ends every process, ``share``: its value too.
 
   One process: just ``fn()``. Across processes, process 0's outcome is broadcast (a
-  collective: every process must call this, in the same order): when ``fn`` exits or
-  raises there, every other process exits with the same code (1 for an exception)
-  after one line, instead of waiting for process 0 at the next collective.
+  collective: every process must call this, in the same order), so no process waits
+  for process 0 at a later collective after it stopped:
+
+  * ``fn`` exits (``SystemExit``, e.g. a refused flag): every process exits with the
+    same code, the others after one line;
+  * ``fn`` raises: ``share=True``: the same exception is raised in every process;
+    ``share=False``: process 0 raises it, the others exit with code 1;
+  * ``fn`` returns: ``share=True``: every process returns process 0's value (pickled,
+    e.g. a checkpoint it alone can read); ``share=False``: the others return ``fallback``.
   """
   if not multi_process():
     return fn()
@@ -162,14 +169,27 @@ def on_primary(fn: Callable[[], Any], fallback: Any) -> Any:
     except SystemExit as e:
       code, error = (e.code if isinstance(e.code, int) else 1) or 0, e
     except BaseException as e:  # noqa: BLE001  re-raised below, after the others are told
-      code, error = 1, e
+      code, error = (0 if share else 1), e
   code = int(multihost_utils.broadcast_one_to_all(np.int32(code)))
-  if error is not None and (code or not isinstance(error, SystemExit)):
-    raise error
   if code:
+    if error is not None:
+      raise error
     sys.stderr.write(f"process {process_index()}: process 0 stopped (exit code {code}); its "
                      "error says why\n")
     raise SystemExit(code)
+  if not share:
+    if error is not None:
+      raise error
+    return value
+  try:
+    payload = pickle.dumps(("error", error) if error is not None else ("value", value))
+  except Exception as e:  # noqa: BLE001  unpicklable: the others still get an error
+    payload = pickle.dumps(("error", RuntimeError(f"process 0: {error or e!r}")))
+  size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))
+  buf = np.frombuffer(payload, np.uint8) if is_primary() else np.zeros(size, np.uint8)
+  kind, value = pickle.loads(np.asarray(multihost_utils.broadcast_one_to_all(buf)).tobytes())
+  if kind == "error":
+    raise error if error is not None else value
   return value
 
 

@@ -262,17 +262,17 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   resume_dir``, default ``out_dir``) and exits 130.
 
   Across processes (:mod:`experiments.common.distributed`) every process trains its
-  share of the runs and gets the whole history; only process 0 writes ``out_dir`` and
-  prints, the others write nothing (no checkpoints: ``--resume`` is one-process only).
+  share of the runs and gets the whole history; only process 0 writes ``out_dir``
+  (checkpoints included) and prints, the others write nothing.
 
   Returns:
     The history dict (with "summary").
   """
-  if not distributed.is_primary():
-    return _run_secondary(dataset, specs, config, mesh=mesh, post_init=post_init)
-  checkpoints = checkpoints and not distributed.multi_process()
+  if not distributed.is_primary():  # the same work, silent; results.write_* write nothing
+    log, progress = None, False
   say = log or (lambda _: None)
-  os.makedirs(out_dir, exist_ok=True)
+  if distributed.is_primary():
+    os.makedirs(out_dir, exist_ok=True)
   say(f"Results folder: {out_dir}")
   say(f"{dataset.name}: {dataset.sizes()} | {len(specs)} runs "
       f"({len({s.group for s in specs})} init(s) x seeds) in one compiled program")
@@ -313,15 +313,6 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
     if run["stopped"]:
       say(f"WARNING: {run['stopped']}")
   say(f"Wrote {out_dir}/history.json, metrics.png, summary.md")
-  return history
-
-
-def _run_secondary(dataset, specs, config, *, mesh, post_init) -> dict:
-  """:func:`run_study` in a process other than 0: the same training, nothing written or said."""
-  result = train_lib.train(dataset, specs, config, post_init=post_init, mesh=mesh, log=None,
-                           progress=False)
-  history = result.to_json()
-  history["summary"] = results.summary_rows(history, dataset.num_classes)
   return history
 
 

@@ -410,6 +410,10 @@ class Checkpointer:
   JSON the epoch, per-run histories, epoch times and the config. Each save is atomic
   (Orbax writes a temporary folder and renames it), so a kill mid-save leaves the
   previous checkpoint intact.
+
+  Across ``jax.distributed`` processes process 0 alone reads and writes the folder
+  (the state it is handed is gathered, whole, in every process); what it restores is
+  sent to the others, which need no copy of the folder.
   """
 
   def __init__(self, directory: str, keep: int = 2):
@@ -417,14 +421,27 @@ class Checkpointer:
 
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=check_int(keep, "keep"), create=True,
-                                           enable_async_checkpointing=False)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    keep = check_int(keep, "keep")
+    self.manager = None
+
+    def make():
+      extra = {}
+      if distributed.multi_process():  # Orbax's barriers: process 0 only (it must not create)
+        extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0})
+        os.makedirs(self.directory, exist_ok=True)
+      options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not extra,
+                                             enable_async_checkpointing=False, **extra)
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    distributed.on_primary(make)  # a failure there ends every process
 
   def latest_epoch(self) -> int | None:
-    return self.manager.latest_step()
+    return distributed.on_primary(lambda: self.manager.latest_step(), share=True)
 
   def save(self, epoch: int, state: dict, meta: dict) -> None:
+    if self.manager is None:  # not process 0: it writes nothing
+      return
     ocp = self._ocp
     self.manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
@@ -440,6 +457,9 @@ class Checkpointer:
     Raises:
       ResumeError: no checkpoint can be read.
     """
+    return distributed.on_primary(lambda: self._restore(epoch, warn), share=True)
+
+  def _restore(self, epoch: int | None, warn) -> tuple[dict, dict]:
     ocp = self._ocp
     steps = sorted(self.manager.all_steps(), reverse=True) if epoch is None else [epoch]
     if not steps:
@@ -462,7 +482,8 @@ class Checkpointer:
     raise AssertionError("unreachable")
 
   def close(self) -> None:
-    self.manager.close()
+    if self.manager is not None:
+      self.manager.close()
 
 
 # --------------------------------------------------------------------------- the engine
