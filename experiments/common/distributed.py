@@ -72,24 +72,23 @@ def settings(args: argparse.Namespace) -> dict[str, Any] | None:
       ``--coordinator``/``--num-processes``/``--process-id``, or ``--process-id`` >=
       ``--num-processes``.
   """
-  given = {"coordinator_address": getattr(args, "coordinator", None),
-           "num_processes": getattr(args, "num_processes", None),
-           "process_id": getattr(args, "process_id", None)}
-  named = [flag for flag, v in zip(FLAGS, given.values()) if v is not None]
+  coordinator = getattr(args, "coordinator", None)
+  n = getattr(args, "num_processes", None)
+  i = getattr(args, "process_id", None)
+  named = [flag for flag, v in zip(FLAGS, (coordinator, n, i)) if v is not None]
   if not named:
     return {} if getattr(args, "distributed", False) else None
-  if len(named) < len(FLAGS):
+  if coordinator is None or n is None or i is None:
     missing = [flag for flag in FLAGS if flag not in named]
     verb = "needs" if len(named) == 1 else "need"
     raise ValueError(f"{' and '.join(named)} {verb} {' and '.join(missing)} too: give "
                      "--coordinator HOST:PORT --num-processes N --process-id I together, or "
                      "--distributed alone to take them from the cluster (SLURM, Open MPI, "
                      "Cloud TPU)")
-  check_coordinator(given["coordinator_address"])
-  if given["process_id"] >= given["num_processes"]:
-    raise ValueError(f"--process-id must be in 0..{given['num_processes'] - 1} (--num-processes "
-                     f"{given['num_processes']}), got {given['process_id']}")
-  return given
+  check_coordinator(coordinator)
+  if i >= n:  # argparse checked both are ints, n >= 1 and i >= 0
+    raise ValueError(f"--process-id must be in 0..{n - 1} (--num-processes {n}), got {i}")
+  return {"coordinator_address": coordinator, "num_processes": n, "process_id": i}
 
 
 def initialize_from_args(args: argparse.Namespace, parser) -> bool:
@@ -205,7 +204,7 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
   from jax.experimental import multihost_utils
 
-  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+  if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
     raise TypeError("to_host: pass jax.random.key_data(keys), not a key array")
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
@@ -224,7 +223,7 @@ def put(tree, sharding=None):
     return jax.device_put(tree, sharding)
 
   def one(leaf):
-    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    if isinstance(leaf, jax.Array) and jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
       impl = jax.random.key_impl(leaf)
       return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:

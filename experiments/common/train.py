@@ -436,8 +436,13 @@ class Checkpointer:
 
     distributed.on_primary(make)  # a failure there ends every process
 
+  def _manager(self):
+    """The Orbax manager (process 0's; only process 0 calls this)."""
+    assert self.manager is not None, "the checkpoint folder is process 0's"
+    return self.manager
+
   def latest_epoch(self) -> int | None:
-    return distributed.on_primary(lambda: self.manager.latest_step(), share=True)
+    return distributed.on_primary(lambda: self._manager().latest_step(), share=True)
 
   def save(self, epoch: int, state: dict, meta: dict) -> None:
     if self.manager is None:  # not process 0: it writes nothing
@@ -460,14 +465,14 @@ class Checkpointer:
     return distributed.on_primary(lambda: self._restore(epoch, warn), share=True)
 
   def _restore(self, epoch: int | None, warn) -> tuple[dict, dict]:
-    ocp = self._ocp
-    steps = sorted(self.manager.all_steps(), reverse=True) if epoch is None else [epoch]
+    ocp, manager = self._ocp, self._manager()
+    steps = sorted(manager.all_steps(), reverse=True) if epoch is None else [epoch]
     if not steps:
       raise ResumeError(f"no checkpoint in {self.directory}")
     say = warn or (lambda m: sys.stderr.write(m + "\n"))
     for i, step in enumerate(steps):
       try:
-        out = self.manager.restore(step, args=ocp.args.Composite(
+        out = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
         if not isinstance(out.meta, dict) or "result" not in out.meta:
           raise ValueError("its meta data is incomplete")
