@@ -86,3 +86,17 @@ def test_distributed_without_a_cluster_says_what_to_pass(tmp_path):
 
 def test_one_process_is_primary_and_writes():
   assert distributed.is_primary() and not distributed.multi_process()
+
+
+def test_devices_must_be_all_of_them_across_processes(monkeypatch):
+  """Across processes every process computes: --devices may only name all global devices."""
+  import jax
+
+  from experiments.common import train as train_lib
+
+  monkeypatch.setattr(train_lib.distributed, "multi_process", lambda: True)
+  n = jax.device_count()
+  with pytest.raises(ValueError, match=rf"devices={n + 1}: .* uses all {n} devices of all "
+                                       "processes .* leave --devices out"):
+    train_lib.engine_mesh(n + 1)
+  assert train_lib.engine_mesh(n) is None or train_lib.engine_mesh(n).devices.size == n
