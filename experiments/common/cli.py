@@ -33,7 +33,9 @@ LOCK_FILE = ".lock"  # held (flock) by the process that owns a results folder; h
 # it runs (a checkpoint holds host arrays), and --epochs (to extend a run). Any other flag
 # given with --resume must equal the saved one.
 RESUME_MAY_CHANGE = frozenset({"resume", "no_progress", "log_every", "epochs", "devices",
-                               "parallel", "data_dir", "cache_dir", "download", "mnist_mirror"})
+                               "parallel", "data_dir", "cache_dir", "download", "mnist_mirror",
+                               "distributed", "coordinator", "num_processes", "process_id"})
+JOIN_FLAGS = ("distributed", "coordinator", "num_processes", "process_id")  # jax.distributed
 # Training examples per dataset after the 90/10 train/validation split (checked again
 # after loading), so --batch-size is checked before any data is loaded.
 TRAIN_SIZES = {"mnist": 54_000, "digits": 1_293}
@@ -274,8 +276,21 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
   args = parser.parse_args(argv)
   args.argv = argv
   resume = getattr(args, "resume", None)
+  _join_processes(args, parser)
   if not resume:
     return args
+  from experiments.common import distributed
+
+  # Across processes the folder may exist on process 0's machine only: it reads run.json.
+  resumed = distributed.on_primary(lambda: _resumed_args(parser, args, argv, name), share=True)
+  for dest in JOIN_FLAGS:  # how this process joined: its own flags, not the saved ones
+    if hasattr(args, dest):
+      setattr(resumed, dest, getattr(args, dest))
+  return resumed
+
+
+def _resumed_args(parser, args, argv: list[str], name: str) -> argparse.Namespace:
+  resume = args.resume
   if getattr(args, "overwrite", False):
     fail(parser, "--resume and --overwrite exclude each other")
   path = os.path.join(resume, RUN_FILE)
@@ -312,6 +327,14 @@ def parse_args(parser: argparse.ArgumentParser, argv, name: str) -> argparse.Nam
   resumed.argv = saved_argv
   resumed.resume, resumed.out, resumed.overwrite = resume, resume, False
   return resumed
+
+
+def _join_processes(args, parser) -> None:
+  """``jax.distributed.initialize`` when the flags ask for it (before any jax work)."""
+  if hasattr(args, "distributed"):  # a study with the flags (study.add_args)
+    from experiments.common import distributed
+
+    distributed.initialize_from_args(args, parser)
 
 
 def mesh_from_args(args, parser: argparse.ArgumentParser | str = "experiments"):
@@ -386,6 +409,17 @@ def check_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   checked = getattr(args, "_out_checked", None)
   if checked:
     return checked
+  from experiments.common import distributed
+
+  # Across processes, process 0 alone checks (and later takes and writes) the folder;
+  # a refusal there ends every process with its exit code.
+  path = distributed.on_primary(lambda: _check_out(args, name, parser),
+                                args.out or _default_out(name))
+  args._out_checked = path
+  return path
+
+
+def _check_out(args, name: str, parser) -> str:
   path = args.out or _default_out(name)
   if not args.out:  # a default name is never an existing folder: -2, -3, ... if taken
     base, k = path, 1
@@ -570,7 +604,14 @@ def start_out(args, name: str, parser: argparse.ArgumentParser | str = "experime
   is emptied (after the lock is taken); with ``--resume`` the folder is kept and
   ``run.json`` updated when ``--epochs`` changed.
   """
+  from experiments.common import distributed
+
   path = check_out(args, name, parser)
+  # Across processes only process 0 makes, locks and writes it; the others write nothing.
+  return distributed.on_primary(lambda: _start_out(args, name, parser, path), path)
+
+
+def _start_out(args, name: str, parser, path: str) -> str:
   resume = getattr(args, "resume", None)
   overwrite = getattr(args, "overwrite", False)
   if not resume and not os.path.isdir(path):

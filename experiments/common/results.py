@@ -3,7 +3,9 @@
 Every file the experiments (and benchmarks) write goes through :func:`atomic_target`:
 a temporary file beside the target, renamed over it on success, so a reader (or a
 killed run) never sees a half-written file. Every figure starts from :func:`pyplot`,
-the one matplotlib set-up (headless backend, one style).
+the one matplotlib set-up (headless backend, one style). Across ``jax.distributed``
+processes only process 0 writes: :func:`write_json`, :func:`write_text` and
+:func:`save_figure` do nothing in the others (:mod:`experiments.common.distributed`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from experiments.common import distributed
 
 ESCAPE_ACC = 0.5  # "escape epoch": first epoch with validation accuracy above this
 
@@ -47,6 +51,8 @@ def atomic_target(path: str, suffix: str = ""):
 
 
 def _atomic_write(path: str, data: bytes) -> None:
+  if not distributed.is_primary():  # across processes, process 0 alone writes results
+    return
   with atomic_target(path) as tmp, open(tmp, "wb") as f:
     f.write(data)
 
@@ -71,6 +77,8 @@ def save_figure(fig, path: str, dpi: int = 110) -> None:
   """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``), closes it."""
   plt = pyplot()
   try:
+    if not distributed.is_primary():  # across processes, process 0 alone writes results
+      return
     with atomic_target(path, suffix=".png") as tmp:
       fig.savefig(tmp, dpi=dpi)
   finally:

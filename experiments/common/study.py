@@ -37,6 +37,7 @@ from typing import Any
 
 from experiments.common import cli
 from experiments.common import data as data_lib
+from experiments.common import distributed
 from experiments.common import models
 from experiments.common import results
 from experiments.common import train as train_lib
@@ -185,6 +186,7 @@ def add_args(parser: argparse.ArgumentParser, *, inits: Sequence[str], seeds: in
   flags(parser, train_size=None, log_every=10, no_progress=False)
   if common:
     cli.add_common_args(parser)
+  distributed.add_args(parser)  # jax.distributed: a study across processes
 
 
 def check_image_sgd(args, steps: int, prog: str) -> int:
@@ -310,11 +312,18 @@ def run_study(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   summary and figure of the epochs done, prints how to resume (``command --resume
   resume_dir``, default ``out_dir``) and exits 130.
 
+  Across processes (:mod:`experiments.common.distributed`) every process trains its
+  share of the runs and gets the whole history; only process 0 writes ``out_dir``
+  (checkpoints included) and prints, the others write nothing.
+
   Returns:
     The history dict (with "summary").
   """
+  if not distributed.is_primary():  # the same work, silent; results.write_* write nothing
+    log, progress = None, False
   say = log or (lambda _: None)
-  os.makedirs(out_dir, exist_ok=True)
+  if distributed.is_primary():
+    os.makedirs(out_dir, exist_ok=True)
   say(f"Results folder: {out_dir}")
   say(f"{dataset.name}: {dataset.sizes()} | {len(specs)} runs "
       f"({len({s.group for s in specs})} init(s) x seeds) in one compiled program")

@@ -49,6 +49,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from experiments.common import data as data_lib
+from experiments.common import distributed
 from experiments.common import models
 from experiments.common import results as results_lib
 
@@ -199,6 +200,12 @@ def engine_mesh(devices: int | None = None, parallel: str = RUNS_AXIS) -> Mesh |
   from jinit import sharding as js
 
   _check_choice(parallel, "parallel", PARALLEL)
+  if devices is not None and distributed.multi_process():
+    check_int(devices, "devices")
+    if devices != jax.device_count():
+      raise ValueError(f"devices={devices}: across {jax.process_count()} processes the study "
+                       f"uses all {jax.device_count()} devices of all processes (every "
+                       "process computes); leave --devices out")
   mesh = js.make_mesh(devices, (parallel,))  # the device-count checks live there
   return None if mesh.devices.size == 1 else mesh
 
@@ -210,6 +217,8 @@ def _axis(mesh: Mesh | None, name: str) -> int:
 def _fit_runs(mesh: Mesh | None, runs: int) -> Mesh | None:
   """Fewer runs than devices on a runs-only mesh: one run per device, on the first ones."""
   if mesh is None or tuple(mesh.axis_names) != (RUNS_AXIS,) or mesh.devices.size <= runs:
+    return mesh
+  if distributed.multi_process():  # every process computes: pad the runs instead
     return mesh
   if runs == 1:
     return None
@@ -317,8 +326,8 @@ def _time_estimate(first_epoch_seconds: float, epochs_left: int) -> str:
 def _evaluate(eval_fn, params, chunks, n: int) -> tuple[np.ndarray, np.ndarray]:
   """Mean loss and accuracy per run over a chunked split of ``n`` examples."""
   outs = [eval_fn(params, *chunk) for chunk in chunks]
-  loss = sum(np.asarray(o[0], np.float64) for o in outs) / n
-  acc = sum(np.asarray(o[1], np.float64) for o in outs) / n
+  loss = sum(distributed.to_host(o[0]).astype(np.float64) for o in outs) / n
+  acc = sum(distributed.to_host(o[1]).astype(np.float64) for o in outs) / n
   return loss, acc
 
 
@@ -402,6 +411,10 @@ class Checkpointer:
   JSON the epoch, per-run histories, epoch times and the config. Each save is atomic
   (Orbax writes a temporary folder and renames it), so a kill mid-save leaves the
   previous checkpoint intact.
+
+  Across ``jax.distributed`` processes process 0 alone reads and writes the folder
+  (the state it is handed is gathered, whole, in every process); what it restores is
+  sent to the others, which need no copy of the folder.
   """
 
   def __init__(self, directory: str, keep: int = 2):
@@ -409,14 +422,32 @@ class Checkpointer:
 
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=check_int(keep, "keep"), create=True,
-                                           enable_async_checkpointing=False)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    keep = check_int(keep, "keep")
+    self.manager = None
+
+    def make():
+      extra = {}
+      if distributed.multi_process():  # Orbax's barriers: process 0 only (it must not create)
+        extra["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0})
+        os.makedirs(self.directory, exist_ok=True)
+      options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not extra,
+                                             enable_async_checkpointing=False, **extra)
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    distributed.on_primary(make)  # a failure there ends every process
+
+  def _manager(self):
+    """The Orbax manager (process 0's; only process 0 calls this)."""
+    assert self.manager is not None, "the checkpoint folder is process 0's"
+    return self.manager
 
   def latest_epoch(self) -> int | None:
-    return self.manager.latest_step()
+    return distributed.on_primary(lambda: self._manager().latest_step(), share=True)
 
   def save(self, epoch: int, state: dict, meta: dict) -> None:
+    if self.manager is None:  # not process 0: it writes nothing
+      return
     ocp = self._ocp
     self.manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
@@ -432,14 +463,17 @@ class Checkpointer:
     Raises:
       ResumeError: no checkpoint can be read.
     """
-    ocp = self._ocp
-    steps = sorted(self.manager.all_steps(), reverse=True) if epoch is None else [epoch]
+    return distributed.on_primary(lambda: self._restore(epoch, warn), share=True)
+
+  def _restore(self, epoch: int | None, warn) -> tuple[dict, dict]:
+    ocp, manager = self._ocp, self._manager()
+    steps = sorted(manager.all_steps(), reverse=True) if epoch is None else [epoch]
     if not steps:
       raise ResumeError(f"no checkpoint in {self.directory}")
     say = warn or (lambda m: sys.stderr.write(m + "\n"))
     for i, step in enumerate(steps):
       try:
-        out = self.manager.restore(step, args=ocp.args.Composite(
+        out = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
         if not isinstance(out.meta, dict) or "result" not in out.meta:
           raise ValueError("its meta data is incomplete")
@@ -454,7 +488,8 @@ class Checkpointer:
     raise AssertionError("unreachable")
 
   def close(self) -> None:
-    self.manager.close()
+    if self.manager is not None:
+      self.manager.close()
 
 
 # --------------------------------------------------------------------------- the engine
@@ -484,9 +519,7 @@ class Prepared:
   state_sharding: Any = None
 
   def put(self, tree, spec=P()):
-    if self.mesh is None:
-      return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(self.mesh, spec))
+    return distributed.put(tree, None if self.mesh is None else NamedSharding(self.mesh, spec))
 
 
 def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
@@ -519,9 +552,7 @@ def prepare(dataset: data_lib.Dataset, specs: Sequence[models.RunSpec],
   n_pad = -runs % n_run_dev
 
   def put(tree, spec=P()):
-    if mesh is None:
-      return jax.device_put(tree)
-    return jax.device_put(tree, NamedSharding(mesh, spec))
+    return distributed.put(tree, None if mesh is None else NamedSharding(mesh, spec))
 
   data_spec = P(DATA_AXIS) if n_data > 1 else P()
   x_train, y_train = put(dataset.x_train), put(dataset.y_train)  # replicated
@@ -575,16 +606,16 @@ def compile_programs(prep: Prepared) -> Compiled:
   config = prep.config
   epoch_fn = jax.jit(_make_epoch_fn(prep.model.apply, prep.tx, len(prep.dataset.y_train),
                                     config.batch_size, prep.mesh, config.shuffle == "shared"))
-  epoch_fn = epoch_fn.lower(prep.params, prep.opt_state, prep.shuffle_keys, jnp.int32(0),
+  epoch_fn = epoch_fn.lower(prep.params, prep.opt_state, prep.shuffle_keys, np.int32(0),
                             prep.x_train, prep.y_train).compile()
   eval_fn = jax.jit(_make_eval_fn(prep.model.apply)).lower(prep.params, *prep.val[0]).compile()
   return Compiled(epoch_fn, eval_fn, time.perf_counter() - t0)
 
 
 def _state_to_host(prep: Prepared, params, opt_state) -> dict:
-  host = lambda t: jax.tree.map(lambda a: np.asarray(a)[:prep.runs], t)
+  host = lambda t: jax.tree.map(lambda a: distributed.to_host(a)[:prep.runs], t)
   keys = prep.shuffle_keys
-  key_data = np.asarray(jax.random.key_data(keys))
+  key_data = distributed.to_host(jax.random.key_data(keys))
   if prep.config.shuffle == "per_run":
     key_data = key_data[:prep.runs]
   return {"params": host(params),
@@ -603,7 +634,7 @@ def _restore_state(prep: Prepared, state: dict):
   saved = state.get("opt_state", {}) or {}
   opt_leaves = [np.asarray(saved[str(i)], leaf.dtype) for i, leaf in enumerate(leaves)]
   keys = np.asarray(state["shuffle_key_data"], np.uint32)
-  if not np.array_equal(keys, np.asarray(jax.random.key_data(prep.shuffle_keys))[
+  if not np.array_equal(keys, distributed.to_host(jax.random.key_data(prep.shuffle_keys))[
       :prep.runs if prep.config.shuffle == "per_run" else None]):
     raise ValueError("the checkpoint's shuffling keys differ from this study's seeds")
   params = prep.put(_pad_runs(params, prep.n_pad), prep.state_sharding)
@@ -648,14 +679,14 @@ def run_epochs(prep: Prepared, comp: Compiled, result: TrainResult, *,
     for epoch in range(start + 1, config.epochs + 1):
       t0 = time.perf_counter()
       params, opt_state, train_loss, train_acc = comp.epoch_fn(
-          params, opt_state, prep.shuffle_keys, jnp.int32(epoch - 1), prep.x_train,
+          params, opt_state, prep.shuffle_keys, np.int32(epoch - 1), prep.x_train,
           prep.y_train)
       jax.block_until_ready(params)
       seconds = time.perf_counter() - t0
       val_loss, val_acc = _evaluate(comp.eval_fn, params, prep.val, len(prep.dataset.y_val))
       if prep.train_chunks is not None:  # the page's train loss: whole split, after the epoch
         train_loss, train_acc = _evaluate(comp.eval_fn, params, prep.train_chunks, n_train)
-      metrics = [np.asarray(m, np.float64)[:prep.runs]
+      metrics = [distributed.to_host(m).astype(np.float64)[:prep.runs]
                  for m in (train_loss, val_loss, train_acc, val_acc)]
       for i in np.flatnonzero(active):
         h = histories[i]
