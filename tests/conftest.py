@@ -9,6 +9,7 @@ float64 arrays) fails loudly too. The core tests also run once under ``JAX_ENABL
 """
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -70,6 +71,18 @@ def check_law(samples, dist, *, what: str = "samples") -> None:
   assert dist.cdf(x.min()) <= TAIL_HITS / n, f"{what}: min {x.min()} never reaches the bottom tail"
   p = scipy.stats.kstest(x, dist.cdf).pvalue
   assert p > KS_P_MIN, f"{what}: KS p-value {p:.3g} <= {KS_P_MIN}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+  """``-n auto`` (pyproject's addopts): one worker a core this process may use, at most 4.
+
+  Each worker imports JAX and compiles its own programs (several hundred MB each); past
+  4 workers the suite is bound by its longest test files, not by the cores.
+  """
+  del config
+  return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                    else (os.cpu_count() or 1)))
 
 
 @pytest.fixture(name="check_law")
