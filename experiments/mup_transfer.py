@@ -58,6 +58,7 @@ from experiments.common import provenance as provenance_lib
 from experiments.common import results
 from experiments.common import study
 from jinit import mup
+from jinit._src import validation
 
 PARAMETRIZATIONS = ("sp", "mup")
 
@@ -84,9 +85,7 @@ class Config:
                        f"got {self.log2_lrs}")
     for name in ("seeds", "steps", "batch_size", "eval_size", "val_size", "chunk",
                  "coord_steps", "coord_batch"):
-      v = getattr(self, name)
-      if not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
+      validation.check_int(getattr(self, name), name)
 
   @property
   def lrs(self) -> list[float]:

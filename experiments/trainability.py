@@ -46,6 +46,7 @@ from experiments.common import results
 from experiments.common import study
 from experiments.common.provenance import format_provenance
 from jinit import theory
+from jinit._src import validation
 
 SIGMA_B2 = 0.05
 FULL = dict(sigma_w2=tuple(float(v) for v in np.round(np.linspace(1.0, 4.0, 13), 4)),
@@ -71,12 +72,12 @@ class Config:
     if not self.sigma_w2 or any(not (s > 0 and math.isfinite(s)) for s in self.sigma_w2):
       raise ValueError(f"sigma_w2 must be a non-empty list of finite values > 0, got "
                        f"{self.sigma_w2!r}")
-    if not self.depths or any(not isinstance(d, int) or d < 1 for d in self.depths):
+    if not self.depths:
       raise ValueError(f"depths must be a non-empty list of ints >= 1, got {self.depths!r}")
+    for d in self.depths:
+      validation.check_int(d, "depths (each)")
     for name in ("width", "steps", "batch_size", "eval_size"):
-      v = getattr(self, name)
-      if not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
+      validation.check_int(getattr(self, name), name)
     if not (self.sigma_b2 >= 0 and math.isfinite(self.sigma_b2)):
       raise ValueError(f"sigma_b2 must be >= 0, got {self.sigma_b2!r}")
     if not (self.lr > 0 and math.isfinite(self.lr)):

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 import jinit
+from jinit._src import validation
 
 KERNEL = 3
 INITS = ("delta_orthogonal", "gaussian", "xavier", "he")
@@ -147,8 +148,7 @@ def depth_lrs(depth: int, scales: Sequence[float]) -> list[float]:
   layer's gradient is O(1), so one step moves the function by O(lr * depth)); probes
   found lr * depth ~ 2 safe and ~ 5 collapsing at depths 200-1000.
   """
-  if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-    raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+  validation.check_int(depth, "depth")
   scales = [float(s) for s in scales]
   if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
     raise ValueError(f"lr scales must be positive finite numbers, got {scales}")

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 import jinit
 import jinit.linen
+from jinit._src import validation
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
@@ -120,8 +121,7 @@ class RunSpec:
     jinit.get_initializer(self.init)  # ValueError listing the known names
     if self.bias_init != AUTO_BIAS:
       jinit.get_initializer(self.bias_init)
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-      raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+    validation.check_int(self.seed, "seed", minimum=0)
 
   @classmethod
   def parse(cls, init: str, seed: int = 0, bias_init: str = AUTO_BIAS) -> RunSpec:

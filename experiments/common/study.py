@@ -62,7 +62,7 @@ def make_specs(inits: Sequence[str], seeds: int, first_seed: int = 0,
                bias_init: str = models.AUTO_BIAS) -> list[models.RunSpec]:
   """One :class:`models.RunSpec` per (init, seed), inits outermost."""
   train_lib.check_int(seeds, "seeds")
-  train_lib.check_int(first_seed, "first_seed", 0)
+  train_lib.check_int(first_seed, "first_seed", minimum=0)
   return [models.RunSpec.parse(init, first_seed + s, bias_init)
           for init in inits for s in range(seeds)]
 

@@ -52,6 +52,7 @@ from experiments.common import data as data_lib
 from experiments.common import distributed
 from experiments.common import models
 from experiments.common import results as results_lib
+from jinit._src import validation
 
 PostInit = Callable[[Any, jax.Array, jax.Array], Any]  # (params, key, x_batch) -> params
 RUNS_AXIS = "runs"
@@ -65,22 +66,10 @@ class ResumeError(ValueError):
   """A checkpoint that cannot continue this study (another config or runs, or unreadable)."""
 
 
-def check_int(value, name: str, minimum: int = 1) -> int:
-  """TypeError for a non-int (bool included), ValueError below ``minimum``; both name it."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-  if value < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-  return int(value)
-
-
-def _check_choice(value, name: str, allowed: Sequence[str]) -> str:
-  if not isinstance(value, str):
-    raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, allowed))}, got "
-                    f"{type(value).__name__} {value!r}")
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-  return value
+# jinit's own checks (TypeError for a non-int, ValueError below the minimum or for a
+# value not among the choices; each names the argument).
+check_int = validation.check_int
+check_choice = validation.check_choice
 
 
 class _Fields:
@@ -116,12 +105,12 @@ class TrainConfig(_Fields):
     if not isinstance(self.activation, str):
       raise TypeError(f"activation must be a str, got {self.activation!r}")
     models.check_activation(self.activation)
-    _check_choice(self.shuffle, "shuffle", SHUFFLES)
-    _check_choice(self.train_metrics, "train_metrics", TRAIN_METRICS)
-    check_int(self.data_seed, "data_seed", 0)
+    check_choice(self.shuffle, "shuffle", SHUFFLES)
+    check_choice(self.train_metrics, "train_metrics", TRAIN_METRICS)
+    check_int(self.data_seed, "data_seed", minimum=0)
     for name in ("hidden", "batch_size", "epochs", "eval_batch_size", "init_batch_size"):
       check_int(getattr(self, name), name)
-    check_int(self.depth, "depth", 0)
+    check_int(self.depth, "depth", minimum=0)
     if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
       raise TypeError(f"lr must be a number, got {type(self.lr).__name__} {self.lr!r}")
     if not (math.isfinite(self.lr) and self.lr > 0):
@@ -199,7 +188,7 @@ def engine_mesh(devices: int | None = None, parallel: str = RUNS_AXIS) -> Mesh |
   """
   from jinit import sharding as js
 
-  _check_choice(parallel, "parallel", PARALLEL)
+  check_choice(parallel, "parallel", PARALLEL)
   if devices is not None and distributed.multi_process():
     check_int(devices, "devices")
     if devices != jax.device_count():
