@@ -938,6 +938,9 @@ def _nngp_layers(layers) -> list:
   return out
 
 
+_NNGP_PAIRS = 64  # input pairs per batch of nngp_kernel's 2-D quadratures (~70 MB each)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Array):
   """One activation layer of the NNGP recursion: (E[phi(u) phi(v)], E[phi(u)^2], E[phi(v)^2])
@@ -952,9 +955,15 @@ def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Arr
   q2 = jnp.broadcast_to(d2[None, :], k12.shape)
   s = jnp.sqrt(q1 * q2)
   k = jnp.clip(k12, -s, s)
-  k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(
-      q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
-  return k12, jax.vmap(lambda q: _m(act, q))(d1), jax.vmap(lambda q: _m(act, q))(d2)
+  pairs = (q1.reshape(-1), q2.reshape(-1), k.reshape(-1))
+  if act.closed_form:
+    k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(*pairs)
+  else:
+    # A 2-D quadrature holds ~1.3e5 nodes per pair: vmapped over every pair of a (100, 100)
+    # kernel that is 10 GB of float64 per intermediate, so the pairs go _NNGP_PAIRS at a time.
+    k12 = lax.map(lambda p: _k(act, *p), pairs, batch_size=_NNGP_PAIRS)
+  return (k12.reshape(s.shape), jax.vmap(lambda q: _m(act, q))(d1),
+          jax.vmap(lambda q: _m(act, q))(d2))
 
 
 def _nngp_stack(layers, k12: np.ndarray, d1: np.ndarray, d2: np.ndarray):
