@@ -285,8 +285,15 @@ def _solve_c(act, sw, sb, q, den):
 
 def _summary_impl(act, sw, sb, need_c):
   """Every scalar quantity at one (sigma_w2, sigma_b2), with status codes and the
-  quadrature's error estimates."""
-  hom0 = act.homogeneous & (sb == 0)
+  quadrature's error estimates (c_star and xi_c only with ``need_c``)."""
+  out = _base_impl(act, sw, sb)
+  if need_c:
+    out.update(_c_impl(act, sw, sb, out["q_star"], out["status"], out["chi1"], out["m"]))
+  return out
+
+
+def _base_impl(act, sw, sb):
+  """q_star, chi1, xi_q (and E[phi^2] at q*, "m", for :func:`_c_impl`)."""
   q, status = _q_star_impl(act, sw, sb)
   qe = _q_eval(q)
   check = not act.closed_form and sw.dtype == jnp.float64
@@ -300,9 +307,18 @@ def _summary_impl(act, sw, sb, need_c):
   else:
     m, dm, dqm = _moments(act, qe)
   chi1 = sw * dm
-  out["chi1"], out["xi_q"] = chi1, _depth_scale(sw * dqm)
-  if not need_c:
-    return out
+  out["chi1"], out["xi_q"], out["m"] = chi1, _depth_scale(sw * dqm), m
+  return out
+
+
+def _c_impl(act, sw, sb, q, status, chi1, m):
+  """c_star, xi_c and their status from :func:`_base_impl`'s q*, status, chi1 and m: a
+  program of its own for concrete calls, so that q_star, chi1 and xi_q never compile the
+  correlation map's 2-D quadrature."""
+  hom0 = act.homogeneous & (sb == 0)
+  qe = _q_eval(q)
+  check = not act.closed_form and sw.dtype == jnp.float64
+  out = {}
   cstat = jnp.where(hom0, jnp.where(act.linear, _C_EVERY, _C_POLY),
                     jnp.where(q == 0, _C_EVERY, _C_OK))
   chaotic = (chi1 > 1.0) & (cstat == _C_OK) & (status == _OK)
@@ -494,33 +510,50 @@ def _prepare(phi) -> Activation:
 
 
 @functools.lru_cache(maxsize=4096)
-def _summary_at(act: Activation, sw: float, sb: float) -> dict:
-  """The float64 summary at one concrete point, cached: q_star, chi1, c_star, xi_q and xi_c
-  of one (phi, sigma_w2, sigma_b2) share one computation (and one compiled program)."""
+def _base_at(act: Activation, sw: float, sb: float) -> dict:
+  """q_star, chi1 and xi_q in float64 at one concrete point, cached (one compiled program
+  per activation, the sigmas traced)."""
   with jax.enable_x64(True):
-    out = _run_scalar(_summary_impl, act, (True,), jnp.asarray(sw, jnp.float64),
+    out = _run_scalar(_base_impl, act, (), jnp.asarray(sw, jnp.float64),
                       jnp.asarray(sb, jnp.float64))
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _summary_at(act: Activation, sw: float, sb: float, need_c: bool) -> dict:
+  """The float64 summary at one concrete point, cached: q_star, chi1, c_star, xi_q and xi_c
+  of one (phi, sigma_w2, sigma_b2) share one computation. c_star and xi_c (``need_c``) add
+  a second program, run on the first's q*, so the first compiles without the 2-D
+  quadrature (hard_tanh, float64: XLA compiles it in 1.6 s, the whole summary in 4.2 s)."""
+  base = _base_at(act, sw, sb)
+  if not need_c:
+    return base
+  with jax.enable_x64(True):
+    out = _run_scalar(_c_impl, act, (), jnp.asarray(sw, jnp.float64),
+                      jnp.asarray(sb, jnp.float64),
+                      *(jnp.asarray(base[k]) for k in ("q_star", "status", "chi1", "m")))
+    return {**base, **{k: np.asarray(v) for k, v in out.items()}}
 
 
 def _scalar_pair(field, phi, sigma_w2, sigma_b2, what):
   act = _prepare(phi)
   sw = _check_sigma(sigma_w2, "sigma_w2", positive=True)
   sb = _check_sigma(sigma_b2, "sigma_b2", positive=False)
+  # Only c_star and xi_c need the correlation map's root: without it the program is about
+  # half the size and compiles in half the time (tanh, vmapped float32: 1.6 s, not 3.2 s).
+  need_c = field in ("c_star", "xi_c")
   if _is_traced(sw) or _is_traced(sb):
     # Traced sigmas cannot be checked before the call: outside the domain (sigma_w2 <= 0,
     # sigma_b2 < 0, NaN, inf) the result is NaN, never a number that reads as valid
     # (-0.0 from chi1, or an inf xi_c that reads as "critical").
-    # Only c_star and xi_c need the correlation map's root: without it the caller's program
-    # is smaller and compiles in about half the time (tanh: 1.3 s instead of 2.9 s).
     sw, sb = jnp.broadcast_arrays(jnp.asarray(sw), jnp.asarray(sb))
     valid = jnp.isfinite(sw) & (sw > 0) & jnp.isfinite(sb) & (sb >= 0)
-    need_c = field in ("c_star", "xi_c")
     out, _, _ = _evaluate(_summary_impl, act,
                           (jnp.where(valid, sw, 1.0), jnp.where(valid, sb, 0.0)), (need_c,))
     return jnp.where(valid, out[field].astype(jnp.float32), jnp.nan)
   sw_b, sb_b = np.broadcast_arrays(sw, sb)
-  outs = [_summary_at(act, float(a), float(b)) for a, b in zip(sw_b.ravel(), sb_b.ravel())]
+  outs = [_summary_at(act, float(a), float(b), need_c) for a, b in zip(sw_b.ravel(),
+                                                                       sb_b.ravel())]
   out = {k: np.stack([o[k] for o in outs]).reshape(sw_b.shape) for k in outs[0]} if outs \
       else {k: np.zeros(sw_b.shape) for k in ("q_star", "status", "chi1", "c_star", "xi_q",
                                               "xi_c", "c_status")}
@@ -902,6 +935,9 @@ def _nngp_layers(layers) -> list:
   return out
 
 
+_NNGP_PAIRS = 64  # input pairs per batch of nngp_kernel's 2-D quadratures (~70 MB each)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Array):
   """One activation layer of the NNGP recursion: (E[phi(u) phi(v)], E[phi(u)^2], E[phi(v)^2])
@@ -916,9 +952,15 @@ def _nngp_activation(act: Activation, k12: jax.Array, d1: jax.Array, d2: jax.Arr
   q2 = jnp.broadcast_to(d2[None, :], k12.shape)
   s = jnp.sqrt(q1 * q2)
   k = jnp.clip(k12, -s, s)
-  k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(
-      q1.reshape(-1), q2.reshape(-1), k.reshape(-1)).reshape(k12.shape)
-  return k12, jax.vmap(lambda q: _m(act, q))(d1), jax.vmap(lambda q: _m(act, q))(d2)
+  pairs = (q1.reshape(-1), q2.reshape(-1), k.reshape(-1))
+  if act.closed_form:
+    k12 = jax.vmap(lambda a, b, c: _k(act, a, b, c))(*pairs)
+  else:
+    # A 2-D quadrature holds ~1.3e5 nodes per pair: vmapped over every pair of a (100, 100)
+    # kernel that is 10 GB of float64 per intermediate, so the pairs go _NNGP_PAIRS at a time.
+    k12 = lax.map(lambda p: _k(act, *p), pairs, batch_size=_NNGP_PAIRS)
+  return (k12.reshape(s.shape), jax.vmap(lambda q: _m(act, q))(d1),
+          jax.vmap(lambda q: _m(act, q))(d2))
 
 
 def _nngp_stack(layers, k12: np.ndarray, d1: np.ndarray, d2: np.ndarray):
