@@ -432,6 +432,9 @@ class Runner:
       flag (``--quick``); :meth:`value` reads a flag, or the chosen preset's default.
     needs_data: ``needs_data(args) -> bool`` (default: always).
     resumable: False (every theory study): ``--resume`` is refused in one line.
+    shortcut: ``shortcut(args) -> dict | None``, called right after the flags are parsed:
+      a dict it returns is ``main``'s result, nothing else runs (``deep_transformer``'s
+      ``--resummarize``, which only rewrites a finished run's summary).
   """
 
   name: str
@@ -443,6 +446,7 @@ class Runner:
   needs_data: Callable[[argparse.Namespace], bool] | None = None
   resumable: bool = False
   data_flags: bool = True
+  shortcut: Callable[[argparse.Namespace], dict | None] | None = None
 
   @property
   def prog(self) -> str:
@@ -484,6 +488,9 @@ class Runner:
 
     parser = self.parser()
     args = cli.parse_args(parser, argv, self.name)
+    done = self.shortcut(args) if self.shortcut is not None else None
+    if done is not None:
+      return done
     if args.resume and not self.resumable:
       cli.fail(parser, f"--resume: {self.prog} cannot resume a run; start it again with a new "
                        "--out (or --overwrite)")
