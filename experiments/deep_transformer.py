@@ -425,6 +425,29 @@ def format_table(rows: Sequence[dict[str, Any]], steps: int) -> str:
   return "\n".join(lines)
 
 
+_CLAIM_NUMBERS = (("loss", "loss"), ("preln_loss", "Pre-LN"), ("postln_loss", "plain Post-LN"),
+                  ("gap_post_minus_pre", "Post-LN minus Pre-LN"))
+
+
+def format_claims(claim_list: Sequence[dict[str, Any]]) -> str:
+  """The claims as a markdown table: claim, depth, verdict, status and the losses behind it."""
+  def numbers(c):
+    parts = []
+    for k, label in _CLAIM_NUMBERS:
+      if k not in c:
+        continue
+      v = c[k]
+      shown = (", ".join(f"{d}: {_fmt(x, '.3f')}" for d, x in v.items()) if isinstance(v, dict)
+               else _fmt(v, ".3f"))
+      parts.append(f"{label} {shown}")
+    return "; ".join(parts)
+
+  lines = ["| claim | depth | verdict | status | numbers |", "|---|---|---|---|---|"]
+  lines += [f"| {c['claim']} | {c['depth']} | **{c['verdict']}** | {c['status']} | "
+            f"{numbers(c)} |" for c in claim_list]
+  return "\n".join(lines)
+
+
 def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """The papers' claims, checked on the run's numbers, each with a verdict.
 
@@ -507,7 +530,7 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
               and (loss(d, "preln_standard") is None or loss(d, v) < loss(d, "preln_standard"))]
     verdict = ("agrees" if len(better) == len(both) else
                "partly agrees" if better else "disagrees")
-    out.append({"claim": text, "depth": deep, "verdict": verdict,
+    out.append({"claim": text, "depth": "/".join(map(str, both)), "verdict": verdict,
                 "status": f"lower at {len(better)}/{len(both)} depths"
                           f"{' (' + ', '.join(map(str, better)) + ')' if better else ''}",
                 "loss": {str(d): loss(d, v) for d in both},
@@ -666,9 +689,9 @@ def write_summary(out_dir: str, record: dict[str, Any]) -> str:
            f"{cfg['test_size']} test)", "",
            "Loss after N steps: mean training loss over the last 10% of the steps, median "
            "over seeds; stream std: seed 0, 256 training images.", "", table, "",
-           "Claims (criteria: `claims` in experiments/deep_transformer.py):", ""]
-  lines += [f"- **{c['verdict']}** ({c['status']}): {c['claim']} (depth {c['depth']})"
-            for c in record["claims"]]
+           "Claims (criteria: `claims` in experiments/deep_transformer.py; losses after "
+           f"{cfg['steps']} steps, per depth where several):", "",
+           format_claims(record["claims"])]
   path = os.path.join(out_dir, "summary.md")
   results.write_text(path, "\n".join(lines) + "\n")
   plot(record["depth_results"], out_dir)
