@@ -687,6 +687,11 @@ def write_summary(out_dir: str, record: dict[str, Any]) -> str:
            f"(constant, no warmup, no clipping), batch {cfg['batch_size']}, {cfg['steps']} "
            f"steps, {cfg['seeds']} seed(s), {cfg['dataset']} ({cfg['train_size']} train, "
            f"{cfg['test_size']} test)", "",
+           *([] if record.get("complete", True) else [
+               "**Incomplete run**: finished depths "
+               f"{', '.join(str(r['depth']) for r in record['depth_results'])} of "
+               f"{', '.join(map(str, cfg['depths']))} (the process ended before the rest; "
+               "the claims are held at the deepest finished depth).", ""]),
            "Loss after N steps: mean training loss over the last 10% of the steps, median "
            "over seeds; stream std: seed 0, 256 training images.", "", table, "",
            "Claims (criteria: `claims` in experiments/deep_transformer.py; losses after "
@@ -702,16 +707,18 @@ def write_summary(out_dir: str, record: dict[str, Any]) -> str:
 
 
 def resummarize(out_dir: str) -> dict[str, Any]:
-  """Recomputes rows and claims of a finished run's ``results.json``; rewrites the summary.
+  """Recomputes rows and claims of a run's ``results.json``; rewrites the summary.
 
-  The measured numbers (``depth_results``) are kept as they are.
+  The measured numbers (``depth_results``) are kept as they are. A run that did not
+  complete (killed or interrupted after some depths) is summarized over the depths it
+  finished, and its summary says which depths are missing.
   """
   path = os.path.join(out_dir, "results.json")
   if not os.path.exists(path):
     raise SystemExit(f"error: --resummarize: no results.json in {out_dir}")
   record = results.read_json(path)
-  if not record.get("complete"):
-    raise SystemExit(f"error: --resummarize: the run in {out_dir} did not complete")
+  if not record.get("depth_results"):
+    raise SystemExit(f"error: --resummarize: the run in {out_dir} finished no depth")
   record["rows"] = summarize(record["depth_results"])
   record["claims"] = claims(record["rows"])
   record["resummarized"] = datetime.datetime.now(datetime.timezone.utc).isoformat(

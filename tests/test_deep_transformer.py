@@ -240,6 +240,12 @@ def test_smoke_run_digits(tmp_path, capsys):
   again = dt.main(["--resummarize", str(out)])  # recomputes rows/claims, keeps the numbers
   assert again["depth_results"] == saved["depth_results"] and again["rows"] == saved["rows"]
   assert "**" in (out / "summary.md").read_text()
+  assert "Incomplete run" not in (out / "summary.md").read_text()
+  part = {**saved, "complete": False, "depth_results": saved["depth_results"][:1]}
+  (out / "results.json").write_text(json.dumps(part))  # as a run killed after depth 2
+  again = dt.main(["--resummarize", str(out)])
+  assert [r["depth"] for r in again["rows"]] == [2] * len(dt.VARIANTS)
+  assert "**Incomplete run**: finished depths 2 of 2, 3" in (out / "summary.md").read_text()
   with pytest.raises(SystemExit, match="no results.json"):
     dt.main(["--resummarize", str(tmp_path / "nothing")])
 
