@@ -16,6 +16,17 @@ variant               norm       init
 ``preln_gpt2``        Pre-LN     GPT-2: N(0, 0.02^2), residual projections / sqrt(2L)
 ====================  =========  ====================================================
 
+and, with ``--variants all`` (or by name), five more from
+:mod:`experiments.common.transformer_inits`: ``postln_deepnorm`` (DeepNorm: Post-LN
+``LN(alpha x + G(x))`` with DeepNet's alpha and beta-scaled Xavier), ``postln_gradinit``
+(Post-LN, Xavier rescaled by GradInit for Adam at the study's lr), ``noln_metainit`` (no
+LN, Xavier rescaled by MetaInit), ``preln_smallinit_wang`` (gpt-neox: SmallInit, Wang on
+the residual outputs) and ``preln_mimetic`` (mimetic q/k and v/o). They are not in the
+default set so that the default and ``--quick`` commands still reproduce their committed
+results (docs/results/deep_transformer/{full,quick}); the learned inits also cost extra
+time before training. They train exactly like the six (same batches, steps, optimizer,
+seeds and run keys), in the same compiled program.
+
 Pixels are standardized by the training split's mean and std. Every init is written
 as ``rules`` (``jinit.residual``) and applied to the per-layer params
 (``blocks/<i>/attn/out/kernel``, ...) by :func:`jinit.residual.apply_rules`. All
@@ -38,7 +49,13 @@ Claims held against: ReZero (Bachlechner et al. 2020, https://arxiv.org/abs/2003
 120-layer transformers train without LayerNorm; T-Fixup (Huang et al. 2020,
 https://proceedings.mlr.press/v119/huang20f.html): deep encoder-decoders train without
 warmup or LayerNorm; Xiong et al. 2020 (https://arxiv.org/abs/2002.04745): Post-LN
-without warmup fails, increasingly with depth, while Pre-LN trains.
+without warmup fails, increasingly with depth, while Pre-LN trains; DeepNorm (Wang et
+al. 2022, https://arxiv.org/abs/2203.00555): Post-LN with DeepNorm trains where Post-LN
+fails; GradInit (Zhu et al. 2021, https://arxiv.org/abs/2102.08098): Post-LN trains with
+Adam without warmup; MetaInit (Dauphin & Schoenholz 2019): trains without normalization;
+SmallInit (Nguyen & Salazar 2019, https://arxiv.org/abs/1910.05895) with Wang's init
+(GPT-J): trains faster than the standard init early on; mimetic init (Trockman & Kolter
+2023, https://arxiv.org/abs/2305.09828): faster early training.
 """
 
 from __future__ import annotations
@@ -61,10 +78,13 @@ import jinit
 from experiments.common import cli
 from experiments.common import results
 from experiments.common import study
+from experiments.common import transformer_inits as extra
 from jinit import residual
 
 VARIANTS = ("preln_standard", "postln_standard", "noln_standard", "noln_rezero", "noln_tfixup",
             "preln_gpt2")
+EXTRA_VARIANTS = extra.EXTRA_VARIANTS
+ALL_VARIANTS = VARIANTS + EXTRA_VARIANTS
 # (pre_ln, post_ln, gated) per variant: the architecture as data, so one program runs all.
 ARCH = {
     "preln_standard": (1.0, 0.0, 0.0),
@@ -73,6 +93,11 @@ ARCH = {
     "noln_rezero": (0.0, 0.0, 1.0),
     "noln_tfixup": (0.0, 0.0, 0.0),
     "preln_gpt2": (1.0, 0.0, 0.0),
+    "postln_deepnorm": (0.0, 1.0, 0.0),
+    "postln_gradinit": (0.0, 1.0, 0.0),
+    "noln_metainit": (0.0, 0.0, 0.0),
+    "preln_smallinit_wang": (1.0, 0.0, 0.0),
+    "preln_mimetic": (1.0, 0.0, 0.0),
 }
 LN_EPS = 1e-6
 POS_STD = 0.02  # position embedding N(0, 0.02^2), as ViT and GPT-2
@@ -148,10 +173,26 @@ STANDARD_RULES = [(r"kernel$", jinit.xavier_uniform), (r"^pos_embed$", _pos_norm
 GPT2_BASE_RULES = [(r"kernel$", _gpt2_normal), (r"^pos_embed$", _gpt2_normal)]
 
 
-def variant_rules(variant: str, depth: int) -> list:
-  """The ``(pattern, init)`` rules of a variant (the standard rules complete them)."""
-  if variant not in VARIANTS:
-    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+def arch_vector(variant: str, depth: int) -> tuple[float, float, float, float]:
+  """``(pre_ln, post_ln, gated, residual_alpha)``: the model of a variant, as data.
+
+  ``residual_alpha`` scales the stream in each residual add, ``alpha x + G(x)``
+  (DeepNorm's alpha; 1 for every other variant).
+  """
+  if variant not in ALL_VARIANTS:
+    raise ValueError(f"variant must be one of {', '.join(ALL_VARIANTS)}, got {variant!r}")
+  return (*ARCH[variant], extra.residual_alpha(variant, depth))
+
+
+def variant_rules(variant: str, depth: int, width: int = 32) -> list:
+  """The ``(pattern, init)`` rules of a variant (the standard rules complete them).
+
+  GradInit, MetaInit and mimetic then change the drawn params (:func:`init_params`).
+  """
+  if variant not in ALL_VARIANTS:
+    raise ValueError(f"variant must be one of {', '.join(ALL_VARIANTS)}, got {variant!r}")
+  if variant in EXTRA_VARIANTS:
+    return extra.extra_rules(variant, depth, width)
   if variant == "noln_rezero":
     return residual.rezero_rules(r"gate/alpha$")
   if variant == "noln_tfixup":
@@ -161,13 +202,46 @@ def variant_rules(variant: str, depth: int) -> list:
   return []
 
 
-def init_params(variant: str, cfg: ViTConfig, key: jax.Array) -> dict[str, Any]:
-  """The variant's per-layer params (``blocks`` a list), drawn through its rules."""
+def init_params(variant: str, cfg: ViTConfig, key: jax.Array, *, batch: Any = None,
+                lr: float = 1e-3) -> dict[str, Any]:
+  """The variant's per-layer params (``blocks`` a list), drawn through its rules.
+
+  Args:
+    variant: one of :data:`ALL_VARIANTS`.
+    cfg: the model.
+    key: PRNG key (the run's).
+    batch: ``(patches, labels)`` training examples GradInit and MetaInit learn from
+      (:func:`init_batch`; only those two variants need it).
+    lr: the training learning rate (GradInit's eta).
+
+  Returns:
+    The params; the same structure for every variant.
+  """
   shapes = param_shapes(cfg)
   placeholders = jax.tree.map(lambda s: np.zeros(s, np.float32), shapes,
                               is_leaf=lambda s: isinstance(s, tuple))
-  return residual.apply_rules(placeholders, variant_rules(variant, cfg.depth) + STANDARD_RULES,
-                              key=key)
+  rules = variant_rules(variant, cfg.depth, cfg.width)
+  if variant not in EXTRA_VARIANTS:
+    return residual.apply_rules(placeholders, rules + STANDARD_RULES, key=key)
+  arch = jnp.asarray(arch_vector(variant, cfg.depth), jnp.float32)
+
+  def loss_fn(p, b):
+    return _loss(stack_blocks(p), arch, b[0], b[1], cfg)
+
+  return extra.init_extra(variant, placeholders, cfg.depth, cfg.width, key,
+                          standard_rules=STANDARD_RULES, loss_fn=loss_fn, batch=batch, lr=lr)
+
+
+def init_batch(x_train, y_train, data_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The ``extra.LEARN_BATCH`` training examples GradInit and MetaInit learn from.
+
+  Drawn without replacement by their own generator (``data_seed``, stream 1), so the
+  training batches are the same as without the learned variants.
+  """
+  rng = np.random.default_rng([data_seed, 1])
+  idx = np.sort(rng.choice(len(y_train), size=min(extra.LEARN_BATCH, len(y_train)),
+                           replace=False))
+  return np.asarray(x_train)[idx], np.asarray(y_train)[idx]
 
 
 def stack_blocks(params: dict[str, Any]) -> dict[str, Any]:
@@ -203,21 +277,23 @@ def _attention(h, p, heads):
 def forward(params, arch, patches, cfg: ViTConfig):
   """Logits (B, classes) and the residual stream's std after the embedding and each block.
 
-  ``arch`` = (pre_ln, post_ln, gated) as 0/1 scalars: Pre-LN normalizes each branch's
-  input (and the output, with the final LN); Post-LN normalizes after each residual add;
-  gated multiplies both branches of block i by its scalar ``alpha`` (ReZero).
+  ``arch`` = (pre_ln, post_ln, gated, residual_alpha) (:func:`arch_vector`): Pre-LN
+  normalizes each branch's input (and the output, with the final LN); Post-LN normalizes
+  after each residual add; gated multiplies both branches of block i by its scalar
+  ``alpha`` param (ReZero); each residual add is ``residual_alpha * h + branch``
+  (DeepNorm's constant; 1 otherwise, where it changes nothing: x * 1.0 == x exactly).
   """
-  pre, post, gated = arch[0] > 0.5, arch[1] > 0.5, arch[2] > 0.5
+  pre, post, gated, res = arch[0] > 0.5, arch[1] > 0.5, arch[2] > 0.5, arch[3]
   h = _dense(patches, params["embed"]) + params["pos_embed"][None, :, :]
 
   def block(h, p):
     g = jnp.where(gated, p["gate"]["alpha"], 1.0)
     a = _attention(jnp.where(pre, _layer_norm(h, p["ln1"]), h), p["attn"], cfg.heads)
-    h = h + g * a
+    h = res * h + g * a
     h = jnp.where(post, _layer_norm(h, p["ln1"]), h)
     m_in = jnp.where(pre, _layer_norm(h, p["ln2"]), h)
     m = _dense(jax.nn.gelu(_dense(m_in, p["mlp"]["fc1"])), p["mlp"]["fc2"])
-    h = h + g * m
+    h = res * h + g * m
     h = jnp.where(post, _layer_norm(h, p["ln2"]), h)
     return h, jnp.std(h)
 
@@ -243,15 +319,21 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
   """Trains every (variant, seed) of one depth in one compiled program (vmap over runs).
 
   Returns per run: variant, seed, losses (per step), test accuracy, first non-finite step,
-  and (seed 0 of each variant) the residual-stream std per block at init.
+  and (seed 0 of each variant) the residual-stream std per block at init; ``seconds``
+  (training) and ``init_seconds`` (the inits, GradInit's and MetaInit's learning included).
   """
   import optax
 
   runs = [(v, s) for v in variants for s in range(seeds)]
-  per_run = [stack_blocks(init_params(v, cfg, jax.random.key(1000 * s + cfg.depth)))
+  t_init = time.time()
+  learn = (init_batch(x_train, y_train, data_seed)
+           if {"postln_gradinit", "noln_metainit"} & set(variants) else None)
+  per_run = [stack_blocks(init_params(v, cfg, jax.random.key(1000 * s + cfg.depth),
+                                      batch=learn, lr=lr))
              for v, s in runs]
   params = jax.tree.map(lambda *xs: jnp.stack(xs), *per_run)
-  arch = jnp.asarray([ARCH[v] for v, _ in runs], jnp.float32)
+  arch = jnp.asarray([arch_vector(v, cfg.depth) for v, _ in runs], jnp.float32)
+  init_seconds = time.time() - t_init
   x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
   x_test, y_test = jnp.asarray(x_test), jnp.asarray(y_test)
 
@@ -294,7 +376,8 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
                 "test_acc": float(acc[r]) if np.isfinite(losses[r]).all() else None,
                 "diverged_at": int(bad[0]) + 1 if bad.size else None,
                 "stream_std_at_init": np.asarray(stream[r]).tolist()})
-  return {"depth": cfg.depth, "runs": out, "seconds": time.time() - t0}
+  return {"depth": cfg.depth, "runs": out, "seconds": time.time() - t0,
+          "init_seconds": init_seconds}
 
 
 # --------------------------------------------------------------------------- summary
@@ -342,6 +425,29 @@ def format_table(rows: Sequence[dict[str, Any]], steps: int) -> str:
   return "\n".join(lines)
 
 
+_CLAIM_NUMBERS = (("loss", "loss"), ("preln_loss", "Pre-LN"), ("postln_loss", "plain Post-LN"),
+                  ("gap_post_minus_pre", "Post-LN minus Pre-LN"))
+
+
+def format_claims(claim_list: Sequence[dict[str, Any]]) -> str:
+  """The claims as a markdown table: claim, depth, verdict, status and the losses behind it."""
+  def numbers(c):
+    parts = []
+    for k, label in _CLAIM_NUMBERS:
+      if k not in c:
+        continue
+      v = c[k]
+      shown = (", ".join(f"{d}: {_fmt(x, '.3f')}" for d, x in v.items()) if isinstance(v, dict)
+               else _fmt(v, ".3f"))
+      parts.append(f"{label} {shown}")
+    return "; ".join(parts)
+
+  lines = ["| claim | depth | verdict | status | numbers |", "|---|---|---|---|---|"]
+  lines += [f"| {c['claim']} | {c['depth']} | **{c['verdict']}** | {c['status']} | "
+            f"{numbers(c)} |" for c in claim_list]
+  return "\n".join(lines)
+
+
 def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """The papers' claims, checked on the run's numbers, each with a verdict.
 
@@ -350,6 +456,15 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   "trains" when no seed diverged and its loss is below 0.9 ln(10) (clearly under
   chance); otherwise it "does not train". Verdicts: ``agrees``, ``partly agrees`` (for
   "X trains at depth": X trains, but worse than Pre-LN), ``disagrees``.
+
+  The five extra variants, where run: GradInit (Post-LN) and MetaInit (no LN) as ReZero
+  and T-Fixup (their status at the deepest depth). DeepNorm: agrees when it trains at
+  the deepest depth and plain Post-LN does not, partly when both train there (the
+  contrast the paper shows is absent), disagrees when DeepNorm does not train.
+  SmallInit+Wang and mimetic ("better than the standard init early in training"; N
+  steps of batch 32 are under one epoch, early by the papers' measure): their loss after
+  N steps against standard Pre-LN's at each depth, agrees when lower at every depth,
+  partly at some, disagrees at none (a diverged run is not lower).
   """
   depths = sorted({r["depth"] for r in rows})
   at = {(r["depth"], r["variant"]): r for r in rows}
@@ -368,7 +483,10 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   deep, shallow = depths[-1], depths[0]
   out = []
   for v, text in (("noln_rezero", "ReZero: without LayerNorm, gate alpha = 0 trains at depth"),
-                  ("noln_tfixup", "T-Fixup: without LayerNorm and warmup, trains at depth")):
+                  ("noln_tfixup", "T-Fixup: without LayerNorm and warmup, trains at depth"),
+                  ("postln_gradinit", "GradInit: Post-LN trains with Adam without warmup "
+                                      "(at depth)"),
+                  ("noln_metainit", "MetaInit: trains without normalization (at depth)")):
     if (deep, v) in at and (deep, "preln_standard") in at:
       st = status(deep, v)
       verdict = {"trains like Pre-LN": "agrees", "trains": "partly agrees"}.get(st, "disagrees")
@@ -392,6 +510,31 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                          "not train (diverges, or loss >= 0.9 ln 10)", "depth": deep,
                 "verdict": "agrees" if st == "does not train" else "disagrees", "status": st,
                 "loss": loss(deep, "noln_standard")})
+  if (deep, "postln_deepnorm") in at and (deep, "postln_standard") in at:
+    st, plain = status(deep, "postln_deepnorm"), status(deep, "postln_standard")
+    verdict = ("disagrees" if st == "does not train" else
+               "agrees" if plain == "does not train" else "partly agrees")
+    out.append({"claim": "DeepNorm: Post-LN with DeepNorm trains at depths where plain Post-LN "
+                         "fails", "depth": deep, "verdict": verdict,
+                "status": f"DeepNorm {st}; plain Post-LN {plain}",
+                "loss": {str(d): loss(d, "postln_deepnorm") for d in depths},
+                "postln_loss": {str(d): loss(d, "postln_standard") for d in depths}})
+  for v, text in (("preln_smallinit_wang", "SmallInit + Wang (gpt-neox): lower loss than the "
+                                           "standard Pre-LN init early in training"),
+                  ("preln_mimetic", "Mimetic init: faster early training than the standard "
+                                    "Pre-LN init")):
+    both = [d for d in depths if (d, v) in at and (d, "preln_standard") in at]
+    if not both:
+      continue
+    better = [d for d in both if loss(d, v) is not None
+              and (loss(d, "preln_standard") is None or loss(d, v) < loss(d, "preln_standard"))]
+    verdict = ("agrees" if len(better) == len(both) else
+               "partly agrees" if better else "disagrees")
+    out.append({"claim": text, "depth": "/".join(map(str, both)), "verdict": verdict,
+                "status": f"lower at {len(better)}/{len(both)} depths"
+                          f"{' (' + ', '.join(map(str, better)) + ')' if better else ''}",
+                "loss": {str(d): loss(d, v) for d in both},
+                "preln_loss": {str(d): loss(d, "preln_standard") for d in both}})
   return out
 
 
@@ -404,7 +547,9 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
     for ax, res in zip(axes[0], depth_results):
       for v in dict.fromkeys(r["variant"] for r in res["runs"]):
         runs = [r for r in res["runs"] if r["variant"] == v]
-        style = "--" if v.startswith("postln") else "-"  # Post-LN's std 1 overlaps ReZero's
+        # Post-LN's std 1 overlaps ReZero's; the five extra variants: dash-dot / dotted.
+        style = {(True, False): "--", (False, False): "-", (True, True): "-.",
+                 (False, True): ":"}[v.startswith("postln"), v in EXTRA_VARIANTS]
         if fn == "std":
           ax.semilogy(runs[0]["stream_std_at_init"], style, label=v)
           ax.set_xlabel("block (0 = embedding)")
@@ -431,11 +576,13 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
 
 
 def _variants(text: str) -> list[str]:
+  if text.strip() == "all":
+    return list(ALL_VARIANTS)
   names = [t.strip() for t in text.split(",")]
-  bad = [n for n in names if n not in VARIANTS]
+  bad = [n for n in names if n not in ALL_VARIANTS]
   if bad or not names:
-    raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(VARIANTS)}, "
-                                     f"got {text!r}")
+    raise argparse.ArgumentTypeError(f"must be 'all' or a comma-separated subset of "
+                                     f"{','.join(ALL_VARIANTS)}, got {text!r}")
   return names
 
 
@@ -446,7 +593,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--depths", type=cli.positive_int_list, default=[6, 24, 48], metavar="L,L,...",
                  help="depths (blocks), comma-separated. Default: 6,24,48")
   p.add_argument("--variants", type=_variants, default=list(VARIANTS), metavar="NAME,...",
-                 help=f"comma-separated subset of {', '.join(VARIANTS)} (default: all)")
+                 help=f"comma-separated subset of {', '.join(ALL_VARIANTS)}, or 'all' "
+                      f"(default: the first six, {','.join(VARIANTS)}; the last five are the "
+                      "recipes and learned inits of experiments/common/transformer_inits.py)")
   p.add_argument("--steps", type=cli.positive_int, default=None,
                  help=f"training steps (default {FULL['steps']}, --quick {QUICK['steps']})")
   p.add_argument("--seeds", type=cli.positive_int, default=None,
@@ -484,18 +633,6 @@ def make_config(args) -> dict[str, Any]:
   return {"steps": RUNNER.value(args, "steps"), "seeds": RUNNER.value(args, "seeds")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-  return RUNNER.parser()
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  args = RUNNER.parser().parse_args(argv)
-  if args.resummarize:
-    return resummarize(args.resummarize)
-  return RUNNER.main(argv)
-
-
 def run(ctx) -> dict[str, Any]:
   """Every depth, each one compiled program; results.json after each depth, then the summary."""
   args, dataset = ctx.args, ctx.dataset
@@ -518,6 +655,8 @@ def run(ctx) -> dict[str, Any]:
                  "dataset": dataset.name, "train_size": len(dataset.y_train),
                  "test_size": len(y_test), "quick": args.quick},
   }
+  if set(variants) & set(EXTRA_VARIANTS):
+    meta["config"]["extra_variants"] = extra.settings()
   depth_results, t0 = [], time.time()
   for depth in depths:
     cfg = ViTConfig(tokens=tokens, patch_dim=patch_dim, depth=depth, width=args.width,
@@ -548,11 +687,16 @@ def write_summary(out_dir: str, record: dict[str, Any]) -> str:
            f"(constant, no warmup, no clipping), batch {cfg['batch_size']}, {cfg['steps']} "
            f"steps, {cfg['seeds']} seed(s), {cfg['dataset']} ({cfg['train_size']} train, "
            f"{cfg['test_size']} test)", "",
+           *([] if record.get("complete", True) else [
+               "**Incomplete run**: finished depths "
+               f"{', '.join(str(r['depth']) for r in record['depth_results'])} of "
+               f"{', '.join(map(str, cfg['depths']))} (the process ended before the rest; "
+               "the claims are held at the deepest finished depth).", ""]),
            "Loss after N steps: mean training loss over the last 10% of the steps, median "
            "over seeds; stream std: seed 0, 256 training images.", "", table, "",
-           "Claims (criteria: `claims` in experiments/deep_transformer.py):", ""]
-  lines += [f"- **{c['verdict']}** ({c['status']}): {c['claim']} (depth {c['depth']})"
-            for c in record["claims"]]
+           "Claims (criteria: `claims` in experiments/deep_transformer.py; losses after "
+           f"{cfg['steps']} steps, per depth where several):", "",
+           format_claims(record["claims"])]
   path = os.path.join(out_dir, "summary.md")
   results.write_text(path, "\n".join(lines) + "\n")
   plot(record["depth_results"], out_dir)
@@ -563,16 +707,18 @@ def write_summary(out_dir: str, record: dict[str, Any]) -> str:
 
 
 def resummarize(out_dir: str) -> dict[str, Any]:
-  """Recomputes rows and claims of a finished run's ``results.json``; rewrites the summary.
+  """Recomputes rows and claims of a run's ``results.json``; rewrites the summary.
 
-  The measured numbers (``depth_results``) are kept as they are.
+  The measured numbers (``depth_results``) are kept as they are. A run that did not
+  complete (killed or interrupted after some depths) is summarized over the depths it
+  finished, and its summary says which depths are missing.
   """
   path = os.path.join(out_dir, "results.json")
   if not os.path.exists(path):
     raise SystemExit(f"error: --resummarize: no results.json in {out_dir}")
   record = results.read_json(path)
-  if not record.get("complete"):
-    raise SystemExit(f"error: --resummarize: the run in {out_dir} did not complete")
+  if not record.get("depth_results"):
+    raise SystemExit(f"error: --resummarize: the run in {out_dir} finished no depth")
   record["rows"] = summarize(record["depth_results"])
   record["claims"] = claims(record["rows"])
   record["resummarized"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -582,8 +728,13 @@ def resummarize(out_dir: str) -> dict[str, Any]:
   return record
 
 
+def _shortcut(args) -> dict[str, Any] | None:
+  return resummarize(args.resummarize) if args.resummarize else None
+
+
 RUNNER = study.Runner("deep_transformer", __doc__.split("\n")[0], add_flags, make_config, run,
-                      presets={"full": FULL, "quick": QUICK})
+                      presets={"full": FULL, "quick": QUICK}, shortcut=_shortcut)
+build_parser, main = RUNNER.parser, RUNNER.main
 
 
 if __name__ == "__main__":

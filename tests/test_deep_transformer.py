@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from experiments import deep_transformer as dt
+from experiments.common import transformer_inits as extra
+from jinit import recipes
+from jinit import residual
 
 CFG = dt.ViTConfig(tokens=16, patch_dim=49, depth=4, width=64, heads=4, mlp=128)
 
@@ -74,7 +77,7 @@ def test_forward_streams_at_init():
   forward = jax.jit(dt.forward, static_argnums=3)  # one program for every variant
   for v in dt.VARIANTS:
     params = dt.stack_blocks(dt.init_params(v, cfg, jax.random.key(1)))
-    logits, std[v] = forward(params, jnp.asarray(dt.ARCH[v]), x, cfg)
+    logits, std[v] = forward(params, jnp.asarray(dt.arch_vector(v, 6)), x, cfg)
     assert logits.shape == (8, 10) and np.all(np.isfinite(logits))
     assert std[v].shape == (7,)
   # ReZero: alpha = 0 makes every block the identity, the stream keeps the embedding's std.
@@ -84,6 +87,126 @@ def test_forward_streams_at_init():
   # Without LN the standard stream grows with depth; Pre-LN's grows more slowly.
   assert std["noln_standard"][-1] > 2 * std["noln_standard"][0]
   assert std["noln_standard"][-1] > std["preln_standard"][-1]
+
+
+def _var_close(w, s, what):
+  """Sample variance of ``w`` within 6 standard errors (6 sqrt(2/n) relative) of s^2."""
+  assert np.var(w) == pytest.approx(s * s, rel=6 * math.sqrt(2 / w.size)), what
+
+
+def test_extra_variant_inits_follow_their_papers():
+  key = jax.random.key(3)
+  n, d = CFG.depth, CFG.width
+  xavier = lambda fi, fo: math.sqrt(2 / (fi + fo))
+  # DeepNorm (encoder, N = 4): Xavier normal, gain beta = (8N)^(-1/4) on value, out, fc1, fc2,
+  # gain 1 on query and key; the residual add is alpha x + G(x), alpha = (2N)^(1/4).
+  deep = dt.init_params("postln_deepnorm", CFG, key)
+  beta = (8 * n) ** -0.25
+  for path, fans, gain in (("attn/query/kernel", (d, d), 1), ("attn/key/kernel", (d, d), 1),
+                           ("attn/value/kernel", (d, d), beta), ("attn/out/kernel", (d, d), beta),
+                           ("mlp/fc1/kernel", (d, 128), beta), ("mlp/fc2/kernel", (128, d), beta)):
+    _var_close(_blocks(deep, path), gain * xavier(*fans), f"deepnorm {path}")
+  assert dt.arch_vector("postln_deepnorm", n) == (0.0, 1.0, 0.0, pytest.approx((2 * n) ** 0.25))
+  assert np.all(_blocks(deep, "gate/alpha") == 1)  # alpha is the model's constant, not a gate
+  for v in dt.VARIANTS + ("postln_gradinit", "noln_metainit", "preln_smallinit_wang"):
+    assert dt.arch_vector(v, n)[3] == 1.0, v
+  # SmallInit + Wang (gpt-neox): N(0, 2/(5d)) everywhere, N(0, (2/(L sqrt d))^2) on the
+  # residual outputs (attention out, fc2).
+  small = dt.init_params("preln_smallinit_wang", CFG, key)
+  for path in ("attn/query/kernel", "attn/value/kernel", "mlp/fc1/kernel"):
+    _var_close(_blocks(small, path), math.sqrt(2 / (5 * d)), f"small_init {path}")
+  for path in ("attn/out/kernel", "mlp/fc2/kernel"):
+    _var_close(_blocks(small, path), 2 / (n * math.sqrt(d)), f"wang {path}")
+  _var_close(np.ravel(small["embed"]["kernel"]), math.sqrt(2 / (5 * d)), "small_init embed")
+  # Mimetic: W_q W_k^T = a1 Z + b1 I and W_v W_o = a2 Z' - b2 I exactly (full width), Z iid
+  # with variance 1/d. The diagonal's mean over the 4 x 64 entries is b (resp. -b) within
+  # 6 standard errors a / sqrt(d) / sqrt(4 d); the off-diagonal entries' variance a^2 / d.
+  mim = dt.init_params("preln_mimetic", CFG, key)
+  a1, b1, a2, b2 = extra.MIMETIC
+  for (x, y), a, b in ((("query", "key"), a1, b1), (("value", "out"), a2, -b2)):
+    prods = [blk["attn"][x]["kernel"] @ (blk["attn"][y]["kernel"].T if x == "query"
+                                        else blk["attn"][y]["kernel"]) for blk in mim["blocks"]]
+    diag = np.concatenate([np.diag(m) for m in prods])
+    off = np.concatenate([m[~np.eye(d, dtype=bool)] for m in prods])
+    assert abs(np.mean(diag) - b) < 6 * a / math.sqrt(d) / math.sqrt(diag.size), (x, y)
+    _var_close(off, a / math.sqrt(d), f"mimetic {x}/{y}")
+  std = dt.init_params("preln_standard", CFG, key)
+  for name in ("query", "value"):  # standard Xavier has no such identity part: mean ~ 0
+    prods = [blk["attn"][name]["kernel"] @ blk["attn"]["key" if name == "query" else "out"][
+        "kernel"].T for blk in std["blocks"]]
+    assert abs(np.mean(np.concatenate([np.diag(m) for m in prods]))) < 0.1
+  with pytest.raises(ValueError, match="variant must be one of"):
+    dt.arch_vector("postln_fixup", 4)
+
+
+def test_deepnorm_forward_is_post_ln_of_alpha_x_plus_branch():
+  cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=1, width=8, heads=2, mlp=16)
+  params = dt.init_params("postln_deepnorm", cfg, jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (3, 4, 6))
+  alpha = recipes.deepnorm_alpha(1, "encoder")
+  logits = dt.forward(dt.stack_blocks(params), jnp.asarray(dt.arch_vector("postln_deepnorm", 1)),
+                      x, cfg)[0]
+  p = params["blocks"][0]  # by hand: h <- LN(alpha h + G(h)) for attention, then the MLP
+  h = dt._dense(x, params["embed"]) + params["pos_embed"][None, :, :]  # pylint: disable=protected-access
+  h = dt._layer_norm(alpha * h + dt._attention(h, p["attn"], 2), p["ln1"])  # pylint: disable=protected-access
+  m = dt._dense(jax.nn.gelu(dt._dense(h, p["mlp"]["fc1"])), p["mlp"]["fc2"])  # pylint: disable=protected-access
+  h = dt._layer_norm(alpha * h + m, p["ln2"])  # pylint: disable=protected-access
+  expected = jnp.mean(h, axis=1) @ params["head"]["kernel"] + params["head"]["bias"][None, :]
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  plain = dt.forward(dt.stack_blocks(params), jnp.asarray((0.0, 1.0, 0.0, 1.0)), x, cfg)[0]
+  assert np.max(np.abs(plain - expected)) > 1e-3  # alpha = 1.68 changes the output
+
+
+def test_learned_variants_rescale_each_tensor_of_the_xavier_draw():
+  """GradInit and MetaInit: each tensor = its own learned factor x the Xavier draw."""
+  cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=1, width=8, heads=2, mlp=16)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(80, 4, 6)).astype(np.float32)
+  y = (np.arange(80) % 10).astype(np.int32)
+  batch = dt.init_batch(x, y)
+  assert batch[0].shape == (extra.LEARN_BATCH, 4, 6)
+  np.testing.assert_array_equal(batch[0], dt.init_batch(x, y)[0])  # fixed by data_seed
+  key = jax.random.key(5)
+  shapes = dt.param_shapes(cfg)
+  zeros = jax.tree.map(lambda s: np.zeros(s, np.float32), shapes,
+                       is_leaf=lambda s: isinstance(s, tuple))
+  base = residual.apply_rules(zeros, dt.STANDARD_RULES, key=jax.random.split(key)[0])
+  with pytest.raises(ValueError, match="needs loss_fn and batch"):
+    dt.init_params("postln_gradinit", cfg, key)
+  for variant in ("postln_gradinit", "noln_metainit"):
+    got = dt.init_params(variant, cfg, key, batch=batch)
+    factors = []
+    for (path, b), g in zip(jax.tree_util.tree_leaves_with_path(base), jax.tree.leaves(got)):
+      b, g = np.asarray(b), np.asarray(g)
+      if not np.any(b) or (variant == "noln_metainit" and b.ndim < 2):
+        # zero biases stay zero; MetaInit learns only the norms of rank >= 2 tensors
+        np.testing.assert_allclose(g, b, atol=1e-7, err_msg=f"{variant} {path}")
+        continue
+      f = np.sum(g * b) / np.sum(b * b)  # least-squares factor; g = f b up to rounding
+      np.testing.assert_allclose(g, f * b, rtol=1e-4, atol=1e-6, err_msg=f"{variant} {path}")
+      factors.append(f)
+    assert np.max(np.abs(np.asarray(factors) - 1)) > 1e-3, variant  # something was learned
+
+
+def test_claims_of_the_extra_variants():
+  def row(depth, variant, loss):
+    return {"depth": depth, "variant": variant, "diverged": int(loss is None),
+            "loss_after_n": loss}
+  losses = {"preln_standard": (1.2, 1.3), "postln_standard": (1.3, 2.3),
+            "postln_deepnorm": (1.25, 1.4), "postln_gradinit": (1.5, 2.25),
+            "noln_metainit": (1.1, 1.0), "preln_smallinit_wang": (1.1, 1.4),
+            "preln_mimetic": (1.3, None)}
+  rows = [row(d, v, ls[i]) for i, d in enumerate((6, 48)) for v, ls in losses.items()]
+  got = {c["claim"].split(":")[0]: c for c in dt.claims(rows)}
+  assert got["DeepNorm"]["verdict"] == "agrees"  # trains at 48 where Post-LN is at chance
+  assert got["GradInit"]["verdict"] == "disagrees"  # 2.25 >= 0.9 ln 10
+  assert got["MetaInit"]["verdict"] == "agrees"  # trains, below Pre-LN
+  assert got["SmallInit + Wang (gpt-neox)"]["verdict"] == "partly agrees"  # lower at 6 only
+  assert got["Mimetic init"]["verdict"] == "disagrees"  # tie at 6 is not lower, 48 diverged
+  rows = [r if r["variant"] != "postln_standard" else {**r, "loss_after_n": 1.35} for r in rows]
+  assert {c["claim"].split(":")[0]: c for c in dt.claims(rows)}["DeepNorm"]["verdict"] == \
+      "partly agrees"  # plain Post-LN trains too: the contrast is absent
+  assert dt._variants("all") == list(dt.ALL_VARIANTS)  # pylint: disable=protected-access
 
 
 def test_smoke_run_digits(tmp_path, capsys):
@@ -117,12 +240,19 @@ def test_smoke_run_digits(tmp_path, capsys):
   again = dt.main(["--resummarize", str(out)])  # recomputes rows/claims, keeps the numbers
   assert again["depth_results"] == saved["depth_results"] and again["rows"] == saved["rows"]
   assert "**" in (out / "summary.md").read_text()
+  assert "Incomplete run" not in (out / "summary.md").read_text()
+  part = {**saved, "complete": False, "depth_results": saved["depth_results"][:1]}
+  (out / "results.json").write_text(json.dumps(part))  # as a run killed after depth 2
+  again = dt.main(["--resummarize", str(out)])
+  assert [r["depth"] for r in again["rows"]] == [2] * len(dt.VARIANTS)
+  assert "**Incomplete run**: finished depths 2 of 2, 3" in (out / "summary.md").read_text()
   with pytest.raises(SystemExit, match="no results.json"):
     dt.main(["--resummarize", str(tmp_path / "nothing")])
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--variants", "preln_standard,bogus"], "--variants: must be a comma-separated subset"),
+    (["--variants", "preln_standard,bogus"],
+     "--variants: must be 'all' or a comma-separated subset"),
     (["--depths", "6,0"], "--depths: must be an int >= 1"),
     (["--steps", "-1"], "--steps: must be an int >= 1"),
     (["--lr", "inf"], "--lr: must be a positive finite number"),  # finding 14: ran, exit 0

@@ -142,16 +142,14 @@ def test_deep_transformer_extra_variants_smoke():
   patches = jax.random.normal(KEY, (16, 4, 6))
   labels = jnp.arange(16) % 10
   for variant in ti.EXTRA_VARIANTS:
-    arch = jnp.asarray(ti.ARCH_EXTRA[variant])
+    arch = jnp.asarray(dt.arch_vector(variant, cfg.depth))
 
     def loss(p, b, arch=arch):
       return dt._loss(dt.stack_blocks(p), arch, b[0], b[1], cfg)  # pylint: disable=protected-access
 
-    params = ti.init_extra(variant, cfg, KEY, standard_rules=dt.STANDARD_RULES, loss_fn=loss,
-                           batch=(patches, labels))
+    params = dt.init_params(variant, cfg, KEY, batch=(patches, labels))
     assert jax.tree.structure(params) == jax.tree.structure(
         dt.init_params("preln_standard", cfg, KEY)), variant
     assert np.isfinite(float(loss(params, (patches, labels)))), variant
-  params = ti.init_extra("postln_deepnorm", cfg, KEY, standard_rules=dt.STANDARD_RULES)
-  np.testing.assert_allclose(float(params["blocks"][1]["gate"]["alpha"]),
-                             1 / recipes.deepnorm_alpha(2, "encoder"), rtol=1e-6)
+  np.testing.assert_allclose(dt.arch_vector("postln_deepnorm", 2)[3],
+                             recipes.deepnorm_alpha(2, "encoder"), rtol=1e-6)

@@ -498,6 +498,9 @@ class Runner:
     announce: False when ``run`` prints the results folder itself (:func:`run_study` does).
     command: the command, when not ``python -m experiments.<name>``.
     epilog: ``epilog() -> str``, text after the flags in ``--help`` (kept as written).
+    shortcut: ``shortcut(args) -> dict | None``, called right after the flags are parsed:
+      a dict it returns is ``main``'s result, nothing else runs (``deep_transformer``'s
+      ``--resummarize``, which only rewrites a finished run's summary).
   """
 
   name: str
@@ -512,6 +515,7 @@ class Runner:
   announce: bool = True
   command: str = ""
   epilog: Callable[[], str] | None = None
+  shortcut: Callable[[argparse.Namespace], dict | None] | None = None
 
   @property
   def prog(self) -> str:
@@ -548,6 +552,9 @@ class Runner:
 
     parser = self.parser()
     args = cli.parse_args(parser, argv, self.name)
+    done = self.shortcut(args) if self.shortcut is not None else None
+    if done is not None:
+      return done
     if args.resume and not self.resumable:
       cli.fail(parser, f"--resume: {self.prog} cannot resume a run; start it again with a new "
                        "--out (or --overwrite)")
