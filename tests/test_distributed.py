@@ -183,7 +183,11 @@ def _history(folder: pathlib.Path) -> dict:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-  """2 epochs across processes and in one, then both resumed to 3 epochs."""
+  """2 epochs across processes and in one, then both resumed to 3 epochs.
+
+  Used by ONE test: under pytest-xdist (``-n auto``) a module fixture runs again in
+  every worker that gets one of its tests, and this one costs minutes on 2 cores.
+  """
   tmp = tmp_path_factory.mktemp("study")
   multi, one = tmp / "multi", tmp / "one"
   first = _round(tmp, "first", [*STUDY_FLAGS, "--out", str(multi)],
@@ -199,51 +203,54 @@ def study(tmp_path_factory):
   return {"first": first, "resumed": resumed}
 
 
-def test_study_across_processes_equals_one_process(study):
+def test_study_across_processes(study):
+  """Equal to one process, resumed equal to one process resumed, process 0 alone writes."""
+  # Across processes == one process, exactly, floats included: each run lives on one
+  # device and runs the same per-device program in both layouts (the runs axis needs no
+  # communication); the metrics cross processes only by an all-gather, a copy.
+  # Measured: 0 ulp apart.
   multi, one = study["first"]["history"]["multi"], study["first"]["history"]["one"]
   assert multi["config"]["devices"] == 4 and multi["config"]["parallel"] == "runs"
   assert multi["finished"] and len(multi["runs"]) == 6
   assert all(len(r["val_loss"]) == 2 and r["test_acc"] is not None for r in multi["runs"])
-  # Exactly equal, floats included: each run lives on one device and runs the same
-  # per-device program in both layouts (the runs axis needs no communication); the
-  # metrics cross processes only by an all-gather, a copy. Measured: 0 ulp apart.
   assert multi == one
 
-
-def test_resumed_across_processes_equals_resumed_in_one(study):
+  # Resumed to a 3rd epoch: exactly equal again (the checkpoint holds host arrays, sent whole).
   multi, one = study["resumed"]["history"]["multi"], study["resumed"]["history"]["one"]
   assert multi["resumed_from"] == 2 and multi["finished"]
   assert all(len(r["val_loss"]) == 3 for r in multi["runs"])
-  assert multi == one  # exactly, as above: the checkpoint holds host arrays, sent whole
+  assert multi == one
 
-
-def test_only_process_0_writes(study):
+  # Only process 0 writes: the folder is its own, the working directories stay empty.
   first = study["first"]
   assert first["files"] == [".lock", "checkpoints", "history.json", "metrics.png", "run.json",
                             "summary.md"]
   run = json.loads((first["multi"] / "run.json").read_text())
+  assert run["pid"] == first["process0"]["pid"]
   for rnd in ("first", "resumed"):
     r = study[rnd]
-    assert run["pid"] == first["process0"]["pid"]  # the folder is process 0's
-    for name in ("process0", "process1"):  # nothing in the working directories either
+    for name in ("process0", "process1"):
       assert not any(r[name]["cwd"].iterdir()), (rnd, name)
     assert "Wrote " in r["process0"]["stdout"] and "Epoch:" in r["process0"]["stdout"]
     assert "Epoch:" not in r["process1"]["stdout"]  # process 0 alone prints the study
 
 
-def test_a_refusal_on_process_0_ends_every_process(study, tmp_path):
-  """--out already holds a run: process 0 refuses it (exit 2) and process 1 exits with it.
+def test_a_refusal_on_process_0_ends_every_process(tmp_path):
+  """--out already holds files: process 0 refuses it (exit 2) and process 1 exits with it.
 
   Without the broadcast process 1 would wait for process 0 at its first collective
   until gloo's timeout and end with a traceback.
   """
+  taken = tmp_path / "taken"
+  taken.mkdir()
+  (taken / "notes.txt").write_text("a previous run's file\n")
   port = _free_port()
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
              PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
   procs = [subprocess.Popen(
       [sys.executable, "-m", "experiments.sigmoid_mnist", *STUDY_FLAGS, "--out",
-       str(study["first"]["multi"]), "--coordinator", f"localhost:{port}", "--num-processes",
+       str(taken), "--coordinator", f"localhost:{port}", "--num-processes",
        "2", "--process-id", str(i)],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
       for i in range(2)]

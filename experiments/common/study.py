@@ -568,11 +568,13 @@ class Runner:
     out_dir = cli.start_out(args, self.name, parser)
     ctx = Context(args, config, out_dir, dataset,
                   provenance_lib.provenance(f"experiments.{self.name}", args.argv))
-    if self.announce:
+    if self.announce and distributed.is_primary():  # the others write no folder
       print(f"Results folder: {out_dir}")
     try:
       return self.run(ctx)
     except KeyboardInterrupt as e:
+      if not distributed.is_primary():  # process 0 says what was written
+        raise SystemExit(cli.interrupt_code(e)) from None
       done = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
       how = (f"resume with: {self.prog} --resume {out_dir}" if self.resumable else
              f"{self.prog} cannot resume: run it again with --out {out_dir} --overwrite")
