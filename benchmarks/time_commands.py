@@ -1,6 +1,7 @@
 """Times README's commands (wall clock, cold compilation cache) and writes the table README shows.
 
   python -m benchmarks.time_commands --out docs/results/timings [--data-dir DIR]
+  python -m benchmarks.time_commands --tests-only --out docs/results/timings/tests
 
 Each command runs in a fresh process with an empty compilation cache and its results in a
 temporary folder (nothing is left in ``results/``). The machine's load average is recorded
@@ -58,13 +59,16 @@ def main(argv=None) -> int:
                               description=__doc__.split("\n")[0])
   p.add_argument("--out", required=True, help="folder for timings.json and summary.md")
   p.add_argument("--data-dir", default=None, help="a prepared TFDS copy (else the data cache)")
-  p.add_argument("--skip-tests", action="store_true", help="time the experiments only")
+  which = p.add_mutually_exclusive_group()
+  which.add_argument("--skip-tests", action="store_true", help="time the experiments only")
+  which.add_argument("--tests-only", action="store_true", help="time the tests only")
   args = p.parse_args(argv)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   started = datetime.datetime.now(datetime.timezone.utc)
   rows = []
   os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
-  for i, (label, cmd) in enumerate(COMMANDS + (() if args.skip_tests else (TESTS,))):
+  commands = (() if args.tests_only else COMMANDS) + (() if args.skip_tests else (TESTS,))
+  for i, (label, cmd) in enumerate(commands):
     with tempfile.TemporaryDirectory() as tmp:
       env = {**os.environ, "PYTHONPATH": root, "JAX_COMPILATION_CACHE_DIR": os.path.join(tmp, "c")}
       extra = []
