@@ -542,8 +542,10 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
   plt = results.pyplot()  # the experiments' one figure style
 
   n = len(depth_results)
+  many = len({r["variant"] for res in depth_results for r in res["runs"]}) > len(VARIANTS)
   for name, fn in (("residual_std.png", "std"), ("loss.png", "loss")):
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
+    # more than the six variants: the legend goes right of the last panel, not over it
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 3.2 * many, 3.6), squeeze=False)
     for ax, res in zip(axes[0], depth_results):
       for v in dict.fromkeys(r["variant"] for r in res["runs"]):
         runs = [r for r in res["runs"] if r["variant"] == v]
@@ -567,7 +569,8 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
           ax.set_ylabel("training loss (moving avg.)")
       ax.set_title(f"depth {res['depth']}")
       ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, **({"loc": "upper left", "bbox_to_anchor": (1.02, 1)}
+                                      if many else {}))
     fig.tight_layout()
     results.save_figure(fig, os.path.join(out_dir, name))
 
