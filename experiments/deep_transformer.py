@@ -385,8 +385,8 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
 
 def final_loss(losses: Sequence[float]) -> float:
   """Mean training loss over the last 10% of steps (non-finite if the run diverged)."""
-  losses = np.asarray(losses, np.float64)
-  return float(np.mean(losses[-max(1, len(losses) // 10):]))
+  arr = np.asarray(losses, np.float64)
+  return float(np.mean(arr[-max(1, len(arr) // 10):]))
 
 
 def summarize(depth_results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -526,8 +526,12 @@ def claims(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     both = [d for d in depths if (d, v) in at and (d, "preln_standard") in at]
     if not both:
       continue
-    better = [d for d in both if loss(d, v) is not None
-              and (loss(d, "preln_standard") is None or loss(d, v) < loss(d, "preln_standard"))]
+
+    def lower(d, v=v):  # a diverged run is not lower; anything finite beats a diverged Pre-LN
+      lv, lp = loss(d, v), loss(d, "preln_standard")
+      return lv is not None and (lp is None or lv < lp)
+
+    better = [d for d in both if lower(d)]
     verdict = ("agrees" if len(better) == len(both) else
                "partly agrees" if better else "disagrees")
     out.append({"claim": text, "depth": "/".join(map(str, both)), "verdict": verdict,
@@ -542,8 +546,10 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
   plt = results.pyplot()  # the experiments' one figure style
 
   n = len(depth_results)
+  many = len({r["variant"] for res in depth_results for r in res["runs"]}) > len(VARIANTS)
   for name, fn in (("residual_std.png", "std"), ("loss.png", "loss")):
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
+    # more than the six variants: the legend goes right of the last panel, not over it
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n + 3.2 * many, 3.6), squeeze=False)
     for ax, res in zip(axes[0], depth_results):
       for v in dict.fromkeys(r["variant"] for r in res["runs"]):
         runs = [r for r in res["runs"] if r["variant"] == v]
@@ -567,7 +573,8 @@ def plot(depth_results: Sequence[dict[str, Any]], out_dir: str) -> None:
           ax.set_ylabel("training loss (moving avg.)")
       ax.set_title(f"depth {res['depth']}")
       ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, **({"loc": "upper left", "bbox_to_anchor": (1.02, 1)}
+                                      if many else {}))
     fig.tight_layout()
     results.save_figure(fig, os.path.join(out_dir, name))
 
@@ -732,8 +739,8 @@ def _shortcut(args) -> dict[str, Any] | None:
   return resummarize(args.resummarize) if args.resummarize else None
 
 
-RUNNER = study.Runner("deep_transformer", __doc__.split("\n")[0], add_flags, make_config, run,
-                      presets={"full": FULL, "quick": QUICK}, shortcut=_shortcut)
+RUNNER = study.Runner("deep_transformer", (__doc__ or "").split("\n")[0], add_flags, make_config,
+                      run, presets={"full": FULL, "quick": QUICK}, shortcut=_shortcut)
 build_parser, main = RUNNER.parser, RUNNER.main
 
 

@@ -100,8 +100,10 @@ def init_extra(variant: str, placeholders: Any, depth: int, width: int, key: jax
     params = recipes.mimetic_attention(params, key=k_post, alpha=a1, beta=b1, value_alpha=a2,
                                        value_beta=b2, layout="flax")
   elif variant == "postln_gradinit":
+    assert loss_fn is not None  # checked above
     params = learned.gradinit(params, batch, loss_fn, key=k_post, optimizer="adam", lr=lr,
                               **GRADINIT).model
   elif variant == "noln_metainit":
+    assert loss_fn is not None  # checked above
     params = learned.metainit(params, batch, loss_fn, key=k_post, **METAINIT).model
   return params
