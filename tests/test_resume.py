@@ -42,6 +42,12 @@ def _env():
                                  else [])))
 
 
+def _default_sigint():
+  """A study's SIGINT as from a shell: pytest-xdist's workers ignore SIGINT, a child
+  inherits an ignored signal, and Python then installs no KeyboardInterrupt handler."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _command(*argv):
   return [sys.executable, "-m", "experiments.sigmoid_mnist", *argv]
 
@@ -74,7 +80,8 @@ def interrupted(tmp_path_factory):
   base = tmp_path_factory.mktemp("resume")
   outs = {"kill": base / "killed", "int": base / "interrupted", "term": base / "terminated"}
   procs = {name: subprocess.Popen(_command(*ARGS, "--out", str(out)), cwd=ROOT, env=_env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=_default_sigint)
            for name, out in outs.items()}
   _interrupt(procs["kill"], outs["kill"], signal.SIGKILL)
   _interrupt(procs["int"], outs["int"], signal.SIGINT)
@@ -92,6 +99,7 @@ def interrupted(tmp_path_factory):
           "term_pid": procs["term"].pid, "base": base}
 
 
+@pytest.mark.slow  # three real studies started, killed, interrupted and resumed (~75 s on 2 cores)
 def test_sigkill_then_resume_equals_the_uninterrupted_run(interrupted, tmp_path):
   out, (rc, _, _) = interrupted["kill"]
   assert rc == -signal.SIGKILL
@@ -116,6 +124,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(interrupted, tmp_path)
   assert (out / "summary.md").exists() and (out / "metrics.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # three real studies started, killed, interrupted and resumed (~75 s on 2 cores)
 @pytest.mark.parametrize("name, code", [("int", 130), ("term", 143)])
 def test_sigint_and_sigterm_write_the_summary(interrupted, name, code):
   """Finding 12: SIGTERM left no summary and no hint; now it behaves as SIGINT (exit 143)."""
@@ -135,6 +144,7 @@ def test_sigint_and_sigterm_write_the_summary(interrupted, name, code):
   assert not history["finished"] and all(len(r["val_acc"]) == done for r in history["runs"])
 
 
+@pytest.mark.slow  # three real studies started, killed, interrupted and resumed (~75 s on 2 cores)
 def test_a_run_owns_its_folder_against_real_processes(interrupted):
   """Finding 2 / "runs own their folders": while a study runs (paused here), a second
   real run on its folder (--resume, or --overwrite) is refused in one line, exit 2, and
