@@ -124,6 +124,7 @@ def test_train_sgd_stacks_nets_with_their_own_lr():
   assert not np.allclose(final["w_out"][1], p["w_out"])
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
   out = str(tmp_path / "cnn")
   argv = TINY + ["--depths", "3,2", "--baselines-up-to", "2", "--lr-scales", "1,2",
@@ -171,6 +172,7 @@ def test_bad_flags_one_line_exit_2_before_any_work(tmp_path, capsys, flags, says
   assert not out.exists()
 
 
+@pytest.mark.slow  # runs the deep_residual study end to end (~9 s on 2 cores)
 def test_residual_inits_and_tiny_run(tmp_path):
   kw = {"depth": 6, "width": 8, "in_dim": 5, "num_classes": 3}
   p = {n: deep_residual.init_resmlp(jax.random.key(0), n, **kw) for n in deep_residual.INITS}
@@ -196,6 +198,7 @@ def test_residual_inits_and_tiny_run(tmp_path):
   assert os.path.exists(os.path.join(out, "residual.json"))
 
 
+@pytest.mark.slow  # a whole study end to end (8-15 s on 2 cores); its parts run by default
 def test_stopped_depth_resumes_from_its_saved_chunk(tmp_path):
   x = jax.random.normal(jax.random.key(6), (40, 4, 4, 1))
   y = jnp.arange(40) % 10
@@ -213,6 +216,7 @@ def test_stopped_depth_resumes_from_its_saved_chunk(tmp_path):
     assert resumed["runs"][name]["train_acc"] == whole["runs"][name]["train_acc"]
 
 
+@pytest.mark.slow  # a whole study end to end (8-15 s on 2 cores); its parts run by default
 def test_ctrl_c_writes_the_report_of_the_depths_done(tmp_path, monkeypatch, capsys):
   real = deep_cnn.run_depth
 

@@ -157,6 +157,7 @@ def test_deepnorm_forward_is_post_ln_of_alpha_x_plus_branch():
   assert np.max(np.abs(plain - expected)) > 1e-3  # alpha = 1.68 changes the output
 
 
+@pytest.mark.slow  # compiles GradInit's and MetaInit's objectives through a ViT (~35 s on 2 cores)
 def test_learned_variants_rescale_each_tensor_of_the_xavier_draw():
   """GradInit and MetaInit: each tensor = its own learned factor x the Xavier draw."""
   cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=1, width=8, heads=2, mlp=16)
@@ -209,6 +210,7 @@ def test_claims_of_the_extra_variants():
   assert dt._variants("all") == list(dt.ALL_VARIANTS)  # pylint: disable=protected-access
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_smoke_run_digits(tmp_path, capsys):
   out = tmp_path / "dt"
   args = ["--dataset", "digits", "--patch", "4", "--depths", "2,3", "--steps", "4", "--seeds",

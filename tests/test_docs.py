@@ -5,7 +5,8 @@
   that must not run says so and why on the line before its fence,
   ``<!-- docs-test: skip (REASON) -->``; one that needs simulated devices says
   ``<!-- docs-test: devices=N (...) -->`` and runs in a subprocess with that many CPU
-  devices. ``text`` blocks are output or pseudo-code, not code.
+  devices; one that takes more than ~30 s says ``<!-- docs-test: slow (REASON) -->`` and runs
+  in the slow step (``-m slow``). ``text`` blocks are output or pseudo-code, not code.
 * The API reference (docs/api/*.md, rendered by mkdocstrings in ``.ci/run``'s
   ``mkdocs build --strict``) lists exactly the names of every public module's
   ``__all__``, as optax's docs/ext/coverage_check.py does for its Sphinx pages.
@@ -27,7 +28,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC_FILES = ["README.md"] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
-MARKER = re.compile(r"^<!-- docs-test: (skip|devices=(\d+)) \((.+)\) -->$")
+MARKER = re.compile(r"^<!-- docs-test: (skip|slow|devices=(\d+)) \((.+)\) -->$")
 RUN_LANGS = ("python",)
 NOT_CODE = ("text",)  # console output, tables, pseudo-code
 PUBLIC_MODULES = ("jinit", "jinit.linen", "jinit.nnx", "jinit.flax", "jinit.sharding",
@@ -42,7 +43,7 @@ class Block:
   line: int  # of the opening fence, 1-based
   lang: str
   code: str
-  action: str  # "run", "skip", "devices", "text"
+  action: str  # "run", "slow" (run by the slow step), "skip", "devices", "text"
   devices: int = 1
   reason: str = ""
 
@@ -67,7 +68,7 @@ def _blocks(path: str) -> list[Block]:
     marker = MARKER.match(lines[i - 1]) if i else None
     action, devices, reason = ("text" if lang in NOT_CODE else "run"), 1, ""
     if marker:
-      action = "skip" if marker.group(1) == "skip" else "devices"
+      action = marker.group(1) if marker.group(1) in ("skip", "slow") else "devices"
       devices = int(marker.group(2) or 1)
       reason = marker.group(3).strip()
     blocks.append(Block(path, i + 1, lang, "\n".join(lines[i + 1:j]), action, devices, reason))
@@ -76,7 +77,7 @@ def _blocks(path: str) -> list[Block]:
 
 
 ALL_BLOCKS = [b for p in DOC_FILES for b in _blocks(p)]
-RUN_BLOCKS = [b for b in ALL_BLOCKS if b.action == "run"]
+RUN_BLOCKS = [b for b in ALL_BLOCKS if b.action in ("run", "slow")]
 DEVICE_BLOCKS = [b for b in ALL_BLOCKS if b.action == "devices"]
 
 
@@ -84,11 +85,11 @@ def test_every_block_is_run_or_says_why_not():
   assert len(ALL_BLOCKS) >= 35  # the parser finds the docs' blocks
   for b in ALL_BLOCKS:
     assert b.lang, f"{b.id}: a code fence without a language (python, bash, text...)"
-    if b.action in ("run", "devices"):
+    if b.action in ("run", "slow", "devices"):
       assert b.lang in RUN_LANGS, (
           f"{b.id}: a {b.lang} block is not run; say why with <!-- docs-test: skip (REASON) -->")
-    if b.action == "skip":
-      assert len(b.reason) >= 10, f"{b.id}: a skip marker needs a reason"
+    if b.action in ("skip", "slow"):
+      assert len(b.reason) >= 10, f"{b.id}: a {b.action} marker needs a reason"
   assert len(RUN_BLOCKS) >= 15 and len(DEVICE_BLOCKS) >= 3
 
 
@@ -104,7 +105,9 @@ def _run(code: str, name: str) -> None:
     exec(compile(code, name, "exec"), namespace)  # noqa: S102 - the docs' own examples
 
 
-@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[b.id for b in RUN_BLOCKS])
+@pytest.mark.parametrize("block", [
+    pytest.param(b, marks=pytest.mark.slow) if b.action == "slow" else b for b in RUN_BLOCKS],
+    ids=[b.id for b in RUN_BLOCKS])
 def test_code_block_runs_on_its_own(block, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # blocks may save figures
   _run(block.code, block.id)

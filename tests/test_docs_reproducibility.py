@@ -37,6 +37,7 @@ def _study(out) -> dict:
     return json.load(f)
 
 
+@pytest.mark.slow  # the same study run twice in subprocesses (~20 s on 2 cores)
 def test_same_command_twice_is_bit_for_bit_equal(tmp_path):
   first, second = _study(tmp_path / "a"), _study(tmp_path / "b")
   assert len(first["runs"]) == 4

@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments import __main__ as story
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_the_whole_story_on_digits(tmp_path, capsys):
   story.main(["--dataset", "digits", "--seeds", "2", "--epochs", "2", "--symmetry-epochs", "1",
               "--out", str(tmp_path), "--no-progress"])

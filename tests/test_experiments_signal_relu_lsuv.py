@@ -18,6 +18,7 @@ from experiments.common import models
 from experiments.common import train as train_lib
 
 
+@pytest.mark.slow  # a whole study end to end (8-15 s on 2 cores); its parts run by default
 def test_signal_propagation_smoke(tmp_path, capsys):
   out = tmp_path / "sp"
   result = sp.main(["--dataset", "digits", "--depths", "2,3", "--hidden", "16", "--batch", "32",
@@ -56,6 +57,7 @@ def test_signal_propagation_init_params():
     sp.main(["--dataset", "digits", "--activations", "gelu"])
 
 
+@pytest.mark.slow  # a whole study end to end (8-15 s on 2 cores); its parts run by default
 def test_deep_relu_smoke(tmp_path):
   out = tmp_path / "dr"
   history = deep_relu.main(["--dataset", "digits", "--depth", "3", "--hidden", "16", "--seeds",
@@ -91,6 +93,7 @@ def test_lsuv_hook_gives_unit_variance():
   assert len(info) == 1 and [l["name"] for l in info[0]] == [f"dense_{i}" for i in range(4)]
 
 
+@pytest.mark.slow  # a whole study end to end (8-15 s on 2 cores); its parts run by default
 def test_lsuv_experiment_smoke(tmp_path):
   out = tmp_path / "lsuv"
   res = lsuv_exp.main(["--dataset", "digits", "--study", "sigmoid", "--seeds", "1",

@@ -16,6 +16,7 @@ TINY = ["--dataset", "digits", "--widths", "8,16", "--log2-lrs=-6:-4", "--seeds"
         "--steps", "4", "--eval-size", "64", "--coord-steps", "1", "--cache-dir", ""]
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_smoke_outputs_and_schema(tmp_path, capsys):
   out = tmp_path / "mup"
   transfer = mup_transfer.main(TINY + ["--out", str(out)])

@@ -32,6 +32,7 @@ def test_agreement_counts_matching_cells():
   assert frac == pytest.approx(2 / 6)
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_trainability_tiny_run_writes_the_schema(tmp_path, capsys):
   out = str(tmp_path / "tr")
   argv = ["--dataset", "digits", "--sigma-w2", "1.0,4.0", "--depths", "3",
@@ -138,6 +139,7 @@ def test_orthogonal_linear_net_is_exactly_isometric():
   np.testing.assert_allclose(s, 1.0, atol=1e-4)
 
 
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_isometry_tiny_run(tmp_path):
   out = str(tmp_path / "iso")
   res = isometry.main(["--dataset", "digits", "--configs",
