@@ -548,7 +548,7 @@ def diagnose(model: Any, *args: Any, loss_fn: Callable[[jax.Array, Any], jax.Arr
   Warns:
     UserWarning: kernels that no recorded call used (listed as ``uninstrumented`` rows).
 
-  Example:
+  Examples:
     >>> import jax, jinit.diagnostics
     >>> from flax import nnx
     >>> class MLP(nnx.Module):

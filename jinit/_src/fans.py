@@ -63,7 +63,7 @@ def compute_fans(shape: Sequence[int], layout: str | None = None, *,
     ValueError: for an unknown layout, a shape of the wrong rank for it, axes out
       of range or overlapping, or a negative dimension.
 
-  Example:
+  Examples:
     >>> import jinit
     >>> jinit.compute_fans((784, 128), layout="flax")  # a Flax Dense kernel (in, out)
     (784, 128)

@@ -135,7 +135,7 @@ def gain_for(activation: Callable[[Any], Any]) -> float:
       converged: the 200-node and 100-node rules differ by more than 5%, as they
       do when E[f(z)^2] is infinite (``1/x``: 16.7 vs 11.6) or f has a jump.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> round(jinit.gain_for(jax.nn.relu), 4)
     1.4142

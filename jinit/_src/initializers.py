@@ -396,7 +396,7 @@ def zeros(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
   Returns:
     ``jnp.zeros(shape, dtype)``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> jinit.zeros(jax.random.key(0), (2, 3)).tolist()
     [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
@@ -411,7 +411,7 @@ def ones(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | Non
          dtype: DTypeLike = jnp.float32) -> Array:
   """All ones (arguments as :func:`zeros`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, jinit
     >>> w = jinit.ones(jax.random.key(0), (2, 3), dtype=jnp.bfloat16)
     >>> w.dtype, float(w.sum())
@@ -440,7 +440,7 @@ def constant(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int |
   Returns:
     ``jnp.full(shape, value, dtype)``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> jinit.constant(jax.random.key(0), (2, 2), value=0.5).tolist()
     [[0.5, 0.5], [0.5, 0.5]]
@@ -480,7 +480,7 @@ def normal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
       :math:`|\text{mean}| + \text{std}\cdot z_{max}` (z_max = 5.42 in float32),
       overflows ``dtype``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.normal(jax.random.key(0), (256, 128), std=0.02)
     >>> round(float(w.mean()), 3), round(float(w.std()), 3)
@@ -522,7 +522,7 @@ def uniform(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | 
   Returns:
     An array of ``shape`` and ``dtype``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.uniform(jax.random.key(0), (256, 128), a=0.5)
     >>> round(float(w.min()), 2), round(float(w.max()), 2)
@@ -603,7 +603,7 @@ def truncated_normal(key: Array, shape: Shape, fan_in: int | None = None,
   Returns:
     An array of ``shape`` and ``dtype``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.truncated_normal(jax.random.key(0), (256, 128), std=0.02)
     >>> bool(abs(w).max() <= 2 * 0.02)
@@ -690,7 +690,7 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
     ValueError: if the largest sample the law can return overflows ``dtype``, or
       the std underflows to 0 in it.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.variance_scaling(jax.random.key(0), (256, 128), fan_in=256, fan_out=128,
     ...                            scale=2.0, distribution='normal')
@@ -744,7 +744,7 @@ def xavier_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: Glorot & Bengio 2010, https://proceedings.mlr.press/v9/glorot10a.html
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.xavier_uniform(jax.random.key(0), (256, 128), fan_in=256, fan_out=128, gain=2.0)
     >>> round(float(w.std()), 3), round(float(abs(w).max()), 3)  # std 2 sqrt(2 / 384) = 0.144
@@ -766,7 +766,7 @@ def xavier_normal(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: Glorot & Bengio 2010, https://proceedings.mlr.press/v9/glorot10a.html
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.xavier_normal(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
     >>> w.shape, w.dtype, round(float(w.std()), 3)  # sqrt(2 / (256 + 128)) = 0.072
@@ -802,7 +802,7 @@ def kaiming_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: He et al. 2015, https://arxiv.org/abs/1502.01852
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.kaiming_uniform(jax.random.key(0), (256, 128), fan_in=256, nonlinearity='relu')
     >>> round(float(abs(w).max()), 3)  # bound sqrt(6 / 256) = 0.153
@@ -825,7 +825,7 @@ def kaiming_normal(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: He et al. 2015, https://arxiv.org/abs/1502.01852
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.kaiming_normal(jax.random.key(0), (128, 512), fan_out=512, mode='fan_out')
     >>> w.dtype, round(float(w.std()), 3)  # leaky_relu gain: sqrt(2 / 512) = 0.0625
@@ -844,7 +844,7 @@ def lecun_uniform(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: LeCun et al. 1998, "Efficient BackProp".
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> jinit.lecun_uniform(jax.random.key(0), (3, 3, 16, 32), fan_in=144).shape
     (3, 3, 16, 32)
@@ -861,7 +861,7 @@ def lecun_normal(key: Array, shape: Shape, fan_in: int | None = None,
   As ``jax.nn.initializers.lecun_normal`` (Flax's default kernel init).
   References: LeCun et al. 1998; Klambauer et al. 2017, https://arxiv.org/abs/1706.02515
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.lecun_normal(jax.random.key(0), (256, 128), fan_in=256)
     >>> w.shape, w.dtype, round(float(w.std()), 3)  # sqrt(1 / 256) = 0.0625
@@ -876,7 +876,7 @@ def glorot_uniform(key: Array, shape: Shape, fan_in: int | None = None,
                    fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
   """jax's ``glorot_uniform``: ``xavier_uniform`` with gain 1.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.glorot_uniform(jax.random.key(0), (256, 128), fan_in=256, fan_out=128)
     >>> bool(abs(w).max() <= (6 / 384) ** 0.5)
@@ -891,7 +891,7 @@ def glorot_normal(key: Array, shape: Shape, fan_in: int | None = None,
                   fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
   """jax's ``glorot_normal``: truncated normal, variance 2/(fan_in + fan_out).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, jinit
     >>> jinit.glorot_normal(jax.random.key(0), (64, 32), 64, 32, dtype=jnp.bfloat16).dtype
     dtype(bfloat16)
@@ -905,7 +905,7 @@ def he_uniform(key: Array, shape: Shape, fan_in: int | None = None,
                fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
   """jax's ``he_uniform``: U(-b, b), b = sqrt(6/fan_in) (= ``kaiming_uniform`` defaults).
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> round(float(jinit.he_uniform(jax.random.key(0), (256, 128), 256).std()), 3)  # sqrt(2/256)
     0.089
@@ -919,7 +919,7 @@ def he_normal(key: Array, shape: Shape, fan_in: int | None = None,
               fan_out: int | None = None, *, dtype: DTypeLike = jnp.float32) -> Array:
   """jax's ``he_normal``: truncated normal, variance 2/fan_in (after truncation).
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.he_normal(jax.random.key(0), (256, 128), fan_in=256)
     >>> w.shape, w.dtype, round(float(w.std()), 3)  # sqrt(2 / 256) = 0.088
@@ -950,7 +950,7 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
   Returns:
     An array of ``shape`` and ``dtype``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.torch_linear_default(jax.random.key(0), (256, 128), fan_in=256)
     >>> bool(abs(w).max() <= 1 / 16), round(float(w.std()), 3)  # U(-1/16, 1/16): std 0.036
@@ -1168,7 +1168,7 @@ def orthogonal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int
 
   References: Saxe et al. 2014, https://arxiv.org/abs/1312.6120
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> import jax.numpy as jnp
     >>> w = jinit.orthogonal(jax.random.key(0), (128, 64))
@@ -1236,7 +1236,7 @@ def delta_orthogonal(key: Array, shape: Shape, fan_in: int | None = None,
 
   References: Xiao et al. 2018, https://arxiv.org/abs/1806.05393
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.delta_orthogonal(jax.random.key(0), (3, 3, 16, 16))
     >>> w.shape, float(abs(w[0, 0]).max())  # zero off the window's center
@@ -1272,7 +1272,7 @@ def eye(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | None
   Returns:
     ``jnp.eye(*shape, dtype=dtype)``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> jinit.eye(jax.random.key(0), (2, 3)).tolist()
     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
@@ -1303,7 +1303,7 @@ def dirac(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | No
   Returns:
     An array of ``shape`` and ``dtype``.
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.dirac(jax.random.key(0), (3, 3, 4, 4))
     >>> w[1, 1].tolist() == jax.numpy.eye(4).tolist(), float(w.sum())
@@ -1351,7 +1351,7 @@ def sparse(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
 
   References: Martens 2010, "Deep learning via Hessian-free optimization".
 
-  Example:
+  Examples:
     >>> import jax, jinit
     >>> w = jinit.sparse(jax.random.key(0), (100, 20), sparsity=0.1)
     >>> int((w == 0).sum(axis=0).min())  # 10 zeros per column

@@ -229,7 +229,7 @@ def reinit(module: nn.Module, variables: Mapping[str, Any], x: Any,
     ValueError: a rule pattern that matches no parameter (before any draw), or
       an init that cannot draw some parameter (the message names it).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, flax.linen as nn, jinit, jinit.linen
     >>> model = nn.Sequential([nn.Dense(64), nn.relu, nn.Dense(10)])
     >>> x = jnp.ones((1, 32))

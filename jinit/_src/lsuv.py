@@ -148,7 +148,7 @@ def lsuv(model: Any, *args: Any, tol: float = 0.1, max_iters: int = 10,
     UserWarning: a layer that did not converge in ``max_iters`` rescalings; kernels
       LSUV leaves alone (named, with the reason).
 
-  Example:
+  Examples:
     >>> import jax, jinit.lsuv
     >>> from flax import nnx
     >>> rngs = nnx.Rngs(0)

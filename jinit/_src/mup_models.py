@@ -93,7 +93,7 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
     ValueError: the models have different parameters or ranks (``base_model``), the readout
       cannot be identified (``readout``), a bad ``parametrization``.
 
-  Example:
+  Examples:
     >>> import jinit.mup
     >>> from flax import nnx
     >>> class MLP(nnx.Module):

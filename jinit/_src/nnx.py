@@ -199,7 +199,7 @@ def reinit(model: nnx.Module, init: inits.Initializer | None, *, key: jax.Array,
     ValueError: a rule pattern that matches no parameter (before any draw), or
       an init that cannot draw some parameter (the message names it).
 
-  Example:
+  Examples:
     >>> import jax, jinit, jinit.nnx
     >>> from flax import nnx
     >>> model = nnx.Linear(32, 64, rngs=nnx.Rngs(0))

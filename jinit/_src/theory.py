@@ -1057,7 +1057,7 @@ def critical_sigma_w2(phi: ActivationLike, sigma_b2, *,
       chi1 on the same side of 1 over the range (the message gives both ends), chi1
       infinite (phi jumps), or chi1 < 1 wherever q* exists (relu with sigma_b2 > 0).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> from jinit import theory
     >>> round(float(theory.critical_sigma_w2(jnp.tanh, 0.05)), 2)
