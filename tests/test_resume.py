@@ -10,6 +10,7 @@ tested in-process on a tiny dataset at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -42,10 +43,16 @@ def _env():
                                  else [])))
 
 
-def _default_sigint():
-  """A study's SIGINT as from a shell: pytest-xdist's workers ignore SIGINT, a child
-  inherits an ignored signal, and Python then installs no KeyboardInterrupt handler."""
-  signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_not_ignored():
+  """Children started inside get SIGINT's default, as from a shell: pytest-xdist's workers
+  ignore SIGINT, a child inherits an ignored signal (a caught one is reset at exec), and
+  Python then installs no KeyboardInterrupt handler."""
+  old = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, old)
 
 
 def _command(*argv):
@@ -79,10 +86,10 @@ def interrupted(tmp_path_factory):
   its folder: both must be refused while it lives (it owns the folder)."""
   base = tmp_path_factory.mktemp("resume")
   outs = {"kill": base / "killed", "int": base / "interrupted", "term": base / "terminated"}
-  procs = {name: subprocess.Popen(_command(*ARGS, "--out", str(out)), cwd=ROOT, env=_env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  preexec_fn=_default_sigint)
-           for name, out in outs.items()}
+  with _sigint_not_ignored():
+    procs = {name: subprocess.Popen(_command(*ARGS, "--out", str(out)), cwd=ROOT, env=_env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, out in outs.items()}
   _interrupt(procs["kill"], outs["kill"], signal.SIGKILL)
   _interrupt(procs["int"], outs["int"], signal.SIGINT)
   _interrupt(procs["term"], outs["term"], signal.SIGSTOP)
