@@ -80,6 +80,7 @@ from experiments.common import results
 from experiments.common import study
 from experiments.common import transformer_inits as extra
 from jinit import residual
+from jinit._src import validation
 
 VARIANTS = ("preln_standard", "postln_standard", "noln_standard", "noln_rezero", "noln_tfixup",
             "preln_gpt2")
@@ -119,9 +120,7 @@ class ViTConfig:
 
   def __post_init__(self):
     for name in ("tokens", "patch_dim", "depth", "width", "heads", "mlp", "num_classes"):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
+      validation.check_int(getattr(self, name), name)
     if self.width % self.heads:
       raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
 
