@@ -43,7 +43,7 @@ import datetime
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -75,6 +75,7 @@ class Config:
   chunk: int = 12  # runs vmapped together inside lax.map (bounds memory at the widest width)
   coord_steps: int = 3
   coord_batch: int = 256
+  coord_seeds: int = 1  # seeds the coord check's sizes are averaged over
   zero_readout: bool = False  # zero-init readout for SP and μP (mup's MLP example does)
 
   def __post_init__(self):
@@ -84,7 +85,7 @@ class Config:
       raise ValueError("log2_lrs must be at least 3 consecutive ints (a grid of powers of 2), "
                        f"got {self.log2_lrs}")
     for name in ("seeds", "steps", "batch_size", "eval_size", "val_size", "chunk",
-                 "coord_steps", "coord_batch"):
+                 "coord_steps", "coord_batch", "coord_seeds"):
       validation.check_int(getattr(self, name), name)
 
   @property
@@ -118,11 +119,41 @@ def make_model(parametrization: str, width: int, base_width: int,
   return MLP(width, base_width if parametrization == "mup" else None, zero_readout)
 
 
+def _as_is(x: np.ndarray) -> np.ndarray:
+  return x
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What a width study trains: a linen model per parametrization and width, and its inputs.
+
+  Attributes:
+    title: the model and its data, for the summary and the figure (``"MNIST MLP"``).
+    make_model: ``(parametrization, width, base_width) -> nn.Module``; the two coincide at
+      the base width up to the zero inits μP may add.
+    inputs: the dataset's rows ``(N, features)`` -> the model's inputs (default: as they are).
+  """
+  title: str
+  make_model: Callable[[str, int, int], nn.Module]
+  inputs: Callable[[np.ndarray], np.ndarray] = _as_is
+
+
+def mlp_family(config: Config) -> Family:
+  """This study's model: :class:`MLP`, the readout zero-initialized if ``config`` says so."""
+  return Family("MNIST MLP", lambda p, width, base: make_model(p, width, base,
+                                                                config.zero_readout))
+
+
+def family_meta(family: Family, parametrization: str, width: int, base_width: int, x):
+  """:func:`jinit.mup.infinite_dims` of ``family``'s model at ``width`` against the base."""
+  return mup.infinite_dims(family.make_model(parametrization, width, base_width),
+                           family.make_model(parametrization, base_width, base_width), x,
+                           parametrization=parametrization)
+
+
 def params_meta(parametrization: str, width: int, base_width: int, input_dim: int):
   x = jnp.zeros((1, input_dim), jnp.float32)
-  return mup.infinite_dims(make_model(parametrization, width, base_width),
-                           make_model(parametrization, base_width, base_width), x,
-                           parametrization=parametrization)
+  return family_meta(mlp_family(Config()), parametrization, width, base_width, x)
 
 
 def _loss(logits, labels):
@@ -187,7 +218,14 @@ def claims(transfer: dict[str, Any]) -> dict[str, Any]:
   sp_best = sp["best_lr"][-1]
   mup_loss = (mu["final_loss"][-1][lrs.index(transferred)] if transferred is not None else None)
   sp_loss = sp["final_loss"][-1][lrs.index(sp_best)] if sp_best is not None else None
+  # Wider is better (Fig. 1/3): at the transferred lr, each width's loss is at most the
+  # narrower one's.
+  at_transferred = ([row[lrs.index(transferred)] for row in mu["final_loss"]]
+                    if transferred is not None else None)
   out.update({
+      "mup_loss_per_width_at_transferred_lr": at_transferred,
+      "mup_wider_is_better_at_transferred_lr": at_transferred is not None and all(
+          b <= a for a, b in zip(at_transferred, at_transferred[1:])),
       "widest": widths[-1], "transferred_lr": transferred,
       "mup_widest_loss_at_transferred_lr": mup_loss,
       "sp_widest_best_lr": sp_best, "sp_widest_loss_at_its_best_lr": sp_loss,
@@ -203,7 +241,7 @@ def _fmt_lr(lr):
 
 def summary_markdown(transfer, claim, coord, meta_info) -> str:
   widths = transfer["widths"]
-  lines = [f"# μP learning-rate transfer ({meta_info['dataset']})", "",
+  lines = [f"# μP learning-rate transfer: {meta_info['model']} ({meta_info['dataset']})", "",
            f"Command: `{meta_info['command']}`  ", f"Date: {meta_info['date']}  ",
            f"Machine: {meta_info['machine']}  ",
            f"Wall time: {meta_info['seconds']:.0f} s (CPU time {meta_info['cpu_seconds']:.0f} s; "
@@ -220,7 +258,7 @@ def summary_markdown(transfer, claim, coord, meta_info) -> str:
       row += [_fmt_lr(best), "-" if loss is None else f"{loss:.4f}"]
     lines.append("| " + " | ".join(row) + " |")
   yes = {True: "agrees", False: "disagrees"}
-  lines += ["", "## Claims (Tensor Programs V; issue 11)", "",
+  lines += ["", "## Claims (Tensor Programs V, Fig. 1 and 3)", "",
             f"- μP best lr moves by at most one grid step from width {widths[0]} to "
             f"{widths[-1]}: moved {claim['mup_shift_steps']} step(s) -> "
             f"**{yes[claim['mup_best_lr_moves_at_most_1_step']]}**.",
@@ -231,7 +269,11 @@ def summary_markdown(transfer, claim, coord, meta_info) -> str:
             f"best lr ({_fmt_lr(claim['sp_widest_best_lr'])}): "
             f"{_fmt(claim['mup_widest_loss_at_transferred_lr'])} vs "
             f"{_fmt(claim['sp_widest_loss_at_its_best_lr'])} -> "
-            f"**{yes[claim['mup_transferred_at_least_as_good_as_sp_tuned']]}**.", "",
+            f"**{yes[claim['mup_transferred_at_least_as_good_as_sp_tuned']]}**.",
+            f"- Wider is better under μP at the transferred lr (each width's loss at most the "
+            f"narrower one's): "
+            f"{', '.join(_fmt(v) for v in claim['mup_loss_per_width_at_transferred_lr'] or [])}"
+            f" -> **{yes[claim['mup_wider_is_better_at_transferred_lr']]}**.", "",
             f"## Coordinate check ({coord['steps']} Adam steps at lr "
             f"{_fmt_lr(coord['lr'])}, widths {widths[0]}-{widths[-1]})", "",
             "Slope of log RMS(layer output) vs log width (0: width-independent).", ""]
@@ -244,7 +286,7 @@ def _fmt(v):
   return "-" if v is None else f"{v:.4f}"
 
 
-def plot_loss_vs_lr(transfer, path):
+def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP"):
   plt = results.pyplot()  # the experiments' one figure style
 
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -268,31 +310,30 @@ def plot_loss_vs_lr(transfer, path):
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("training loss (median over seeds)")
   axes[1].legend(fontsize=8)
-  fig.suptitle("MNIST MLP: training loss vs learning rate (star: best lr per width)")
+  fig.suptitle(f"{title}: training loss vs learning rate (star: best lr per width)")
   fig.tight_layout()
   results.save_figure(fig, path)
 
 
-def run_coord_check(dataset, config, lr, input_dim):
-  """coord_check for SP and μP at ``lr`` on one training batch."""
-  x = dataset.x_train[:config.coord_batch]
-  y = dataset.y_train[:config.coord_batch]
+def run_coord_check(family: Family, x, y, config, lr):
+  """coord_check for SP and μP at ``lr`` on one batch ``(x, y)`` of model inputs."""
   base = config.widths[0]
+  x1 = jnp.asarray(x[:1])
   out = {"steps": config.coord_steps, "lr": lr}
   for p in PARAMETRIZATIONS:
     def make(width, seed, p=p):
-      model = make_model(p, width, base, config.zero_readout)
-      return model, model.init(jax.random.key(seed), jnp.asarray(x[:1]))
+      model = family.make_model(p, width, base)
+      return model, model.init(jax.random.key(seed), x1)
 
     def opt(width, p=p):
       return optax.chain(optax.adam(lr),
-                         mup.scale_updates(params_meta(p, width, base, input_dim), "adam"))
+                         mup.scale_updates(family_meta(family, p, width, base, x1), "adam"))
 
     # optax's Adam raises a python float to its int32 step count, which strict dtype
     # promotion rejects (as in study.scan_sgd): the coord check traces with standard rules.
     with jax.numpy_dtype_promotion("standard"):
       cc = mup.coord_check(make, config.widths, x, y, steps=config.coord_steps,
-                           optimizer=opt)
+                           optimizer=opt, seeds=config.coord_seeds)
     out[p] = {**cc.to_dict(), "table": cc.table(),
               "max_abs_slope_last_step": cc.max_abs_slope(-1)}
     out[p]["_figure"] = cc.plot(title=f"{p.upper() if p == 'sp' else 'μP'}: coordinate check "
@@ -300,15 +341,21 @@ def run_coord_check(dataset, config, lr, input_dim):
   return out
 
 
-def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
-        log=print, prov: dict | None = None) -> dict[str, Any]:
-  """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
+def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
+        log=print, prov: dict | None = None, family: Family | None = None) -> dict[str, Any]:
+  """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json.
+
+  ``config`` is a :class:`Config`, or any config with its fields (widths, lrs, seeds, steps,
+  batch_size, eval_size, val_size, chunk, coord_steps, coord_batch); ``family`` the model
+  trained (default: :func:`mlp_family`).
+  """
   start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
-  input_dim = dataset.input_dim
-  x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  family = family or mlp_family(config)
+  x_train = jnp.asarray(family.inputs(dataset.x_train))
+  y_train = jnp.asarray(dataset.y_train)
   n_eval = min(config.eval_size, len(dataset.y_train))
   x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
-  x_val = jnp.asarray(dataset.x_val[:config.val_size])
+  x_val = jnp.asarray(family.inputs(dataset.x_val[:config.val_size]))
   y_val = jnp.asarray(dataset.y_val[:config.val_size])
   lrs = config.lrs
   n_l, n_s = len(lrs), config.seeds
@@ -321,9 +368,9 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   for i, width in enumerate(config.widths):
     for p in PARAMETRIZATIONS:
       t0 = time.time()
-      model = make_model(p, width, base, config.zero_readout)
-      sweep = make_sweep(model, params_meta(p, width, base, input_dim), config, x_train,
-                         y_train, x_eval, y_eval, x_val, y_val)
+      model = family.make_model(p, width, base)
+      sweep = make_sweep(model, family_meta(family, p, width, base, x_train[:1]), config,
+                         x_train, y_train, x_eval, y_eval, x_val, y_val)
       loss, acc = jax.device_get(sweep(lr_r, seed_r))
       per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
       per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
@@ -345,18 +392,20 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   claim = claims(transfer)
   transferred = claim["transferred_lr"] or lrs[len(lrs) // 2]
   log(f"coordinate check at lr {_fmt_lr(transferred)} ...")
-  coord = run_coord_check(dataset, config, transferred, input_dim)
+  coord = run_coord_check(family, x_train[:config.coord_batch], y_train[:config.coord_batch],
+                          config, transferred)
   for p in PARAMETRIZATIONS:
     results.save_figure(coord[p].pop("_figure"), os.path.join(out_dir, f"coord_check_{p}.png"))
   results.write_json(os.path.join(out_dir, "coord_check.json"), coord)
   results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
-  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"))
+  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"), family.title)
   prov = prov or {}
   info = {"command": command,
           "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
               "%Y-%m-%d %H:%M UTC"),
           "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
                      f"{jax.default_backend()}",
+          "model": family.title,
           "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
           "seconds": time.time() - start,
           # CPU time of this process (all threads): on a shared machine, what the run
@@ -376,34 +425,40 @@ def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
   return transfer
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
+def add_width_flags(p: argparse.ArgumentParser, full: Config, quick: Config) -> None:
+  """The flags of a width study (widths, lr grid, seeds, steps, sizes), defaults shown."""
   p.add_argument("--widths", type=cli.positive_int_list, default=None, metavar="W,W,...",
                  help="comma-separated increasing widths (default "
-                      f"{','.join(map(str, Config.widths))}; --quick "
-                      f"{','.join(map(str, QUICK.widths))})")
+                      f"{','.join(map(str, full.widths))}; --quick "
+                      f"{','.join(map(str, quick.widths))})")
   p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST",
                  help="exponents of the lr grid, e.g. --log2-lrs=-14:-4 (default "
-                      f"{Config.log2_lrs[0]}:{Config.log2_lrs[-1]})")
+                      f"{full.log2_lrs[0]}:{full.log2_lrs[-1]})")
   p.add_argument("--seeds", type=cli.positive_int, default=None,
-                 help=f"seeds per (width, lr) (default {Config.seeds})")
+                 help=f"seeds per (width, lr) (default {full.seeds})")
   p.add_argument("--steps", type=cli.positive_int, default=None,
-                 help=f"Adam steps per run (default {Config.steps})")
+                 help=f"Adam steps per run (default {full.steps})")
   p.add_argument("--batch-size", type=cli.positive_int, default=None,
-                 help=f"examples per step (default {Config.batch_size})")
+                 help=f"examples per step (default {full.batch_size})")
   p.add_argument("--eval-size", type=cli.positive_int, default=None,
                  help=f"training examples the final loss is measured on (default "
-                      f"{Config.eval_size})")
+                      f"{full.eval_size})")
   p.add_argument("--zero-readout", action=argparse.BooleanOptionalAction, default=None,
                  help="zero-init the readout kernel (SP and μP alike)")
   p.add_argument("--coord-steps", type=cli.positive_int, default=None,
-                 help=f"Adam steps of the coord check (default {Config.coord_steps})")
+                 help=f"Adam steps of the coord check (default {full.coord_steps})")
   p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="subsample the training split to this many examples")
 
 
-def config_from_args(args) -> Config:
-  """Every check of the flags (before any data or folder); the study's :class:`Config`."""
-  base = QUICK if args.quick else Config()
+def add_flags(p: argparse.ArgumentParser) -> None:
+  add_width_flags(p, Config(), QUICK)
+
+
+def width_config(args, full: Config, quick: Config, prog: str, extra: Sequence[str] = ()):
+  """Every check of a width study's flags (before any data or folder): ``full`` or ``quick``
+  (``--quick``) with the flags given, ``extra`` naming the study's own flags (same names)."""
+  base = quick if args.quick else full
   changes: dict[str, Any] = {}
   if args.widths:
     changes["widths"] = tuple(args.widths)
@@ -413,12 +468,18 @@ def config_from_args(args) -> Config:
     except ValueError:
       raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
     changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout"):
+  for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout",
+               *extra):
     if getattr(args, name) is not None:
       changes[name] = getattr(args, name)
   config = dataclasses.replace(base, **changes)
-  cli.check_batch_size(args, config.batch_size, RUNNER.prog)
+  cli.check_batch_size(args, config.batch_size, prog)
   return config
+
+
+def config_from_args(args) -> Config:
+  """Every check of the flags (before any data or folder); the study's :class:`Config`."""
+  return width_config(args, Config(), QUICK, RUNNER.prog)
 
 
 def _run(ctx) -> dict[str, Any]:
