@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 
 from experiments import mup_transfer
+from experiments import mup_transfer_transformer
 from experiments.common import data as data_lib
 
 TINY = ["--dataset", "digits", "--widths", "8,16", "--log2-lrs=-6:-4", "--seeds", "2",
         "--steps", "4", "--eval-size", "64", "--coord-steps", "1", "--cache-dir", ""]
 
 
-@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
-def test_smoke_outputs_and_schema(tmp_path, capsys):
-  out = tmp_path / "mup"
-  transfer = mup_transfer.main(TINY + ["--out", str(out)])
+def check_transfer_files(out, transfer):
+  """A width study's files in ``out`` for TINY's grid (widths 8, 16; 3 lrs; 2 seeds): all
+  written, transfer.json in the issue's schema, its medians and argmins those of runs.json.
+
+  Returns:
+    ``(transfer.json, runs.json's runs)`` as read back.
+  """
   for name in ("transfer.json", "runs.json", "summary.json", "summary.md", "loss_vs_lr.png",
                "coord_check_sp.png", "coord_check_mup.png", "coord_check.json"):
     assert (out / name).stat().st_size > 0, name
@@ -38,6 +42,13 @@ def test_smoke_outputs_and_schema(tmp_path, capsys):
     np.testing.assert_allclose(d["final_loss"], np.median(per_seed, axis=2), rtol=1e-6)
     for i in range(2):  # best_lr is the argmin of the median loss
       assert d["best_lr"][i] == saved["lrs"][int(np.argmin(d["final_loss"][i]))]
+  return saved, runs
+
+
+@pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
+def test_smoke_outputs_and_schema(tmp_path, capsys):
+  out = tmp_path / "mup"
+  saved, runs = check_transfer_files(out, mup_transfer.main(TINY + ["--out", str(out)]))
   # At the base width SP and μP are the same model with the same multipliers.
   np.testing.assert_allclose(saved["parametrizations"]["sp"]["final_loss"][0],
                              saved["parametrizations"]["mup"]["final_loss"][0], rtol=1e-5)
@@ -89,17 +100,20 @@ def test_claims_logic():
   assert not c["mup_transferred_at_least_as_good_as_sp_tuned"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--widths", "16,8"], "widths must be"),
-    (["--widths", "8,x"], "--widths: must be an int"),
-    (["--widths", "0,16"], "--widths: must be an int >= 1"),  # finding 15: a late traceback
-    (["--log2-lrs=-4:-6"], "log2_lrs must be"),
-    (["--seeds", "0"], "--seeds: must be an int >= 1"),
-    (["--steps", "-1"], "--steps: must be an int >= 1"),
+@pytest.mark.parametrize("study, argv, message", [
+    (mup_transfer, ["--widths", "16,8"], "widths must be"),
+    (mup_transfer, ["--widths", "8,x"], "--widths: must be an int"),
+    (mup_transfer, ["--widths", "0,16"], "--widths: must be an int >= 1"),  # finding 15
+    (mup_transfer, ["--log2-lrs=-4:-6"], "log2_lrs must be"),
+    (mup_transfer, ["--seeds", "0"], "--seeds: must be an int >= 1"),
+    (mup_transfer, ["--steps", "-1"], "--steps: must be an int >= 1"),
+    (mup_transfer_transformer, ["--widths", "8,18"], "divisible by heads"),
+    (mup_transfer_transformer, ["--widths", "16,8"], "widths must be"),
+    (mup_transfer_transformer, ["--log2-lrs=-4:-6"], "log2_lrs must be"),
 ])
-def test_bad_arguments(tmp_path, capsys, argv, message):
+def test_bad_arguments(tmp_path, capsys, study, argv, message):
   with pytest.raises(SystemExit) as exit_info:
-    mup_transfer.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + argv)
+    study.main(["--dataset", "digits", "--out", str(tmp_path / "x")] + argv)
   assert exit_info.value.code == 2  # a usage error: one line naming the flag
   err = capsys.readouterr().err
   assert message in err and err.count("\n") == 1, err
