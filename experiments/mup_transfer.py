@@ -44,7 +44,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax
@@ -160,7 +160,8 @@ def _loss(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_sweep(model: MLP, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val, y_val):
+def make_sweep(model: nn.Module, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val,
+               y_val):
   """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program."""
   n_train = x_train.shape[0]
 
@@ -455,7 +456,11 @@ def add_flags(p: argparse.ArgumentParser) -> None:
   add_width_flags(p, Config(), QUICK)
 
 
-def width_config(args, full: Config, quick: Config, prog: str, extra: Sequence[str] = ()):
+ConfigT = TypeVar("ConfigT", bound=Config)
+
+
+def width_config(args, full: ConfigT, quick: ConfigT, prog: str,
+                 extra: Sequence[str] = ()) -> ConfigT:
   """Every check of a width study's flags (before any data or folder): ``full`` or ``quick``
   (``--quick``) with the flags given, ``extra`` naming the study's own flags (same names)."""
   base = quick if args.quick else full

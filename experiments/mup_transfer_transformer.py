@@ -184,7 +184,7 @@ def _run(ctx) -> dict[str, Any]:
                           log=ctx.log, prov=ctx.provenance, family=family(ctx.config))
 
 
-RUNNER = study.Runner("mup_transfer_transformer", __doc__.split("\n")[0], add_flags,
+RUNNER = study.Runner("mup_transfer_transformer", (__doc__ or "").split("\n")[0], add_flags,
                       config_from_args, _run,
                       presets={"quick": {"widths": QUICK.widths, "steps": QUICK.steps,
                                          "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
