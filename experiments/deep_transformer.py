@@ -384,10 +384,10 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
 def time_left(first: dict[str, Any], depths_left: Sequence[int]) -> float:
   """Seconds the depths left should take, from the first depth's timings.
 
-  A depth costs a fixed part (compiling its program: the first chunk's excess over the
-  others) plus a part proportional to its depth (the inits, training and evaluation: one
-  scanned block per layer). Measured on the quick run (depths 6/24/48, quiet 2-core
-  machine), this predicted the depths after the first to within a few seconds.
+  A depth costs a fixed part (the inits, which compile per variant, and compiling the training
+  program: the first chunk's excess over the others) plus a part proportional to its depth
+  (training and evaluation: one scanned block per layer). On a quick run at a load of ~5
+  (2026-12-03), depth 6 predicted 375 s for depths 24 and 48, which took 367 s.
 
   Args:
     first: the first depth's :func:`train_depth` result (``depth``, ``seconds``,
@@ -398,9 +398,9 @@ def time_left(first: dict[str, Any], depths_left: Sequence[int]) -> float:
     The estimate in seconds (0 when nothing is left).
   """
   chunks = first["chunk_seconds"]
-  fixed = max(chunks[0] - float(np.median(chunks[1:])), 0.0) if len(chunks) > 1 else 0.0
-  per_layer = max(first["seconds"] + first["init_seconds"] - fixed, 0.0) / first["depth"]
-  return sum(fixed + per_layer * d for d in depths_left)
+  compile_s = max(chunks[0] - float(np.median(chunks[1:])), 0.0) if len(chunks) > 1 else 0.0
+  per_layer = max(first["seconds"] - compile_s, 0.0) / first["depth"]
+  return sum(compile_s + first["init_seconds"] + per_layer * d for d in depths_left)
 
 
 # --------------------------------------------------------------------------- summary

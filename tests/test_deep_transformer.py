@@ -257,13 +257,14 @@ def test_smoke_run_digits(tmp_path, capsys):
 
 
 def test_time_left_splits_compile_from_per_layer_time():
-  # The first chunk's excess over the others' median is the fixed (compile) cost; the rest of
-  # the first depth's time scales with depth: 6 layers took 17 + 1 s, of which 8 s compiling.
+  # The first chunk's excess over the others' median (compiling) and the inits are fixed costs;
+  # the rest of the first depth's training time scales with depth: 6 layers trained in 17 s,
+  # of which 8 s compiling, after 1 s of inits.
   first = {"depth": 6, "seconds": 17.0, "init_seconds": 1.0, "chunk_seconds": [11.0, 3.0, 3.0]}
-  assert dt.time_left(first, [24, 48]) == pytest.approx(2 * 8 + (18 - 8) / 6 * 72)
+  assert dt.time_left(first, [24, 48]) == pytest.approx(2 * (8 + 1) + (17 - 8) / 6 * 72)
   assert dt.time_left(first, []) == 0
-  one_chunk = {**first, "chunk_seconds": [17.0]}  # no steady chunk: all of it scales with depth
-  assert dt.time_left(one_chunk, [12]) == pytest.approx(36.0)
+  one_chunk = {**first, "chunk_seconds": [17.0]}  # no steady chunk: all training scales
+  assert dt.time_left(one_chunk, [12]) == pytest.approx(1 + 34.0)
 
 
 @pytest.mark.parametrize("flags, message", [
