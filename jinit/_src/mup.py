@@ -162,8 +162,7 @@ TABLES: dict[str, dict[str, Rule]] = {
     },
 }
 # Outside the residual branches the depth parametrizations are μP.
-for _p in DEPTH_ALPHA:
-  TABLES[_p] = TABLES["mup"]
+TABLES.update({p: TABLES["mup"] for p in DEPTH_ALPHA})
 
 
 def depth_rule(alpha: float) -> Rule:
@@ -172,10 +171,16 @@ def depth_rule(alpha: float) -> Rule:
   With ``m_L = L / L_base``: Adam lr ``m_L^(alpha-1)``, Adam epsilon ``m_L^-alpha``, SGD lr
   ``m_L^(2 alpha-1)``; init variance and forward multiplier unchanged (the branch
   multiplier is applied by the model, :func:`branch_multiplier`). Derivation (Tensor
-  Programs VI §4, CompleteP §3): an Adam update moves a block's features by
-  ``lr * m_L^-alpha``, an SGD update by ``lr * m_L^-2alpha`` (the gradient carries the branch
-  multiplier too); each of the ``L`` blocks must move them by ``Θ(1/L)``. Adam's
-  epsilon scales like the block's gradients, ``m_L^-alpha``.
+  Programs VI; CompleteP): an Adam update moves a block's features by ``lr * m_L^-alpha``,
+  an SGD update by ``lr * m_L^-2alpha`` (the gradient carries the branch multiplier too);
+  each of the ``L`` blocks must move them by ``Θ(1/L)``. Adam's epsilon scales like the
+  block's gradients, ``m_L^-alpha``.
+
+  Args:
+    alpha: the branch exponent (1/2: depth-μP; 1: CompleteP).
+
+  Returns:
+    A :class:`Rule` whose powers have only depth exponents.
   """
   return Rule(init_var=ONE, multiplier=ONE, sgd_lr=Power(depth_exp=2.0 * alpha - 1.0),
               adam_lr=Power(depth_exp=alpha - 1.0), eps=Power(depth_exp=-alpha))
