@@ -485,10 +485,11 @@ def check_depth(parametrization, depth, base_depth, branches, shapes=None):
   def in_branch(path):
     return any(path == n or path.startswith(n + "/") for n in prefixes)
 
-  for n in prefixes if shapes is not None else ():
-    if not any(path == n or path.startswith(n + "/") for path in shapes):
-      raise ValueError(f"branches: {n!r} matches no parameter; parameters: "
-                       f"{list(shapes)[:8]}...")
+  if shapes is not None:
+    for n in prefixes:
+      if not any(path == n or path.startswith(n + "/") for path in shapes):
+        raise ValueError(f"branches: {n!r} matches no parameter; parameters: "
+                         f"{list(shapes)[:8]}...")
   return depth_mult, in_branch
 
 
