@@ -25,7 +25,7 @@ PROG = "python -m experiments"
 
 
 STUDIES = ("symmetry", "fans", "sigmoid_mnist", "signal_propagation", "deep_relu", "lsuv",
-           "trainability", "isometry", "deep_cnn", "mup_transfer", "deep_transformer",
+           "trainability", "isometry", "deep_cnn", "mup_transfer", "mup_depth", "deep_transformer",
            "model_parallel")
 
 
