@@ -41,6 +41,7 @@ from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
 from jinit._src import gains as gains_lib
+from jinit._src import rbg_cpu
 from jinit._src import validation
 
 Array = jax.Array
@@ -206,6 +207,12 @@ def _flax_call(name: str, arguments: dict[str, Any], dtype_given: bool) -> None:
   arguments["fan_in"] = None
 
 
+def _sampling_key(key: Array) -> Array:
+  """The key the samplers draw with: ``key``, or for rbg/unsafe_rbg keys the same key data
+  with faster CPU bits (identical to jax's, see :mod:`jinit._src.rbg_cpu`)."""
+  return rbg_cpu.fast_key(key)
+
+
 def _compiled(fn):
   """Validates the common arguments, then runs ``fn`` as one compiled program.
 
@@ -226,7 +233,7 @@ def _compiled(fn):
   static = tuple(name for name in sig.parameters if name != "key")
 
   def unwrapped(key, **tagged):
-    return fn(key, **{name: t.value for name, t in tagged.items()})
+    return fn(_sampling_key(key), **{name: t.value for name, t in tagged.items()})
 
   jitted = jax.jit(unwrapped, static_argnames=static)
 
@@ -263,7 +270,7 @@ def _compiled(fn):
     try:
       if all(_is_static(v) for v in arguments.values()):
         return jitted(key, **{name: _Static(v) for name, v in arguments.items()})
-      return fn(key, **arguments)
+      return fn(_sampling_key(key), **arguments)
     except ValueError as e:
       if fans_from_shape and str(e).startswith(("fan_in is required", "fan_out is required")):
         raise ValueError(f"{fn.__name__}: {e}; a shape of rank {len(shape)} has no fans "
