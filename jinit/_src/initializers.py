@@ -334,6 +334,8 @@ def _cast(value, real, x: Array) -> Array:
 def _std_normal(key: Array, shape, dtype) -> Array:
   """N(0, 1) samples in the sampling dtype; complex: E|z|^2 = 1 (re, im each variance 1/2)."""
   real = _sampling_dtype(dtype)
+  if real == np.float32 and not _is_complex(dtype) and rbg_cpu.is_rbg(key):
+    return rbg_cpu.normal(key, shape)  # jax.random.normal's numbers, faster on CPU
   return jax.random.normal(key, shape, _complex_of(real) if _is_complex(dtype) else real)
 
 
@@ -343,7 +345,10 @@ def _std_uniform(key: Array, shape, dtype) -> Array:
   Sampling U(-b, b) directly computes b - (-b) = 2b, which overflows when b is
   above half the dtype's maximum.
   """
-  return jax.random.uniform(key, shape, _sampling_dtype(dtype), -1.0, 1.0)
+  real = _sampling_dtype(dtype)
+  if real == np.float32 and rbg_cpu.is_rbg(key):
+    return rbg_cpu.uniform(key, shape, -1.0, 1.0)  # jax.random.uniform's numbers, faster on CPU
+  return jax.random.uniform(key, shape, real, -1.0, 1.0)
 
 
 def _complex_uniform(key: Array, shape, dtype) -> Array:

@@ -18,6 +18,10 @@ materialized word arrays (small enough to stay in cache), so each chain runs onc
 and vectorized. The bits are identical to ``jax.random.bits`` with the original key
 (tests/test_prng_impls.py checks it), so every ``jax.random`` law drawn from them
 (uniform, normal, truncated normal, randint) gives the same numbers, faster.
+
+:func:`normal` and :func:`uniform` (float32) go one step further: they apply
+``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
+the transform runs vectorized on words still in cache instead of in one more pass.
 """
 
 from __future__ import annotations
@@ -92,6 +96,84 @@ def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return words.reshape(-1)[:n].reshape(shape)
 
 
+def _uniform_from_bits(bits: jax.Array, minval: float, maxval: float) -> jax.Array:
+  """float32 U[minval, maxval) from uint32 bits: ``jax.random.uniform``'s formula, step by step.
+
+  The top 23 bits become the mantissa of a float in [1, 2); minus 1, scaled and shifted,
+  clipped below at ``minval`` (jax/_src/random/core.py ``_uniform``).
+  """
+  lo, hi = np.float32(minval), np.float32(maxval)
+  one = np.array(1.0, np.float32).view(np.uint32)
+  floats = lax.bitcast_convert_type((bits >> np.uint32(32 - 23)) | one, jnp.float32)
+  return lax.max(lo, (floats - np.float32(1.0)) * (hi - lo) + lo)
+
+
+def _normal_from_bits(bits: jax.Array) -> jax.Array:
+  """float32 N(0, 1) from uint32 bits: ``jax.random.normal``'s sqrt(2) erf_inv(u),
+  u uniform on [nextafter(-1, 0), 1)."""
+  lo = float(np.nextafter(np.float32(-1.0), np.float32(0.0)))
+  return np.float32(np.sqrt(2.0)) * lax.erf_inv(_uniform_from_bits(bits, lo, 1.0))
+
+
+def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax.Array:
+  """``transform(bits)`` for the bits of ``shape``, chunk by chunk (software-pipelined).
+
+  Loop step c draws chunk c + 1's words and transforms chunk c's, which the previous step
+  left in the loop carry: a carried array is materialized, so the transform is its own
+  elementwise (vectorized) loop, not fused into the words' interleaving (where XLA would
+  run it element by element), and both stay in cache.
+  """
+  n = math.prod(shape)
+  n_counters = -(-n // 4)
+  if n_counters <= _CHUNK:
+    return transform(_philox_bits32(key_data, shape))
+  n_chunks = -(-n_counters // _CHUNK)
+  size = 4 * _CHUNK
+  words = lambda c: _philox_chunk(key_data, c * np.uint32(_CHUNK), _CHUNK).reshape(size)
+
+  def step(c, carry):
+    out, previous = carry
+    # The last step draws one chunk past the end (unused): a branch would cost more.
+    following = words((c + 1).astype(jnp.uint32))
+    out = lax.dynamic_update_slice(out, transform(previous), (c * size,))
+    return out, following
+
+  out = jnp.zeros((n_chunks * size,), jnp.float32)
+  out, _ = lax.fori_loop(0, n_chunks, step, (out, words(jnp.uint32(0))))
+  return out[:n].reshape(shape)
+
+
+def _draw(key: jax.Array, shape, transform, fallback) -> jax.Array:
+  shape = tuple(shape)
+  n = math.prod(shape)
+  if n == 0 or -(-n // 4) + _CHUNK > np.iinfo(np.uint32).max:
+    return fallback(key)
+  key_data = jax.random.key_data(key)
+  return lax.platform_dependent(
+      key_data, cpu=lambda kd: _draw_chunked(kd, shape, transform),
+      default=lambda kd: fallback(key))
+
+
+def is_rbg(key: jax.Array) -> bool:
+  """Whether ``key`` is a typed rbg/unsafe_rbg key (jax's, or rewrapped by :func:`fast_key`)."""
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return False
+  return key.dtype in _key_dtypes() or key.dtype in _fast_dtypes()
+
+
+def uniform(key: jax.Array, shape, minval: float, maxval: float) -> jax.Array:
+  """``jax.random.uniform(key, shape, float32, minval, maxval)`` of an rbg-family key, faster
+  on CPU (the same numbers)."""
+  return _draw(key, shape, lambda b: _uniform_from_bits(b, minval, maxval),
+               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval))
+
+
+def normal(key: jax.Array, shape) -> jax.Array:
+  """``jax.random.normal(key, shape, float32)`` of an rbg-family key, faster on CPU (the same
+  numbers)."""
+  return _draw(key, shape, _normal_from_bits, lambda k: jax.random.normal(k, shape, jnp.float32))
+
+
 def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
   """``random_bits`` of the rbg implementations, with the fast path for 32 bits on CPU."""
   shape = tuple(shape)
@@ -114,6 +196,13 @@ def _spec(impl):
 
 _FAST = {"rbg": _spec(jax.extend.random.rbg_prng_impl),
          "unsafe_rbg": _spec(jax.extend.random.unsafe_rbg_prng_impl)}
+
+
+@functools.cache
+def _fast_dtypes() -> tuple:
+  """The key dtypes of :data:`_FAST`'s implementations."""
+  return tuple(jax.eval_shape(lambda s=spec: jax.random.wrap_key_data(
+      jnp.zeros((4,), jnp.uint32), impl=s)).dtype for spec in _FAST.values())
 
 
 @functools.cache
