@@ -169,6 +169,11 @@ def test_rbg_draws_equal_jax_random(impl):
   }
   for name, (ours, theirs) in pairs.items():
     np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=f"{impl} {name}")
+  # Under vmap over keys too (the chunk loop batched).
+  keys = jax.random.split(key, 2)
+  np.testing.assert_array_equal(
+      np.asarray(jax.vmap(lambda k: jinit.normal(k, shape))(keys)),
+      np.asarray(jax.vmap(lambda k: jax.random.normal(k, shape))(keys)), err_msg=f"{impl} vmap")
   # Split keys (sparse draws values and a mask from two halves) keep jax's split.
   np.testing.assert_array_equal(np.asarray(jax.random.key_data(jax.random.split(key))),
                                 np.asarray(jax.random.key_data(jax.random.split(
