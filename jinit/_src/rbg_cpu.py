@@ -19,6 +19,9 @@ and vectorized. The bits are identical to ``jax.random.bits`` with the original 
 (tests/test_prng_impls.py checks it), so every ``jax.random`` law drawn from them
 (uniform, normal, truncated normal, randint) gives the same numbers, faster.
 
+Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching rule of
+``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
+
 :func:`normal` and :func:`uniform` (float32) go one step further: they apply
 ``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
 the transform runs vectorized on words still in cache instead of in one more pass.
