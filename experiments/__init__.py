@@ -13,6 +13,8 @@ Run the whole story with ``python -m experiments``, or one part with
 * ``model_parallel``: one large Dense layer split along its output axis over a mesh.
 * ``mup_transfer``: μP learning-rate transfer across widths (Yang et al. 2022);
   ``mup_transfer_transformer``: the same on a pre-LN ViT.
+* ``mup_depth``: learning-rate transfer across depth: SP, μP, depth-μP (Yang et al. 2023)
+  and CompleteP (Dey et al. 2025).
 * ``trainability``, ``isometry``, ``deep_cnn``: mean-field theory against training
   (Schoenholz et al. 2017, Pennington et al. 2017, Xiao et al. 2018).
 * ``deep_transformer``: LayerNorm placement and depth-scaled residual inits in a ViT.

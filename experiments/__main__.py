@@ -26,7 +26,7 @@ PROG = "python -m experiments"
 
 STUDIES = ("symmetry", "fans", "sigmoid_mnist", "signal_propagation", "deep_relu", "lsuv",
            "trainability", "isometry", "deep_cnn", "mup_transfer", "mup_transfer_transformer",
-           "deep_transformer", "model_parallel")
+           "mup_depth", "deep_transformer", "model_parallel")
 
 
 def studies_help() -> str:

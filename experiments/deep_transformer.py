@@ -352,10 +352,12 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
 
   rng = np.random.default_rng(data_seed)  # the same batches for every run and depth
   idx = rng.integers(0, len(y_train), size=(steps, batch_size)).astype(np.int32)
-  losses, t0 = [], time.time()
+  losses, chunk_seconds, t0 = [], [], time.time()
   for start in range(0, steps, chunk):
+    t_chunk = time.time()
     params, opt_state, loss = run_chunk(params, opt_state, jnp.asarray(idx[start:start + chunk]))
     losses.append(np.asarray(loss))
+    chunk_seconds.append(time.time() - t_chunk)
     if progress:
       print(f"  depth {cfg.depth}: step {min(start + chunk, steps)}/{steps} "
             f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -376,7 +378,29 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
                 "diverged_at": int(bad[0]) + 1 if bad.size else None,
                 "stream_std_at_init": np.asarray(stream[r]).tolist()})
   return {"depth": cfg.depth, "runs": out, "seconds": time.time() - t0,
-          "init_seconds": init_seconds}
+          "init_seconds": init_seconds, "chunk_seconds": chunk_seconds}
+
+
+def time_left(first: dict[str, Any], depths_left: Sequence[int]) -> float:
+  """Seconds the depths left should take, from the first depth's timings.
+
+  A depth costs a fixed part (the inits, which compile per variant, and compiling the training
+  program: the first chunk's excess over the others) plus a part proportional to its depth
+  (training and evaluation: one scanned block per layer). On a quick run at a load of ~5
+  (2026-12-03), depth 6 predicted 375 s for depths 24 and 48, which took 367 s.
+
+  Args:
+    first: the first depth's :func:`train_depth` result (``depth``, ``seconds``,
+      ``init_seconds``, ``chunk_seconds``).
+    depths_left: the depths still to run.
+
+  Returns:
+    The estimate in seconds (0 when nothing is left).
+  """
+  chunks = first["chunk_seconds"]
+  compile_s = max(chunks[0] - float(np.median(chunks[1:])), 0.0) if len(chunks) > 1 else 0.0
+  per_layer = max(first["seconds"] - compile_s, 0.0) / first["depth"]
+  return sum(compile_s + first["init_seconds"] + per_layer * d for d in depths_left)
 
 
 # --------------------------------------------------------------------------- summary
@@ -663,13 +687,22 @@ def run(ctx) -> dict[str, Any]:
   }
   if set(variants) & set(EXTRA_VARIANTS):
     meta["config"]["extra_variants"] = extra.settings()
+  print(f"{len(variants)} variant(s) x {seeds} seed(s) at depth(s) "
+        f"{', '.join(map(str, depths))}: {steps} Adam steps each, one compiled program per "
+        "depth; the time left is estimated after the first depth", flush=True)
   depth_results, t0 = [], time.time()
-  for depth in depths:
+  for i, depth in enumerate(depths):
     cfg = ViTConfig(tokens=tokens, patch_dim=patch_dim, depth=depth, width=args.width,
                     heads=args.heads, mlp=args.mlp, num_classes=dataset.num_classes)
     depth_results.append(train_depth(cfg, variants, seeds, x_train, dataset.y_train, x_test,
                                      y_test, steps=steps, batch_size=args.batch_size,
                                      lr=args.lr, progress=not args.no_progress))
+    if i == 0 and len(depths) > 1:
+      left = time_left(depth_results[0], depths[1:])
+      print(f"Depth {depth} took {time.time() - t0:.0f} s; the depth(s) left "
+            f"({', '.join(map(str, depths[1:]))}) should take about "
+            f"{study.how_long(left)} on this machine (more if it is busy)",
+            flush=True)
     rows = summarize(depth_results)
     record = {**meta, "seconds": time.time() - t0, "cpu_seconds": time.process_time(),
               "rows": rows, "claims": claims(rows),

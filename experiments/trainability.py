@@ -136,7 +136,10 @@ def run_study(dataset, config: Config, progress: bool = True) -> dict[str, Any]:
     losses.append(loss.tolist())
     if progress:
       cells = " ".join(f"{a:.2f}" for a in acc)
-      print(f"  depth {depth:4d}: train acc {cells}  ({seconds[-1]:.1f} s)", flush=True)
+      done = config.depths[:len(seconds)]
+      left = study.time_left(done, seconds, config.depths[len(seconds):])
+      eta = f"; about {study.how_long(left)} left" if left else ""
+      print(f"  depth {depth:4d}: train acc {cells}  ({seconds[-1]:.1f} s{eta})", flush=True)
   curves = theory_curves(config.sigma_w2, config.sigma_b2)
   frac, _, _ = agreement(np.array(accs), config.depths, curves["xi_c"], config.threshold)
   return {

@@ -29,9 +29,21 @@ Pieces:
   ``MultiHeadDotProductAttention``; :func:`zero_query` zero-inits the query projections.
 * :func:`coord_check`: size of every layer's output vs width over a few training steps,
   with the slope of log size vs log width as the verdict, and mup's plot.
+
+Depth transfer (``parametrization="depth_mup"``: Tensor Programs VI, branches ``x
+(L/L_base)^-1/2``; ``"completep"``: Dey et al. 2025, branches ``x (L/L_base)^-1``): the
+model multiplies each residual branch by :func:`branch_multiplier`; ``infinite_dims(model,
+base, depth=L, base_depth=L_base, branches="blocks", parametrization=...)`` marks the
+branches' parameters, whose lr (:func:`scale_updates`) and Adam epsilon (:func:`scale_eps`)
+get the depth factors of :data:`BRANCH_TABLES`::
+
+  tx = optax.chain(jinit.mup.scale_eps(meta), optax.adam(lr),
+                   jinit.mup.scale_updates(meta, "adam"))
 """
 
 
+from jinit._src.mup import BRANCH_TABLES as BRANCH_TABLES
+from jinit._src.mup import DEPTH_ALPHA as DEPTH_ALPHA
 from jinit._src.mup import OPTIMIZERS as OPTIMIZERS
 from jinit._src.mup import PARAMETRIZATIONS as PARAMETRIZATIONS
 from jinit._src.mup import PARAM_ROLES as PARAM_ROLES
@@ -39,9 +51,12 @@ from jinit._src.mup import ParamMeta as ParamMeta
 from jinit._src.mup import Power as Power
 from jinit._src.mup import Rule as Rule
 from jinit._src.mup import TABLES as TABLES
+from jinit._src.mup import branch_multiplier as branch_multiplier
+from jinit._src.mup import depth_rule as depth_rule
 from jinit._src.mup import format_meta as format_meta
 from jinit._src.mup import lr_multipliers as lr_multipliers
 from jinit._src.mup import rule as rule
+from jinit._src.mup import scale_eps as scale_eps
 from jinit._src.mup import scale_updates as scale_updates
 from jinit._src.mup_models import CoordCheck as CoordCheck
 from jinit._src.mup_models import LinenReadout as LinenReadout
@@ -54,9 +69,10 @@ from jinit._src.mup_models import infinite_dims as infinite_dims
 from jinit._src.mup_models import zero_query as zero_query
 
 __all__ = [
-    "OPTIMIZERS", "PARAM_ROLES", "PARAMETRIZATIONS", "TABLES", "CoordCheck", "LinenReadout",
-    "ParamMeta", "Power", "Readout", "Rule", "attention_fn", "attention_scale", "base_shapes",
-    "coord_check", "format_meta", "infinite_dims", "lr_multipliers", "rule", "scale_updates",
+    "BRANCH_TABLES", "DEPTH_ALPHA", "OPTIMIZERS", "PARAM_ROLES", "PARAMETRIZATIONS", "TABLES",
+    "CoordCheck", "LinenReadout", "ParamMeta", "Power", "Readout", "Rule", "attention_fn",
+    "attention_scale", "base_shapes", "branch_multiplier", "coord_check", "depth_rule",
+    "format_meta", "infinite_dims", "lr_multipliers", "rule", "scale_eps", "scale_updates",
     "zero_query",
 ]
 

@@ -230,7 +230,11 @@ def test_smoke_run_digits(tmp_path, capsys):
       assert len(r["loss"]) == 4 and len(r["stream_std_at_init"]) == res["depth"] + 1
   assert {c["claim"].split(":")[0] for c in saved["claims"]} >= {"ReZero", "T-Fixup",
                                                                    "Xiong et al."}
-  assert "| 3 | noln_tfixup |" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "| 3 | noln_tfixup |" in printed
+  assert f"{len(dt.VARIANTS)} variant(s) x 2 seed(s) at depth(s) 2, 3: 4 Adam steps" in printed
+  assert "the depth(s) left (3) should take about" in printed  # the estimate after depth 2
+  assert f"Done. In {out}: " in printed and "summary.md" in printed.split("Done. In")[1]
   assert record["rows"] == saved["rows"]
   assert saved["cpu_seconds"] > 0 and all(
       c["verdict"] in ("agrees", "partly agrees", "disagrees") for c in saved["claims"])
@@ -250,6 +254,17 @@ def test_smoke_run_digits(tmp_path, capsys):
   assert "**Incomplete run**: finished depths 2 of 2, 3" in (out / "summary.md").read_text()
   with pytest.raises(SystemExit, match="no results.json"):
     dt.main(["--resummarize", str(tmp_path / "nothing")])
+
+
+def test_time_left_splits_compile_from_per_layer_time():
+  # The first chunk's excess over the others' median (compiling) and the inits are fixed costs;
+  # the rest of the first depth's training time scales with depth: 6 layers trained in 17 s,
+  # of which 8 s compiling, after 1 s of inits.
+  first = {"depth": 6, "seconds": 17.0, "init_seconds": 1.0, "chunk_seconds": [11.0, 3.0, 3.0]}
+  assert dt.time_left(first, [24, 48]) == pytest.approx(2 * (8 + 1) + (17 - 8) / 6 * 72)
+  assert dt.time_left(first, []) == 0
+  one_chunk = {**first, "chunk_seconds": [17.0]}  # no steady chunk: all training scales
+  assert dt.time_left(one_chunk, [12]) == pytest.approx(1 + 34.0)
 
 
 @pytest.mark.parametrize("flags, message", [

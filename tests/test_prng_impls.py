@@ -7,6 +7,10 @@ values (where the initializer is random). The normal/uniform laws hold with ever
 implementation (conftest.check_law), raw uint32 keys of the default implementation
 are accepted (shape (2,) threefry, (4,) rbg) and one of the wrong shape is a clear
 TypeError; reinit (nnx, linen) and LSUV take rbg keys.
+
+rbg and unsafe_rbg keys draw their bits on CPU through jinit._src.rbg_cpu (XLA's
+Philox4x32-10, computed faster): the bits and the laws drawn from them are
+identical to jax.random's with the same key, and the fast path is the one taken.
 """
 
 import math
@@ -22,6 +26,7 @@ from flax import nnx
 
 import jinit
 from jinit import lsuv as lsuv_lib
+from jinit._src import rbg_cpu
 
 IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 DENSE, CONV = (24, 16), (3, 3, 8, 16)
@@ -125,3 +130,75 @@ def test_reinit_and_lsuv_take_rbg_keys(impl):
   out = lsuv_lib.lsuv(_MLP(), variables, x, key)
   y = _MLP().apply(out, x)
   assert np.all(np.isfinite(np.asarray(y)))
+
+
+# (300, 301): 22575 Philox counters, more than one chunk of rbg_cpu._CHUNK (16384) and a
+# partial last one; sizes not a multiple of 4 leave part of the last counter's words unused.
+FAST_SHAPES = ((1,), (3,), (7, 5), (2, 3, 11), (300, 301))
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_fast_rbg_bits_equal_xla_rng_bit_generator(impl):
+  for seed in (0, 123):
+    key = jax.random.key(seed, impl=impl)
+    fast = rbg_cpu.fast_key(key)
+    for shape in FAST_SHAPES:
+      np.testing.assert_array_equal(
+          np.asarray(jax.random.bits(fast, shape, jnp.uint32)),
+          np.asarray(jax.random.bits(key, shape, jnp.uint32)), err_msg=f"{impl} {seed} {shape}")
+  # Counters whose low 32 and 64 bits overflow (the carries into the next words).
+  for data in ((1, 2, 0xFFFFFFF0, 0), (1, 2, 0xFFFFFFF0, 0xFFFFFFFF),
+               (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF)):
+    key = jax.random.wrap_key_data(jnp.array(data, jnp.uint32), impl=impl)
+    np.testing.assert_array_equal(
+        np.asarray(jax.random.bits(rbg_cpu.fast_key(key), (257,), jnp.uint32)),
+        np.asarray(jax.random.bits(key, (257,), jnp.uint32)), err_msg=f"{impl} {data}")
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_rbg_draws_equal_jax_random(impl):
+  """jinit's normal/uniform/truncated_normal with rbg keys are jax.random's numbers."""
+  key = jax.random.key(11, impl=impl)
+  shape = (300, 301)
+  pairs = {
+      "normal": (jinit.normal(key, shape), jax.random.normal(key, shape)),
+      "uniform": (jinit.uniform(key, shape), jax.random.uniform(key, shape, minval=-1.0,
+                                                                 maxval=1.0)),
+      "truncated_normal": (jinit.truncated_normal(key, shape, std=1.0, corrected=False),
+                           jax.random.truncated_normal(key, -2.0, 2.0, shape)),
+  }
+  for name, (ours, theirs) in pairs.items():
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=f"{impl} {name}")
+  # Under vmap over keys, each row is that key's draw. (jax's own rbg draws under vmap are
+  # not: rng_bit_generator's batching rule gives the second key other bits than its
+  # unbatched draw, so there jinit equals jax.random per key, not jax.vmap of it.)
+  keys = jax.random.split(key, 2)
+  np.testing.assert_array_equal(
+      np.asarray(jax.vmap(lambda k: jinit.normal(k, shape))(keys)),
+      np.stack([np.asarray(jax.random.normal(k, shape)) for k in keys]), err_msg=f"{impl} vmap")
+  # Split keys (sparse draws values and a mask from two halves) keep jax's split.
+  np.testing.assert_array_equal(np.asarray(jax.random.key_data(jax.random.split(key))),
+                                np.asarray(jax.random.key_data(jax.random.split(
+                                    rbg_cpu.fast_key(key)))))
+
+
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_fast_rbg_path_is_taken_on_cpu(impl):
+  key = jax.random.key(0, impl=impl)
+  ours = jax.jit(lambda k: jinit.xavier_normal(k, (64, 64))).lower(key).as_text()
+  theirs = jax.jit(lambda k: jax.random.normal(k, (64, 64))).lower(key).as_text()
+  assert "rng_bit_generator" in theirs
+  if jax.default_backend() == "cpu":
+    assert "rng_bit_generator" not in ours
+  # 8-, 16- and 64-bit draws keep XLA's generator (the fast path is for 32-bit words only).
+  bits64 = jax.jit(lambda k: jax.random.bits(rbg_cpu.fast_key(k), (8,), jnp.uint16))
+  assert "rng_bit_generator" in bits64.lower(key).as_text()
+
+
+def test_fast_key_leaves_other_keys_alone():
+  threefry = jax.random.key(0)
+  assert rbg_cpu.fast_key(threefry) is threefry
+  fast = rbg_cpu.fast_key(jax.random.key(0, impl="rbg"))
+  assert rbg_cpu.fast_key(fast) is fast
+  raw = jax.random.PRNGKey(0)  # threefry's raw (2,) key under the default implementation
+  assert rbg_cpu.fast_key(raw) is raw

@@ -399,3 +399,14 @@ def test_model_parallel_runs_through_the_runner(tmp_path, capsys):
   err = _usage_error(capsys, ["--devices", "4096", "--out", str(tmp_path / "x")],
                      main=model_parallel.main)
   assert "--devices 4096 exceeds the" in err and not (tmp_path / "x").exists()
+
+
+def test_time_left_fits_a_fixed_plus_proportional_cost():
+  # Items cost 5 s (compile) + 0.5 s per layer: two sizes done recover both parts exactly.
+  assert study.time_left([10, 50], [10.0, 30.0], [100, 200]) == pytest.approx(55.0 + 105.0)
+  assert study.time_left([10, 50], [10.0, 30.0], []) == 0
+  # One size done: all of its time is taken as proportional to size.
+  assert study.time_left([10], [20.0], [30]) == pytest.approx(60.0)
+  # A negative fitted intercept (noise) falls back to proportional, never a negative time.
+  assert study.time_left([10, 20], [1.0, 30.0], [40]) == pytest.approx(40 * 31.0 / 30)
+  assert study.how_long(42.4) == "42 s" and study.how_long(210) == "3.5 min"

@@ -35,6 +35,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import distributed
@@ -571,7 +573,11 @@ class Runner:
     if self.announce and distributed.is_primary():  # the others write no folder
       print(f"Results folder: {out_dir}")
     try:
-      return self.run(ctx)
+      result = self.run(ctx)
+      if self.announce and distributed.is_primary():
+        written = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
+        print(f"Done. In {out_dir}: {', '.join(written)}")
+      return result
     except KeyboardInterrupt as e:
       if not distributed.is_primary():  # process 0 says what was written
         raise SystemExit(cli.interrupt_code(e)) from None
@@ -583,6 +589,35 @@ class Runner:
       raise SystemExit(cli.interrupt_code(e)) from None
     finally:
       cli.release_folder(out_dir)
+
+
+how_long = train_lib.how_long  # "42 s" / "3.5 min", as every study prints its estimates
+
+
+def time_left(sizes_done: Sequence[float], seconds_done: Sequence[float],
+              sizes_left: Sequence[float]) -> float:
+  """Seconds the work left should take, from the work done, as ``seconds = a + b * size``.
+
+  A study's items (depths, widths) cost a fixed part (compiling a program) plus a part that
+  grows with their size. With two or more different sizes done, ``a`` and ``b`` are the
+  least-squares fit (``a`` kept >= 0); with one size, ``b = seconds / size`` and ``a = 0``.
+
+  Args:
+    sizes_done: the size of each item done (e.g. its depth).
+    seconds_done: the wall seconds each took.
+    sizes_left: the sizes of the items still to run.
+
+  Returns:
+    The estimate in seconds (0 when nothing is left).
+  """
+  x, y = np.asarray(sizes_done, float), np.asarray(seconds_done, float)
+  if len(set(x.tolist())) >= 2:
+    b, a = np.polyfit(x, y, 1)
+    if a < 0 or b < 0:  # noise: fall back to proportional
+      a, b = 0.0, float(y.sum() / x.sum())
+  else:
+    a, b = 0.0, float(y.sum() / x.sum())
+  return float(sum(a + b * s for s in sizes_left))
 
 
 def _shown(v) -> str:

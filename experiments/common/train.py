@@ -304,12 +304,16 @@ def _make_eval_fn(apply_fn):
   return evaluate
 
 
+def how_long(seconds: float) -> str:
+  """A time estimate as the studies print it: ``"42 s"`` under two minutes, else ``"3.5 min"``."""
+  return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _time_estimate(first_epoch_seconds: float, epochs_left: int) -> str:
   """What the first epoch (training and evaluation) says about the rest of the run."""
   left = first_epoch_seconds * epochs_left
-  how_long = f"{left:.0f} s" if left < 120 else f"{left / 60:.1f} min"
   return (f"First epoch: {first_epoch_seconds:.1f} s; the {epochs_left} epoch(s) left should "
-          f"take about {how_long} on this machine (more if it is busy)")
+          f"take about {how_long(left)} on this machine (more if it is busy)")
 
 
 def _evaluate(eval_fn, params, chunks, n: int) -> tuple[np.ndarray, np.ndarray]:

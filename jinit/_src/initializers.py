@@ -41,6 +41,7 @@ from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 
 from jinit._src import gains as gains_lib
+from jinit._src import rbg_cpu
 from jinit._src import validation
 
 Array = jax.Array
@@ -206,6 +207,12 @@ def _flax_call(name: str, arguments: dict[str, Any], dtype_given: bool) -> None:
   arguments["fan_in"] = None
 
 
+def _sampling_key(key: Array) -> Array:
+  """The key the samplers draw with: ``key``, or for rbg/unsafe_rbg keys the same key data
+  with faster CPU bits (identical to jax's, see :mod:`jinit._src.rbg_cpu`)."""
+  return rbg_cpu.fast_key(key)
+
+
 def _compiled(fn):
   """Validates the common arguments, then runs ``fn`` as one compiled program.
 
@@ -226,7 +233,7 @@ def _compiled(fn):
   static = tuple(name for name in sig.parameters if name != "key")
 
   def unwrapped(key, **tagged):
-    return fn(key, **{name: t.value for name, t in tagged.items()})
+    return fn(_sampling_key(key), **{name: t.value for name, t in tagged.items()})
 
   jitted = jax.jit(unwrapped, static_argnames=static)
 
@@ -263,7 +270,7 @@ def _compiled(fn):
     try:
       if all(_is_static(v) for v in arguments.values()):
         return jitted(key, **{name: _Static(v) for name, v in arguments.items()})
-      return fn(key, **arguments)
+      return fn(_sampling_key(key), **arguments)
     except ValueError as e:
       if fans_from_shape and str(e).startswith(("fan_in is required", "fan_out is required")):
         raise ValueError(f"{fn.__name__}: {e}; a shape of rank {len(shape)} has no fans "
@@ -327,6 +334,8 @@ def _cast(value, real, x: Array) -> Array:
 def _std_normal(key: Array, shape, dtype) -> Array:
   """N(0, 1) samples in the sampling dtype; complex: E|z|^2 = 1 (re, im each variance 1/2)."""
   real = _sampling_dtype(dtype)
+  if real == np.float32 and not _is_complex(dtype) and rbg_cpu.is_rbg(key):
+    return rbg_cpu.normal(key, shape)  # jax.random.normal's numbers, faster on CPU
   return jax.random.normal(key, shape, _complex_of(real) if _is_complex(dtype) else real)
 
 
@@ -336,7 +345,10 @@ def _std_uniform(key: Array, shape, dtype) -> Array:
   Sampling U(-b, b) directly computes b - (-b) = 2b, which overflows when b is
   above half the dtype's maximum.
   """
-  return jax.random.uniform(key, shape, _sampling_dtype(dtype), -1.0, 1.0)
+  real = _sampling_dtype(dtype)
+  if real == np.float32 and rbg_cpu.is_rbg(key):
+    return rbg_cpu.uniform(key, shape, -1.0, 1.0)  # jax.random.uniform's numbers, faster on CPU
+  return jax.random.uniform(key, shape, real, -1.0, 1.0)
 
 
 def _complex_uniform(key: Array, shape, dtype) -> Array:

@@ -1,11 +1,14 @@
-"""abc-parametrizations (SP, μP) as per-parameter rules, and the optax transform that applies them.
+"""abc-parametrizations (SP, μP, depth-μP, CompleteP) as per-parameter rules, and the optax
+transforms that apply them.
 
-A parametrization says, for each parameter *role*, how four things scale with width:
+A parametrization says, for each parameter *role*, how five things scale with width (and,
+for the depth parametrizations, with depth):
 
 * the init variance, as a power of ``fan_in``;
 * a forward multiplier (the parameter enters the network as ``multiplier * W``);
 * the learning-rate multiplier under SGD, a power of ``fan_in`` times a power of ``fan_out``;
-* the learning-rate multiplier under Adam (any entrywise-normalizing optimizer).
+* the learning-rate multiplier under Adam (any entrywise-normalizing optimizer);
+* the multiplier on Adam's epsilon.
 
 Roles come from which dimensions of a parameter grow with width (its *infinite* dimensions,
 found by comparing a model with a narrower base model, as ``mup.set_base_shapes`` does):
@@ -34,37 +37,77 @@ Tables (Yang et al., "Tensor Programs V", 2022, https://arxiv.org/abs/2203.03466
 
 For hidden weights under SGD the paper's tables write ``1`` (they assume fan-in and fan-out
 grow together); we use ``fan_out/fan_in`` as ``mup.MuSGD`` does, which is 1 then.
+
+Depth (``"depth_mup"``, ``"completep"``): a residual network ``x <- x + a * branch(x)`` with
+``L`` blocks, tuned at ``L_base`` blocks. The model multiplies every residual branch by
+:func:`branch_multiplier` ``= (L / L_base)^-alpha``; every parameter inside a branch (its
+weights, biases and norm gains, whatever their width role) gets, on top of its μP width rule
+(``TABLES["mup"]``), the depth powers of :data:`BRANCH_TABLES`, with ``m_L = L / L_base``:
+
+* Adam lr ``m_L^(alpha - 1)``, Adam epsilon ``m_L^-alpha``, SGD lr ``m_L^(2 alpha - 1)``;
+* init variance and forward multiplier unchanged in depth.
+
+Parameters outside the branches (input layer, readout, final norm) follow μP. At
+``L == L_base`` both are exactly ``"mup"``.
+
+* ``"depth_mup"``, ``alpha = 1/2``: G. Yang, D. Yu, C. Zhu, S. Hayou, "Tensor Programs VI:
+  Feature Learning in Infinite-Depth Neural Networks", 2023, https://arxiv.org/abs/2310.02244
+  (branch ``1/sqrt(L)``, SGD lr constant, Adam lr ``1/sqrt(L)``), and B. Bordelon, L. Noci,
+  M. Li, B. Hanin, C. Pehlevan, "Depthwise Hyperparameter Transfer in Residual Networks",
+  2023, https://arxiv.org/abs/2309.16620 (branch ``1/sqrt(L)``, SGD lr constant in depth).
+* ``"completep"``, ``alpha = 1``: N. Dey et al., "Don't be lazy: CompleteP enables
+  compute-efficient deep transformers", 2025, https://arxiv.org/abs/2505.01618, as its
+  reference code (EleutherAI/nanoGPT-mup, branch ``completep``) does: branch ``1/L``, block
+  weights / biases / norm gains Adam lr ``m_L^(alpha-1) = 1``, their Adam epsilon
+  ``m_L^-alpha``. Deviations: the paper and its code are Adam-only; the SGD entry
+  ``m_L^(2 alpha - 1)`` (``m_L`` for CompleteP) follows the same derivation as TP VI's SGD
+  rule (a block's gradient carries the branch multiplier once, its effect on the features
+  once more; each block must move the features by ``Θ(1/L)``). The reference code also
+  scales every epsilon by ``1/width_mult``; jinit's μP follows ``mup``'s ``MuAdam``, which
+  does not, so only the depth part of the epsilon rule is applied (identical at the base
+  width). Weight decay is not part of these rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jinit._src import validation
 from jinit._src.paths import path_strs
 
 PARAM_ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
 OPTIMIZERS = ("sgd", "adam")
-PARAMETRIZATIONS = ("sp", "mup", "mup_table3")
+PARAMETRIZATIONS = ("sp", "mup", "mup_table3", "depth_mup", "completep")
+# The residual-branch exponent alpha of the depth parametrizations: branch multiplier
+# (L / L_base)^-alpha (Tensor Programs VI: 1/2; CompleteP: 1).
+DEPTH_ALPHA: dict[str, float] = {"depth_mup": 0.5, "completep": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
 class Power:
-  """``fan_in ** fan_in_exp * fan_out ** fan_out_exp`` (the paper's table entries)."""
+  """``fan_in ** fan_in_exp * fan_out ** fan_out_exp * depth ** depth_exp`` (a table entry)."""
   fan_in_exp: float = 0.0
   fan_out_exp: float = 0.0
+  depth_exp: float = 0.0
 
-  def __call__(self, fan_in: float, fan_out: float) -> float:
-    return float(fan_in) ** self.fan_in_exp * float(fan_out) ** self.fan_out_exp
+  def __call__(self, fan_in: float, fan_out: float, depth: float = 1.0) -> float:
+    return (float(fan_in) ** self.fan_in_exp * float(fan_out) ** self.fan_out_exp
+            * float(depth) ** self.depth_exp)
+
+  def __mul__(self, other: Power) -> Power:
+    return Power(self.fan_in_exp + other.fan_in_exp, self.fan_out_exp + other.fan_out_exp,
+                 self.depth_exp + other.depth_exp)
 
   def __str__(self) -> str:
     parts = []
-    for name, e in (("fan_in", self.fan_in_exp), ("fan_out", self.fan_out_exp)):
+    for name, e in (("fan_in", self.fan_in_exp), ("fan_out", self.fan_out_exp),
+                    ("depth", self.depth_exp)):
       if e == 1:
         parts.append(name)
       elif e != 0:
@@ -74,14 +117,20 @@ class Power:
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-  """How one role's init variance, forward multiplier and learning rates scale with width."""
+  """How one role's init variance, forward multiplier, learning rates and Adam epsilon scale."""
   init_var: Power
   multiplier: Power
   sgd_lr: Power
   adam_lr: Power
+  eps: Power = Power()
 
   def lr(self, optimizer: str) -> Power:
     return self.sgd_lr if optimizer == "sgd" else self.adam_lr
+
+  def __mul__(self, other: Rule) -> Rule:
+    """The entrywise product (a width rule times a depth rule)."""
+    return Rule(*(getattr(self, f.name) * getattr(other, f.name)
+                  for f in dataclasses.fields(self)))
 
 
 ONE = Power()
@@ -112,6 +161,38 @@ TABLES: dict[str, dict[str, Rule]] = {
         "fixed": _SP,
     },
 }
+# Outside the residual branches the depth parametrizations are μP.
+TABLES.update({p: TABLES["mup"] for p in DEPTH_ALPHA})
+
+
+def depth_rule(alpha: float) -> Rule:
+  """The depth factors of a parameter inside a residual branch scaled by ``L^-alpha``.
+
+  With ``m_L = L / L_base``: Adam lr ``m_L^(alpha-1)``, Adam epsilon ``m_L^-alpha``, SGD lr
+  ``m_L^(2 alpha-1)``; init variance and forward multiplier unchanged (the branch
+  multiplier is applied by the model, :func:`branch_multiplier`). Derivation (Tensor
+  Programs VI; CompleteP): an Adam update moves a block's features by ``lr * m_L^-alpha``,
+  an SGD update by ``lr * m_L^-2alpha`` (the gradient carries the branch multiplier too);
+  each of the ``L`` blocks must move them by ``Θ(1/L)``. Adam's epsilon scales like the
+  block's gradients, ``m_L^-alpha``.
+
+  Args:
+    alpha: the branch exponent (1/2: depth-μP; 1: CompleteP).
+
+  Returns:
+    A :class:`Rule` whose powers have only depth exponents.
+  """
+  return Rule(init_var=ONE, multiplier=ONE, sgd_lr=Power(depth_exp=2.0 * alpha - 1.0),
+              adam_lr=Power(depth_exp=alpha - 1.0), eps=Power(depth_exp=-alpha))
+
+
+# BRANCH_TABLES[parametrization][role]: the rule of a parameter inside a residual branch.
+# Without a depth rule (sp, mup, mup_table3) it is TABLES' rule.
+BRANCH_TABLES: dict[str, dict[str, Rule]] = {
+    p: ({role: r * depth_rule(DEPTH_ALPHA[p]) for role, r in TABLES[p].items()}
+        if p in DEPTH_ALPHA else TABLES[p])
+    for p in PARAMETRIZATIONS
+}
 
 
 def check_optimizer(optimizer: Any) -> str:
@@ -132,12 +213,41 @@ def check_parametrization(parametrization: Any) -> str:
   return parametrization
 
 
-def rule(parametrization: str, role: str) -> Rule:
-  """The table entry for ``role`` under ``parametrization``."""
+def rule(parametrization: str, role: str, *, branch: bool = False) -> Rule:
+  """The table entry for ``role`` under ``parametrization`` (inside a residual branch or not)."""
   check_parametrization(parametrization)
   if role not in PARAM_ROLES:
     raise ValueError(f"role must be one of {PARAM_ROLES}, got {role!r}")
-  return TABLES[parametrization][role]
+  if not isinstance(branch, bool):
+    raise TypeError(f"branch must be a bool, got {type(branch).__name__}")
+  return (BRANCH_TABLES if branch else TABLES)[parametrization][role]
+
+
+def branch_multiplier(parametrization: str, depth: int, base_depth: int) -> float:
+  """The factor on every residual branch: ``x <- x + branch_multiplier * branch(x)``.
+
+  ``(depth / base_depth)^-alpha`` with ``alpha = 1/2`` for ``"depth_mup"`` (Tensor Programs
+  VI, https://arxiv.org/abs/2310.02244; Bordelon et al., https://arxiv.org/abs/2309.16620)
+  and ``alpha = 1`` for ``"completep"`` (Dey et al., https://arxiv.org/abs/2505.01618); 1
+  for ``"sp"``, ``"mup"`` and ``"mup_table3"``. 1 at the base depth, so the base model is
+  the μP model whose hyperparameters transfer.
+
+  Args:
+    parametrization: one of :data:`PARAMETRIZATIONS`.
+    depth: the number of residual blocks ``L`` of the model.
+    base_depth: ``L`` of the base model the learning rate is tuned on.
+
+  Returns:
+    The multiplier, a python float.
+
+  Raises:
+    TypeError, ValueError: a bad ``parametrization``, a non-int or non-positive ``depth`` /
+      ``base_depth``.
+  """
+  check_parametrization(parametrization)
+  depth = validation.check_int(depth, "depth")
+  base_depth = validation.check_int(base_depth, "base_depth")
+  return (depth / base_depth) ** -DEPTH_ALPHA.get(parametrization, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +261,8 @@ class ParamMeta:
     fan_in_axes: the infinite axes counted as fan-in (the rest are fan-out).
     role: one of :data:`PARAM_ROLES`.
     parametrization: one of :data:`PARAMETRIZATIONS`.
+    depth_mult: ``depth / base_depth`` (residual blocks of the model over the base's).
+    branch: whether the parameter lies inside a residual branch (depth rules apply).
   """
   path: str
   shape: tuple[int, ...]
@@ -159,6 +271,8 @@ class ParamMeta:
   fan_in_axes: tuple[int, ...]
   role: str
   parametrization: str
+  depth_mult: float = 1.0
+  branch: bool = False
 
   def _mult(self, axes) -> float:
     return math.prod(self.shape[a] / self.base_shape[a] for a in axes)
@@ -175,22 +289,30 @@ class ParamMeta:
 
   @property
   def rule(self) -> Rule:
-    return TABLES[self.parametrization][self.role]
+    return (BRANCH_TABLES if self.branch else TABLES)[self.parametrization][self.role]
+
+  def _at(self, power: Power) -> float:
+    return power(self.fan_in_mult, self.fan_out_mult, self.depth_mult)
 
   def lr_multiplier(self, optimizer: str) -> float:
-    """The factor on the base learning rate: the table's entry at the width multipliers."""
+    """The factor on the base learning rate: the table's entry at the width/depth multipliers."""
     check_optimizer(optimizer)
-    return self.rule.lr(optimizer)(self.fan_in_mult, self.fan_out_mult)
+    return self._at(self.rule.lr(optimizer))
+
+  @property
+  def eps_multiplier(self) -> float:
+    """The factor on Adam's epsilon (CompleteP: ``depth_mult^-alpha`` inside branches)."""
+    return self._at(self.rule.eps)
 
   @property
   def multiplier(self) -> float:
     """The forward multiplier relative to the base model (readout: ``1/width_mult``)."""
-    return self.rule.multiplier(self.fan_in_mult, self.fan_out_mult)
+    return self._at(self.rule.multiplier)
 
   @property
   def init_std_mult(self) -> float:
     """Init std relative to the base model's: ``sqrt(init_var(width_mult))``."""
-    return math.sqrt(self.rule.init_var(self.fan_in_mult, self.fan_out_mult))
+    return math.sqrt(self._at(self.rule.init_var))
 
   @property
   def init_std_vs_sp(self) -> float:
@@ -224,7 +346,10 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
                parametrization: str = "mup", readout: str | Sequence[str] | None = None,
                fan_in_axes: Mapping[str, Sequence[int]] | None = None,
                norm_names: Sequence[str] = ("scale",),
-               bias_names: Sequence[str] = ("bias",)) -> dict[str, ParamMeta]:
+               bias_names: Sequence[str] = ("bias",), depth: int | None = None,
+               base_depth: int | None = None,
+               branches: str | Sequence[str] | Callable[[str], bool] | None = None
+               ) -> dict[str, ParamMeta]:
   """Per-parameter :class:`ParamMeta` from the target's and the base's ``{path: shape}``.
 
   Args:
@@ -236,15 +361,24 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
     norm_names: leaf names of norm gains (role ``norm``).
     bias_names: leaf names of biases (role ``bias``, whatever their rank: attention biases
       are ``(heads, head_dim)``). Vectors (rank <= 1) with other names are biases too.
+    depth, base_depth: residual blocks of the model and of the base model (the base is
+      compared at the same depth; only these numbers carry depth). Required, with
+      ``branches``, by ``"depth_mup"`` and ``"completep"``; optional otherwise.
+    branches: the parameters inside residual branches: a path prefix (``"blocks"`` matches
+      ``"blocks/0/fc/kernel"`` and stacked ``"blocks/fc/kernel"``), a sequence of them, or a
+      predicate ``path -> bool``.
 
   Returns:
     ``{path: ParamMeta}`` in the order of ``shapes``.
 
   Raises:
     ValueError: different parameter sets or ranks (naming ``base_model``), a readout that
-      cannot be identified or does not exist (naming ``readout``).
+      cannot be identified or does not exist (naming ``readout``), a depth parametrization
+      without ``depth``/``base_depth``/``branches``, a prefix matching no parameter.
+    TypeError: a non-int ``depth``/``base_depth``, ``branches`` of another type.
   """
   check_parametrization(parametrization)
+  depth_mult, in_branch = check_depth(parametrization, depth, base_depth, branches, shapes)
   missing = sorted(set(base_shapes) - set(shapes))
   extra = sorted(set(shapes) - set(base_shapes))
   if missing or extra:
@@ -315,19 +449,63 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
     else:
       role = "output"  # infinite fan-in only, but not the readout: scale it like one
     out[p] = ParamMeta(p, tuple(shape), tuple(base_shapes[p]), inf, fan_in[p], role,
-                       parametrization)
+                       parametrization, depth_mult, in_branch(p))
   return out
+
+
+def check_depth(parametrization, depth, base_depth, branches, shapes=None):
+  """``(depth_mult, path -> in a branch)`` from build_meta's depth arguments, all checked.
+
+  With ``shapes`` (``{path: shape}``), every ``branches`` prefix must match a parameter.
+  """
+  if parametrization in DEPTH_ALPHA:
+    for name, value in (("depth", depth), ("base_depth", base_depth), ("branches", branches)):
+      if value is None:
+        raise ValueError(f"{name} is required by parametrization={parametrization!r} (depth, "
+                         "base_depth: residual blocks of the model and the base; branches: "
+                         "the path prefix(es) of the residual branches' parameters)")
+  if (depth is None) != (base_depth is None):
+    raise ValueError("depth and base_depth go together: give both (residual blocks of the "
+                     f"model and of the base model) or neither, got depth={depth!r}, "
+                     f"base_depth={base_depth!r}")
+  depth_mult = 1.0
+  if depth is not None:
+    depth_mult = (validation.check_int(depth, "depth")
+                  / validation.check_int(base_depth, "base_depth"))
+  if branches is None:
+    return depth_mult, lambda path: False
+  if callable(branches):
+    return depth_mult, lambda path: bool(branches(path))
+  names = [branches] if isinstance(branches, str) else branches
+  if not isinstance(names, Sequence) or not all(isinstance(n, str) and n for n in names):
+    raise TypeError("branches must be a path prefix str, a sequence of them or a predicate "
+                    f"path -> bool, got {branches!r}")
+  prefixes = [n.rstrip("/") for n in names]
+
+  def in_branch(path):
+    return any(path == n or path.startswith(n + "/") for n in prefixes)
+
+  if shapes is not None:
+    for n in prefixes:
+      if not any(path == n or path.startswith(n + "/") for path in shapes):
+        raise ValueError(f"branches: {n!r} matches no parameter; parameters: "
+                         f"{list(shapes)[:8]}...")
+  return depth_mult, in_branch
 
 
 def format_meta(meta: Mapping[str, ParamMeta], optimizer: str | None = None) -> str:
   """A markdown table: path, shape, base shape, role, width multipliers, lr multiplier(s)."""
   opts = OPTIMIZERS if optimizer is None else (check_optimizer(optimizer),)
+  depth = any(m.branch or m.depth_mult != 1.0 for m in meta.values())
   head = ["path", "shape", "base", "role", "fan_in x", "fan_out x", "forward x", "init std x"]
+  head += ["branch", "depth x", "adam eps x"] if depth else []
   head += [f"{o} lr x" for o in opts]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for m in meta.values():
     cells = [m.path, str(m.shape), str(m.base_shape), m.role, f"{m.fan_in_mult:g}",
              f"{m.fan_out_mult:g}", f"{m.multiplier:g}", f"{m.init_std_mult:g}"]
+    cells += ["yes" if m.branch else "no", f"{m.depth_mult:g}",
+              f"{m.eps_multiplier:g}"] if depth else []
     cells += [f"{m.lr_multiplier(o):g}" for o in opts]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -356,13 +534,49 @@ def lr_multipliers(params_meta: Mapping[str, ParamMeta], optimizer: str) -> dict
   return {p: m.lr_multiplier(optimizer) for p, m in params_meta.items()}
 
 
+def _check_meta(params_meta: Any) -> None:
+  if not isinstance(params_meta, Mapping) or not all(
+      isinstance(m, ParamMeta) for m in params_meta.values()):
+    raise TypeError("params_meta must be the {path: ParamMeta} mapping that "
+                    f"jinit.mup.infinite_dims returns, got {type(params_meta).__name__}")
+
+
+def _scale_tree(params_meta: Mapping[str, ParamMeta], mults: Mapping[str, float], tree: Any,
+                what: str) -> Any:
+  """``tree`` with each leaf times ``mults[path]``; its paths and shapes checked first."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  paths = path_strs([kp for kp, _ in leaves])
+  unknown = [p for p in paths if p not in mults]
+  if unknown:  # a subset is fine: optax.multi_transform masks the other parameters out
+    raise ValueError(
+        f"params_meta does not match the {what}: {len(unknown)} of {len(paths)} {what} "
+        f"have no entry in params_meta, e.g. {unknown[:5]}; params_meta has "
+        f"{list(mults)[:5]}...")
+  wrong = [f"{p} {tuple(jnp.shape(u))} (params_meta: {params_meta[p].shape})"
+           for p, (_, u) in zip(paths, leaves)
+           if tuple(jnp.shape(u)) != tuple(params_meta[p].shape)]
+  if wrong:  # meta built for another width: its multipliers would be silently wrong
+    raise ValueError(f"params_meta was built for other shapes than these {what}: "
+                     f"{'; '.join(wrong[:5])}; rebuild it with jinit.mup.infinite_dims "
+                     "for this model")
+  not_float = [f"{p} ({jnp.result_type(u)})" for p, (_, u) in zip(paths, leaves)
+               if not jnp.issubdtype(jnp.result_type(u), jnp.inexact)]
+  if not_float:  # an int update times 0.25 would be cast to int (0)
+    raise TypeError(f"jinit.mup needs floating {what}, got {', '.join(not_float[:5])}")
+  new = [u if mults[p] == 1.0 else u * jnp.asarray(mults[p], jnp.result_type(u))
+         for p, (_, u) in zip(paths, leaves)]
+  return jax.tree_util.tree_unflatten(treedef, new)
+
+
 def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam"):
   """An optax transform that multiplies each parameter's update by its μP lr multiplier.
 
   ``optax.chain(optax.adam(lr), scale_updates(meta, "adam"))`` gives every parameter the
   learning rate ``lr * m`` with ``m`` from the parametrization's table (Tensor Programs V,
   Tables 3/8; for μP + Adam ``m = 1/width_mult`` for hidden weights, 1 otherwise; for μP +
-  SGD ``m = width_mult`` for input weights, biases and the readout). It is linear in the
+  SGD ``m = width_mult`` for input weights, biases and the readout). Under ``"depth_mup"``
+  and ``"completep"`` the parameters inside residual branches get the depth factor too
+  (Adam: ``depth_mult^(alpha-1)``; SGD: ``depth_mult^(2 alpha-1)``). It is linear in the
   updates, so it composes with any chain (momentum, clipping before it, schedules) and with
   ``optax.multi_transform``. For decoupled weight decay as ``mup.MuAdamW`` applies it
   (``lr * wd``, not rescaled), put ``optax.add_decayed_weights`` after this transform and
@@ -376,14 +590,13 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
     An ``optax.GradientTransformation``. Its update raises ``ValueError`` for an updates
     tree whose paths are not those of ``params_meta``.
 
-  References: G. Yang et al., "Tensor Programs V", 2022, https://arxiv.org/abs/2203.03466.
+  References: G. Yang et al., "Tensor Programs V", 2022, https://arxiv.org/abs/2203.03466;
+  "Tensor Programs VI", 2023, https://arxiv.org/abs/2310.02244; N. Dey et al., "CompleteP",
+  2025, https://arxiv.org/abs/2505.01618.
   """
   import optax
 
-  if not isinstance(params_meta, Mapping) or not all(
-      isinstance(m, ParamMeta) for m in params_meta.values()):
-    raise TypeError("params_meta must be the {path: ParamMeta} mapping that "
-                    f"jinit.mup.infinite_dims returns, got {type(params_meta).__name__}")
+  _check_meta(params_meta)
   mults = lr_multipliers(params_meta, optimizer)
 
   def init_fn(params):
@@ -392,27 +605,43 @@ def scale_updates(params_meta: Mapping[str, ParamMeta], optimizer: str = "adam")
 
   def update_fn(updates, state, params=None):
     del params
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
-    paths = path_strs([kp for kp, _ in leaves])
-    unknown = [p for p in paths if p not in mults]
-    if unknown:  # a subset is fine: optax.multi_transform masks the other parameters out
-      raise ValueError(
-          f"params_meta does not match the updates: {len(unknown)} of {len(paths)} updates "
-          f"have no entry in params_meta, e.g. {unknown[:5]}; params_meta has "
-          f"{list(mults)[:5]}...")
-    wrong = [f"{p} {tuple(jnp.shape(u))} (params_meta: {params_meta[p].shape})"
-             for p, (_, u) in zip(paths, leaves)
-             if tuple(jnp.shape(u)) != tuple(params_meta[p].shape)]
-    if wrong:  # meta built for another width: its multipliers would be silently wrong
-      raise ValueError(f"params_meta was built for other shapes than these updates: "
-                       f"{'; '.join(wrong[:5])}; rebuild it with jinit.mup.infinite_dims "
-                       "for this model")
-    not_float = [f"{p} ({jnp.result_type(u)})" for p, (_, u) in zip(paths, leaves)
-                 if not jnp.issubdtype(jnp.result_type(u), jnp.inexact)]
-    if not_float:  # an int update times 0.25 would be cast to int (0)
-      raise TypeError(f"scale_updates needs floating updates, got {', '.join(not_float[:5])}")
-    new = [u if mults[p] == 1.0 else u * jnp.asarray(mults[p], jnp.result_type(u))
-           for p, (_, u) in zip(paths, leaves)]
-    return jax.tree_util.tree_unflatten(treedef, new), state
+    return _scale_tree(params_meta, mults, updates, "updates"), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_eps(params_meta: Mapping[str, ParamMeta]):
+  """An optax transform giving Adam a per-parameter epsilon ``eps * eps_multiplier``.
+
+  Put it right before Adam: ``optax.chain(scale_eps(meta), optax.adam(lr, eps=eps),
+  scale_updates(meta, "adam"))``. It divides each gradient by ``c = m.eps_multiplier``, and
+  Adam is invariant to the gradient's scale except for epsilon:
+  ``(m_t / c) / (sqrt(v_t) / c + eps) = m_t / (sqrt(v_t) + c * eps)``, i.e. Adam with
+  epsilon ``c * eps``, exactly. ``c`` is 1 except inside the residual branches of
+  ``"depth_mup"`` / ``"completep"`` models: ``depth_mult^-alpha`` (CompleteP, Eq. 40 and its
+  reference code; the branch's gradients shrink by the same factor). Only for Adam-like
+  optimizers: before SGD it would rescale the learning rate.
+
+  Args:
+    params_meta: ``{path: ParamMeta}`` from :func:`jinit.mup.infinite_dims`.
+
+  Returns:
+    An ``optax.GradientTransformation``.
+
+  References: N. Dey et al., "Don't be lazy: CompleteP enables compute-efficient deep
+  transformers", 2025, https://arxiv.org/abs/2505.01618.
+  """
+  import optax
+
+  _check_meta(params_meta)
+  inverse = {p: 1.0 / m.eps_multiplier for p, m in params_meta.items()}
+
+  def init_fn(params):
+    del params
+    return ScaleUpdatesState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    return _scale_tree(params_meta, inverse, updates, "gradients"), state
 
   return optax.GradientTransformation(init_fn, update_fn)

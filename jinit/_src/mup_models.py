@@ -18,6 +18,7 @@ from jinit._src import validation
 from jinit._src.mup import ParamMeta
 from jinit._src.mup import TABLES
 from jinit._src.mup import build_meta
+from jinit._src.mup import check_depth
 from jinit._src.mup import check_parametrization
 from jinit._src.mup import flat_shapes
 
@@ -68,6 +69,8 @@ def base_shapes(model: Any, *example_args: Any,
 def infinite_dims(model: Any, base_model: Any, *example_args: Any,
                   parametrization: str = "mup", readout: str | Sequence[str] | None = None,
                   fan_in_axes: Mapping[str, Sequence[int]] | None = None,
+                  depth: int | None = None, base_depth: int | None = None,
+                  branches: str | Sequence[str] | Callable[[str], bool] | None = None,
                   **example_kwargs: Any) -> dict[str, ParamMeta]:
   """Compares ``model`` with ``base_model``: per parameter, its infinite axes, role and rules.
 
@@ -80,18 +83,28 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
     model, base_model: anything :func:`base_shapes` accepts (both nnx, both linen with the
       same example inputs, params, or shape dicts).
     *example_args, **example_kwargs: inputs for linen modules' ``init``.
-    parametrization: ``"mup"`` (Tensor Programs V Table 8, as ``mup``), ``"mup_table3"``
-      or ``"sp"`` (every lr multiplier 1).
+    parametrization: ``"mup"`` (Tensor Programs V Table 8, as ``mup``), ``"mup_table3"``,
+      ``"sp"`` (every lr multiplier 1), or μP with depth transfer: ``"depth_mup"``
+      (Tensor Programs VI, branches ``x 1/sqrt(depth_mult)``) or ``"completep"`` (Dey et
+      al. 2025, branches ``x 1/depth_mult``); see :data:`BRANCH_TABLES`.
     readout: the readout's path (``"head"`` or ``"head/kernel"``) when it cannot be found
       from the shapes (no kernel, or several, with only infinite fan-in).
     fan_in_axes: ``{path: axes}`` for kernels whose fan-in is not the first infinite axis.
+    depth, base_depth: residual blocks of ``model`` and of the model the lr was tuned on
+      (``base_model`` itself has ``model``'s depth and the base width); required by the
+      depth parametrizations, whose branch lr and epsilon rules use ``depth / base_depth``.
+    branches: which parameters lie inside residual branches: a path prefix (``"blocks"``),
+      a sequence of them, or a predicate ``path -> bool``; required by the depth
+      parametrizations. The model multiplies each branch by :func:`branch_multiplier`.
 
   Returns:
-    ``{path: ParamMeta}``; pass it to :func:`scale_updates`.
+    ``{path: ParamMeta}``; pass it to :func:`scale_updates` (and :func:`scale_eps`).
 
   Raises:
     ValueError: the models have different parameters or ranks (``base_model``), the readout
-      cannot be identified (``readout``), a bad ``parametrization``.
+      cannot be identified (``readout``), a bad ``parametrization``, a depth parametrization
+      without ``depth``/``base_depth``/``branches``, a ``branches`` prefix matching nothing.
+    TypeError: a non-int ``depth``/``base_depth``, ``branches`` of another type.
 
   Examples:
     >>> import jinit.mup
@@ -107,13 +120,15 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
     [('l1/kernel', 'input'), ('l2/kernel', 'hidden'), ('out/kernel', 'output')]
   """
   check_parametrization(parametrization)
+  check_depth(parametrization, depth, base_depth, branches)  # before any tracing
   shapes = base_shapes(model, *example_args, **example_kwargs)
   try:
     base = base_shapes(base_model, *example_args, **example_kwargs)
   except TypeError as e:
     raise TypeError(f"base_model: {e}") from None
   return build_meta(shapes, base, parametrization=parametrization, readout=readout,
-                    fan_in_axes=fan_in_axes)
+                    fan_in_axes=fan_in_axes, depth=depth, base_depth=base_depth,
+                    branches=branches)
 
 
 # --------------------------------------------------------------------------- readout

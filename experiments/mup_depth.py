@@ -1,0 +1,486 @@
+"""Depth transfer: best Adam lr of a residual MLP vs depth, SP vs μP vs depth-μP vs CompleteP.
+
+Depth-μP (G. Yang et al., "Tensor Programs VI", 2023, https://arxiv.org/abs/2310.02244;
+B. Bordelon et al., 2023, https://arxiv.org/abs/2309.16620) and CompleteP (N. Dey et al.,
+"Don't be lazy: CompleteP enables compute-efficient deep transformers", 2025,
+https://arxiv.org/abs/2505.01618, Fig. 1) claim that with residual branches scaled by
+``(L/L_base)^-alpha`` and their learning rates adjusted per depth, the best learning rate
+stays put as a network deepens (tune on a shallow proxy, transfer), while under SP and μP
+(width-only) it moves; and that at the transferred lr deeper is better. This study trains a
+pre-LN residual MLP ``784 -> width``, ``L`` blocks ``x <- x + a * fc2(relu(fc1(LN(x))))``,
+``LN -> 10`` on MNIST with Adam, at every depth, learning rate (powers of 2) and seed, for:
+
+* ``sp``: LeCun-normal init, biases zero, ``a = 1``, one Adam lr for all;
+* ``mup``: μP for width only (base width ``--base-width``, :class:`jinit.mup.LinenReadout`,
+  :func:`jinit.mup.scale_updates`), ``a = 1``;
+* ``depth_mup``: μP plus ``a = (L/L_base)^-1/2``, block Adam lr and epsilon
+  ``x (L/L_base)^-1/2`` (``jinit.mup``'s ``"depth_mup"``);
+* ``completep``: μP plus ``a = (L/L_base)^-1``, block Adam lr unchanged, block epsilon
+  ``x (L/L_base)^-1`` (``"completep"``).
+
+The base depth ``L_base`` is the smallest depth; the optimizer is ``optax.chain(
+jinit.mup.scale_eps(meta), optax.adam(lr), jinit.mup.scale_updates(meta, "adam"))``. At the
+base depth depth-μP and CompleteP are μP exactly. All learning rates x seeds of one
+(depth, parametrization) train in one compiled program (``vmap`` in ``lax.map`` chunks,
+``lax.scan`` over steps, the blocks stacked by ``nn.scan``). A run's loss is the mean training
+cross-entropy on a fixed subset of the training set after the last step; a diverged run
+counts as +inf.
+
+Outputs (in ``--out``, default ``results/mup_depth-<UTC time>``):
+
+* ``transfer.json``: ``{"depths", "lrs", "parametrizations": {p: {"best_lr",
+  "final_loss"}}}`` (mup_transfer's schema with ``depths`` for ``widths``);
+* ``runs.json``: every run's final loss and validation accuracy, and the config;
+* ``loss_vs_lr.png``: loss vs learning rate, one line per depth, one panel per parametrization;
+* ``summary.md`` / ``summary.json``: the best-lr table, the three claims computed from
+  ``transfer.json`` with their verdicts, the command, date and machine.
+
+  python -m experiments.mup_depth --quick     # depths 2, 8, 32: a few minutes
+  python -m experiments.mup_depth             # depths 2 -> 32, 8 lrs, 3 seeds, 500 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.common import cli
+from experiments.common import data as data_lib
+from experiments.common import provenance as provenance_lib
+from experiments.common import results
+from experiments.common import study
+from jinit import mup
+from jinit._src import validation
+
+PARAMETRIZATIONS = ("sp", "mup", "depth_mup", "completep")
+DEPTH_PARAMETRIZATIONS = ("depth_mup", "completep")
+WIDTH_ONLY = ("sp", "mup")
+NAMES = {"sp": "SP", "mup": "μP (width only)", "depth_mup": "depth-μP", "completep": "CompleteP"}
+BRANCHES = "blocks"  # the path prefix of every parameter inside a residual branch
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  depths: tuple[int, ...] = (2, 4, 8, 16, 32)
+  log2_lrs: tuple[int, ...] = tuple(range(-11, -3))  # 2^-11 .. 2^-4
+  width: int = 64
+  base_width: int = 16
+  seeds: int = 3
+  steps: int = 500  # ~0.6 epoch of MNIST at batch 64
+  batch_size: int = 64
+  eval_size: int = 4096  # training examples the final loss is measured on
+  val_size: int = 2000  # validation examples for the accuracy (not used to pick the lr)
+  chunk: int = 8  # runs vmapped together inside lax.map (24 runs per program: 3 chunks)
+
+  def __post_init__(self):
+    if len(self.depths) < 2 or any(b <= a for a, b in zip(self.depths, self.depths[1:])):
+      raise ValueError(f"depths must be at least 2 strictly increasing ints, got {self.depths}")
+    for i, d in enumerate(self.depths):
+      validation.check_int(d, f"depths[{i}]")
+    if any(b != a + 1 for a, b in zip(self.log2_lrs, self.log2_lrs[1:])) or len(self.log2_lrs) < 3:
+      raise ValueError("log2_lrs must be at least 3 consecutive ints (a grid of powers of 2), "
+                       f"got {self.log2_lrs}")
+    for name in ("width", "base_width", "seeds", "steps", "batch_size", "eval_size", "val_size",
+                 "chunk"):
+      validation.check_int(getattr(self, name), name)
+
+  @property
+  def lrs(self) -> list[float]:
+    return [2.0 ** k for k in self.log2_lrs]
+
+  @property
+  def base_depth(self) -> int:
+    return self.depths[0]
+
+
+QUICK = Config(depths=(2, 8, 32), log2_lrs=tuple(range(-11, -4)), seeds=2, steps=150,
+               eval_size=2048)
+
+
+class Block(nn.Module):
+  """One pre-LN residual block: ``x + mult * fc2(relu(fc1(LN(x))))`` (an ``nn.scan`` body)."""
+  width: int
+  mult: float
+
+  @nn.compact
+  def __call__(self, x, _):
+    h = nn.relu(nn.Dense(self.width, name="fc1")(nn.LayerNorm(name="ln")(x)))
+    return x + jnp.asarray(self.mult, x.dtype) * nn.Dense(self.width, name="fc2")(h), None
+
+
+class ResMLP(nn.Module):
+  """``in -> depth x Block -> LN -> readout``; ``base_width=None``: SP's readout."""
+  width: int
+  depth: int
+  branch_mult: float = 1.0
+  base_width: int | None = None
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(self.width, name="in")(x)
+    blocks = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                     length=self.depth)
+    x, _ = blocks(self.width, self.branch_mult, name=BRANCHES)(x, None)
+    x = nn.LayerNorm(name="ln_f")(x)
+    readout = "sp" if self.base_width is None else "mup"
+    return mup.LinenReadout(self.num_classes, base_in_features=self.base_width,
+                            parametrization=readout, name="out")(x)
+
+
+def make_model(parametrization: str, width: int, depth: int, config: Config) -> ResMLP:
+  mult = mup.branch_multiplier(parametrization, depth, config.base_depth)
+  base_width = None if parametrization == "sp" else config.base_width
+  return ResMLP(width, depth, mult, base_width)
+
+
+def params_meta(parametrization: str, depth: int, config: Config, input_dim: int):
+  """``jinit.mup.infinite_dims`` against the base width at this depth, with the base depth."""
+  x = jnp.zeros((1, input_dim), jnp.float32)
+  return mup.infinite_dims(make_model(parametrization, config.width, depth, config),
+                           make_model(parametrization, config.base_width, depth, config), x,
+                           parametrization=parametrization, depth=depth,
+                           base_depth=config.base_depth, branches=BRANCHES)
+
+
+def make_optimizer(meta, lr):
+  return optax.chain(mup.scale_eps(meta), optax.adam(lr), mup.scale_updates(meta, "adam"))
+
+
+def _loss(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_sweep(model: ResMLP, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val,
+               y_val):
+  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program."""
+  n_train = x_train.shape[0]
+
+  def one_run(lr, seed):
+    key = jax.random.fold_in(jax.random.key(20231004), seed)
+    init_key, data_key = jax.random.split(key)
+    params = model.init(init_key, x_train[:1])["params"]
+
+    def loss_fn(p, step_key):  # one step's batch, drawn from its key
+      idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+      return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
+
+    params, _, _, _ = study.scan_sgd(loss_fn, params, make_optimizer(meta, lr),
+                                     jax.random.split(data_key, config.steps))
+    eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
+    hits = jnp.argmax(model.apply({"params": params}, x_val), -1).astype(y_val.dtype) == y_val
+    return eval_loss, jnp.mean(hits.astype(jnp.float32))
+
+  @jax.jit
+  def sweep(lrs, seeds):
+    return jax.lax.map(lambda a: one_run(*a), (lrs, seeds), batch_size=config.chunk)
+
+  return sweep
+
+
+def best_lrs(final_loss, lrs: Sequence[float]) -> list[float | None]:
+  """Per depth, the lr minimizing the (median) loss; None when every lr diverged."""
+  out = []
+  for row in np.asarray(final_loss, float):
+    finite = np.where(np.isfinite(row), row, np.inf)
+    out.append(None if not np.isfinite(finite).any() else float(lrs[int(np.argmin(finite))]))
+  return out
+
+
+def _steps(a: float | None, b: float | None) -> int | None:
+  return None if a is None or b is None else round(math.log2(b) - math.log2(a))
+
+
+def _verdict(flags: Sequence[bool]) -> str:
+  return "agrees" if all(flags) else "partly" if any(flags) else "not"
+
+
+def claims(transfer: dict[str, Any]) -> dict[str, Any]:
+  """The three claims, evaluated on ``transfer.json``'s content.
+
+  1. Under depth-μP and CompleteP the best lr stays within one grid step (a factor 2) of the
+     base depth's at every depth.
+  2. Under SP and μP (width only) it moves by two steps or more from the shallowest to the
+     deepest model.
+  3. Under depth-μP and CompleteP, at the lr transferred from the base depth, deeper is
+     better: the loss does not increase from one depth to the next ("partly": only the
+     deepest beats the base depth).
+
+  Each claim's verdict is "agrees" (every parametrization it names), "partly" (some) or
+  "not" (none).
+  """
+  depths, lrs = transfer["depths"], transfer["lrs"]
+  ps = transfer["parametrizations"]
+  per: dict[str, Any] = {}
+  for p, d in ps.items():
+    best = d["best_lr"]
+    shifts = [_steps(best[0], b) for b in best]
+    transferred = best[0]
+    at_transferred = (None if transferred is None else
+                      [row[lrs.index(transferred)] for row in d["final_loss"]])
+    finite = at_transferred is not None and all(math.isfinite(v) for v in at_transferred)
+    per[p] = {
+        "shift_steps": shifts[-1],
+        "max_abs_shift_steps": None if None in shifts else max(abs(s) for s in shifts),
+        "transferred_lr": transferred,
+        "loss_at_transferred_lr": at_transferred,
+        "deeper_is_better_every_depth": finite and all(
+            b <= a for a, b in zip(at_transferred, at_transferred[1:])),
+        "deepest_beats_base_at_transferred_lr": finite and at_transferred[-1] < at_transferred[0],
+        "deepest_loss_at_own_best_lr": (None if best[-1] is None else
+                                        d["final_loss"][-1][lrs.index(best[-1])]),
+    }
+  stable = {p: per[p]["max_abs_shift_steps"] is not None and per[p]["max_abs_shift_steps"] <= 1
+            for p in DEPTH_PARAMETRIZATIONS if p in per}
+  moves = {p: per[p]["shift_steps"] is not None and abs(per[p]["shift_steps"]) >= 2
+           for p in WIDTH_ONLY if p in per}
+  deeper = {p: per[p]["deeper_is_better_every_depth"] for p in DEPTH_PARAMETRIZATIONS if p in per}
+  deeper_partly = {p: per[p]["deepest_beats_base_at_transferred_lr"]
+                   for p in DEPTH_PARAMETRIZATIONS if p in per}
+  deeper_verdict = _verdict(list(deeper.values()))
+  if deeper_verdict == "not" and any(deeper_partly.values()):
+    deeper_verdict = "partly"
+  return {
+      "depths": [depths[0], depths[-1]], "per_parametrization": per,
+      "best_lr_stable_under_depth_parametrizations": stable,
+      "best_lr_stable_verdict": _verdict(list(stable.values())),
+      "best_lr_moves_under_sp_and_mup": moves,
+      "best_lr_moves_verdict": _verdict(list(moves.values())),
+      "deeper_is_better_at_transferred_lr": deeper,
+      "deepest_beats_base_at_transferred_lr": deeper_partly,
+      "deeper_is_better_verdict": deeper_verdict,
+  }
+
+
+def _fmt_lr(lr):
+  return "-" if lr is None else f"2^{round(math.log2(lr))}"
+
+
+def _fmt(v):
+  return "-" if v is None else f"{v:.4f}"
+
+
+def summary_markdown(transfer, claim, info, config: Config) -> str:
+  depths, lrs = transfer["depths"], transfer["lrs"]
+  ps = [p for p in PARAMETRIZATIONS if p in transfer["parametrizations"]]
+  per = claim["per_parametrization"]
+  lines = [f"# Depth transfer: best Adam lr vs depth ({info['dataset']})", "",
+           f"Command: `{info['command']}`  ", f"Date: {info['date']}  ",
+           f"Machine: {info['machine']}  ",
+           f"Wall time: {info['seconds']:.0f} s (CPU time {info['cpu_seconds']:.0f} s; "
+           f"1-min load average {info['load_average_1min_at_start_and_end'][0]:.1f} at "
+           f"start, {info['load_average_1min_at_start_and_end'][1]:.1f} at the end)", "",
+           f"Pre-LN residual MLP, width {config.width} (μP base width {config.base_width}), "
+           f"base depth {config.base_depth}, Adam, {config.steps} steps of batch "
+           f"{config.batch_size}, {config.seeds} seeds, lrs {_fmt_lr(lrs[0])}..{_fmt_lr(lrs[-1])}.",
+           "", "## Best learning rate per depth (median training loss over seeds)", "",
+           "| depth | " + " | ".join(f"{NAMES[p]} best lr | loss" for p in ps) + " |",
+           "|---|" + "---|---|" * len(ps)]
+  for i, depth in enumerate(depths):
+    row = [str(depth)]
+    for p in ps:
+      best = transfer["parametrizations"][p]["best_lr"][i]
+      loss = (transfer["parametrizations"][p]["final_loss"][i][lrs.index(best)]
+              if best is not None else None)
+      row += [_fmt_lr(best), _fmt(loss)]
+    lines.append("| " + " | ".join(row) + " |")
+  lines += ["", f"## Loss at the lr transferred from depth {depths[0]}", "",
+            "| depth | " + " | ".join(
+                f"{NAMES[p]} at {_fmt_lr(per[p]['transferred_lr'])}" for p in ps) + " |",
+            "|---|" + "---|" * len(ps)]
+  for i, depth in enumerate(depths):
+    lines.append("| " + " | ".join([str(depth)] + [
+        _fmt(None if per[p]["loss_at_transferred_lr"] is None
+             else per[p]["loss_at_transferred_lr"][i]) for p in ps]) + " |")
+  lines += ["", "## Claims (Tensor Programs VI; CompleteP Fig. 1)", ""]
+  stable = ", ".join(f"{NAMES[p]} max {per[p]['max_abs_shift_steps']} step(s)"
+                     for p in DEPTH_PARAMETRIZATIONS if p in per)
+  moves = ", ".join(f"{NAMES[p]} {per[p]['shift_steps']:+d} step(s)"
+                    if per[p]["shift_steps"] is not None else f"{NAMES[p]} -"
+                    for p in WIDTH_ONLY if p in per)
+  deeper = "; ".join(
+      f"{NAMES[p]}: " + " -> ".join(_fmt(v) for v in (per[p]["loss_at_transferred_lr"] or []))
+      for p in DEPTH_PARAMETRIZATIONS if p in per)
+  lines += [
+      f"- Best lr stays within one grid step of depth {depths[0]}'s at every depth under "
+      f"depth-μP and CompleteP: {stable} -> **{claim['best_lr_stable_verdict']}**.",
+      f"- Best lr moves by two steps or more from depth {depths[0]} to {depths[-1]} under SP "
+      f"and μP (width only): {moves} -> **{claim['best_lr_moves_verdict']}**.",
+      f"- Deeper is better at the transferred lr (loss non-increasing with depth): {deeper} "
+      f"-> **{claim['deeper_is_better_verdict']}**.",
+      "", "Verdicts: agrees = every parametrization the claim names; partly = some (for "
+      "the third: or only the deepest beats the base depth); not = none.", ""]
+  deepest = ", ".join(f"{NAMES[p]} {_fmt(per[p]['deepest_loss_at_own_best_lr'])}" for p in ps)
+  lines += [f"Deepest model ({depths[-1]} blocks) at its own best lr: {deepest}."]
+  return "\n".join(lines)
+
+
+def plot_loss_vs_lr(transfer, path):
+  plt = results.pyplot()  # the experiments' one figure style
+  ps = [p for p in PARAMETRIZATIONS if p in transfer["parametrizations"]]
+  fig, axes = plt.subplots(1, len(ps), figsize=(3.6 * len(ps), 3.8), sharey=True,
+                           squeeze=False)
+  depths, lrs = transfer["depths"], np.asarray(transfer["lrs"])
+  colors = plt.cm.viridis(np.linspace(0, 0.9, len(depths)))
+  finite = [v for p in ps for row in transfer["parametrizations"][p]["final_loss"]
+            for v in row if v is not None and math.isfinite(v)]
+  top = min(max(finite), 2.5) if finite else 2.5
+  for ax, p in zip(axes[0], ps):
+    d = transfer["parametrizations"][p]
+    for i, depth in enumerate(depths):
+      loss = np.array([np.nan if v is None else v for v in d["final_loss"][i]], float)
+      ax.plot(lrs, loss, "o-", ms=3, color=colors[i], label=f"{depth} blocks")
+      if d["best_lr"][i] is not None:
+        j = list(lrs).index(d["best_lr"][i])
+        ax.plot(lrs[j], loss[j], "*", ms=11, color=colors[i], markeredgecolor="k")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(min(finite) * 0.8 if finite else 0, top)
+    ax.set_xlabel("Adam learning rate (base)")
+    ax.set_title(NAMES[p])
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("training loss (median over seeds)")
+  axes[0][-1].legend(fontsize=8)
+  fig.suptitle("MNIST pre-LN residual MLP: training loss vs learning rate "
+               "(star: best lr per depth)")
+  fig.tight_layout()
+  results.save_figure(fig, path)
+
+
+def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
+        log=print, prov: dict | None = None) -> dict[str, Any]:
+  """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
+  start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+  input_dim = dataset.x_train.shape[1]
+  x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  n_eval = min(config.eval_size, len(dataset.y_train))
+  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
+  x_val = jnp.asarray(dataset.x_val[:config.val_size])
+  y_val = jnp.asarray(dataset.y_val[:config.val_size])
+  lrs = config.lrs
+  n_l, n_s, n_d = len(lrs), config.seeds, len(config.depths)
+  lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
+  seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
+  per_run = {p: {"loss": np.full((n_d, n_l, n_s), np.nan),
+                 "val_acc": np.full((n_d, n_l, n_s), np.nan)} for p in PARAMETRIZATIONS}
+  for i, depth in enumerate(config.depths):
+    for p in PARAMETRIZATIONS:
+      t0 = time.time()
+      model = make_model(p, config.width, depth, config)
+      sweep = make_sweep(model, params_meta(p, depth, config, input_dim), config, x_train,
+                         y_train, x_eval, y_eval, x_val, y_val)
+      loss, acc = jax.device_get(sweep(lr_r, seed_r))
+      per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
+      per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
+      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
+                               np.inf), axis=1)
+      log(f"depth {depth:3d} {p:9s}: {n_l * n_s} runs in {time.time() - t0:6.1f} s; best lr "
+          f"{_fmt_lr(lrs[int(np.argmin(med))]) if np.isfinite(med).any() else '-'}, "
+          f"loss {np.min(med):.4f}")
+    results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per depth
+        "config": dataclasses.asdict(config), "done_depths": list(config.depths[:i + 1]),
+        "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
+
+  transfer = {"depths": list(config.depths), "lrs": lrs, "parametrizations": {}}
+  for p in PARAMETRIZATIONS:
+    loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
+    median = np.median(loss, axis=2)
+    transfer["parametrizations"][p] = {"best_lr": best_lrs(median, lrs),
+                                       "final_loss": median.tolist()}
+  claim = claims(transfer)
+  results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
+  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"))
+  prov = prov or {}
+  info = {"command": command,
+          "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
+              "%Y-%m-%d %H:%M UTC"),
+          "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
+                     f"{jax.default_backend()}",
+          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
+          "seconds": time.time() - start,
+          # CPU time of this process (all threads): on a shared machine, what the run
+          # would take with the cores to itself is closer to cpu_seconds / cores.
+          "cpu_seconds": time.process_time() - cpu_start,
+          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
+  results.write_json(os.path.join(out_dir, "summary.json"), {
+      "info": info, "config": dataclasses.asdict(config), "claims": claim})
+  text = summary_markdown(transfer, claim, info, config)
+  results.write_text(os.path.join(out_dir, "summary.md"), text + "\n")
+  log(text)
+  return transfer
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--depths", type=cli.positive_int_list, default=None, metavar="L,L,...",
+                 help="comma-separated increasing numbers of residual blocks; the first is the "
+                      f"base depth (default {','.join(map(str, Config.depths))}; --quick "
+                      f"{','.join(map(str, QUICK.depths))})")
+  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST",
+                 help="exponents of the lr grid, e.g. --log2-lrs=-12:-4 (default "
+                      f"{Config.log2_lrs[0]}:{Config.log2_lrs[-1]})")
+  p.add_argument("--width", type=cli.positive_int, default=None,
+                 help=f"width of the residual stream and blocks (default {Config.width})")
+  p.add_argument("--base-width", type=cli.positive_int, default=None,
+                 help=f"μP base width (default {Config.base_width})")
+  p.add_argument("--seeds", type=cli.positive_int, default=None,
+                 help=f"seeds per (depth, lr) (default {Config.seeds})")
+  p.add_argument("--steps", type=cli.positive_int, default=None,
+                 help=f"Adam steps per run (default {Config.steps})")
+  p.add_argument("--batch-size", type=cli.positive_int, default=None,
+                 help=f"examples per step (default {Config.batch_size})")
+  p.add_argument("--eval-size", type=cli.positive_int, default=None,
+                 help=f"training examples the final loss is measured on (default "
+                      f"{Config.eval_size})")
+  p.add_argument("--train-size", type=cli.positive_int, default=None,
+                 help="subsample the training split to this many examples")
+
+
+def config_from_args(args) -> Config:
+  """Every check of the flags (before any data or folder); the study's :class:`Config`."""
+  base = QUICK if args.quick else Config()
+  changes: dict[str, Any] = {}
+  if args.depths:
+    changes["depths"] = tuple(args.depths)
+  if args.log2_lrs:
+    try:
+      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
+    except ValueError:
+      raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
+    changes["log2_lrs"] = tuple(range(lo, hi + 1))
+  for name in ("width", "base_width", "seeds", "steps", "batch_size", "eval_size"):
+    if getattr(args, name) is not None:
+      changes[name] = getattr(args, name)
+  config = dataclasses.replace(base, **changes)
+  if config.base_width >= config.width:
+    raise ValueError(f"--base-width {config.base_width} must be smaller than --width "
+                     f"{config.width} (else μP is SP)")
+  cli.check_batch_size(args, config.batch_size, RUNNER.prog)
+  return config
+
+
+def _run(ctx) -> dict[str, Any]:
+  return run(ctx.dataset, ctx.config, ctx.out_dir, ctx.provenance["command"], log=ctx.log,
+             prov=ctx.provenance)
+
+
+RUNNER = study.Runner("mup_depth", __doc__.split("\n")[0], add_flags, config_from_args, _run,
+                      presets={"quick": {"depths": QUICK.depths, "steps": QUICK.steps,
+                                         "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
+
+
+build_parser, main = RUNNER.parser, RUNNER.main
+
+
+if __name__ == "__main__":
+  cli.entry(main)

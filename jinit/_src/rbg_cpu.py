@@ -1,0 +1,235 @@
+"""XLA's RngBitGenerator bits for ``rbg``/``unsafe_rbg`` keys, computed faster on CPU.
+
+A ``jax.random.key(seed, impl="rbg")`` (or ``"unsafe_rbg"``) draws its bits with
+``lax.rng_bit_generator``, whose default algorithm on XLA's CPU backend is
+Philox4x32-10 (Salmon et al. 2011, https://doi.org/10.1145/2063384.2063405): one
+128-bit counter gives four 32-bit words. XLA expands it into one elementwise loop
+whose root concatenates the four words along a minor axis of size 4; each output
+element then evaluates the whole 10-round chain for its counter and keeps one word
+(four times the work), in a loop that the concatenation keeps from being
+vectorized, and a ``normal`` draw's ``erf_inv`` is fused into that same scalar
+loop (docs/benchmarks.md has the measurements).
+
+:func:`fast_key` rewraps such a key's data in a PRNG implementation that is the
+same as jax's in everything (seed, split, fold_in, 8/16/64-bit draws, other
+platforms) except 32-bit bits on CPU: there the same Philox4x32-10 words, in the
+same order, come from a loop over chunks of counters whose rounds run on
+materialized word arrays (small enough to stay in cache), so each chain runs once
+and vectorized. The bits are identical to ``jax.random.bits`` with the original key
+(tests/test_prng_impls.py checks it), so every ``jax.random`` law drawn from them
+(uniform, normal, truncated normal, randint) gives the same numbers, faster.
+
+Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching rule of
+``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
+
+:func:`normal` and :func:`uniform` (float32) go one step further: they apply
+``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
+the transform runs vectorized on words still in cache instead of in one more pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.extend.random
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+# Philox4x32 constants (Random123): the round multipliers and the key increments (Weyl).
+_M0, _M1 = np.uint32(0xD2511F53), np.uint32(0xCD9E8D57)
+_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
+_ROUNDS = 10
+# Counters per chunk: 4 word arrays of 16384 uint32 (256 KiB) stay in a core's L2 cache.
+_CHUNK = 16384
+# Rounds per loop iteration: XLA fuses the rounds of one iteration into each of the four
+# word arrays (recomputing what they share), so a few per iteration, not all ten.
+_ROUNDS_PER_STEP = 2
+
+
+def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
+  """The 128-bit counters XLA's Philox gives counter index ``i``, as four uint32 words.
+
+  The uint32[4] key data (k0, k1, k2, k3) is XLA's u64[2] state s = (k0 | k1 << 32,
+  k2 | k3 << 32); counter i is (low 64 bits s[1] + i, high 64 bits s[0] + carry).
+  """
+  k0, k1, k2, k3 = key_data[0], key_data[1], key_data[2], key_data[3]
+  x0 = k2 + i
+  carry = (x0 < i).astype(jnp.uint32)
+  x1 = k3 + carry
+  carry = carry & (x1 == 0).astype(jnp.uint32)
+  x2 = k0 + carry
+  x3 = k1 + (carry & (x2 == 0).astype(jnp.uint32))
+  return x0, x1, x2, x3
+
+
+def _round(x, k_a, k_b):
+  """One Philox4x32 round: two 32x32->64 products, their halves mixed with the key."""
+  x0, x1, x2, x3 = x
+  hi0, hi1 = lax.mulhi(jnp.full_like(x0, _M0), x0), lax.mulhi(jnp.full_like(x2, _M1), x2)
+  return hi1 ^ x1 ^ k_a, x2 * _M1, hi0 ^ x3 ^ k_b, x0 * _M0
+
+
+def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
+  """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order)."""
+  x = _counters(key_data, start + lax.iota(jnp.uint32, size))
+
+  def step(s, x):
+    for j in range(_ROUNDS_PER_STEP):
+      r = (s * _ROUNDS_PER_STEP + j).astype(jnp.uint32)  # the key after r increments
+      x = _round(x, key_data[0] + r * _W0, key_data[1] + r * _W1)
+    return x
+
+  x = lax.fori_loop(0, _ROUNDS // _ROUNDS_PER_STEP, step, x)
+  return jnp.stack(x, axis=1)
+
+
+def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """uint32 bits of ``shape``, equal to XLA CPU's ``rng_bit_generator(key_data, shape)``."""
+  n = math.prod(shape)
+  n_counters = -(-n // 4)
+  if n_counters <= _CHUNK:
+    words = _philox_chunk(key_data, jnp.uint32(0), n_counters)
+  else:
+    n_chunks = -(-n_counters // _CHUNK)
+    starts = jnp.arange(n_chunks, dtype=jnp.uint32) * np.uint32(_CHUNK)
+    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK), starts)
+  return words.reshape(-1)[:n].reshape(shape)
+
+
+def _uniform_from_bits(bits: jax.Array, minval: float, maxval: float) -> jax.Array:
+  """float32 U[minval, maxval) from uint32 bits: ``jax.random.uniform``'s formula, step by step.
+
+  The top 23 bits become the mantissa of a float in [1, 2); minus 1, scaled and shifted,
+  clipped below at ``minval`` (jax/_src/random/core.py ``_uniform``).
+  """
+  lo, hi = np.float32(minval), np.float32(maxval)
+  one = np.array(1.0, np.float32).view(np.uint32)
+  floats = lax.bitcast_convert_type((bits >> np.uint32(32 - 23)) | one, jnp.float32)
+  return lax.max(lo, (floats - np.float32(1.0)) * (hi - lo) + lo)
+
+
+def _normal_from_bits(bits: jax.Array) -> jax.Array:
+  """float32 N(0, 1) from uint32 bits: ``jax.random.normal``'s sqrt(2) erf_inv(u),
+  u uniform on [nextafter(-1, 0), 1)."""
+  lo = float(np.nextafter(np.float32(-1.0), np.float32(0.0)))
+  return np.float32(np.sqrt(2.0)) * lax.erf_inv(_uniform_from_bits(bits, lo, 1.0))
+
+
+def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax.Array:
+  """``transform(bits)`` for the bits of ``shape``, chunk by chunk (software-pipelined).
+
+  Loop step c draws chunk c + 1's words and transforms chunk c's, which the previous step
+  left in the loop carry: a carried array is materialized, so the transform is its own
+  elementwise (vectorized) loop, not fused into the words' interleaving (where XLA would
+  run it element by element), and both stay in cache.
+  """
+  n = math.prod(shape)
+  n_counters = -(-n // 4)
+  if n_counters <= _CHUNK:
+    return transform(_philox_bits32(key_data, shape))
+  n_chunks = -(-n_counters // _CHUNK)
+  size = 4 * _CHUNK
+  words = lambda c: _philox_chunk(key_data, c * np.uint32(_CHUNK), _CHUNK).reshape(size)
+
+  def step(c, carry):
+    out, previous = carry
+    # The last step draws one chunk past the end (unused): a branch would cost more.
+    following = words((c + 1).astype(jnp.uint32))
+    out = lax.dynamic_update_slice(out, transform(previous), (c * size,))
+    return out, following
+
+  out = jnp.zeros((n_chunks * size,), jnp.float32)
+  out, _ = lax.fori_loop(0, n_chunks, step, (out, words(jnp.uint32(0))))
+  return out[:n].reshape(shape)
+
+
+def _draw(key: jax.Array, shape, transform, fallback) -> jax.Array:
+  shape = tuple(shape)
+  n = math.prod(shape)
+  if n == 0 or -(-n // 4) + _CHUNK > np.iinfo(np.uint32).max:
+    return fallback(key)
+  key_data = jax.random.key_data(key)
+  return lax.platform_dependent(
+      key_data, cpu=lambda kd: _draw_chunked(kd, shape, transform),
+      default=lambda kd: fallback(key))
+
+
+def is_rbg(key: jax.Array) -> bool:
+  """Whether ``key`` is a typed rbg/unsafe_rbg key (jax's, or rewrapped by :func:`fast_key`)."""
+  if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return False
+  return key.dtype in _key_dtypes() or key.dtype in _fast_dtypes()
+
+
+def uniform(key: jax.Array, shape, minval: float, maxval: float) -> jax.Array:
+  """``jax.random.uniform(key, shape, float32, minval, maxval)`` of an rbg-family key, faster
+  on CPU (the same numbers)."""
+  return _draw(key, shape, lambda b: _uniform_from_bits(b, minval, maxval),
+               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval))
+
+
+def normal(key: jax.Array, shape) -> jax.Array:
+  """``jax.random.normal(key, shape, float32)`` of an rbg-family key, faster on CPU (the same
+  numbers)."""
+  return _draw(key, shape, _normal_from_bits, lambda k: jax.random.normal(k, shape, jnp.float32))
+
+
+def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
+  """``random_bits`` of the rbg implementations, with the fast path for 32 bits on CPU."""
+  shape = tuple(shape)
+  dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32, 64: jnp.uint64}[bit_width]
+  xla = lambda kd: lax.rng_bit_generator(kd, shape, dtype=dtype)[1]
+  n = math.prod(shape)
+  # The counter index is a uint32 (n < 2^34 elements); zero-size draws need no loop.
+  if bit_width != 32 or n == 0 or -(-n // 4) > np.iinfo(np.uint32).max:
+    return xla(key_data)
+  # RngBitGenerator's default algorithm is backend-specific: reproduce it on CPU only.
+  return lax.platform_dependent(key_data, cpu=lambda kd: _philox_bits32(kd, shape),
+                                default=xla)
+
+
+def _spec(impl):
+  return jax.extend.random.define_prng_impl(
+      key_shape=impl.key_shape, seed=impl.seed, split=impl.split, random_bits=_rbg_bits,
+      fold_in=impl.fold_in, name=f"{impl.name} (jinit CPU Philox)", tag=impl.tag)
+
+
+_FAST = {"rbg": _spec(jax.extend.random.rbg_prng_impl),
+         "unsafe_rbg": _spec(jax.extend.random.unsafe_rbg_prng_impl)}
+
+
+@functools.cache
+def _fast_dtypes() -> tuple:
+  """The key dtypes of :data:`_FAST`'s implementations."""
+  return tuple(jax.eval_shape(lambda s=spec: jax.random.wrap_key_data(
+      jnp.zeros((4,), jnp.uint32), impl=s)).dtype for spec in _FAST.values())
+
+
+@functools.cache
+def _key_dtypes() -> dict:
+  """jax's own rbg and unsafe_rbg key dtypes -> implementation name (no computation)."""
+  return {jax.eval_shape(lambda n=name: jax.random.key(0, impl=n)).dtype: name for name in _FAST}
+
+
+def fast_key(key: jax.Array) -> jax.Array:
+  """``key`` itself, or for an rbg/unsafe_rbg key the same key data with the fast bits.
+
+  Args:
+    key: a typed key of any implementation, or a raw uint32 key of jax's default
+      implementation (``jax_default_prng_impl``).
+
+  Returns:
+    A key that draws the same bits as ``key``.
+  """
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    impl = _key_dtypes().get(key.dtype)  # a key already rewrapped is not jax's: unchanged
+    if impl is None:
+      return key
+    return jax.random.wrap_key_data(jax.random.key_data(key), impl=_FAST[impl])
+  default_impl = jax.config.jax_default_prng_impl  # pyright: ignore[reportAttributeAccessIssue]
+  if default_impl in _FAST:
+    return jax.random.wrap_key_data(key, impl=_FAST[default_impl])
+  return key
