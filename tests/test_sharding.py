@@ -65,6 +65,21 @@ _SCRIPT = textwrap.dedent(r"""
     ref = fn(key, shape, fan_in, fan_out)  # unsharded, one device
     return out, ref, compiled
 
+  # rbg keys: jinit draws their bits itself on CPU (jinit/_src/rbg_cpu.py); that program must
+  # compile under out_shardings too (lax.mulhi did not) and give the unsharded numbers.
+  rbg = {}
+  for impl in ("rbg", "unsafe_rbg"):
+    k_rbg = jax.random.key(7, impl=impl)
+    for name in ("kaiming_normal", "xavier_uniform"):
+      fn = jinit.INITIALIZERS[name]
+      shape = (1024, 256)  # 65536 counters: the chunked loop, not the single-chunk path
+      jitted = jax.jit(functools.partial(fn, shape=shape, fan_in=1024, fan_out=256),
+                       out_shardings=s_dense)
+      out = jitted(k_rbg)
+      rbg[f"{impl}/{name}"] = bool(np.array_equal(np.asarray(out), np.asarray(
+          fn(k_rbg, shape, 1024, 256))))
+  r["rbg"] = rbg
+
   inits = {}
   for name, fn in sorted(jinit.INITIALIZERS.items()):
     conv = name in ("dirac", "delta_orthogonal")
@@ -326,6 +341,12 @@ def test_sharded_orthogonal_has_no_full_copy(sharded):
     rows, cols = (int(d) for d in shape.split("x"))
     k = min(rows, cols)  # the computed matrix has k columns
     assert r["max_elements"] <= max(r["shard_size"], min(128, k) * k), (shape, r)
+
+
+def test_rbg_keys_draw_under_out_shardings(sharded):
+  # Each rbg/unsafe_rbg draw compiled with out_shardings equals the one-device draw.
+  assert sharded["rbg"] == {f"{i}/{n}": True for i in ("rbg", "unsafe_rbg")
+                            for n in ("kaiming_normal", "xavier_uniform")}
 
 
 def test_unpartitionable_threefry_same_values_but_full_array(sharded):

@@ -65,10 +65,25 @@ def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
   return x0, x1, x2, x3
 
 
+def _mulhi(m: int, x: jax.Array) -> jax.Array:
+  """The high 32 bits of the 64-bit product ``m * x`` (uint32), from 16-bit halves.
+
+  Not ``lax.mulhi``: jax 0.10.2 cannot compile it in a program with shardings ("Unable to
+  convert MHLO to StableHLO"), which is where a Flax model's init with ``out_shardings`` and
+  rbg keys would put it. Every partial product of 16-bit halves fits in 32 bits.
+  """
+  m_lo, m_hi = np.uint32(m & 0xFFFF), np.uint32(m >> 16)
+  x_lo, x_hi = x & np.uint32(0xFFFF), x >> np.uint32(16)
+  lo_hi, hi_lo = m_lo * x_hi, m_hi * x_lo
+  mid = ((m_lo * x_lo) >> np.uint32(16)) + (lo_hi & np.uint32(0xFFFF)) + (hi_lo & np.uint32(0xFFFF))
+  return (m_hi * x_hi + (lo_hi >> np.uint32(16)) + (hi_lo >> np.uint32(16))
+          + (mid >> np.uint32(16)))
+
+
 def _round(x, k_a, k_b):
   """One Philox4x32 round: two 32x32->64 products, their halves mixed with the key."""
   x0, x1, x2, x3 = x
-  hi0, hi1 = lax.mulhi(jnp.full_like(x0, _M0), x0), lax.mulhi(jnp.full_like(x2, _M1), x2)
+  hi0, hi1 = _mulhi(_M0, x0), _mulhi(_M1, x2)
   return hi1 ^ x1 ^ k_a, x2 * _M1, hi0 ^ x3 ^ k_b, x0 * _M0
 
 
