@@ -65,14 +65,14 @@ def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
   return x0, x1, x2, x3
 
 
-def _mulhi(m: int, x: jax.Array) -> jax.Array:
+def _mulhi(m: int | np.uint32, x: jax.Array) -> jax.Array:
   """The high 32 bits of the 64-bit product ``m * x`` (uint32), from 16-bit halves.
 
   Not ``lax.mulhi``: jax 0.10.2 cannot compile it in a program with shardings ("Unable to
   convert MHLO to StableHLO"), which is where a Flax model's init with ``out_shardings`` and
   rbg keys would put it. Every partial product of 16-bit halves fits in 32 bits.
   """
-  m_lo, m_hi = np.uint32(m & 0xFFFF), np.uint32(m >> 16)
+  m_lo, m_hi = np.uint32(int(m) & 0xFFFF), np.uint32(int(m) >> 16)
   x_lo, x_hi = x & np.uint32(0xFFFF), x >> np.uint32(16)
   lo_hi, hi_lo = m_lo * x_hi, m_hi * x_lo
   mid = ((m_lo * x_lo) >> np.uint32(16)) + (lo_hi & np.uint32(0xFFFF)) + (hi_lo & np.uint32(0xFFFF))
