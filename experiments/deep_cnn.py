@@ -86,13 +86,16 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
               channels: int, steps: int, eval_every: int, batch_size: int,
               lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
               jacobian: bool = True, readout: bool = True,
-              partial: str | None = None, mesh=None) -> dict[str, Any]:
+              partial: str | None = None, mesh=None,
+              readout_lr: float | None = None) -> dict[str, Any]:
   """Trains every (init, lr) at one depth in one program; returns the depth's record.
 
   With ``partial`` (a path), the training state is saved there after every
   ``eval_every`` steps and, if the file exists, training continues from it. With a
   ``mesh`` (one axis, several devices) the nets are split over its devices, padded with
-  copies of the first net to a multiple of them (:func:`dc.sharded_train_sgd`).
+  copies of the first net to a multiple of them (:func:`dc.sharded_train_sgd`). With a
+  ``readout_lr``, the dense readout trains at that lr (one layer: not scaled by depth)
+  and the convolutions at ``scale / depth``; without, every parameter at ``scale / depth``.
   """
   sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
   lrs = dc.depth_lrs(depth, lr_scales)
@@ -114,7 +117,9 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   # One device: the nets one after another (lax.map), measured faster than vmapped.
   fn = (jax.jit(functools.partial(dc.train_sgd, over_nets="map", **kw)) if mesh is None
         else dc.sharded_train_sgd(mesh, **kw))
-  lr_arr = jnp.asarray([lr for _, lr in nets] + [nets[0][1]] * pad, jnp.float32)
+  conv_lrs = [lr for _, lr in nets] + [nets[0][1]] * pad
+  lr_arr = jnp.asarray(conv_lrs if readout_lr is None else
+                       [[lr, readout_lr] for lr in conv_lrs], jnp.float32)
   base = jax.random.key(seed + 1)
   chunks = steps // eval_every
   done, losses, accs, train_seconds = 0, [], [], 0.0
@@ -153,7 +158,8 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
         "test_acc": dc.accuracy(p, x_test, y_test),
         **{f"steps_to_{round(t * 100)}": steps_to(accs[k], t, eval_every) for t in TARGETS}}
   record: dict[str, Any] = {
-      "depth": depth, "inits": list(inits), "lrs_tried": lrs, "steps": steps,
+      "depth": depth, "inits": list(inits), "lrs_tried": lrs, "readout_lr": readout_lr,
+      "steps": steps,
       "eval_every": eval_every, "train_seconds": train_seconds,
       "compile_seconds": compile_seconds,
       "seconds_per_step_per_net": train_seconds / steps / len(nets), "nets": len(nets),
@@ -263,22 +269,28 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
 
 def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true",
-                 help="depths 1000,500,200,50 (deepest first, so a stopped run has the "
-                      "headline), 7x7 images, 300 steps, 10000 examples")
-  p.add_argument("--depths", default=None, help="comma-separated conv depths (default 1000)")
+                 help="depth 1000 only (the headline; --depths 500,200,50 is the rest of the "
+                      "depth axis, a separate command), 7x7 images, 500 steps, 10000 examples")
+  p.add_argument("--depths", default=None,
+                 help="comma-separated conv depths, deepest first (default 2000: the full run)")
   p.add_argument("--lr-scales", default="2",
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
                       "acc reported (default %(default)s)")
+  p.add_argument("--readout-lr", type=cli.positive_float, default=0.2,
+                 help="SGD lr of the dense readout (one layer, so not scaled by depth; "
+                      "default %(default)s)")
+  p.add_argument("--plain-sgd", action="store_true",
+                 help="one lr for every parameter, the readout's too (scale / depth)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
                                        "%(default)s)", cli.nonneg_int),
               pool=(4, "mean-pool the images by this factor (default 4: 28x28 -> 7x7)"),
-              channels=8, steps=(None, "SGD steps per depth (default 300)"),
+              channels=8, steps=(None, "SGD steps per depth (default 500)"),
               eval_every=(None, "default steps / 10; must divide --steps"),
               eval_size=(256, "training examples the accuracy is measured on (default "
                               "%(default)s)"), batch_size=32,
-              sigma_b2=(1e-4, None, cli.positive_float), train_size=(None, "default 10000"),
+              sigma_b2=(1e-6, None, cli.positive_float), train_size=(None, "default 10000"),
               seed=0, no_progress=(False, "no download progress bar"))
 
 
@@ -304,8 +316,8 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def make_config(args) -> dict[str, Any]:
   """Every check of the flags (before any data or folder): depths, steps, lr scales."""
-  depths = _ints(args.depths or ("1000,500,200,50" if args.quick else "1000"), "--depths")
-  steps = args.steps or 300
+  depths = _ints(args.depths or ("1000" if args.quick else "2000"), "--depths")
+  steps = args.steps or 500
   scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
     args.train_size = 10000
@@ -323,6 +335,7 @@ def run(ctx) -> dict[str, Any]:
   q = args.quick
   depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
                                                                 "eval_every"))
+  readout_lr = None if args.plain_sgd else args.readout_lr
   x = prepare_images(dataset.x_train, args.pool)
   x_test = prepare_images(dataset.x_test, args.pool)
   load = os.getloadavg()[0]
@@ -341,7 +354,8 @@ def run(ctx) -> dict[str, Any]:
     summary = collect(done, steps)
     summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
                     "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                    "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
+                    "lr_scales": scales, "readout_lr": readout_lr,
+                    "train_size": len(y), "eval_size": n_eval,
                     "depths_planned": depths, "stopped_at_depth": stopped_at,
                     "seconds_this_session": time.time() - t_start,
                     "load_avg_1min_at_start": load})
@@ -359,9 +373,12 @@ def run(ctx) -> dict[str, Any]:
             f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
             f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD "
             f"batch {args.batch_size}, lr = scale / depth (scales {scales}; best final train "
-            f"acc chosen per init), {steps} steps, same batches for every init; train accuracy "
-            f"on the first {n_eval} training examples, test accuracy on {len(y_test)} test "
-            f"examples.\n\n{table}\n")
+            f"acc chosen per init)"
+            + ("" if readout_lr is None else
+               f" for the convolutions and {readout_lr:g} for the readout")
+            + f", sigma_b2 {args.sigma_b2:g}, {steps} steps, same batches for every init; "
+            f"train accuracy on the first {n_eval} training examples, test accuracy on "
+            f"{len(y_test)} test examples.\n\n{table}\n")
     results.write_text(os.path.join(out_dir, "summary.md"), text)
     print(table)
     return summary
@@ -381,7 +398,7 @@ def run(ctx) -> dict[str, Any]:
                       num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
                       readout=not args.no_readout,
                       partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"),
-                      mesh=ctx.config["mesh"])
+                      mesh=ctx.config["mesh"], readout_lr=readout_lr)
     except KeyboardInterrupt:
       if records:
         report(stopped_at=depth)

@@ -124,6 +124,22 @@ def test_train_sgd_stacks_nets_with_their_own_lr():
   assert not np.allclose(final["w_out"][1], p["w_out"])
 
 
+def test_readout_lr_applies_to_the_readout_only():
+  # lrs (nets, 2) = (conv lr, readout lr): conv lr 0 leaves every conv parameter unchanged.
+  p = _params("delta_orthogonal", depth=2, side=4)
+  stacked = jax.tree.map(lambda a: jnp.stack([a, a]), p)
+  x = jax.random.normal(jax.random.key(4), (16, 4, 4, 1))
+  y = jnp.arange(16) % 10
+  lrs = jnp.asarray([[0.0, 0.5], [0.5, 0.0]])
+  final, _, _ = dc.train_sgd(stacked, lrs, jax.random.key(5), x, y, x, y, steps=2,
+                             eval_every=2, batch_size=8)
+  for k in p:
+    moved = [not np.allclose(final[k][i], p[k]) for i in range(2)]
+    # net 0 moves only its readout, net 1 only its convolutions (b_out starts at 0 and
+    # gets a nonzero gradient, so it moves too)
+    assert moved == ([True, False] if k in dc.READOUT else [False, True]), k
+
+
 def test_nets_vmapped_mapped_and_sharded_train_alike():
   # The three layouts of the nets axis are one computation: same batches, same updates.
   from jinit import sharding as js
@@ -204,6 +220,8 @@ def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
     (["--train-size", "-5"], "--train-size"),
     (["--lr-scales", "-0.05"], "--lr-scales"),
     (["--lr-scales", "inf"], "--lr-scales"),
+    (["--readout-lr", "0"], "--readout-lr"),
+    (["--parallel", "data"], "--parallel"),
     (["--batch-size", "0"], "--batch-size"),
     (["--depths", "0,5"], "--depths"),
     (["--steps", "5", "--eval-every", "2"], "must divide"),

@@ -43,6 +43,7 @@ from jinit._src import validation
 KERNEL = 3
 INITS = ("delta_orthogonal", "gaussian", "xavier", "he")
 BIASED = ("delta_orthogonal", "gaussian")  # the inits drawn at (sigma_w2, sigma_b2)
+READOUT = ("w_out", "b_out")  # the parameters a separate readout lr applies to
 F32 = jnp.float32
 
 
@@ -177,6 +178,7 @@ def train_sgd(params, lrs: jax.Array, key, x, y, x_eval, y_eval, *, steps: int, 
   """Plain SGD for a stack of networks (leading axis), each with its own lr, same batches.
 
   The one training loop of the deep studies (to be swapped for the shared ``scan_sgd``).
+  ``lrs``: (nets,) one lr per net, or (nets, 2): the conv layers' lr and the readout's.
   ``over_nets``: ``"vmap"`` trains the nets as one batched program; ``"map"`` trains
   them one after another (``lax.map``), each with unbatched matmuls, which XLA's CPU
   backend runs faster than the batched ones at these sizes (``benchmarks/deep_conv.py``).
@@ -190,10 +192,13 @@ def train_sgd(params, lrs: jax.Array, key, x, y, x_eval, y_eval, *, steps: int, 
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb))
 
   def one(p, lr, key):
+    lr = jnp.broadcast_to(lr, (2,))  # (conv layers' lr, readout's lr)
+    lr_of = {k: lr[1] if k in READOUT else lr[0] for k in p}
+
     def step(p, k):
       idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
       loss, g = jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
-      return jax.tree.map(lambda a, d: a - lr.astype(a.dtype) * d, p, g), loss
+      return {k: p[k] - lr_of[k].astype(p[k].dtype) * g[k] for k in p}, loss
 
     def chunk(p, ks):
       p, losses = jax.lax.scan(step, p, ks)
