@@ -11,16 +11,19 @@ map) on mean-pooled MNIST, with
 * ``delta_orthogonal`` and ``gaussian`` kernels at the critical point
   (sigma_w2* = :func:`jinit.theory.critical_sigma_w2` for tanh at ``--sigma-b2``), and
   ``xavier`` and ``he`` (zero biases) at depths up to ``--baselines-up-to``;
-* plain SGD, batch 32, the same batches for every init, at lr = scale / depth for each
-  ``--lr-scales`` value (the usable step shrinks as 1 / depth), all (init, lr) pairs of
-  one depth trained in ONE compiled program; the reported lr of an init is the one with
-  the best final training accuracy;
+* SGD, batch 32, the same batches for every init: the convolutions at lr = scale / depth
+  for each ``--lr-scales`` value (the usable step shrinks as 1 / depth), the dense
+  readout at the same lr (plain SGD) or at ``--readout-lr`` (not scaled by depth), all
+  (init, lr) pairs of one depth trained in ONE compiled program, split over the CPU
+  devices (one per core); the reported lr of an init is the one with the
+  best final training accuracy;
 * the singular values of the hidden layers' input-output Jacobian at init (one input),
   the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
   <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-  python -m experiments.deep_cnn --quick   # depths 1000, 500, 200, 50, 7x7 images
-  python -m experiments.deep_cnn --depths 2000 --steps 600
+  python -m experiments.deep_cnn --quick             # depth 1000, 500 steps
+  python -m experiments.deep_cnn --depths 500,200,50  # the rest of the depth axis
+  python -m experiments.deep_cnn                     # the full run: depth 2000
 
 Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
 depths done. At the end: ``depth.json`` (``{"depths", "final_train_acc": {init: [...]},
@@ -276,11 +279,10 @@ def add_flags(p) -> None:
   p.add_argument("--lr-scales", default="2",
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
                       "acc reported (default %(default)s)")
-  p.add_argument("--readout-lr", type=cli.positive_float, default=0.2,
-                 help="SGD lr of the dense readout (one layer, so not scaled by depth; "
-                      "default %(default)s)")
-  p.add_argument("--plain-sgd", action="store_true",
-                 help="one lr for every parameter, the readout's too (scale / depth)")
+  p.add_argument("--readout-lr", type=cli.positive_float, default=None,
+                 help="SGD lr of the dense readout, not scaled by depth (default: plain SGD, "
+                      "the convolutions' scale / depth; 0.2 at sigma_b2 1e-6 collapsed at "
+                      "depth 1000, docs/results/deep_cnn/readout_lr_0.2/)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
@@ -290,7 +292,7 @@ def add_flags(p) -> None:
               eval_every=(None, "default steps / 10; must divide --steps"),
               eval_size=(256, "training examples the accuracy is measured on (default "
                               "%(default)s)"), batch_size=32,
-              sigma_b2=(1e-6, None, cli.positive_float), train_size=(None, "default 10000"),
+              sigma_b2=(1e-4, None, cli.positive_float), train_size=(None, "default 10000"),
               seed=0, no_progress=(False, "no download progress bar"))
 
 
@@ -335,7 +337,7 @@ def run(ctx) -> dict[str, Any]:
   q = args.quick
   depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
                                                                 "eval_every"))
-  readout_lr = None if args.plain_sgd else args.readout_lr
+  readout_lr = args.readout_lr
   x = prepare_images(dataset.x_train, args.pool)
   x_test = prepare_images(dataset.x_test, args.pool)
   load = os.getloadavg()[0]
@@ -343,8 +345,10 @@ def run(ctx) -> dict[str, Any]:
   n_eval = min(args.eval_size, len(dataset.y_train))
   x_test, y_test = jnp.asarray(x_test[:1000]), jnp.asarray(dataset.y_test[:1000])
   print(f"Deep vanilla tanh CNN: depths {depths}, {args.channels} channels, "
-        f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth, batch "
-        f"{args.batch_size}) on {len(y)} {dataset.name} examples; results in {out_dir}")
+        f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth"
+        + ("" if readout_lr is None else f", readout {readout_lr:g}")
+        + f", batch {args.batch_size}, sigma_b2 {args.sigma_b2:g}) on {len(y)} {dataset.name} "
+        f"examples; results in {out_dir}")
   t_start = time.time()
   records: list[dict[str, Any]] = []
 
