@@ -223,6 +223,7 @@ def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
         for r in records]
   out["readout_only_acc"] = [r.get("readout_only_acc") for r in records]
   out["seconds_per_step_per_net"] = [r["seconds_per_step_per_net"] for r in records]
+  out["seconds_per_step"] = [r.get("seconds_per_step") for r in records]  # all nets, wall
   return out
 
 
@@ -373,7 +374,10 @@ def run(ctx) -> dict[str, Any]:
             f"- wall time this session: {summary['seconds_this_session']:.0f} s (1-min load "
             f"average at start {load:.1f}; per depth, seconds incl. compile: "
             + ", ".join(f"{r['depth']}: {r.get('seconds', float('nan')):.0f} s" for r in done)
-            + ")\n\n"
+            + ")\n- seconds per SGD step, all nets together (wall, "
+            + f"{done[0].get('devices', 1) if done else 1} device(s)): "
+            + ", ".join(f"depth {r['depth']}: {r.get('seconds_per_step', float('nan')):.2f}"
+                        for r in done) + "\n\n"
             f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
             f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD "
             f"batch {args.batch_size}, lr = scale / depth (scales {scales}; best final train "
