@@ -11,16 +11,19 @@ map) on mean-pooled MNIST, with
 * ``delta_orthogonal`` and ``gaussian`` kernels at the critical point
   (sigma_w2* = :func:`jinit.theory.critical_sigma_w2` for tanh at ``--sigma-b2``), and
   ``xavier`` and ``he`` (zero biases) at depths up to ``--baselines-up-to``;
-* plain SGD, batch 32, the same batches for every init, at lr = scale / depth for each
-  ``--lr-scales`` value (the usable step shrinks as 1 / depth), all (init, lr) pairs of
-  one depth trained in ONE compiled program; the reported lr of an init is the one with
-  the best final training accuracy;
+* SGD, batch 32, the same batches for every init: the convolutions at lr = scale / depth
+  for each ``--lr-scales`` value (the usable step shrinks as 1 / depth), the dense
+  readout at the same lr (plain SGD) or at ``--readout-lr`` (not scaled by depth), all
+  (init, lr) pairs of one depth trained in ONE compiled program, split over the CPU
+  devices (one per core); the reported lr of an init is the one with the
+  best final training accuracy;
 * the singular values of the hidden layers' input-output Jacobian at init (one input),
   the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
   <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-  python -m experiments.deep_cnn --quick   # depths 1000, 500, 200, 50, 7x7 images
-  python -m experiments.deep_cnn --depths 2000 --steps 600
+  python -m experiments.deep_cnn --quick             # depth 1000, 500 steps
+  python -m experiments.deep_cnn --depths 500,200,50  # the rest of the depth axis
+  python -m experiments.deep_cnn                     # the full run: depth 2000
 
 Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
 depths done. At the end: ``depth.json`` (``{"depths", "final_train_acc": {init: [...]},
@@ -86,11 +89,16 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
               channels: int, steps: int, eval_every: int, batch_size: int,
               lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
               jacobian: bool = True, readout: bool = True,
-              partial: str | None = None) -> dict[str, Any]:
+              partial: str | None = None, mesh=None,
+              readout_lr: float | None = None) -> dict[str, Any]:
   """Trains every (init, lr) at one depth in one program; returns the depth's record.
 
   With ``partial`` (a path), the training state is saved there after every
-  ``eval_every`` steps and, if the file exists, training continues from it.
+  ``eval_every`` steps and, if the file exists, training continues from it. With a
+  ``mesh`` (one axis, several devices) the nets are split over its devices, padded with
+  copies of the first net to a multiple of them (:func:`dc.sharded_train_sgd`). With a
+  ``readout_lr``, the dense readout trains at that lr (one layer: not scaled by depth)
+  and the convolutions at ``scale / depth``; without, every parameter at ``scale / depth``.
   """
   sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
   lrs = dc.depth_lrs(depth, lr_scales)
@@ -103,31 +111,42 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *[per_init[n] for n, _ in nets])
   # One compiled program per eval_every steps, called steps / eval_every times: the state
   # after each chunk is saved (``partial``), so a stopped run resumes mid-depth.
-  fn = jax.jit(functools.partial(dc.train_sgd, steps=eval_every, eval_every=eval_every,
-                                 batch_size=batch_size))
-  lr_arr = jnp.asarray([lr for _, lr in nets], jnp.float32)
+  # remat: the backward pass recomputes each layer's im2col columns instead of storing
+  # them; measured faster at depth 1,000 (less memory traffic) and 9x less memory.
+  kw = {"steps": eval_every, "eval_every": eval_every, "batch_size": batch_size,
+        "apply": functools.partial(dc.apply_cnn, remat=True)}
+  n_nets, devices = len(nets), 1 if mesh is None else int(mesh.devices.size)
+  pad = 0 if mesh is None else dc.pad_nets(n_nets, devices)
+  # One device: the nets one after another (lax.map), measured faster than vmapped.
+  fn = (jax.jit(functools.partial(dc.train_sgd, over_nets="map", **kw)) if mesh is None
+        else dc.sharded_train_sgd(mesh, **kw))
+  conv_lrs = [lr for _, lr in nets] + [nets[0][1]] * pad
+  lr_arr = jnp.asarray(conv_lrs if readout_lr is None else
+                       [[lr, readout_lr] for lr in conv_lrs], jnp.float32)
   base = jax.random.key(seed + 1)
   chunks = steps // eval_every
   done, losses, accs, train_seconds = 0, [], [], 0.0
   if partial and os.path.isfile(partial):
     done, stacked, losses, accs, train_seconds = _load_partial(partial, stacked)
     print(f"depth {depth}: resuming after step {done * eval_every}", flush=True)
-  args = (stacked, lr_arr, jax.random.fold_in(base, done), x, y, x_eval, y_eval)
+  padded = jax.tree.map(lambda a: jnp.concatenate([a] + [a[:1]] * pad), stacked)
+  args = (padded, lr_arr, jax.random.fold_in(base, done), x, y, x_eval, y_eval)
   t0 = time.time()
   compiled = fn.lower(*args).compile()
   compile_seconds = time.time() - t0
   for chunk in range(done, chunks):
     t0 = time.time()
-    stacked, loss, acc = jax.block_until_ready(compiled(
-        stacked, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
+    padded, loss, acc = jax.block_until_ready(compiled(
+        padded, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
     train_seconds += time.time() - t0
-    losses.append(np.asarray(loss)[:, 0])
-    accs.append(np.asarray(acc)[:, 0])
-    if partial:
-      _save_partial(partial, chunk + 1, stacked, losses, accs, train_seconds)
+    losses.append(np.asarray(loss)[:n_nets, 0])
+    accs.append(np.asarray(acc)[:n_nets, 0])
+    if partial:  # the real nets only: a resumed run may use another number of devices
+      _save_partial(partial, chunk + 1, jax.tree.map(lambda a: a[:n_nets], padded), losses,
+                    accs, train_seconds)
     print(f"depth {depth}: step {(chunk + 1) * eval_every}/{steps}, train acc "
           + " ".join(f"{a:.2f}" for a in accs[-1]) + f" ({train_seconds:.0f} s)", flush=True)
-  final = stacked
+  final = jax.tree.map(lambda a: np.asarray(a)[:n_nets], padded)
   losses, accs = np.stack(losses, axis=1), np.stack(accs, axis=1)
   runs: dict[str, Any] = {}
   for name in inits:
@@ -142,10 +161,12 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
         "test_acc": dc.accuracy(p, x_test, y_test),
         **{f"steps_to_{round(t * 100)}": steps_to(accs[k], t, eval_every) for t in TARGETS}}
   record: dict[str, Any] = {
-      "depth": depth, "inits": list(inits), "lrs_tried": lrs, "steps": steps,
+      "depth": depth, "inits": list(inits), "lrs_tried": lrs, "readout_lr": readout_lr,
+      "steps": steps,
       "eval_every": eval_every, "train_seconds": train_seconds,
       "compile_seconds": compile_seconds,
       "seconds_per_step_per_net": train_seconds / steps / len(nets), "nets": len(nets),
+      "seconds_per_step": train_seconds / steps, "devices": devices,
       "sigma_w2": sigma_w2, "sigma_b2": sigma_b2, "runs": runs}
   mean_field = {"delta_orthogonal": (sigma_w2, sigma_b2), "gaussian": (sigma_w2, sigma_b2),
                 "xavier": (1.0, 0.0), "he": (2.0, 0.0)}
@@ -202,6 +223,7 @@ def collect(records: Sequence[dict[str, Any]], steps: int) -> dict[str, Any]:
         for r in records]
   out["readout_only_acc"] = [r.get("readout_only_acc") for r in records]
   out["seconds_per_step_per_net"] = [r["seconds_per_step_per_net"] for r in records]
+  out["seconds_per_step"] = [r.get("seconds_per_step") for r in records]  # all nets, wall
   return out
 
 
@@ -251,18 +273,23 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
 
 def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true",
-                 help="depths 1000,500,200,50 (deepest first, so a stopped run has the "
-                      "headline), 7x7 images, 300 steps, 10000 examples")
-  p.add_argument("--depths", default=None, help="comma-separated conv depths (default 1000)")
+                 help="depth 1000 only (the headline; --depths 500,200,50 is the rest of the "
+                      "depth axis, a separate command), 7x7 images, 500 steps, 10000 examples")
+  p.add_argument("--depths", default=None,
+                 help="comma-separated conv depths, deepest first (default 2000: the full run)")
   p.add_argument("--lr-scales", default="2",
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
                       "acc reported (default %(default)s)")
+  p.add_argument("--readout-lr", type=cli.positive_float, default=None,
+                 help="SGD lr of the dense readout, not scaled by depth (default: plain SGD, "
+                      "the convolutions' scale / depth; 0.2 at sigma_b2 1e-6 collapsed at "
+                      "depth 1000, docs/results/deep_cnn/readout_lr_0.2/)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
                                        "%(default)s)", cli.nonneg_int),
               pool=(4, "mean-pool the images by this factor (default 4: 28x28 -> 7x7)"),
-              channels=8, steps=(None, "SGD steps per depth (default 300)"),
+              channels=8, steps=(None, "SGD steps per depth (default 500)"),
               eval_every=(None, "default steps / 10; must divide --steps"),
               eval_size=(256, "training examples the accuracy is measured on (default "
                               "%(default)s)"), batch_size=32,
@@ -292,13 +319,17 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def make_config(args) -> dict[str, Any]:
   """Every check of the flags (before any data or folder): depths, steps, lr scales."""
-  depths = _ints(args.depths or ("1000,500,200,50" if args.quick else "1000"), "--depths")
-  steps = args.steps or 300
+  depths = _ints(args.depths or ("1000" if args.quick else "2000"), "--depths")
+  steps = args.steps or 500
   scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
     args.train_size = 10000
+  if getattr(args, "parallel", "runs") != "runs":
+    raise ValueError(f"--parallel {args.parallel}: {PROG} splits its nets over the devices "
+                     "(runs), one after another on each; use --parallel runs")
   return {"depths": depths, "steps": steps, "scales": scales,
-          "eval_every": study.check_image_sgd(args, steps, PROG)}
+          "eval_every": study.check_image_sgd(args, steps, PROG),
+          "mesh": cli.mesh_from_args(args, PROG)}
 
 
 def run(ctx) -> dict[str, Any]:
@@ -307,6 +338,7 @@ def run(ctx) -> dict[str, Any]:
   q = args.quick
   depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
                                                                 "eval_every"))
+  readout_lr = args.readout_lr
   x = prepare_images(dataset.x_train, args.pool)
   x_test = prepare_images(dataset.x_test, args.pool)
   load = os.getloadavg()[0]
@@ -314,8 +346,10 @@ def run(ctx) -> dict[str, Any]:
   n_eval = min(args.eval_size, len(dataset.y_train))
   x_test, y_test = jnp.asarray(x_test[:1000]), jnp.asarray(dataset.y_test[:1000])
   print(f"Deep vanilla tanh CNN: depths {depths}, {args.channels} channels, "
-        f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth, batch "
-        f"{args.batch_size}) on {len(y)} {dataset.name} examples; results in {out_dir}")
+        f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth"
+        + ("" if readout_lr is None else f", readout {readout_lr:g}")
+        + f", batch {args.batch_size}, sigma_b2 {args.sigma_b2:g}) on {len(y)} {dataset.name} "
+        f"examples; results in {out_dir}")
   t_start = time.time()
   records: list[dict[str, Any]] = []
 
@@ -325,7 +359,8 @@ def run(ctx) -> dict[str, Any]:
     summary = collect(done, steps)
     summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
                     "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                    "lr_scales": scales, "train_size": len(y), "eval_size": n_eval,
+                    "lr_scales": scales, "readout_lr": readout_lr,
+                    "train_size": len(y), "eval_size": n_eval,
                     "depths_planned": depths, "stopped_at_depth": stopped_at,
                     "seconds_this_session": time.time() - t_start,
                     "load_avg_1min_at_start": load})
@@ -339,13 +374,19 @@ def run(ctx) -> dict[str, Any]:
             f"- wall time this session: {summary['seconds_this_session']:.0f} s (1-min load "
             f"average at start {load:.1f}; per depth, seconds incl. compile: "
             + ", ".join(f"{r['depth']}: {r.get('seconds', float('nan')):.0f} s" for r in done)
-            + ")\n\n"
+            + ")\n- seconds per SGD step, all nets together (wall, "
+            + f"{done[0].get('devices', 1) if done else 1} device(s)): "
+            + ", ".join(f"depth {r['depth']}: {r.get('seconds_per_step', float('nan')):.2f}"
+                        for r in done) + "\n\n"
             f"tanh CNN, no BatchNorm, no skips, circular padding: 3x3 convs, {args.channels} "
             f"channels, {x.shape[1]}x{x.shape[2]} {dataset.name}, dense readout; plain SGD "
             f"batch {args.batch_size}, lr = scale / depth (scales {scales}; best final train "
-            f"acc chosen per init), {steps} steps, same batches for every init; train accuracy "
-            f"on the first {n_eval} training examples, test accuracy on {len(y_test)} test "
-            f"examples.\n\n{table}\n")
+            f"acc chosen per init)"
+            + ("" if readout_lr is None else
+               f" for the convolutions and {readout_lr:g} for the readout")
+            + f", sigma_b2 {args.sigma_b2:g}, {steps} steps, same batches for every init; "
+            f"train accuracy on the first {n_eval} training examples, test accuracy on "
+            f"{len(y_test)} test examples.\n\n{table}\n")
     results.write_text(os.path.join(out_dir, "summary.md"), text)
     print(table)
     return summary
@@ -364,7 +405,8 @@ def run(ctx) -> dict[str, Any]:
                       lr_scales=scales, sigma_b2=args.sigma_b2, seed=args.seed,
                       num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
                       readout=not args.no_readout,
-                      partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"))
+                      partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"),
+                      mesh=ctx.config["mesh"], readout_lr=readout_lr)
     except KeyboardInterrupt:
       if records:
         report(stopped_at=depth)

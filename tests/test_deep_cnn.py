@@ -124,6 +124,70 @@ def test_train_sgd_stacks_nets_with_their_own_lr():
   assert not np.allclose(final["w_out"][1], p["w_out"])
 
 
+def test_readout_lr_applies_to_the_readout_only():
+  # lrs (nets, 2) = (conv lr, readout lr): conv lr 0 leaves every conv parameter unchanged.
+  p = _params("delta_orthogonal", depth=2, side=4)
+  stacked = jax.tree.map(lambda a: jnp.stack([a, a]), p)
+  x = jax.random.normal(jax.random.key(4), (16, 4, 4, 1))
+  y = jnp.arange(16) % 10
+  lrs = jnp.asarray([[0.0, 0.5], [0.5, 0.0]])
+  final, _, _ = dc.train_sgd(stacked, lrs, jax.random.key(5), x, y, x, y, steps=2,
+                             eval_every=2, batch_size=8)
+  for k in p:
+    moved = [not np.allclose(final[k][i], p[k]) for i in range(2)]
+    # net 0 moves only its readout, net 1 only its convolutions (b_out starts at 0 and
+    # gets a nonzero gradient, so it moves too)
+    assert moved == ([True, False] if k in dc.READOUT else [False, True]), k
+
+
+def test_nets_vmapped_mapped_and_sharded_train_alike():
+  # The three layouts of the nets axis are one computation: same batches, same updates.
+  from jinit import sharding as js
+
+  p = _params("delta_orthogonal", depth=2, side=4)
+  q = _params("gaussian", depth=2, side=4)
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), p, q)
+  x = jax.random.normal(jax.random.key(4), (16, 4, 4, 1))
+  y = jnp.arange(16) % 10
+  args = (stacked, jnp.asarray([0.1, 0.3]), jax.random.key(5), x, y, x, y)
+  kw = {"steps": 4, "eval_every": 2, "batch_size": 8}
+  ref = dc.train_sgd(*args, over_nets="vmap", **kw)
+  mapped = dc.train_sgd(*args, over_nets="map", **kw)
+  sharded = dc.sharded_train_sgd(js.make_mesh(1, ("runs",)), **kw)(*args)
+  for out in (mapped, sharded):
+    for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(ref)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="over_nets"):
+    dc.train_sgd(*args, over_nets="pmap", **kw)
+
+
+def test_pad_nets_to_a_multiple_of_the_devices():
+  assert [dc.pad_nets(n, 2) for n in (1, 2, 3, 4)] == [1, 0, 1, 0]
+  assert [dc.pad_nets(n, 3) for n in (1, 2, 3, 4)] == [2, 1, 0, 2]
+  assert dc.pad_nets(5, 1) == 0
+
+
+def _record(depth, inits, acc):
+  runs = {n: {"final_train_acc": a, "lr": 2.0 / depth, "test_acc": a, "steps_to_90": None}
+          for n, a in zip(inits, acc)}
+  return {"depth": depth, "runs": runs, "seconds_per_step_per_net": 0.1,
+          "jacobian": {n: {"median": 1.0} for n in inits}, "readout_only_acc": 0.5}
+
+
+def test_depth_json_schema_one_value_per_depth():
+  # The schema: {"depths": [...], "final_train_acc": {init: [...]}, "steps": N,
+  # "lr": {init: [...]}}, one value per depth, None where an init did not run.
+  recs = [_record(50, dc.INITS, [0.9, 0.2, 0.5, 0.4]),
+          _record(1000, deep_cnn.CORE, [0.95, 0.1])]
+  out = deep_cnn.collect(recs, steps=300)
+  assert out["depths"] == [50, 1000] and out["steps"] == 300
+  assert out["final_train_acc"] == {"delta_orthogonal": [0.9, 0.95], "gaussian": [0.2, 0.1],
+                                    "xavier": [0.5, None], "he": [0.4, None]}
+  assert out["lr"]["gaussian"] == [pytest.approx(0.04), pytest.approx(0.002)]
+  assert out["lr"]["he"] == [pytest.approx(0.04), None]
+  json.dumps(out)  # plain JSON
+
+
 @pytest.mark.slow  # a whole study end to end (20-35 s on 2 cores); its parts run by default
 def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
   out = str(tmp_path / "cnn")
@@ -156,6 +220,8 @@ def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
     (["--train-size", "-5"], "--train-size"),
     (["--lr-scales", "-0.05"], "--lr-scales"),
     (["--lr-scales", "inf"], "--lr-scales"),
+    (["--readout-lr", "0"], "--readout-lr"),
+    (["--parallel", "data"], "--parallel"),
     (["--batch-size", "0"], "--batch-size"),
     (["--depths", "0,5"], "--depths"),
     (["--steps", "5", "--eval-every", "2"], "must divide"),

@@ -27,6 +27,7 @@ Convolutional Neural Networks", ICML 2018, https://arxiv.org/abs/1806.05393
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,7 @@ from jinit._src import validation
 KERNEL = 3
 INITS = ("delta_orthogonal", "gaussian", "xavier", "he")
 BIASED = ("delta_orthogonal", "gaussian")  # the inits drawn at (sigma_w2, sigma_b2)
+READOUT = ("w_out", "b_out")  # the parameters a separate readout lr applies to
 F32 = jnp.float32
 
 
@@ -113,20 +115,26 @@ def _layer(h, w, b, conv):
   return jnp.tanh(conv(h, w) + b[None, None, None, :])
 
 
-def features(params, x: jax.Array, conv=conv_im2col) -> jax.Array:
-  """The last feature map, (B, H, W, C): the input conv, then the hidden ones in a scan."""
+def features(params, x: jax.Array, conv=conv_im2col, remat: bool = False) -> jax.Array:
+  """The last feature map, (B, H, W, C): the input conv, then the hidden ones in a scan.
+
+  ``remat``: the backward pass recomputes each layer from its input (``jax.checkpoint``)
+  instead of storing its im2col columns, 9x smaller residuals per layer.
+  """
   h = _layer(x.astype(F32), params["w_in"], params["b_in"], conv)
 
   def step(h, wb):
     return _layer(h, wb[0], wb[1], conv), None
 
+  if remat:
+    step = jax.checkpoint(step)
   h, _ = jax.lax.scan(step, h, (params["w_hid"], params["b_hid"]))
   return h
 
 
-def apply_cnn(params, x: jax.Array, conv=conv_im2col) -> jax.Array:
-  """x: (batch, H, W, 1) -> logits (batch, classes)."""
-  h = features(params, x, conv)
+def apply_cnn(params, x: jax.Array, conv=conv_im2col, remat: bool = False) -> jax.Array:
+  """x: (batch, H, W, 1) -> logits (batch, classes); ``remat`` as in :func:`features`."""
+  h = features(params, x, conv, remat)
   return h.reshape(h.shape[0], -1) @ params["w_out"] + params["b_out"][None, :]
 
 
@@ -166,10 +174,14 @@ def pick_lr(final_acc: Sequence[float], lrs: Sequence[float]) -> int:
 
 
 def train_sgd(params, lrs: jax.Array, key, x, y, x_eval, y_eval, *, steps: int, eval_every: int,
-              batch_size: int, apply=apply_cnn):
+              batch_size: int, apply=apply_cnn, over_nets: str = "vmap"):
   """Plain SGD for a stack of networks (leading axis), each with its own lr, same batches.
 
   The one training loop of the deep studies (to be swapped for the shared ``scan_sgd``).
+  ``lrs``: (nets,) one lr per net, or (nets, 2): the conv layers' lr and the readout's.
+  ``over_nets``: ``"vmap"`` trains the nets as one batched program; ``"map"`` trains
+  them one after another (``lax.map``), each with unbatched matmuls, which XLA's CPU
+  backend runs faster than the batched ones at these sizes (``benchmarks/deep_conv.py``).
 
   Returns:
     (params, losses, accs): final params; mean training loss of each ``eval_every``
@@ -180,10 +192,13 @@ def train_sgd(params, lrs: jax.Array, key, x, y, x_eval, y_eval, *, steps: int, 
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb))
 
   def one(p, lr, key):
+    lr = jnp.broadcast_to(lr, (2,))  # (conv layers' lr, readout's lr)
+    lr_of = {k: lr[1] if k in READOUT else lr[0] for k in p}
+
     def step(p, k):
       idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
       loss, g = jax.value_and_grad(loss_fn)(p, x[idx], y[idx])
-      return jax.tree.map(lambda a, d: a - lr.astype(a.dtype) * d, p, g), loss
+      return {k: p[k] - lr_of[k].astype(p[k].dtype) * g[k] for k in p}, loss
 
     def chunk(p, ks):
       p, losses = jax.lax.scan(step, p, ks)
@@ -194,7 +209,41 @@ def train_sgd(params, lrs: jax.Array, key, x, y, x_eval, y_eval, *, steps: int, 
     p, (losses, accs) = jax.lax.scan(chunk, p, keys)
     return p, losses, accs
 
-  return jax.vmap(one, in_axes=(0, 0, None))(params, lrs, key)
+  if over_nets == "vmap":
+    return jax.vmap(one, in_axes=(0, 0, None))(params, lrs, key)
+  if over_nets == "map":
+    return jax.lax.map(lambda pl: one(pl[0], pl[1], key), (params, lrs))
+  raise ValueError(f"over_nets must be 'vmap' or 'map', got {over_nets!r}")
+
+
+def sharded_train_sgd(mesh, *, steps: int, eval_every: int, batch_size: int, apply=apply_cnn):
+  """:func:`train_sgd` (``over_nets="map"``) with the nets split over ``mesh``'s devices.
+
+  Each device trains its share of the nets one after another; the nets are
+  independent, so the devices never communicate. Every net must be on the mesh: the
+  number of nets must be a multiple of the devices (:func:`pad_nets`).
+
+  Args:
+    mesh: a one-axis ``jax.sharding.Mesh`` (the axis' name is the runs axis).
+    steps, eval_every, batch_size, apply: as for :func:`train_sgd`.
+
+  Returns:
+    A jitted ``fn(params, lrs, key, x, y, x_eval, y_eval)`` with :func:`train_sgd`'s outputs.
+  """
+  from jax.sharding import PartitionSpec as P
+
+  if len(mesh.axis_names) != 1:
+    raise ValueError(f"mesh must have one axis, got {mesh.axis_names}")
+  runs = P(mesh.axis_names[0])
+  body = functools.partial(train_sgd, steps=steps, eval_every=eval_every, batch_size=batch_size,
+                           apply=apply, over_nets="map")
+  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(runs, runs) + (P(),) * 5,
+                               out_specs=(runs, runs, runs)))
+
+
+def pad_nets(n: int, devices: int) -> int:
+  """How many copies of net 0 to append so that ``n`` nets split evenly over ``devices``."""
+  return -n % devices
 
 
 @jax.jit
