@@ -1,4 +1,4 @@
-"""XLA's RngBitGenerator bits for ``rbg``/``unsafe_rbg`` keys, computed faster on CPU.
+"""XLA's RngBitGenerator bits for ``rbg``/``unsafe_rbg`` keys, computed in cache-sized chunks on CPU.
 
 A ``jax.random.key(seed, impl="rbg")`` (or ``"unsafe_rbg"``) draws its bits with
 ``lax.rng_bit_generator``, whose default algorithm on XLA's CPU backend is
@@ -17,7 +17,10 @@ same order, come from a loop over chunks of counters whose rounds run on
 materialized word arrays (small enough to stay in cache), so each chain runs once
 and vectorized. The bits are identical to ``jax.random.bits`` with the original key
 (tests/test_prng_impls.py checks it), so every ``jax.random`` law drawn from them
-(uniform, normal, truncated normal, randint) gives the same numbers, faster.
+(uniform, normal, truncated normal, randint) gives the same numbers. Measured on a quiet
+2-core CPU (docs/results/bench_prng): the bits and uniform draws take about XLA's time (the
+16-bit-halves product that sharded programs need costs the chain's gain back); normal draws
+take half of it.
 
 Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching rule of
 ``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
