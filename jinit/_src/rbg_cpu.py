@@ -1,4 +1,4 @@
-"""XLA's RngBitGenerator bits for ``rbg``/``unsafe_rbg`` keys, computed in cache-sized chunks on CPU.
+"""XLA's RngBitGenerator bits for ``rbg``/``unsafe_rbg`` keys, in cache-sized chunks on CPU.
 
 A ``jax.random.key(seed, impl="rbg")`` (or ``"unsafe_rbg"``) draws its bits with
 ``lax.rng_bit_generator``, whose default algorithm on XLA's CPU backend is
