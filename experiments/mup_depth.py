@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import mup_transfer
 from experiments.common import cli
 from experiments.common import data as data_lib
 from experiments.common import provenance as provenance_lib
@@ -448,20 +449,9 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args) -> Config:
   """Every check of the flags (before any data or folder); the study's :class:`Config`."""
-  base = QUICK if args.quick else Config()
-  changes: dict[str, Any] = {}
-  if args.depths:
-    changes["depths"] = tuple(args.depths)
-  if args.log2_lrs:
-    try:
-      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
-    except ValueError:
-      raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
-    changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  for name in ("width", "base_width", "seeds", "steps", "batch_size", "eval_size"):
-    if getattr(args, name) is not None:
-      changes[name] = getattr(args, name)
-  config = dataclasses.replace(base, **changes)
+  config = mup_transfer.sweep_config(
+      args, QUICK if args.quick else Config(),
+      ("depths", "width", "base_width", "seeds", "steps", "batch_size", "eval_size"))
   if config.base_width >= config.width:
     raise ValueError(f"--base-width {config.base_width} must be smaller than --width "
                      f"{config.width} (else μP is SP)")

@@ -459,25 +459,33 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 ConfigT = TypeVar("ConfigT", bound=Config)
 
 
-def width_config(args, full: ConfigT, quick: ConfigT, prog: str,
-                 extra: Sequence[str] = ()) -> ConfigT:
-  """Every check of a width study's flags (before any data or folder): ``full`` or ``quick``
-  (``--quick``) with the flags given, ``extra`` naming the study's own flags (same names)."""
-  base = quick if args.quick else full
+def sweep_config(args, base: Any, names: Sequence[str]) -> Any:
+  """``base`` (a config dataclass) with the sweep flags given: ``--log2-lrs FIRST:LAST`` and
+  the flags ``names`` (attribute = field name; a list, e.g. ``--widths``, becomes a tuple)."""
   changes: dict[str, Any] = {}
-  if args.widths:
-    changes["widths"] = tuple(args.widths)
   if args.log2_lrs:
     try:
       lo, hi = (int(v) for v in args.log2_lrs.split(":"))
     except ValueError:
       raise ValueError(f"--log2-lrs must be 'first:last' ints, got {args.log2_lrs!r}") from None
     changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  for name in ("seeds", "steps", "batch_size", "eval_size", "coord_steps", "zero_readout",
-               *extra):
-    if getattr(args, name) is not None:
-      changes[name] = getattr(args, name)
-  config = dataclasses.replace(base, **changes)
+  for name in names:
+    value = getattr(args, name)
+    if isinstance(value, list):
+      if value:
+        changes[name] = tuple(value)
+    elif value is not None:
+      changes[name] = value
+  return dataclasses.replace(base, **changes)
+
+
+def width_config(args, full: ConfigT, quick: ConfigT, prog: str,
+                 extra: Sequence[str] = ()) -> ConfigT:
+  """Every check of a width study's flags (before any data or folder): ``full`` or ``quick``
+  (``--quick``) with the flags given, ``extra`` naming the study's own flags (same names)."""
+  config = sweep_config(args, quick if args.quick else full,
+                        ("widths", "seeds", "steps", "batch_size", "eval_size", "coord_steps",
+                         "zero_readout", *extra))
   cli.check_batch_size(args, config.batch_size, prog)
   return config
 

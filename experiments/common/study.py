@@ -575,13 +575,12 @@ class Runner:
     try:
       result = self.run(ctx)
       if self.announce and distributed.is_primary():
-        written = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
-        print(f"Done. In {out_dir}: {', '.join(written)}")
+        print(f"Done. In {out_dir}: {', '.join(_written(out_dir))}")
       return result
     except KeyboardInterrupt as e:
       if not distributed.is_primary():  # process 0 says what was written
         raise SystemExit(cli.interrupt_code(e)) from None
-      done = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
+      done = _written(out_dir)
       how = (f"resume with: {self.prog} --resume {out_dir}" if self.resumable else
              f"{self.prog} cannot resume: run it again with --out {out_dir} --overwrite")
       sys.stderr.write(f"\nInterrupted; written so far in {out_dir}: {', '.join(done)}; "
@@ -589,6 +588,11 @@ class Runner:
       raise SystemExit(cli.interrupt_code(e)) from None
     finally:
       cli.release_folder(out_dir)
+
+
+def _written(out_dir: str) -> list[str]:
+  """What a study wrote in its folder (hidden files such as the lock left out)."""
+  return sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
 
 
 how_long = train_lib.how_long  # "42 s" / "3.5 min", as every study prints its estimates
