@@ -427,22 +427,11 @@ def add_flags(p: argparse.ArgumentParser) -> None:
                  help="comma-separated increasing numbers of residual blocks; the first is the "
                       f"base depth (default {','.join(map(str, Config.depths))}; --quick "
                       f"{','.join(map(str, QUICK.depths))})")
-  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST",
-                 help="exponents of the lr grid, e.g. --log2-lrs=-12:-4 (default "
-                      f"{Config.log2_lrs[0]}:{Config.log2_lrs[-1]})")
+  mup_transfer.add_sweep_flags(p, Config(), "depth", "-12:-4")
   p.add_argument("--width", type=cli.positive_int, default=None,
                  help=f"width of the residual stream and blocks (default {Config.width})")
   p.add_argument("--base-width", type=cli.positive_int, default=None,
                  help=f"μP base width (default {Config.base_width})")
-  p.add_argument("--seeds", type=cli.positive_int, default=None,
-                 help=f"seeds per (depth, lr) (default {Config.seeds})")
-  p.add_argument("--steps", type=cli.positive_int, default=None,
-                 help=f"Adam steps per run (default {Config.steps})")
-  p.add_argument("--batch-size", type=cli.positive_int, default=None,
-                 help=f"examples per step (default {Config.batch_size})")
-  p.add_argument("--eval-size", type=cli.positive_int, default=None,
-                 help=f"training examples the final loss is measured on (default "
-                      f"{Config.eval_size})")
   p.add_argument("--train-size", type=cli.positive_int, default=None,
                  help="subsample the training split to this many examples")
 

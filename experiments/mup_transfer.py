@@ -426,17 +426,14 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   return transfer
 
 
-def add_width_flags(p: argparse.ArgumentParser, full: Config, quick: Config) -> None:
-  """The flags of a width study (widths, lr grid, seeds, steps, sizes), defaults shown."""
-  p.add_argument("--widths", type=cli.positive_int_list, default=None, metavar="W,W,...",
-                 help="comma-separated increasing widths (default "
-                      f"{','.join(map(str, full.widths))}; --quick "
-                      f"{','.join(map(str, quick.widths))})")
+def add_sweep_flags(p: argparse.ArgumentParser, full: Any, axis: str, example: str) -> None:
+  """The lr-sweep flags every μP study has (lr grid, seeds, steps, batch and eval sizes), with
+  ``full``'s defaults shown; ``axis`` names what the study varies ("width", "depth")."""
   p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST",
-                 help="exponents of the lr grid, e.g. --log2-lrs=-14:-4 (default "
+                 help=f"exponents of the lr grid, e.g. --log2-lrs={example} (default "
                       f"{full.log2_lrs[0]}:{full.log2_lrs[-1]})")
   p.add_argument("--seeds", type=cli.positive_int, default=None,
-                 help=f"seeds per (width, lr) (default {full.seeds})")
+                 help=f"seeds per ({axis}, lr) (default {full.seeds})")
   p.add_argument("--steps", type=cli.positive_int, default=None,
                  help=f"Adam steps per run (default {full.steps})")
   p.add_argument("--batch-size", type=cli.positive_int, default=None,
@@ -444,6 +441,15 @@ def add_width_flags(p: argparse.ArgumentParser, full: Config, quick: Config) -> 
   p.add_argument("--eval-size", type=cli.positive_int, default=None,
                  help=f"training examples the final loss is measured on (default "
                       f"{full.eval_size})")
+
+
+def add_width_flags(p: argparse.ArgumentParser, full: Config, quick: Config) -> None:
+  """The flags of a width study (widths, lr grid, seeds, steps, sizes), defaults shown."""
+  p.add_argument("--widths", type=cli.positive_int_list, default=None, metavar="W,W,...",
+                 help="comma-separated increasing widths (default "
+                      f"{','.join(map(str, full.widths))}; --quick "
+                      f"{','.join(map(str, quick.widths))})")
+  add_sweep_flags(p, full, "width", "-14:-4")
   p.add_argument("--zero-readout", action=argparse.BooleanOptionalAction, default=None,
                  help="zero-init the readout kernel (SP and μP alike)")
   p.add_argument("--coord-steps", type=cli.positive_int, default=None,
