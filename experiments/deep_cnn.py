@@ -85,12 +85,40 @@ def inits_at(depth: int, baselines_up_to: int) -> list[str]:
   return [n for n in INITS if n in CORE or depth <= baselines_up_to]
 
 
+LR_DECAYS = ("none", "cosine")
+
+
+def lr_factor(decay: str, chunk: int, chunks: int) -> float:
+  """The lr multiplier of one training chunk (``eval_every`` steps) under ``decay``.
+
+  ``"none"``: 1. ``"cosine"``: the cosine schedule at the chunk's midpoint,
+  ``0.5 * (1 + cos(pi * (chunk + 0.5) / chunks))``, from ~1 down to ~0 over the run
+  (Loshchilov & Hutter 2017, "SGDR", without restarts), piecewise constant so that one
+  compiled chunk serves every chunk and a resumed run continues the same schedule.
+
+  Args:
+    decay: one of ``LR_DECAYS``.
+    chunk: the chunk's index, ``0 <= chunk < chunks``.
+    chunks: the number of chunks in the run.
+
+  Returns:
+    The factor, in (0, 1].
+  """
+  if decay not in LR_DECAYS:
+    raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {decay!r}")
+  if not 0 <= chunk < chunks:
+    raise ValueError(f"chunk must be in [0, {chunks}), got {chunk}")
+  if decay == "none":
+    return 1.0
+  return 0.5 * (1.0 + math.cos(math.pi * (chunk + 0.5) / chunks))
+
+
 def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequence[str],
               channels: int, steps: int, eval_every: int, batch_size: int,
               lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
               jacobian: bool = True, readout: bool = True,
               partial: str | None = None, mesh=None,
-              readout_lr: float | None = None) -> dict[str, Any]:
+              readout_lr: float | None = None, lr_decay: str = "none") -> dict[str, Any]:
   """Trains every (init, lr) at one depth in one program; returns the depth's record.
 
   With ``partial`` (a path), the training state is saved there after every
@@ -99,6 +127,8 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   copies of the first net to a multiple of them (:func:`dc.sharded_train_sgd`). With a
   ``readout_lr``, the dense readout trains at that lr (one layer: not scaled by depth)
   and the convolutions at ``scale / depth``; without, every parameter at ``scale / depth``.
+  ``lr_decay="cosine"`` multiplies every lr by :func:`lr_factor` of the chunk (constant
+  within each ``eval_every`` steps), ``"none"`` keeps it constant.
   """
   sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
   lrs = dc.depth_lrs(depth, lr_scales)
@@ -137,7 +167,8 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   for chunk in range(done, chunks):
     t0 = time.time()
     padded, loss, acc = jax.block_until_ready(compiled(
-        padded, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
+        padded, lr_arr * lr_factor(lr_decay, chunk, chunks), jax.random.fold_in(base, chunk),
+        x, y, x_eval, y_eval))
     train_seconds += time.time() - t0
     losses.append(np.asarray(loss)[:n_nets, 0])
     accs.append(np.asarray(acc)[:n_nets, 0])
@@ -162,7 +193,7 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
         **{f"steps_to_{round(t * 100)}": steps_to(accs[k], t, eval_every) for t in TARGETS}}
   record: dict[str, Any] = {
       "depth": depth, "inits": list(inits), "lrs_tried": lrs, "readout_lr": readout_lr,
-      "steps": steps,
+      "lr_decay": lr_decay, "steps": steps,
       "eval_every": eval_every, "train_seconds": train_seconds,
       "compile_seconds": compile_seconds,
       "seconds_per_step_per_net": train_seconds / steps / len(nets), "nets": len(nets),
@@ -284,6 +315,9 @@ def add_flags(p) -> None:
                  help="SGD lr of the dense readout, not scaled by depth (default: plain SGD, "
                       "the convolutions' scale / depth; 0.2 at sigma_b2 1e-6 collapsed at "
                       "depth 1000, docs/results/deep_cnn/readout_lr_0.2/)")
+  p.add_argument("--lr-decay", choices=LR_DECAYS, default="none",
+                 help="lr schedule over the steps: none (constant) or cosine (piecewise "
+                      "constant per --eval-every chunk; default %(default)s)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
@@ -348,6 +382,7 @@ def run(ctx) -> dict[str, Any]:
   print(f"Deep vanilla tanh CNN: depths {depths}, {args.channels} channels, "
         f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth"
         + ("" if readout_lr is None else f", readout {readout_lr:g}")
+        + ("" if args.lr_decay == "none" else f", {args.lr_decay} decay")
         + f", batch {args.batch_size}, sigma_b2 {args.sigma_b2:g}) on {len(y)} {dataset.name} "
         f"examples; results in {out_dir}")
   t_start = time.time()
@@ -359,7 +394,7 @@ def run(ctx) -> dict[str, Any]:
     summary = collect(done, steps)
     summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
                     "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                    "lr_scales": scales, "readout_lr": readout_lr,
+                    "lr_scales": scales, "readout_lr": readout_lr, "lr_decay": args.lr_decay,
                     "train_size": len(y), "eval_size": n_eval,
                     "depths_planned": depths, "stopped_at_depth": stopped_at,
                     "seconds_this_session": time.time() - t_start,
@@ -384,6 +419,9 @@ def run(ctx) -> dict[str, Any]:
             f"acc chosen per init)"
             + ("" if readout_lr is None else
                f" for the convolutions and {readout_lr:g} for the readout")
+            + ("" if args.lr_decay == "none" else
+               f", {args.lr_decay} lr decay over the steps (constant per {eval_every}-step "
+               "chunk)")
             + f", sigma_b2 {args.sigma_b2:g}, {steps} steps, same batches for every init; "
             f"train accuracy on the first {n_eval} training examples, test accuracy on "
             f"{len(y_test)} test examples.\n\n{table}\n")
@@ -406,7 +444,8 @@ def run(ctx) -> dict[str, Any]:
                       num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
                       readout=not args.no_readout,
                       partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"),
-                      mesh=ctx.config["mesh"], readout_lr=readout_lr)
+                      mesh=ctx.config["mesh"], readout_lr=readout_lr,
+                      lr_decay=args.lr_decay)
     except KeyboardInterrupt:
       if records:
         report(stopped_at=depth)

@@ -47,6 +47,20 @@ def test_depth_lrs_scale_as_one_over_depth():
     dc.depth_lrs(0, [1.0])
 
 
+def test_cosine_lr_factor_decays_from_one_to_zero_per_chunk():
+  chunks = 10
+  f = [deep_cnn.lr_factor("cosine", c, chunks) for c in range(chunks)]
+  assert f == pytest.approx([0.5 * (1 + math.cos(math.pi * (c + 0.5) / chunks))
+                             for c in range(chunks)])
+  assert all(a > b for a, b in zip(f, f[1:])) and 0 < f[-1] < 0.01 < 0.99 < f[0] <= 1
+  assert sum(f) == pytest.approx(chunks / 2)  # the mean lr is half the peak
+  assert [deep_cnn.lr_factor("none", c, 3) for c in range(3)] == [1.0, 1.0, 1.0]
+  with pytest.raises(ValueError, match="lr_decay"):
+    deep_cnn.lr_factor("linear", 0, 3)
+  with pytest.raises(ValueError, match="chunk"):
+    deep_cnn.lr_factor("cosine", 3, 3)
+
+
 def test_pick_lr_is_the_best_final_accuracy_ties_to_smaller_lr():
   assert dc.pick_lr([0.2, 0.9, 0.5], [1e-3, 2e-3, 4e-3]) == 1
   assert dc.pick_lr([0.9, 0.9], [2e-3, 1e-3]) == 1  # tie: the smaller lr
@@ -221,6 +235,7 @@ def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
     (["--lr-scales", "-0.05"], "--lr-scales"),
     (["--lr-scales", "inf"], "--lr-scales"),
     (["--readout-lr", "0"], "--readout-lr"),
+    (["--lr-decay", "linear"], "--lr-decay"),
     (["--parallel", "data"], "--parallel"),
     (["--batch-size", "0"], "--batch-size"),
     (["--depths", "0,5"], "--depths"),
