@@ -21,9 +21,9 @@ map) on mean-pooled MNIST, with
   the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
   <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-  python -m experiments.deep_cnn --quick             # depth 1000, 500 steps
-  python -m experiments.deep_cnn --depths 500,200,50  # the rest of the depth axis
-  python -m experiments.deep_cnn                     # the full run: depth 2000
+  python -m experiments.deep_cnn --quick             # depth 1000, 1000 steps, cosine lr decay
+  python -m experiments.deep_cnn --quick --depths 500,200,50  # the rest of the depth axis
+  python -m experiments.deep_cnn                     # full: depth 10000, 400 steps, sigma_b2 1e-8
 
 Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
 depths done. At the end: ``depth.json`` (``{"depths", "final_train_acc": {init: [...]},
@@ -305,29 +305,38 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
 def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true",
                  help="depth 1000 only (the headline; --depths 500,200,50 is the rest of the "
-                      "depth axis, a separate command), 7x7 images, 500 steps, 10000 examples")
+                      "depth axis, a separate command), 7x7 images, 1000 steps with cosine lr "
+                      "decay, 10000 examples")
   p.add_argument("--depths", default=None,
-                 help="comma-separated conv depths, deepest first (default 2000: the full run)")
-  p.add_argument("--lr-scales", default="2",
+                 help="comma-separated conv depths, deepest first (default 10000: the full "
+                      "run)")
+  p.add_argument("--lr-scales", default=None,
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
-                      "acc reported (default %(default)s)")
+                      "acc reported (default 2 with --quick; 1 for the full run, whose "
+                      "Jacobian at sigma_b2 1e-8 is near-isometric, so a step moves it more)")
   p.add_argument("--readout-lr", type=cli.positive_float, default=None,
                  help="SGD lr of the dense readout, not scaled by depth (default: plain SGD, "
                       "the convolutions' scale / depth; 0.2 at sigma_b2 1e-6 collapsed at "
                       "depth 1000, docs/results/deep_cnn/readout_lr_0.2/)")
-  p.add_argument("--lr-decay", choices=LR_DECAYS, default="none",
+  p.add_argument("--lr-decay", choices=LR_DECAYS, default=None,
                  help="lr schedule over the steps: none (constant) or cosine (piecewise "
-                      "constant per --eval-every chunk; default %(default)s)")
+                      "constant per --eval-every chunk; default cosine with --quick, else "
+                      "none: the full run is far from converged in its steps)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
                                        "%(default)s)", cli.nonneg_int),
               pool=(4, "mean-pool the images by this factor (default 4: 28x28 -> 7x7)"),
-              channels=8, steps=(None, "SGD steps per depth (default 500)"),
+              channels=8, steps=(None, "SGD steps per depth (default 1000 with --quick, "
+                                       "else 400)"),
               eval_every=(None, "default steps / 10; must divide --steps"),
               eval_size=(256, "training examples the accuracy is measured on (default "
                               "%(default)s)"), batch_size=32,
-              sigma_b2=(1e-4, None, cli.positive_float), train_size=(None, "default 10000"),
+              sigma_b2=(None, "bias variance; the weights' sigma_w2 is tanh's critical "
+                              "value for it (default 1e-4 with --quick; 1e-8 for the full "
+                              "run: at 10000 layers 1e-4 leaves the delta-orthogonal "
+                              "Jacobian's median singular value at ~1e-9)", cli.positive_float),
+              train_size=(None, "default 10000"),
               seed=0, no_progress=(False, "no download progress bar"))
 
 
@@ -353,8 +362,14 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def make_config(args) -> dict[str, Any]:
   """Every check of the flags (before any data or folder): depths, steps, lr scales."""
-  depths = _ints(args.depths or ("1000" if args.quick else "2000"), "--depths")
-  steps = args.steps or 500
+  depths = _ints(args.depths or ("1000" if args.quick else "10000"), "--depths")
+  steps = args.steps or (1000 if args.quick else 400)
+  if args.lr_scales is None:
+    args.lr_scales = "2" if args.quick else "1"
+  if args.sigma_b2 is None:
+    args.sigma_b2 = 1e-4 if args.quick else 1e-8
+  if args.lr_decay is None:
+    args.lr_decay = "cosine" if args.quick else "none"
   scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
     args.train_size = 10000

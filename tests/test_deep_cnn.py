@@ -61,6 +61,18 @@ def test_cosine_lr_factor_decays_from_one_to_zero_per_chunk():
     deep_cnn.lr_factor("cosine", 3, 3)
 
 
+def test_quick_and_full_protocols():
+  # --quick: the depth-1,000 headline (1,000 steps, cosine decay, lr 2 / depth, sigma_b2 1e-4);
+  # the full run: 10,000 layers, 400 constant steps at lr 1 / depth and sigma_b2 1e-8.
+  for argv, want in [(["--quick"], ([1000], 1000, [2.0], "cosine", 1e-4)),
+                     ([], ([10000], 400, [1.0], "none", 1e-8)),
+                     (["--quick", "--lr-decay", "none", "--sigma-b2", "1e-6", "--steps", "20"],
+                      ([1000], 20, [2.0], "none", 1e-6))]:
+    args = deep_cnn.build_parser().parse_args(argv + ["--dataset", "digits"])
+    cfg = deep_cnn.make_config(args)
+    assert (cfg["depths"], cfg["steps"], cfg["scales"], args.lr_decay, args.sigma_b2) == want
+
+
 def test_pick_lr_is_the_best_final_accuracy_ties_to_smaller_lr():
   assert dc.pick_lr([0.2, 0.9, 0.5], [1e-3, 2e-3, 4e-3]) == 1
   assert dc.pick_lr([0.9, 0.9], [2e-3, 1e-3]) == 1  # tie: the smaller lr
