@@ -323,6 +323,10 @@ def add_flags(p) -> None:
                       "constant per --eval-every chunk; default cosine with --quick, else "
                       "none: the full run is far from converged in its steps)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
+  p.add_argument("--spectra", default=None, metavar="SIGMA_B2,...",
+                 help="no training: only the Jacobian spectra at init of delta_orthogonal and "
+                      "gaussian at each --depths value and each of these sigma_b2 (at tanh's "
+                      "critical sigma_w2 for it); writes spectra.json and spectra.md")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
                                        "%(default)s)", cli.nonneg_int),
@@ -376,14 +380,71 @@ def make_config(args) -> dict[str, Any]:
   if getattr(args, "parallel", "runs") != "runs":
     raise ValueError(f"--parallel {args.parallel}: {PROG} splits its nets over the devices "
                      "(runs), one after another on each; use --parallel runs")
-  return {"depths": depths, "steps": steps, "scales": scales,
+  spectra = None if args.spectra is None else _floats(args.spectra, "--spectra")
+  return {"depths": depths, "steps": steps, "scales": scales, "spectra": spectra,
           "eval_every": study.check_image_sgd(args, steps, PROG),
           "mesh": cli.mesh_from_args(args, PROG)}
+
+
+def spectra_at_init(x1, depths: Sequence[int], sigma_b2s: Sequence[float], *, channels: int,
+                    seed: int, num_classes: int) -> list[dict[str, Any]]:
+  """The hidden layers' Jacobian spectrum at init per depth, sigma_b2 and init (no training).
+
+  Each net is drawn as :func:`run_depth` draws it (tanh's critical sigma_w2 for the
+  sigma_b2, the same keys); the statistics are :func:`dc.spectrum_stats` of
+  d(last feature map) / d(first feature map) at the one input ``x1`` (1, H, W, 1).
+  Dynamical isometry (Xiao et al. 2018) needs the singular values near 1 at the depth
+  trained; at criticality the spread grows with depth and with q*, so smaller sigma_b2
+  keeps deeper nets isometric.
+
+  Returns:
+    One record per (depth, sigma_b2, init): those keys, ``sigma_w2`` and the statistics.
+  """
+  rows = []
+  for depth in depths:
+    for sb2 in sigma_b2s:
+      sw2 = float(theory.critical_sigma_w2(jnp.tanh, sb2))
+      keys = jax.random.split(jax.random.key(seed), len(CORE))
+      for k, name in zip(keys, CORE):
+        p = dc.init_cnn(k, name, depth=depth, channels=channels, num_classes=num_classes,
+                        sigma_w2=sw2, sigma_b2=sb2, image_side=int(x1.shape[1]))
+        rows.append({"depth": depth, "sigma_b2": sb2, "sigma_w2": sw2, "init": name,
+                     **dc.spectrum_stats(dc.jacobian_singular_values(p, x1))})
+        print(f"depth {depth}, sigma_b2 {sb2:g}, {name}: median singular value "
+              f"{rows[-1]['median']:.3g}", flush=True)
+  return rows
+
+
+def format_spectra(rows: Sequence[dict[str, Any]]) -> str:
+  lines = ["| depth | sigma_b2 | sigma_w2 | init | median singular value | max | min | "
+           "fraction in [1/2, 2] |", "|---|---|---|---|---|---|---|---|"]
+  lines += [f"| {r['depth']} | {r['sigma_b2']:g} | {r['sigma_w2']:.6f} | {r['init']} | "
+            f"{r['median']:.3g} | {r['max']:.3g} | {r['min']:.2g} | "
+            f"{r['frac_in_half_to_2']:.3f} |" for r in rows]
+  return "\n".join(lines)
 
 
 def run(ctx) -> dict[str, Any]:
   """Every depth (those done before skipped on --resume); writes the report after each."""
   args, dataset, out_dir, prov = ctx.args, ctx.dataset, ctx.out_dir, ctx.provenance
+  if ctx.config["spectra"] is not None:
+    x1 = jnp.asarray(prepare_images(dataset.x_train, args.pool)[:1])  # as run_depth's
+    rows = spectra_at_init(x1, ctx.config["depths"], ctx.config["spectra"],
+                           channels=args.channels, seed=args.seed,
+                           num_classes=dataset.num_classes)
+    out = {"provenance": prov, "rows": rows, "channels": args.channels,
+           "image_side": int(x1.shape[1])}
+    results.write_json(os.path.join(out_dir, "spectra.json"), out)
+    table = format_spectra(rows)
+    results.write_text(os.path.join(out_dir, "spectra.md"),
+                       f"# Deep vanilla CNN: Jacobian spectra at init\n\n"
+                       f"{format_provenance(prov)}\n"
+                       f"The hidden layers' input-output Jacobian at one training input "
+                       f"({x1.shape[1]}x{x1.shape[2]}, {args.channels} channels, circular "
+                       f"padding), tanh at the critical sigma_w2 of each sigma_b2, seed "
+                       f"{args.seed}.\n\n{table}\n")
+    print(table)
+    return out
   q = args.quick
   depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
                                                                 "eval_every"))

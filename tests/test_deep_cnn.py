@@ -242,12 +242,29 @@ def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
     assert json.load(f)["final_train_acc"] == saved["final_train_acc"]
 
 
+@pytest.mark.slow  # the study end to end with the Jacobian compiled (5-13 s on 2 cores)
+def test_spectra_only_writes_the_jacobian_table_without_training(tmp_path):
+  out = str(tmp_path / "spectra")
+  deep_cnn.main(TINY + ["--depths", "2", "--spectra", "1e-4,1e-8", "--out", out])
+  with open(os.path.join(out, "spectra.json")) as f:
+    rows = json.load(f)["rows"]
+  assert [(r["depth"], r["sigma_b2"], r["init"]) for r in rows] == [
+      (2, s, n) for s in (1e-4, 1e-8) for n in deep_cnn.CORE]
+  for r in rows:  # the critical sigma_w2 of each sigma_b2, and a spectrum summary
+    assert r["sigma_w2"] == pytest.approx(
+        float(deep_cnn.theory.critical_sigma_w2(jnp.tanh, r["sigma_b2"])))
+    assert 0 < r["min"] <= r["median"] <= r["max"] and 0 <= r["frac_in_half_to_2"] <= 1
+  assert not os.path.exists(os.path.join(out, "depth.json"))  # nothing trained
+  assert "| 2 | 0.0001 |" in open(os.path.join(out, "spectra.md")).read()
+
+
 @pytest.mark.parametrize("flags, says", [
     (["--train-size", "-5"], "--train-size"),
     (["--lr-scales", "-0.05"], "--lr-scales"),
     (["--lr-scales", "inf"], "--lr-scales"),
     (["--readout-lr", "0"], "--readout-lr"),
     (["--lr-decay", "linear"], "--lr-decay"),
+    (["--spectra", "0,1e-4"], "--spectra"),
     (["--parallel", "data"], "--parallel"),
     (["--batch-size", "0"], "--batch-size"),
     (["--depths", "0,5"], "--depths"),
