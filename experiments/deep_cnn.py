@@ -21,9 +21,9 @@ map) on mean-pooled MNIST, with
   the mean-field chi1 and xi_c (:mod:`jinit.theory`; trainable predicted at depth
   <= 6 xi_c), and a control: the readout alone trained on frozen delta-orthogonal features.
 
-  python -m experiments.deep_cnn --quick             # depth 1000, 500 steps
-  python -m experiments.deep_cnn --depths 500,200,50  # the rest of the depth axis
-  python -m experiments.deep_cnn                     # the full run: depth 2000
+  python -m experiments.deep_cnn --quick             # depth 1000, 1000 steps, cosine lr decay
+  python -m experiments.deep_cnn --quick --depths 500,200,50  # the rest of the depth axis
+  python -m experiments.deep_cnn                     # full: depth 10000, 400 steps, sigma_b2 1e-8
 
 Each depth is written as ``depth_<D>.json`` when it finishes; ``--resume DIR`` skips the
 depths done. At the end: ``depth.json`` (``{"depths", "final_train_acc": {init: [...]},
@@ -85,12 +85,40 @@ def inits_at(depth: int, baselines_up_to: int) -> list[str]:
   return [n for n in INITS if n in CORE or depth <= baselines_up_to]
 
 
+LR_DECAYS = ("none", "cosine")
+
+
+def lr_factor(decay: str, chunk: int, chunks: int) -> float:
+  """The lr multiplier of one training chunk (``eval_every`` steps) under ``decay``.
+
+  ``"none"``: 1. ``"cosine"``: the cosine schedule at the chunk's midpoint,
+  ``0.5 * (1 + cos(pi * (chunk + 0.5) / chunks))``, from ~1 down to ~0 over the run
+  (Loshchilov & Hutter 2017, "SGDR", without restarts), piecewise constant so that one
+  compiled chunk serves every chunk and a resumed run continues the same schedule.
+
+  Args:
+    decay: one of ``LR_DECAYS``.
+    chunk: the chunk's index, ``0 <= chunk < chunks``.
+    chunks: the number of chunks in the run.
+
+  Returns:
+    The factor, in (0, 1].
+  """
+  if decay not in LR_DECAYS:
+    raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {decay!r}")
+  if not 0 <= chunk < chunks:
+    raise ValueError(f"chunk must be in [0, {chunks}), got {chunk}")
+  if decay == "none":
+    return 1.0
+  return 0.5 * (1.0 + math.cos(math.pi * (chunk + 0.5) / chunks))
+
+
 def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequence[str],
               channels: int, steps: int, eval_every: int, batch_size: int,
               lr_scales: Sequence[float], sigma_b2: float, seed: int, num_classes: int,
               jacobian: bool = True, readout: bool = True,
               partial: str | None = None, mesh=None,
-              readout_lr: float | None = None) -> dict[str, Any]:
+              readout_lr: float | None = None, lr_decay: str = "none") -> dict[str, Any]:
   """Trains every (init, lr) at one depth in one program; returns the depth's record.
 
   With ``partial`` (a path), the training state is saved there after every
@@ -99,6 +127,8 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   copies of the first net to a multiple of them (:func:`dc.sharded_train_sgd`). With a
   ``readout_lr``, the dense readout trains at that lr (one layer: not scaled by depth)
   and the convolutions at ``scale / depth``; without, every parameter at ``scale / depth``.
+  ``lr_decay="cosine"`` multiplies every lr by :func:`lr_factor` of the chunk (constant
+  within each ``eval_every`` steps), ``"none"`` keeps it constant.
   """
   sigma_w2 = float(theory.critical_sigma_w2(jnp.tanh, sigma_b2))
   lrs = dc.depth_lrs(depth, lr_scales)
@@ -137,7 +167,8 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
   for chunk in range(done, chunks):
     t0 = time.time()
     padded, loss, acc = jax.block_until_ready(compiled(
-        padded, lr_arr, jax.random.fold_in(base, chunk), x, y, x_eval, y_eval))
+        padded, lr_arr * lr_factor(lr_decay, chunk, chunks), jax.random.fold_in(base, chunk),
+        x, y, x_eval, y_eval))
     train_seconds += time.time() - t0
     losses.append(np.asarray(loss)[:n_nets, 0])
     accs.append(np.asarray(acc)[:n_nets, 0])
@@ -162,7 +193,7 @@ def run_depth(x, y, x_eval, y_eval, x_test, y_test, *, depth: int, inits: Sequen
         **{f"steps_to_{round(t * 100)}": steps_to(accs[k], t, eval_every) for t in TARGETS}}
   record: dict[str, Any] = {
       "depth": depth, "inits": list(inits), "lrs_tried": lrs, "readout_lr": readout_lr,
-      "steps": steps,
+      "lr_decay": lr_decay, "steps": steps,
       "eval_every": eval_every, "train_seconds": train_seconds,
       "compile_seconds": compile_seconds,
       "seconds_per_step_per_net": train_seconds / steps / len(nets), "nets": len(nets),
@@ -274,26 +305,42 @@ def plot(records: Sequence[dict[str, Any]], path: str) -> None:
 def add_flags(p) -> None:
   p.add_argument("--quick", action="store_true",
                  help="depth 1000 only (the headline; --depths 500,200,50 is the rest of the "
-                      "depth axis, a separate command), 7x7 images, 500 steps, 10000 examples")
+                      "depth axis, a separate command), 7x7 images, 1000 steps with cosine lr "
+                      "decay, 10000 examples")
   p.add_argument("--depths", default=None,
-                 help="comma-separated conv depths, deepest first (default 2000: the full run)")
-  p.add_argument("--lr-scales", default="2",
+                 help="comma-separated conv depths, deepest first (default 10000: the full "
+                      "run)")
+  p.add_argument("--lr-scales", default=None,
                  help="comma-separated: lr = scale / depth, each tried, the best final train "
-                      "acc reported (default %(default)s)")
+                      "acc reported (default 2 with --quick; 1 for the full run, whose "
+                      "Jacobian at sigma_b2 1e-8 is near-isometric, so a step moves it more)")
   p.add_argument("--readout-lr", type=cli.positive_float, default=None,
                  help="SGD lr of the dense readout, not scaled by depth (default: plain SGD, "
                       "the convolutions' scale / depth; 0.2 at sigma_b2 1e-6 collapsed at "
                       "depth 1000, docs/results/deep_cnn/readout_lr_0.2/)")
+  p.add_argument("--lr-decay", choices=LR_DECAYS, default=None,
+                 help="lr schedule over the steps: none (constant) or cosine (piecewise "
+                      "constant per --eval-every chunk; default cosine with --quick, else "
+                      "none: the full run is far from converged in its steps)")
   p.add_argument("--no-jacobian", action="store_true", help="skip the Jacobian spectra")
+  p.add_argument("--spectra", default=None, metavar="SIGMA_B2,...",
+                 help="no training: only the Jacobian spectra at init of delta_orthogonal and "
+                      "gaussian at each --depths value and each of these sigma_b2 (at tanh's "
+                      "critical sigma_w2 for it); writes spectra.json and spectra.md")
   p.add_argument("--no-readout", action="store_true", help="skip the readout-only control")
   study.flags(p, baselines_up_to=(200, "run xavier and he at depths up to this (default "
                                        "%(default)s)", cli.nonneg_int),
               pool=(4, "mean-pool the images by this factor (default 4: 28x28 -> 7x7)"),
-              channels=8, steps=(None, "SGD steps per depth (default 500)"),
+              channels=8, steps=(None, "SGD steps per depth (default 1000 with --quick, "
+                                       "else 400)"),
               eval_every=(None, "default steps / 10; must divide --steps"),
               eval_size=(256, "training examples the accuracy is measured on (default "
                               "%(default)s)"), batch_size=32,
-              sigma_b2=(1e-4, None, cli.positive_float), train_size=(None, "default 10000"),
+              sigma_b2=(None, "bias variance; the weights' sigma_w2 is tanh's critical "
+                              "value for it (default 1e-4 with --quick; 1e-8 for the full "
+                              "run: at 10000 layers 1e-4 leaves the delta-orthogonal "
+                              "Jacobian's median singular value at ~1e-9)", cli.positive_float),
+              train_size=(None, "default 10000"),
               seed=0, no_progress=(False, "no download progress bar"))
 
 
@@ -319,22 +366,85 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def make_config(args) -> dict[str, Any]:
   """Every check of the flags (before any data or folder): depths, steps, lr scales."""
-  depths = _ints(args.depths or ("1000" if args.quick else "2000"), "--depths")
-  steps = args.steps or 500
+  depths = _ints(args.depths or ("1000" if args.quick else "10000"), "--depths")
+  steps = args.steps or (1000 if args.quick else 400)
+  if args.lr_scales is None:
+    args.lr_scales = "2" if args.quick else "1"
+  if args.sigma_b2 is None:
+    args.sigma_b2 = 1e-4 if args.quick else 1e-8
+  if args.lr_decay is None:
+    args.lr_decay = "cosine" if args.quick else "none"
   scales = _floats(args.lr_scales, "--lr-scales")
   if args.train_size is None:
     args.train_size = 10000
   if getattr(args, "parallel", "runs") != "runs":
     raise ValueError(f"--parallel {args.parallel}: {PROG} splits its nets over the devices "
                      "(runs), one after another on each; use --parallel runs")
-  return {"depths": depths, "steps": steps, "scales": scales,
+  spectra = None if args.spectra is None else _floats(args.spectra, "--spectra")
+  return {"depths": depths, "steps": steps, "scales": scales, "spectra": spectra,
           "eval_every": study.check_image_sgd(args, steps, PROG),
           "mesh": cli.mesh_from_args(args, PROG)}
+
+
+def spectra_at_init(x1, depths: Sequence[int], sigma_b2s: Sequence[float], *, channels: int,
+                    seed: int, num_classes: int) -> list[dict[str, Any]]:
+  """The hidden layers' Jacobian spectrum at init per depth, sigma_b2 and init (no training).
+
+  Each net is drawn as :func:`run_depth` draws it (tanh's critical sigma_w2 for the
+  sigma_b2, the same keys); the statistics are :func:`dc.spectrum_stats` of
+  d(last feature map) / d(first feature map) at the one input ``x1`` (1, H, W, 1).
+  Dynamical isometry (Xiao et al. 2018) needs the singular values near 1 at the depth
+  trained; at criticality the spread grows with depth and with q*, so smaller sigma_b2
+  keeps deeper nets isometric.
+
+  Returns:
+    One record per (depth, sigma_b2, init): those keys, ``sigma_w2`` and the statistics.
+  """
+  rows = []
+  for depth in depths:
+    for sb2 in sigma_b2s:
+      sw2 = float(theory.critical_sigma_w2(jnp.tanh, sb2))
+      keys = jax.random.split(jax.random.key(seed), len(CORE))
+      for k, name in zip(keys, CORE):
+        p = dc.init_cnn(k, name, depth=depth, channels=channels, num_classes=num_classes,
+                        sigma_w2=sw2, sigma_b2=sb2, image_side=int(x1.shape[1]))
+        rows.append({"depth": depth, "sigma_b2": sb2, "sigma_w2": sw2, "init": name,
+                     **dc.spectrum_stats(dc.jacobian_singular_values(p, x1))})
+        print(f"depth {depth}, sigma_b2 {sb2:g}, {name}: median singular value "
+              f"{rows[-1]['median']:.3g}", flush=True)
+  return rows
+
+
+def format_spectra(rows: Sequence[dict[str, Any]]) -> str:
+  lines = ["| depth | sigma_b2 | sigma_w2 | init | median singular value | max | min | "
+           "fraction in [1/2, 2] |", "|---|---|---|---|---|---|---|---|"]
+  lines += [f"| {r['depth']} | {r['sigma_b2']:g} | {r['sigma_w2']:.6f} | {r['init']} | "
+            f"{r['median']:.3g} | {r['max']:.3g} | {r['min']:.2g} | "
+            f"{r['frac_in_half_to_2']:.3f} |" for r in rows]
+  return "\n".join(lines)
 
 
 def run(ctx) -> dict[str, Any]:
   """Every depth (those done before skipped on --resume); writes the report after each."""
   args, dataset, out_dir, prov = ctx.args, ctx.dataset, ctx.out_dir, ctx.provenance
+  if ctx.config["spectra"] is not None:
+    x1 = jnp.asarray(prepare_images(dataset.x_train, args.pool)[:1])  # as run_depth's
+    rows = spectra_at_init(x1, ctx.config["depths"], ctx.config["spectra"],
+                           channels=args.channels, seed=args.seed,
+                           num_classes=dataset.num_classes)
+    out = {"provenance": prov, "rows": rows, "channels": args.channels,
+           "image_side": int(x1.shape[1])}
+    results.write_json(os.path.join(out_dir, "spectra.json"), out)
+    table = format_spectra(rows)
+    results.write_text(os.path.join(out_dir, "spectra.md"),
+                       f"# Deep vanilla CNN: Jacobian spectra at init\n\n"
+                       f"{format_provenance(prov)}\n"
+                       f"The hidden layers' input-output Jacobian at one training input "
+                       f"({x1.shape[1]}x{x1.shape[2]}, {args.channels} channels, circular "
+                       f"padding), tanh at the critical sigma_w2 of each sigma_b2, seed "
+                       f"{args.seed}.\n\n{table}\n")
+    print(table)
+    return out
   q = args.quick
   depths, steps, scales, eval_every = (ctx.config[k] for k in ("depths", "steps", "scales",
                                                                 "eval_every"))
@@ -348,6 +458,7 @@ def run(ctx) -> dict[str, Any]:
   print(f"Deep vanilla tanh CNN: depths {depths}, {args.channels} channels, "
         f"{x.shape[1]}x{x.shape[2]} images, {steps} SGD steps (lr = {scales} / depth"
         + ("" if readout_lr is None else f", readout {readout_lr:g}")
+        + ("" if args.lr_decay == "none" else f", {args.lr_decay} decay")
         + f", batch {args.batch_size}, sigma_b2 {args.sigma_b2:g}) on {len(y)} {dataset.name} "
         f"examples; results in {out_dir}")
   t_start = time.time()
@@ -359,7 +470,7 @@ def run(ctx) -> dict[str, Any]:
     summary = collect(done, steps)
     summary.update({"provenance": prov, "quick": bool(q), "channels": args.channels,
                     "image_side": int(x.shape[1]), "batch_size": args.batch_size,
-                    "lr_scales": scales, "readout_lr": readout_lr,
+                    "lr_scales": scales, "readout_lr": readout_lr, "lr_decay": args.lr_decay,
                     "train_size": len(y), "eval_size": n_eval,
                     "depths_planned": depths, "stopped_at_depth": stopped_at,
                     "seconds_this_session": time.time() - t_start,
@@ -384,6 +495,9 @@ def run(ctx) -> dict[str, Any]:
             f"acc chosen per init)"
             + ("" if readout_lr is None else
                f" for the convolutions and {readout_lr:g} for the readout")
+            + ("" if args.lr_decay == "none" else
+               f", {args.lr_decay} lr decay over the steps (constant per {eval_every}-step "
+               "chunk)")
             + f", sigma_b2 {args.sigma_b2:g}, {steps} steps, same batches for every init; "
             f"train accuracy on the first {n_eval} training examples, test accuracy on "
             f"{len(y_test)} test examples.\n\n{table}\n")
@@ -406,7 +520,8 @@ def run(ctx) -> dict[str, Any]:
                       num_classes=dataset.num_classes, jacobian=not args.no_jacobian,
                       readout=not args.no_readout,
                       partial=os.path.join(out_dir, f"depth_{depth}.partial.npz"),
-                      mesh=ctx.config["mesh"], readout_lr=readout_lr)
+                      mesh=ctx.config["mesh"], readout_lr=readout_lr,
+                      lr_decay=args.lr_decay)
     except KeyboardInterrupt:
       if records:
         report(stopped_at=depth)

@@ -47,6 +47,32 @@ def test_depth_lrs_scale_as_one_over_depth():
     dc.depth_lrs(0, [1.0])
 
 
+def test_cosine_lr_factor_decays_from_one_to_zero_per_chunk():
+  chunks = 10
+  f = [deep_cnn.lr_factor("cosine", c, chunks) for c in range(chunks)]
+  assert f == pytest.approx([0.5 * (1 + math.cos(math.pi * (c + 0.5) / chunks))
+                             for c in range(chunks)])
+  assert all(a > b for a, b in zip(f, f[1:])) and 0 < f[-1] < 0.01 < 0.99 < f[0] <= 1
+  assert sum(f) == pytest.approx(chunks / 2)  # the mean lr is half the peak
+  assert [deep_cnn.lr_factor("none", c, 3) for c in range(3)] == [1.0, 1.0, 1.0]
+  with pytest.raises(ValueError, match="lr_decay"):
+    deep_cnn.lr_factor("linear", 0, 3)
+  with pytest.raises(ValueError, match="chunk"):
+    deep_cnn.lr_factor("cosine", 3, 3)
+
+
+def test_quick_and_full_protocols():
+  # --quick: the depth-1,000 headline (1,000 steps, cosine decay, lr 2 / depth, sigma_b2 1e-4);
+  # the full run: 10,000 layers, 400 constant steps at lr 1 / depth and sigma_b2 1e-8.
+  for argv, want in [(["--quick"], ([1000], 1000, [2.0], "cosine", 1e-4)),
+                     ([], ([10000], 400, [1.0], "none", 1e-8)),
+                     (["--quick", "--lr-decay", "none", "--sigma-b2", "1e-6", "--steps", "20"],
+                      ([1000], 20, [2.0], "none", 1e-6))]:
+    args = deep_cnn.build_parser().parse_args(argv + ["--dataset", "digits"])
+    cfg = deep_cnn.make_config(args)
+    assert (cfg["depths"], cfg["steps"], cfg["scales"], args.lr_decay, args.sigma_b2) == want
+
+
 def test_pick_lr_is_the_best_final_accuracy_ties_to_smaller_lr():
   assert dc.pick_lr([0.2, 0.9, 0.5], [1e-3, 2e-3, 4e-3]) == 1
   assert dc.pick_lr([0.9, 0.9], [2e-3, 1e-3]) == 1  # tie: the smaller lr
@@ -216,11 +242,29 @@ def test_tiny_run_writes_depth_json_and_resumes(tmp_path, capsys):
     assert json.load(f)["final_train_acc"] == saved["final_train_acc"]
 
 
+@pytest.mark.slow  # the study end to end with the Jacobian compiled (5-13 s on 2 cores)
+def test_spectra_only_writes_the_jacobian_table_without_training(tmp_path):
+  out = str(tmp_path / "spectra")
+  deep_cnn.main(TINY + ["--depths", "2", "--spectra", "1e-4,1e-8", "--out", out])
+  with open(os.path.join(out, "spectra.json")) as f:
+    rows = json.load(f)["rows"]
+  assert [(r["depth"], r["sigma_b2"], r["init"]) for r in rows] == [
+      (2, s, n) for s in (1e-4, 1e-8) for n in deep_cnn.CORE]
+  for r in rows:  # the critical sigma_w2 of each sigma_b2, and a spectrum summary
+    assert r["sigma_w2"] == pytest.approx(
+        float(deep_cnn.theory.critical_sigma_w2(jnp.tanh, r["sigma_b2"])))
+    assert 0 < r["min"] <= r["median"] <= r["max"] and 0 <= r["frac_in_half_to_2"] <= 1
+  assert not os.path.exists(os.path.join(out, "depth.json"))  # nothing trained
+  assert "| 2 | 0.0001 |" in open(os.path.join(out, "spectra.md")).read()
+
+
 @pytest.mark.parametrize("flags, says", [
     (["--train-size", "-5"], "--train-size"),
     (["--lr-scales", "-0.05"], "--lr-scales"),
     (["--lr-scales", "inf"], "--lr-scales"),
     (["--readout-lr", "0"], "--readout-lr"),
+    (["--lr-decay", "linear"], "--lr-decay"),
+    (["--spectra", "0,1e-4"], "--spectra"),
     (["--parallel", "data"], "--parallel"),
     (["--batch-size", "0"], "--batch-size"),
     (["--depths", "0,5"], "--depths"),

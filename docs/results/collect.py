@@ -137,8 +137,9 @@ def _symmetry_table(path: str) -> str:
 
 def copy(args) -> None:
   name = args.name
-  if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-    sys.exit(f"error: name must be lowercase letters, digits, '-' or '_', got {name!r}")
+  if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*", name):
+    sys.exit(f"error: name must be lowercase letters, digits, '-', '_' or '.', in folders "
+             f"joined by '/' (e.g. deep_cnn/full), got {name!r}")
   if args.run_dir != "-" and not os.path.isdir(args.run_dir):
     sys.exit(f"error: run_dir {args.run_dir!r} is not a folder ('-' for a console only)")
   if args.run_dir == "-" and not args.console:
