@@ -5,13 +5,17 @@ transformer block, bad input; and (slow) the ops and rules against graphcore's u
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.special
+from flax import nnx
 
 from jinit import mup
 
@@ -460,6 +464,73 @@ def test_pre_ln_block_unit_scaled_at_init():
   rest = [v for k, v in [*g.items(), *w.items()] if k not in small] + list(f.values())
   assert all(1 / 1.5 <= v <= 1.5 for v in rest), (f, g, w)
   assert all(v < 0.3 for v in small.values())
+
+
+# --------------------------------------------------------------------------- Flax pieces
+
+
+def test_readouts_and_attention_fn_under_u_mup():
+  x = _normal(8, 32)
+  head = mup.Readout(32, 5, parametrization="u_mup", output_mult=2.0, rngs=nnx.Rngs(0))
+  assert _rms(head.kernel[...]) == pytest.approx(1.0, rel=_tol(32 * 5))  # N(0, 1)
+  np.testing.assert_allclose(head(x), 2.0 * mup.unit_readout(x, head.kernel[...],
+                                                             head.bias[...]), rtol=1e-6)
+  lin = mup.LinenReadout(5, parametrization="u_mup")
+  variables = lin.init(jax.random.key(1), x)
+  kernel = variables["params"]["kernel"]
+  np.testing.assert_allclose(lin.apply(variables, x), mup.unit_readout(x, kernel), rtol=1e-6,
+                             atol=1e-7)
+  assert mup.attention_scale(16, parametrization="u_mup", attn_mult=2.0) == 2.0 / 16
+  q, k, v = _normal(2, 8, 2, 16), _normal(2, 8, 2, 16), _normal(2, 8, 2, 16)
+  fn = mup.attention_fn(parametrization="u_mup", attn_mult=2.0)
+  np.testing.assert_allclose(fn(q, k, v), mup.unit_attention(q, k, v, mult=2.0), rtol=1e-5,
+                             atol=1e-6)
+
+
+# --------------------------------------------------------------------------- unit_scaling
+
+
+def _reference_python() -> str | None:
+  """An interpreter with torch + unit_scaling: $JINIT_UNIT_SCALING_PYTHON, or this one."""
+  env = os.environ.get("JINIT_UNIT_SCALING_PYTHON")
+  if env:
+    return env
+  if importlib.util.find_spec("unit_scaling") and importlib.util.find_spec("torch"):
+    return sys.executable
+  return None
+
+
+@pytest.mark.slow  # runs unit_scaling in a second interpreter (torch import, ~20 s)
+def test_ops_and_rules_equal_unit_scaling():
+  python = _reference_python()
+  if python is None:
+    pytest.skip("unit_scaling is not installed; set JINIT_UNIT_SCALING_PYTHON to a python "
+                "with torch, unit-scaling and numpy")
+  from experiments import u_mup_compare
+
+  result = u_mup_compare.compare(python)
+  # Ops: jinit in float32, the reference in float64 on the same inputs: float32 rounding of
+  # sums of at most ~1,000 terms stays far below 1e-4 of a tensor's RMS, while any wrong
+  # scale (a factor sqrt(2) at least between the ops' candidate rules) would be ~0.4.
+  assert len(result["ops"]) >= 50
+  for row in result["ops"]:
+    assert row["max_rel_diff"] <= 1e-4, row
+  for row in result["rules"]:
+    assert u_mup_compare.MUP_TYPE[row["role"]] == row["mup_type"], row
+    for opt in ("adam", "sgd"):
+      assert row[f"{opt}_lr_jinit"] == pytest.approx(row[f"{opt}_lr_ref"], rel=1e-12), row
+    n = row["init_size"]
+    if row["role"] in ("bias", "norm"):  # zeros / ones, as jinit's table says
+      assert (row["init_mean_ref"], row["init_std_ref"]) == (
+          0.0 if row["role"] == "bias" else 1.0, 0.0), row
+    else:  # N(0, 1): mean within 6 sd (1/sqrt(n)), std within 6 sd (1/sqrt(2n))
+      assert row["init_jinit"] == "N(0, 1)"
+      assert abs(row["init_mean_ref"]) <= 6 / math.sqrt(n), row
+      assert abs(row["init_std_ref"] - 1.0) <= 6 / math.sqrt(2 * n), row
+  for row in result["taus"]:
+    assert row["max_rel_diff"] <= 1e-12, row
+  verdict = u_mup_compare.verdict(result)
+  assert {verdict[k] for k in ("ops", "lr", "roles", "taus")} == {"agrees"}
 
 
 # --------------------------------------------------------------------------- bad input

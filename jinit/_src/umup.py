@@ -394,6 +394,14 @@ def _norm_grad_scale(x: jax.Array) -> float:
   return math.sqrt(x.shape[-1] / max(x.size, 1))
 
 
+def _gain(v: jax.Array, name: str, x: jax.Array) -> jax.Array:
+  """A ``(features,)`` gain or bias, its gradient scaled, shaped to broadcast against ``x``."""
+  v = _check_array(v, name)
+  if v.shape != x.shape[-1:]:
+    raise ValueError(f"{name} must have shape ({x.shape[-1]},) (x's last axis), got {v.shape}")
+  return _scale(v, 1.0, _norm_grad_scale(x)).reshape((1,) * (x.ndim - 1) + (-1,))
+
+
 def unit_layer_norm(x: jax.Array, scale: jax.Array | None = None,
                     bias: jax.Array | None = None, *, eps: float = 1e-5) -> jax.Array:
   """LayerNorm over the last axis; the gain's and bias's gradients times ``sqrt(features/x.size)``.
@@ -412,14 +420,13 @@ def unit_layer_norm(x: jax.Array, scale: jax.Array | None = None,
   """
   x = _check_array(x, "x")
   eps = validation.check_real(eps, "eps", nonnegative=True)
-  g = _norm_grad_scale(x)
   mean = jnp.mean(x, axis=-1, keepdims=True)
   var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
   y = (x - mean) * jax.lax.rsqrt(var + jnp.asarray(eps, x.dtype))
   if scale is not None:
-    y = y * _scale(_check_array(scale, "scale"), 1.0, g)
+    y = y * _gain(scale, "scale", x)
   if bias is not None:
-    y = y + _scale(_check_array(bias, "bias"), 1.0, g)
+    y = y + _gain(bias, "bias", x)
   return y
 
 
@@ -441,7 +448,7 @@ def unit_rms_norm(x: jax.Array, scale: jax.Array | None = None, *,
   y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True)
                         + jnp.asarray(eps, x.dtype))
   if scale is not None:
-    y = y * _scale(_check_array(scale, "scale"), 1.0, _norm_grad_scale(x))
+    y = y * _gain(scale, "scale", x)
   return y
 
 
