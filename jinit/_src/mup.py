@@ -72,7 +72,7 @@ ICLR 2025, https://arxiv.org/abs/2407.17465, as graphcore's ``unit_scaling`` 0.3
 implements it. Every weight is drawn N(0, 1) and the scale moves into the ops
 (:mod:`jinit._src.umup`: a scaled matmul ``1/sqrt(fan_in)``, the readout ``1/fan_in``,
 ``residual_split``/``residual_add`` with ``tau``, attention logits ``1/head_dim``). Its
-rules are in *absolute* fans, not width multipliers: u-μP has no base shape. Table 3 of
+rules are in *absolute* fans, not width multipliers: u-μP has no base shape. The table of
 the paper (``A``: forward multiplier, ``B``: init std, ``C``: Adam lr):
 
 ==========  ===================  ================  ==============
@@ -192,7 +192,7 @@ TABLES: dict[str, dict[str, Rule]] = {
 }
 # Outside the residual branches the depth parametrizations are μP.
 TABLES.update({p: TABLES["mup"] for p in DEPTH_ALPHA})
-# u-μP, Table 3 of Blake et al. 2025, in absolute fans; the lr rules are unit_scaling.optim's
+# u-μP, the table of Blake et al. 2025 (§4), in absolute fans; the lr rules are unit_scaling.optim's
 # lr_scale_func_adam (SGD: lr_scale_func_sgd(readout_constraint=None), the same).
 _UNIT_ONE = Rule(init_var=ONE, multiplier=ONE, sgd_lr=ONE, adam_lr=ONE)
 _INV_SQRT_FAN_IN = Power(-0.5, 0.0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +35,12 @@ CONSTRAINTS = (None, "to_output_scale", "to_grad_input_scale", "gmean")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _scale(x: jax.Array, fwd: float, bwd: float) -> jax.Array:
+def _scale_vjp(x: jax.Array, fwd: float, bwd: float) -> jax.Array:
   return x if fwd == 1.0 else x * jnp.asarray(fwd, x.dtype)
 
 
 def _scale_fwd_rule(x, fwd, bwd):
-  return _scale(x, fwd, bwd), None
+  return _scale_vjp(x, fwd, bwd), None
 
 
 def _scale_bwd_rule(fwd, bwd, res, g):
@@ -48,7 +48,12 @@ def _scale_bwd_rule(fwd, bwd, res, g):
   return (g if bwd == 1.0 else g * jnp.asarray(bwd, g.dtype),)
 
 
-_scale.defvjp(_scale_fwd_rule, _scale_bwd_rule)
+_scale_vjp.defvjp(_scale_fwd_rule, _scale_bwd_rule)
+
+
+def _scale(x: jax.Array, fwd: float, bwd: float) -> jax.Array:
+  """``fwd * x`` forward, ``bwd * gradient`` backward (the one custom_vjp every op uses)."""
+  return cast(jax.Array, _scale_vjp(x, fwd, bwd))
 
 
 def _check_scale(scale: Any, name: str) -> float:
@@ -195,7 +200,7 @@ def unit_linear(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, 
     ``(..., fan_out)``.
 
   References: C. Blake et al., "u-μP", ICLR 2025, https://arxiv.org/abs/2407.17465,
-  Table 3 (hidden weights: multiplier ``1/sqrt(fan_in)``, init variance 1).
+  §4, the table defining u-μP (hidden weights: multiplier ``1/sqrt(fan_in)``, init variance 1).
   """
   x, kernel = _check_array(x, "x"), _check_array(kernel, "kernel")
   s = linear_scales(x.shape, kernel.shape, constraint=constraint, scale_power=scale_power)
@@ -227,7 +232,7 @@ def unit_readout(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None,
     ``(..., fan_out)``.
 
   References: C. Blake et al., "u-μP", ICLR 2025, https://arxiv.org/abs/2407.17465,
-  Table 3 (output weights: multiplier ``1/fan_in``).
+  §4, the table defining u-μP (output weights: multiplier ``1/fan_in``).
   """
   return unit_linear(x, kernel, bias, constraint=constraint, scale_power=(1.0, 0.5, 0.5))
 
@@ -359,7 +364,8 @@ def gelu_scales(mult: float = 1.0, constraint: str | None = "to_output_scale"
   alpha = 1.0 / (1.0 + 0.25 / mult ** 2)
   out = _log_interp(alpha, 2.0, math.sqrt(2.0 / (1.0 - 1.0 / math.pi)))
   grad = _log_interp(alpha, 2.0, math.sqrt(2.0))
-  return constrain(constraint, out, grad)
+  out, grad = constrain(constraint, out, grad)
+  return out, grad
 
 
 def unit_gelu(x: jax.Array, mult: float = 1.0,
@@ -493,7 +499,7 @@ def unit_attention(query: jax.Array, key: jax.Array, value: jax.Array, *, mult: 
     ``query``'s shape.
 
   References: C. Blake et al., "u-μP", ICLR 2025, https://arxiv.org/abs/2407.17465, §4 and
-  Table 3 (attention logits ``1/head_dim``).
+  the table defining u-μP (attention logits ``1/head_dim``).
   """
   query, key, value = (_check_array(a, n) for a, n in
                        ((query, "query"), (key, "key"), (value, "value")))
