@@ -39,9 +39,20 @@ get the depth factors of :data:`BRANCH_TABLES`::
 
   tx = optax.chain(jinit.mup.scale_eps(meta), optax.adam(lr),
                    jinit.mup.scale_updates(meta, "adam"))
+
+u-μP (``parametrization="u_mup"``: C. Blake et al., "u-μP: The Unit-Scaled Maximal Update
+Parametrization", ICLR 2025, https://arxiv.org/abs/2407.17465; graphcore's ``unit_scaling``):
+every weight N(0, 1), the scales in the ops, each a ``jax.custom_vjp`` where its backward
+scale differs from the forward one (:func:`scale_fwd`, :func:`scale_bwd`,
+:func:`unit_linear`, :func:`unit_readout`, :func:`unit_embedding`, :func:`residual_split`,
+:func:`residual_add` with :func:`residual_taus`, :func:`unit_attention`, :func:`unit_gelu`,
+:func:`unit_layer_norm`, :func:`unit_rms_norm`, :func:`unit_softmax_cross_entropy`), and
+Adam learning rates in absolute fans (``infinite_dims(..., parametrization="u_mup")`` then
+:func:`scale_updates`).
 """
 
 
+from jinit._src.mup import ABSOLUTE_PARAMETRIZATIONS as ABSOLUTE_PARAMETRIZATIONS
 from jinit._src.mup import BRANCH_TABLES as BRANCH_TABLES
 from jinit._src.mup import DEPTH_ALPHA as DEPTH_ALPHA
 from jinit._src.mup import OPTIMIZERS as OPTIMIZERS
@@ -51,6 +62,7 @@ from jinit._src.mup import ParamMeta as ParamMeta
 from jinit._src.mup import Power as Power
 from jinit._src.mup import Rule as Rule
 from jinit._src.mup import TABLES as TABLES
+from jinit._src.mup import UNIT_DEPTH_RULE as UNIT_DEPTH_RULE
 from jinit._src.mup import branch_multiplier as branch_multiplier
 from jinit._src.mup import depth_rule as depth_rule
 from jinit._src.mup import format_meta as format_meta
@@ -67,13 +79,36 @@ from jinit._src.mup_models import base_shapes as base_shapes
 from jinit._src.mup_models import coord_check as coord_check
 from jinit._src.mup_models import infinite_dims as infinite_dims
 from jinit._src.mup_models import zero_query as zero_query
+from jinit._src.umup import CONSTRAINTS as CONSTRAINTS
+from jinit._src.umup import attention_output_scale as attention_output_scale
+from jinit._src.umup import constrain as constrain
+from jinit._src.umup import gelu_scales as gelu_scales
+from jinit._src.umup import linear_scales as linear_scales
+from jinit._src.umup import residual_add as residual_add
+from jinit._src.umup import residual_apply as residual_apply
+from jinit._src.umup import residual_split as residual_split
+from jinit._src.umup import residual_taus as residual_taus
+from jinit._src.umup import scale_bwd as scale_bwd
+from jinit._src.umup import scale_fwd as scale_fwd
+from jinit._src.umup import unit_attention as unit_attention
+from jinit._src.umup import unit_embedding as unit_embedding
+from jinit._src.umup import unit_gelu as unit_gelu
+from jinit._src.umup import unit_layer_norm as unit_layer_norm
+from jinit._src.umup import unit_linear as unit_linear
+from jinit._src.umup import unit_readout as unit_readout
+from jinit._src.umup import unit_rms_norm as unit_rms_norm
+from jinit._src.umup import unit_softmax_cross_entropy as unit_softmax_cross_entropy
 
 __all__ = [
-    "BRANCH_TABLES", "DEPTH_ALPHA", "OPTIMIZERS", "PARAM_ROLES", "PARAMETRIZATIONS", "TABLES",
+    "ABSOLUTE_PARAMETRIZATIONS", "BRANCH_TABLES", "CONSTRAINTS", "DEPTH_ALPHA", "OPTIMIZERS",
+    "PARAM_ROLES", "PARAMETRIZATIONS", "TABLES", "UNIT_DEPTH_RULE",
     "CoordCheck", "LinenReadout", "ParamMeta", "Power", "Readout", "Rule", "attention_fn",
-    "attention_scale", "base_shapes", "branch_multiplier", "coord_check", "depth_rule",
-    "format_meta", "infinite_dims", "lr_multipliers", "rule", "scale_eps", "scale_updates",
-    "zero_query",
+    "attention_output_scale", "attention_scale", "base_shapes", "branch_multiplier",
+    "constrain", "coord_check", "depth_rule", "format_meta", "gelu_scales", "infinite_dims",
+    "linear_scales", "lr_multipliers", "residual_add", "residual_apply", "residual_split",
+    "residual_taus", "rule", "scale_bwd", "scale_eps", "scale_fwd", "scale_updates",
+    "unit_attention", "unit_embedding", "unit_gelu", "unit_layer_norm", "unit_linear",
+    "unit_readout", "unit_rms_norm", "unit_softmax_cross_entropy", "zero_query",
 ]
 
 # Kept for code written before the rename (not in __all__): the parameter roles.

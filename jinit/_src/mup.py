@@ -66,6 +66,32 @@ Parameters outside the branches (input layer, readout, final norm) follow μP. A
   scales every epsilon by ``1/width_mult``; jinit's μP follows ``mup``'s ``MuAdam``, which
   does not, so only the depth part of the epsilon rule is applied (identical at the base
   width). Weight decay is not part of these rules.
+
+u-μP (``"u_mup"``): C. Blake et al., "u-μP: The Unit-Scaled Maximal Update Parametrization",
+ICLR 2025, https://arxiv.org/abs/2407.17465, as graphcore's ``unit_scaling`` 0.3.5
+implements it. Every weight is drawn N(0, 1) and the scale moves into the ops
+(:mod:`jinit._src.umup`: a scaled matmul ``1/sqrt(fan_in)``, the readout ``1/fan_in``,
+``residual_split``/``residual_add`` with ``tau``, attention logits ``1/head_dim``). Its
+rules are in *absolute* fans, not width multipliers: u-μP has no base shape. The table of
+the paper (``A``: forward multiplier, ``B``: init std, ``C``: Adam lr):
+
+==========  ===================  ================  ==============
+role        multiplier           init variance     Adam / SGD lr
+==========  ===================  ================  ==============
+``input``   1 (embedding)        1                 ``fan_out^-1/2``
+``hidden``  ``fan_in^-1/2``      1                 ``fan_in^-1/2``
+``output``  ``1/fan_in``         1                 1
+bias, norm  1                    (zeros, ones)     1
+==========  ===================  ================  ==============
+
+``input`` is an embedding table (a gather, whose "fan-in" is one-hot); every other kernel,
+a Dense on real-valued features included, enters through the scaled matmul and is
+``hidden`` (``unit_scaling``'s ``mup_type="weight"``, whose lr uses its own fan-in,
+finite or not). SGD uses the Adam rules (``unit_scaling.optim.lr_scale_func_sgd(None)``:
+with unit-scaled gradients the updates are unit-scaled too). Depth: every parameter
+inside the residual branches gets its lr times ``depth^-1/2`` (``depth``: the number of
+blocks, ``unit_scaling``'s ``mup_scaling_depth``); the branches are weighted by
+``residual_taus``, not by :func:`branch_multiplier`.
 """
 
 from __future__ import annotations
@@ -83,7 +109,10 @@ from jinit._src.paths import path_strs
 
 PARAM_ROLES = ("input", "hidden", "output", "bias", "norm", "fixed")
 OPTIMIZERS = ("sgd", "adam")
-PARAMETRIZATIONS = ("sp", "mup", "mup_table3", "depth_mup", "completep")
+PARAMETRIZATIONS = ("sp", "mup", "mup_table3", "depth_mup", "completep", "u_mup")
+# Parametrizations whose rules are powers of the absolute fans and depth (u-μP has no base
+# shape); the others use width multipliers fan / base_fan and depth / base_depth.
+ABSOLUTE_PARAMETRIZATIONS = ("u_mup",)
 # The residual-branch exponent alpha of the depth parametrizations: branch multiplier
 # (L / L_base)^-alpha (Tensor Programs VI: 1/2; CompleteP: 1).
 DEPTH_ALPHA: dict[str, float] = {"depth_mup": 0.5, "completep": 1.0}
@@ -163,6 +192,22 @@ TABLES: dict[str, dict[str, Rule]] = {
 }
 # Outside the residual branches the depth parametrizations are μP.
 TABLES.update({p: TABLES["mup"] for p in DEPTH_ALPHA})
+# u-μP, the table of Blake et al. 2025 (§4), in absolute fans; the lr rules are unit_scaling.optim's
+# lr_scale_func_adam (SGD: lr_scale_func_sgd(readout_constraint=None), the same).
+_UNIT_ONE = Rule(init_var=ONE, multiplier=ONE, sgd_lr=ONE, adam_lr=ONE)
+_INV_SQRT_FAN_IN = Power(-0.5, 0.0)
+_INV_SQRT_FAN_OUT = Power(0.0, -0.5)
+TABLES["u_mup"] = {
+    "input": Rule(init_var=ONE, multiplier=ONE, sgd_lr=_INV_SQRT_FAN_OUT,
+                  adam_lr=_INV_SQRT_FAN_OUT),
+    "hidden": Rule(init_var=ONE, multiplier=_INV_SQRT_FAN_IN, sgd_lr=_INV_SQRT_FAN_IN,
+                   adam_lr=_INV_SQRT_FAN_IN),
+    "output": Rule(init_var=ONE, multiplier=_INV_FAN_IN, sgd_lr=ONE, adam_lr=ONE),
+    "bias": _UNIT_ONE, "norm": _UNIT_ONE, "fixed": _UNIT_ONE,
+}
+# u-μP inside a residual branch: lr x depth^-1/2 (unit_scaling.optim.lr_scale_for_depth).
+UNIT_DEPTH_RULE = Rule(init_var=ONE, multiplier=ONE, sgd_lr=Power(depth_exp=-0.5),
+                       adam_lr=Power(depth_exp=-0.5))
 
 
 def depth_rule(alpha: float) -> Rule:
@@ -193,6 +238,7 @@ BRANCH_TABLES: dict[str, dict[str, Rule]] = {
         if p in DEPTH_ALPHA else TABLES[p])
     for p in PARAMETRIZATIONS
 }
+BRANCH_TABLES["u_mup"] = {role: r * UNIT_DEPTH_RULE for role, r in TABLES["u_mup"].items()}
 
 
 def check_optimizer(optimizer: Any) -> str:
@@ -242,9 +288,14 @@ def branch_multiplier(parametrization: str, depth: int, base_depth: int) -> floa
 
   Raises:
     TypeError, ValueError: a bad ``parametrization``, a non-int or non-positive ``depth`` /
-      ``base_depth``.
+      ``base_depth``; ``"u_mup"``, whose branches are weighted by ``tau`` instead
+      (:func:`jinit.mup.residual_taus`, :func:`jinit.mup.residual_add`).
   """
   check_parametrization(parametrization)
+  if parametrization == "u_mup":
+    raise ValueError("parametrization='u_mup' weights its residual branches with "
+                     "jinit.mup.residual_add(branch, skip, tau) and the taus of "
+                     "jinit.mup.residual_taus(layers), not with a branch multiplier")
   depth = validation.check_int(depth, "depth")
   base_depth = validation.check_int(base_depth, "base_depth")
   return (depth / base_depth) ** -DEPTH_ALPHA.get(parametrization, 0.0)
@@ -261,8 +312,12 @@ class ParamMeta:
     fan_in_axes: the infinite axes counted as fan-in (the rest are fan-out).
     role: one of :data:`PARAM_ROLES`.
     parametrization: one of :data:`PARAMETRIZATIONS`.
-    depth_mult: ``depth / base_depth`` (residual blocks of the model over the base's).
+    depth_mult: ``depth / base_depth`` (residual blocks of the model over the base's;
+      under ``"u_mup"`` the model's blocks, u-μP's rules being absolute).
     branch: whether the parameter lies inside a residual branch (depth rules apply).
+    fan_in, fan_out: the absolute fans (products of the fan-in axes, finite ones included,
+      and of the other axes; a vector has fan-in 1). ``"u_mup"`` evaluates its rules at
+      these; the width parametrizations at ``fan_in_mult`` / ``fan_out_mult``.
   """
   path: str
   shape: tuple[int, ...]
@@ -273,6 +328,8 @@ class ParamMeta:
   parametrization: str
   depth_mult: float = 1.0
   branch: bool = False
+  fan_in: int = 1
+  fan_out: int = 1
 
   def _mult(self, axes) -> float:
     return math.prod(self.shape[a] / self.base_shape[a] for a in axes)
@@ -292,6 +349,8 @@ class ParamMeta:
     return (BRANCH_TABLES if self.branch else TABLES)[self.parametrization][self.role]
 
   def _at(self, power: Power) -> float:
+    if self.parametrization in ABSOLUTE_PARAMETRIZATIONS:
+      return power(self.fan_in, self.fan_out, self.depth_mult)
     return power(self.fan_in_mult, self.fan_out_mult, self.depth_mult)
 
   def lr_multiplier(self, optimizer: str) -> float:
@@ -306,12 +365,18 @@ class ParamMeta:
 
   @property
   def multiplier(self) -> float:
-    """The forward multiplier relative to the base model (readout: ``1/width_mult``)."""
+    """The forward multiplier relative to the base model (readout: ``1/width_mult``).
+
+    Under ``"u_mup"``: the absolute multiplier its op applies (``fan_in^-1/2``, ``1/fan_in``).
+    """
     return self._at(self.rule.multiplier)
 
   @property
   def init_std_mult(self) -> float:
-    """Init std relative to the base model's: ``sqrt(init_var(width_mult))``."""
+    """Init std relative to the base model's: ``sqrt(init_var(width_mult))``.
+
+    Under ``"u_mup"``: the absolute init std of a weight, 1.
+    """
     return math.sqrt(self._at(self.rule.init_var))
 
   @property
@@ -321,6 +386,8 @@ class ParamMeta:
     1 for everything but the μP readout: ``sqrt(width_mult)`` under Table 8 (what
     ``mup``'s ``_rescale_parameters`` multiplies by) and ``1/sqrt(width_mult)`` under Table 3.
     """
+    if self.parametrization in ABSOLUTE_PARAMETRIZATIONS:
+      return self.init_std_mult * math.sqrt(self.fan_in)  # SP's std is 1/sqrt(fan_in)
     return self.init_std_mult / math.sqrt(_INV_FAN_IN(self.fan_in_mult, 1.0))
 
 
@@ -342,14 +409,31 @@ def _default_fan_in(ndim: int, infinite: tuple[int, ...]) -> tuple[int, ...]:
   return infinite[:1]
 
 
+def _absolute_fan_in_axes(ndim: int, infinite_fan_in: tuple[int, ...],
+                          override: Sequence[int] | None) -> tuple[int, ...]:
+  """All fan-in axes of a kernel, finite ones included (Flax layouts put them first).
+
+  Up to the last infinite fan-in axis when there is one (``(d, heads, head_dim)``: axis 0;
+  ``(heads, head_dim, d)``: axes 0 and 1; ``(H, W, in, out)``: 0-2), else every axis but
+  the last (an input layer, an embedding ``(vocab, features)``: one-hot fan-in ``vocab``).
+  """
+  if override is not None:
+    return tuple(sorted(a % ndim for a in override))
+  if ndim <= 1:
+    return ()
+  if infinite_fan_in:
+    return tuple(range(max(infinite_fan_in) + 1))
+  return tuple(range(ndim - 1))
+
+
 def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Sequence[int]], *,
                parametrization: str = "mup", readout: str | Sequence[str] | None = None,
                fan_in_axes: Mapping[str, Sequence[int]] | None = None,
                norm_names: Sequence[str] = ("scale",),
                bias_names: Sequence[str] = ("bias",), depth: int | None = None,
                base_depth: int | None = None,
-               branches: str | Sequence[str] | Callable[[str], bool] | None = None
-               ) -> dict[str, ParamMeta]:
+               branches: str | Sequence[str] | Callable[[str], bool] | None = None,
+               embed_names: Sequence[str] = ("embedding",)) -> dict[str, ParamMeta]:
   """Per-parameter :class:`ParamMeta` from the target's and the base's ``{path: shape}``.
 
   Args:
@@ -367,6 +451,8 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
     branches: the parameters inside residual branches: a path prefix (``"blocks"`` matches
       ``"blocks/0/fc/kernel"`` and stacked ``"blocks/fc/kernel"``), a sequence of them, or a
       predicate ``path -> bool``.
+    embed_names: leaf names of embedding tables (Flax ``Embed``'s ``"embedding"``): u-μP's
+      ``input`` role; every other kernel is ``hidden`` or the readout under ``"u_mup"``.
 
   Returns:
     ``{path: ParamMeta}`` in the order of ``shapes``.
@@ -410,7 +496,12 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
   def readout_like(p):
     return (not vector[p] and infinite[p] and set(infinite[p]) == set(fan_in[p]))
 
+  absolute = parametrization in ABSOLUTE_PARAMETRIZATIONS
   if readout is None and not any(infinite.values()):
+    if absolute:
+      raise ValueError("readout: parametrization='u_mup' with a model that has no axis "
+                       "growing with width (base_model has its shapes) cannot find the readout; "
+                       "pass readout='path/to/kernel' (or the layer's path)")
     readouts = set()  # the base model itself: nothing scales, every role is "fixed"
   elif readout is None:
     found = [p for p in shapes if readout_like(p)]
@@ -436,7 +527,15 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
   out = {}
   for p, shape in shapes.items():
     inf = infinite[p]
-    if p in readouts:
+    axes = () if vector[p] else _absolute_fan_in_axes(len(shape), fan_in[p],
+                                                      fan_in_axes.get(p))
+    fans = (math.prod(shape[a] for a in axes), math.prod(shape) // max(
+        math.prod(shape[a] for a in axes), 1))
+    if absolute:
+      role = ("output" if p in readouts else
+              ("norm" if leaf[p] in norm_names else "bias") if vector[p] else
+              "input" if leaf[p] in embed_names else "hidden")
+    elif p in readouts:
       role = "output" if inf else "fixed"
     elif not inf:
       role = "fixed"
@@ -449,7 +548,7 @@ def build_meta(shapes: Mapping[str, Sequence[int]], base_shapes: Mapping[str, Se
     else:
       role = "output"  # infinite fan-in only, but not the readout: scale it like one
     out[p] = ParamMeta(p, tuple(shape), tuple(base_shapes[p]), inf, fan_in[p], role,
-                       parametrization, depth_mult, in_branch(p))
+                       parametrization, depth_mult, in_branch(p), *fans)
   return out
 
 
@@ -464,6 +563,12 @@ def check_depth(parametrization, depth, base_depth, branches, shapes=None):
         raise ValueError(f"{name} is required by parametrization={parametrization!r} (depth, "
                          "base_depth: residual blocks of the model and the base; branches: "
                          "the path prefix(es) of the residual branches' parameters)")
+  if parametrization in ABSOLUTE_PARAMETRIZATIONS and depth is not None:
+    if base_depth is not None and validation.check_int(base_depth, "base_depth") != 1:
+      raise ValueError(f"base_depth: parametrization={parametrization!r} has no base depth "
+                       "(its lr rule is depth^-1/2 in the model's own blocks, unit_scaling's "
+                       f"mup_scaling_depth); pass depth=L alone, got base_depth={base_depth!r}")
+    base_depth = 1
   if (depth is None) != (base_depth is None):
     raise ValueError("depth and base_depth go together: give both (residual blocks of the "
                      f"model and of the base model) or neither, got depth={depth!r}, "
@@ -497,13 +602,16 @@ def format_meta(meta: Mapping[str, ParamMeta], optimizer: str | None = None) -> 
   """A markdown table: path, shape, base shape, role, width multipliers, lr multiplier(s)."""
   opts = OPTIMIZERS if optimizer is None else (check_optimizer(optimizer),)
   depth = any(m.branch or m.depth_mult != 1.0 for m in meta.values())
+  absolute = any(m.parametrization in ABSOLUTE_PARAMETRIZATIONS for m in meta.values())
   head = ["path", "shape", "base", "role", "fan_in x", "fan_out x", "forward x", "init std x"]
+  head += ["fan_in", "fan_out"] if absolute else []
   head += ["branch", "depth x", "adam eps x"] if depth else []
   head += [f"{o} lr x" for o in opts]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for m in meta.values():
     cells = [m.path, str(m.shape), str(m.base_shape), m.role, f"{m.fan_in_mult:g}",
              f"{m.fan_out_mult:g}", f"{m.multiplier:g}", f"{m.init_std_mult:g}"]
+    cells += [str(m.fan_in), str(m.fan_out)] if absolute else []
     cells += ["yes" if m.branch else "no", f"{m.depth_mult:g}",
               f"{m.eps_multiplier:g}"] if depth else []
     cells += [f"{m.lr_multiplier(o):g}" for o in opts]

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from jinit._src import model as model_lib
+from jinit._src import umup
 from jinit._src import validation
 from jinit._src.mup import ParamMeta
 from jinit._src.mup import TABLES
@@ -86,7 +87,10 @@ def infinite_dims(model: Any, base_model: Any, *example_args: Any,
     parametrization: ``"mup"`` (Tensor Programs V Table 8, as ``mup``), ``"mup_table3"``,
       ``"sp"`` (every lr multiplier 1), or μP with depth transfer: ``"depth_mup"``
       (Tensor Programs VI, branches ``x 1/sqrt(depth_mult)``) or ``"completep"`` (Dey et
-      al. 2025, branches ``x 1/depth_mult``); see :data:`BRANCH_TABLES`.
+      al. 2025, branches ``x 1/depth_mult``); see :data:`BRANCH_TABLES`; or ``"u_mup"``
+      (u-μP, Blake et al. 2025: rules in absolute fans, embeddings ``input``, every other
+      kernel ``hidden`` or the readout; ``base_model`` may then be ``model`` itself with
+      ``readout=`` given, and ``depth=L`` needs no ``base_depth``).
     readout: the readout's path (``"head"`` or ``"head/kernel"``) when it cannot be found
       from the shapes (no kernel, or several, with only infinite fan-in).
     fan_in_axes: ``{path: axes}`` for kernels whose fan-in is not the first infinite axis.
@@ -138,6 +142,8 @@ def _readout_std_and_mult(in_features, base_in_features, parametrization, output
   check_parametrization(parametrization)
   in_features = validation.check_int(in_features, "in_features")
   output_mult = validation.check_real(output_mult, "output_mult")
+  if parametrization == "u_mup":  # N(0, 1), forward 1/fan_in (absolute: no base width)
+    return 1.0, output_mult / in_features
   base = in_features if base_in_features is None else base_in_features
   base = validation.check_int(base, "base_in_features")
   width_mult = in_features / base
@@ -157,13 +163,17 @@ class Readout(nnx.Module):
   multiplier; under ``"sp"`` (or ``base_in_features=None``) it is a LeCun-normal Dense.
   Bias init zero; ``zero_init=True`` zero-inits the kernel as ``MuReadout(readout_zero_init=True)``.
 
+  Under ``"u_mup"`` the kernel is N(0, 1) and the layer is :func:`jinit.mup.unit_readout`
+  (forward ``1/in_features``, unit-scaled gradients; ``base_in_features`` is not used),
+  then ``output_mult`` in the forward pass only (:func:`jinit.mup.scale_fwd`).
+
   Args:
     in_features, out_features: sizes.
     base_in_features: ``in_features`` of the base model (None: this model is the base).
     output_mult: a tunable constant on the logits (``mup``'s ``output_mult``).
     zero_init: zero kernel.
     use_bias: add a bias.
-    parametrization: ``"mup"``, ``"mup_table3"`` or ``"sp"``.
+    parametrization: ``"mup"``, ``"mup_table3"``, ``"sp"`` or ``"u_mup"``.
     rngs: ``nnx.Rngs``.
   """
 
@@ -177,8 +187,13 @@ class Readout(nnx.Module):
               jax.random.normal(rngs.params(), shape, param_dtype) * jnp.asarray(std, param_dtype))
     self.kernel = nnx.Param(kernel)
     self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else None
+    self.unit = parametrization == "u_mup"
+    self.output_mult = output_mult
 
   def __call__(self, x: jax.Array) -> jax.Array:
+    if self.unit:
+      y = umup.unit_readout(x, self.kernel[...], None if self.bias is None else self.bias[...])
+      return y if self.output_mult == 1.0 else umup.scale_fwd(y, self.output_mult)
     y = (x * jnp.asarray(self.mult, x.dtype)) @ self.kernel[...]
     if self.bias is not None:
       y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))
@@ -201,9 +216,13 @@ class LinenReadout(nn.Module):
                                       self.output_mult)
     init = nn.initializers.zeros if self.zero_init else nn.initializers.normal(std)
     kernel = self.param("kernel", init, (x.shape[-1], self.features), self.param_dtype)
+    bias = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    if self.parametrization == "u_mup":
+      y = umup.unit_readout(x, kernel, bias)
+      return y if self.output_mult == 1.0 else umup.scale_fwd(y, self.output_mult)
     y = (x * jnp.asarray(mult, x.dtype)) @ kernel
-    if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+    if bias is not None:
       y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
     return y
 
@@ -218,6 +237,7 @@ def attention_scale(head_dim: int, base_head_dim: int | None = None, *,
   μP scales logits by ``1/d`` instead of ``1/sqrt(d)`` (Tensor Programs V, §4 and
   Table 3 footnote); the constant ``sqrt(base_head_dim)`` makes it equal SP's
   ``1/sqrt(d)`` at the base width. Under ``"sp"``: ``attn_mult / sqrt(head_dim)``.
+  Under ``"u_mup"``: ``attn_mult / head_dim`` (absolute, no base; Blake et al. 2025).
   """
   check_parametrization(parametrization)
   for name, v in (("head_dim", head_dim), ("base_head_dim", base_head_dim)):
@@ -225,12 +245,15 @@ def attention_scale(head_dim: int, base_head_dim: int | None = None, *,
       validation.check_int(v, name)
   if parametrization == "sp":
     return attn_mult / math.sqrt(head_dim)
+  if parametrization == "u_mup":
+    return attn_mult / head_dim
   base = head_dim if base_head_dim is None else base_head_dim
   return attn_mult * math.sqrt(base) / head_dim
 
 
 def attention_fn(base_head_dim: int | None = None, *, parametrization: str = "mup",
-                 attn_mult: float = 1.0, inner: Callable | None = None) -> Callable:
+                 attn_mult: float = 1.0, inner: Callable | None = None,
+                 causal: bool = False) -> Callable:
   """An ``attention_fn`` for ``nnx.MultiHeadAttention`` / linen ``MultiHeadDotProductAttention``.
 
   It rescales the query so that Flax's ``dot_product_attention`` (which divides by
@@ -239,12 +262,18 @@ def attention_fn(base_head_dim: int | None = None, *, parametrization: str = "mu
   Args:
     base_head_dim: the head dim of the base model (None: the model's own, i.e. ``1/d``
       scaled to ``1/sqrt(d)`` at this width).
-    parametrization: ``"mup"``/``"mup_table3"`` (``1/d``) or ``"sp"`` (``1/sqrt(d)``).
+    parametrization: ``"mup"``/``"mup_table3"`` (``1/d``), ``"sp"`` (``1/sqrt(d)``) or
+      ``"u_mup"`` (``1/d``, and the output times :func:`jinit.mup.attention_output_scale`
+      in the forward pass, the gradients of q, k, v times the same in the backward pass, as
+      :func:`jinit.mup.unit_attention`; the projections around it are not unit-scaled).
     attn_mult: a tunable constant on the logits.
     inner: the attention to call (default: nnx's or linen's ``dot_product_attention``, by
       the kind of module that calls it).
+    causal: u-μP only: the mask the module passes is causal (the scale model differs).
   """
   check_parametrization(parametrization)
+  if not isinstance(causal, bool):
+    raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
 
   def fn(query, key, value, *args, **kwargs):
     d = query.shape[-1]
@@ -254,7 +283,12 @@ def attention_fn(base_head_dim: int | None = None, *, parametrization: str = "mu
     if impl is None:
       impl = (nn.dot_product_attention if isinstance(kwargs.get("module"), nn.Module)
               else nnx.dot_product_attention)
-    return impl(query * jnp.asarray(factor, query.dtype), key, value, *args, **kwargs)
+    if parametrization != "u_mup":
+      return impl(query * jnp.asarray(factor, query.dtype), key, value, *args, **kwargs)
+    s = umup.attention_output_scale(d, value.shape[-3], mult=attn_mult, causal=causal)
+    q, k, v = (umup.scale_bwd(a, s) for a in (query, key, value))
+    out = impl(q * jnp.asarray(factor, query.dtype), k, v, *args, **kwargs)
+    return umup.scale_fwd(out, s)
 
   return fn
 
