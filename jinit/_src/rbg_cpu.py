@@ -163,9 +163,16 @@ def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax
   return out[:n].reshape(shape)
 
 
-def _draw(key: jax.Array, shape, transform, fallback) -> jax.Array:
+def _draw(key: jax.Array, shape, transform, fallback, post=None) -> jax.Array:
+  """``transform`` of the key's bits (chunked on CPU), else ``fallback(key)``; then ``post``.
+
+  ``post`` (elementwise, float32 -> float32) runs inside the chunk loop on CPU, so a scale
+  costs no extra pass over the whole array; it computes what it computes on the full draw.
+  """
   shape = tuple(shape)
   n = math.prod(shape)
+  if post is not None:
+    transform, fallback = (lambda b, t=transform: post(t(b))), (lambda k, f=fallback: post(f(k)))
   if n == 0 or -(-n // 4) + _CHUNK > np.iinfo(np.uint32).max:
     return fallback(key)
   key_data = jax.random.key_data(key)
@@ -181,17 +188,18 @@ def is_rbg(key: jax.Array) -> bool:
   return key.dtype in _key_dtypes() or key.dtype in _fast_dtypes()
 
 
-def uniform(key: jax.Array, shape, minval: float, maxval: float) -> jax.Array:
+def uniform(key: jax.Array, shape, minval: float, maxval: float, post=None) -> jax.Array:
   """``jax.random.uniform(key, shape, float32, minval, maxval)`` of an rbg-family key, faster
-  on CPU (the same numbers)."""
+  on CPU (the same numbers); ``post`` (elementwise, e.g. a scale) applied to it in the loop."""
   return _draw(key, shape, lambda b: _uniform_from_bits(b, minval, maxval),
-               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval))
+               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval), post)
 
 
-def normal(key: jax.Array, shape) -> jax.Array:
+def normal(key: jax.Array, shape, post=None) -> jax.Array:
   """``jax.random.normal(key, shape, float32)`` of an rbg-family key, faster on CPU (the same
-  numbers)."""
-  return _draw(key, shape, _normal_from_bits, lambda k: jax.random.normal(k, shape, jnp.float32))
+  numbers); ``post`` (elementwise, e.g. a scale) applied to it in the loop."""
+  return _draw(key, shape, _normal_from_bits,
+               lambda k: jax.random.normal(k, shape, jnp.float32), post)
 
 
 def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
