@@ -72,8 +72,8 @@ def _mulhi(m: int | np.uint32, x: jax.Array) -> jax.Array:
 
   ``x`` widened to uint64 (under ``jax.enable_x64``, whatever the global setting: the
   result is uint32 again), times ``m``, shifted right by 32: LLVM compiles this
-  pattern to the vector 32x32->64 multiply (``vpmuludq`` in XLA's object code on x86);
-  the bits take 0.56x the time of four products of 16-bit halves (one process, 4096^2).
+  pattern to the vector 32x32->64 multiply (``vpmuludq`` in XLA's object code on x86),
+  cheaper than four products of 16-bit halves (docs/benchmarks.md has the measurements).
   Not ``lax.mulhi``: jax 0.10.2 lowers it to
   ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and nested
   calls (a Flax init under ``out_shardings``) goes through MHLO and fails ("failed to
