@@ -21,13 +21,16 @@ Pieces, for each key implementation (``threefry2x32``, ``rbg``, ``unsafe_rbg``):
 * for rbg/unsafe_rbg keys, the same three the way jinit draws them (rows ``... jinit``):
   the bits with ``rbg_cpu.fast_key`` (the same Philox4x32-10 bits, computed in
   cache-sized chunks), uniform and normal with ``rbg_cpu.uniform``/``rbg_cpu.normal``
-  (jax's formulas on those bits, chunk by chunk: the same numbers),
+  (jax's formulas on those bits, chunk by chunk: the same numbers), and
+  ``jinit.xavier_uniform``/``xavier_normal`` (the draw and its scale: ``xavier_u jinit``,
+  ``xavier_n jinit``),
 
 and once: ``erf_inv`` alone on a uniform array given as input (and ``log``, ``sin``,
 ``cos``: Box-Muller's pieces, of its absolute value); ``RngBitGenerator``
 on a raw uint32[4] key with each ``algorithm`` (default, philox, threefry); torch's
 ``uniform_``, ``normal_`` and ``random_`` (bits) on ``torch.empty(shape)``, with
-torch's default number of threads and with one.
+torch's default number of threads and with one; ``torch.nn.init.xavier_uniform_`` and
+``xavier_normal_`` on one thread (``torch xavier_u t1``, ``torch xavier_n t1``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jinit
 from jinit._src import rbg_cpu
 
 SHAPE = (4096, 4096)
@@ -70,6 +74,10 @@ def _pieces(shape, impls, use_torch: bool) -> dict:
       fns[f"{tag} bits jinit"] = lambda f=bits, k=fast: f(k).block_until_ready()
       fns[f"{tag} uniform jinit"] = lambda f=j_unif, k=key: f(k).block_until_ready()
       fns[f"{tag} normal jinit"] = lambda f=j_norm, k=key: f(k).block_until_ready()
+      # bench_init's xavier pair: the draw with its scale (applied inside jinit's chunk loop).
+      for name in ("xavier_uniform", "xavier_normal"):
+        init = jax.jit(lambda k, name=name: getattr(jinit, name)(k, shape))
+        fns[f"{tag} {name[:8]} jinit"] = lambda f=init, k=key: f(k).block_until_ready()
   u = jax.random.uniform(jax.random.key(1), shape, f32, -1.0, 1.0).block_until_ready()
   erfinv = jax.jit(lambda u: jnp.float32(np.sqrt(2.0)) * jax.lax.erf_inv(u))
   fns["erf_inv only"] = lambda: erfinv(u).block_until_ready()
@@ -90,11 +98,11 @@ def _pieces(shape, impls, use_torch: bool) -> dict:
       return fns
     n_threads = torch.get_num_threads()
 
-    def torch_fn(op, threads):
+    def torch_fn(op, threads, module=None):
       def run():
         torch.set_num_threads(threads)
         w = torch.empty(shape)
-        getattr(w, op)()
+        getattr(module, op)(w) if module is not None else getattr(w, op)()
         torch.set_num_threads(n_threads)
         return w
       return run
@@ -103,6 +111,8 @@ def _pieces(shape, impls, use_torch: bool) -> dict:
       fns[f"torch {op} t{n_threads}"] = torch_fn(op, n_threads)
       if n_threads != 1:
         fns[f"torch {op} t1"] = torch_fn(op, 1)
+    for op in ("xavier_uniform_", "xavier_normal_"):  # torch.nn.init's, on one thread
+      fns[f"torch {op[:8]} t1"] = torch_fn(op, 1, torch.nn.init)
   return fns
 
 

@@ -182,6 +182,37 @@ def test_rbg_draws_equal_jax_random(impl):
                                     rbg_cpu.fast_key(key)))))
 
 
+@pytest.mark.slow  # ten compiles per implementation
+@pytest.mark.parametrize("impl", IMPLS[1:])
+def test_scaled_rbg_draws_equal_jitted_jax_random(impl):
+  """The scale (and shift) runs inside the chunk loop, as XLA runs it inside jax's fused draw:
+  jinit's scaled rbg draws equal ``jax.jit(lambda k: jax.random.normal(k, shape) * s + m)``
+  bit for bit (XLA folds sqrt(2) * s into one constant in both)."""
+  key = jax.random.key(5, impl=impl)
+  shape = (300, 301)  # 22575 counters: the chunk loop, with a partial last chunk
+  f32 = np.float32
+  s_xn, s_kn = math.sqrt(2.0 / (300 + 301)), math.sqrt(2.0 / 300)
+  s_xu = math.sqrt(3.0) * s_xn
+  normal = lambda k: jax.random.normal(k, shape)
+  uniform = lambda k: jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)
+
+  def jitted(draw, s, m=None):
+    if m is None:
+      return jax.jit(lambda k: draw(k) * f32(s))(key)
+    return jax.jit(lambda k: draw(k) * f32(s) + f32(m))(key)
+
+  pairs = {
+      "xavier_normal": (jinit.xavier_normal(key, shape), jitted(normal, s_xn)),
+      "kaiming_normal": (jinit.kaiming_normal(key, shape), jitted(normal, s_kn)),
+      "normal(std=0.3, mean=0.1)": (jinit.normal(key, shape, std=0.3, mean=0.1),
+                                    jitted(normal, 0.3, 0.1)),
+      "xavier_uniform": (jinit.xavier_uniform(key, shape), jitted(uniform, s_xu)),
+      "uniform(a=0.7)": (jinit.uniform(key, shape, a=0.7), jitted(uniform, 0.7)),
+  }
+  for name, (ours, theirs) in pairs.items():
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=f"{impl} {name}")
+
+
 @pytest.mark.parametrize("impl", IMPLS[1:])
 def test_fast_rbg_path_is_taken_on_cpu(impl):
   key = jax.random.key(0, impl=impl)

@@ -331,24 +331,30 @@ def _cast(value, real, x: Array) -> Array:
   return jnp.asarray(value, real).astype(x.dtype)
 
 
-def _std_normal(key: Array, shape, dtype) -> Array:
-  """N(0, 1) samples in the sampling dtype; complex: E|z|^2 = 1 (re, im each variance 1/2)."""
+def _std_normal(key: Array, shape, dtype, post=None) -> Array:
+  """N(0, 1) samples in the sampling dtype; complex: E|z|^2 = 1 (re, im each variance 1/2).
+
+  ``post`` (elementwise: a scale, a shift) is applied to them; with rbg keys on CPU inside
+  the draw's chunk loop (no extra pass over the array), with the same numbers.
+  """
   real = _sampling_dtype(dtype)
   if real == np.float32 and not _is_complex(dtype) and rbg_cpu.is_rbg(key):
-    return rbg_cpu.normal(key, shape)  # jax.random.normal's numbers, faster on CPU
-  return jax.random.normal(key, shape, _complex_of(real) if _is_complex(dtype) else real)
+    return rbg_cpu.normal(key, shape, post)  # jax.random.normal's numbers, faster on CPU
+  z = jax.random.normal(key, shape, _complex_of(real) if _is_complex(dtype) else real)
+  return z if post is None else post(z)
 
 
-def _std_uniform(key: Array, shape, dtype) -> Array:
+def _std_uniform(key: Array, shape, dtype, post=None) -> Array:
   """U(-1, 1) in the sampling dtype: the bound is applied after, by a multiplication.
 
   Sampling U(-b, b) directly computes b - (-b) = 2b, which overflows when b is
-  above half the dtype's maximum.
+  above half the dtype's maximum. ``post`` as in :func:`_std_normal`.
   """
   real = _sampling_dtype(dtype)
   if real == np.float32 and rbg_cpu.is_rbg(key):
-    return rbg_cpu.uniform(key, shape, -1.0, 1.0)  # jax.random.uniform's numbers, faster on CPU
-  return jax.random.uniform(key, shape, real, -1.0, 1.0)
+    return rbg_cpu.uniform(key, shape, -1.0, 1.0, post)  # jax.random.uniform's numbers
+  u = jax.random.uniform(key, shape, real, -1.0, 1.0)
+  return u if post is None else post(u)
 
 
 def _complex_uniform(key: Array, shape, dtype) -> Array:
@@ -511,8 +517,8 @@ def normal(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | N
   if _is_empty(shape):
     return jnp.zeros(shape, dtype)
   real = _sampling_dtype(dtype)
-  z = _std_normal(key, shape, dtype)
-  return (z * _cast(std, real, z) + _cast(mean, real, z)).astype(dtype)
+  return _std_normal(key, shape, dtype,
+                     lambda z: z * _cast(std, real, z) + _cast(mean, real, z)).astype(dtype)
 
 
 @_compiled
@@ -546,8 +552,8 @@ def uniform(key: Array, shape: Shape, fan_in: int | None = None, fan_out: int | 
   validation.check_no_underflow(a, "a", dtype)
   if _is_empty(shape):
     return jnp.zeros(shape, dtype)
-  u = _std_uniform(key, shape, dtype)
-  return (u * jnp.asarray(a, _sampling_dtype(dtype))).astype(dtype)
+  real = _sampling_dtype(dtype)
+  return _std_uniform(key, shape, dtype, lambda u: u * jnp.asarray(a, real)).astype(dtype)
 
 
 def _std_normal_cdf(x: float) -> float:
@@ -730,14 +736,13 @@ def variance_scaling(key: Array, shape: Shape, fan_in: int | None = None,
   real = _sampling_dtype(dtype)
   complex_ = _is_complex(dtype)
   if distribution == "normal":
-    z = _std_normal(key, shape, dtype)
-    return (z * _cast(std, real, z)).astype(dtype)
+    return _std_normal(key, shape, dtype, lambda z: z * _cast(std, real, z)).astype(dtype)
   if distribution == "uniform":
     if complex_:
       w = _complex_uniform(key, shape, dtype)
       return (w * _cast(std, real, w)).astype(dtype)
     bound = math.sqrt(3.0) * std
-    return (_std_uniform(key, shape, dtype) * jnp.asarray(bound, real)).astype(dtype)
+    return _std_uniform(key, shape, dtype, lambda u: u * jnp.asarray(bound, real)).astype(dtype)
   if complex_:
     s = jnp.asarray(std, real) / jnp.asarray(complex_truncated_std(2.0), real)
     w = _complex_truncated_normal(key, shape, dtype)
@@ -973,8 +978,8 @@ def torch_linear_default(key: Array, shape: Shape, fan_in: int | None = None,
     return jnp.zeros(shape, dtype)
   bound = 1.0 / math.sqrt(fan_in)  # pyright: ignore[reportArgumentType]  (need_in: an int)
   validation.check_no_underflow(bound, "1 / sqrt(fan_in)", dtype)
-  u = _std_uniform(key, shape, dtype)
-  return (u * jnp.asarray(bound, _sampling_dtype(dtype))).astype(dtype)
+  real = _sampling_dtype(dtype)
+  return _std_uniform(key, shape, dtype, lambda u: u * jnp.asarray(bound, real)).astype(dtype)
 
 
 # --------------------------------------------------------------------------- structured

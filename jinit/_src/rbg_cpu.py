@@ -17,17 +17,16 @@ same order, come from a loop over chunks of counters whose rounds run on
 materialized word arrays (small enough to stay in cache), so each chain runs once
 and vectorized. The bits are identical to ``jax.random.bits`` with the original key
 (tests/test_prng_impls.py checks it), so every ``jax.random`` law drawn from them
-(uniform, normal, truncated normal, randint) gives the same numbers. Measured on a quiet
-2-core CPU (docs/results/bench_prng): the bits and uniform draws take about XLA's time (the
-16-bit-halves product that sharded programs need costs the chain's gain back); normal draws
-take half of it.
+(uniform, normal, truncated normal, randint) gives the same numbers.
 
 Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching rule of
 ``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
 
 :func:`normal` and :func:`uniform` (float32) go one step further: they apply
 ``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
-the transform runs vectorized on words still in cache instead of in one more pass.
+the transform runs vectorized on words still in cache instead of in one more pass, and
+with it an initializer's scale and shift (``post``): what XLA computes for
+``jax.jit(lambda k: jax.random.normal(k, shape) * std + mean)``, bit for bit.
 """
 
 from __future__ import annotations
@@ -69,18 +68,20 @@ def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _mulhi(m: int | np.uint32, x: jax.Array) -> jax.Array:
-  """The high 32 bits of the 64-bit product ``m * x`` (uint32), from 16-bit halves.
+  """The high 32 bits of the 64-bit product ``m * x`` (uint32), through a uint64 product.
 
-  Not ``lax.mulhi``: jax 0.10.2 cannot compile it in a program with shardings ("Unable to
-  convert MHLO to StableHLO"), which is where a Flax model's init with ``out_shardings`` and
-  rbg keys would put it. Every partial product of 16-bit halves fits in 32 bits.
+  ``x`` widened to uint64 (under ``jax.enable_x64``, whatever the global setting: the
+  result is uint32 again), times ``m``, shifted right by 32: LLVM compiles this
+  pattern to the vector 32x32->64 multiply (``vpmuludq`` in XLA's object code on x86),
+  cheaper than four products of 16-bit halves (docs/benchmarks.md has the measurements).
+  Not ``lax.mulhi``: jax 0.10.2 lowers it to
+  ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and nested
+  calls (a Flax init under ``out_shardings``) goes through MHLO and fails ("failed to
+  legalize operation 'mhlo.unknown'", "Unable to convert MHLO to StableHLO").
   """
-  m_lo, m_hi = np.uint32(int(m) & 0xFFFF), np.uint32(int(m) >> 16)
-  x_lo, x_hi = x & np.uint32(0xFFFF), x >> np.uint32(16)
-  lo_hi, hi_lo = m_lo * x_hi, m_hi * x_lo
-  mid = ((m_lo * x_lo) >> np.uint32(16)) + (lo_hi & np.uint32(0xFFFF)) + (hi_lo & np.uint32(0xFFFF))
-  return (m_hi * x_hi + (lo_hi >> np.uint32(16)) + (hi_lo >> np.uint32(16))
-          + (mid >> np.uint32(16)))
+  with jax.enable_x64(True):
+    wide = lax.convert_element_type(x, np.uint64) * np.uint64(int(m))
+    return lax.convert_element_type(wide >> np.uint64(32), np.uint32)
 
 
 def _round(x, k_a, k_b):
@@ -164,9 +165,16 @@ def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax
   return out[:n].reshape(shape)
 
 
-def _draw(key: jax.Array, shape, transform, fallback) -> jax.Array:
+def _draw(key: jax.Array, shape, transform, fallback, post=None) -> jax.Array:
+  """``transform`` of the key's bits (chunked on CPU), else ``fallback(key)``; then ``post``.
+
+  ``post`` (elementwise, float32 -> float32) runs inside the chunk loop on CPU, so a scale
+  costs no extra pass over the whole array; it computes what it computes on the full draw.
+  """
   shape = tuple(shape)
   n = math.prod(shape)
+  if post is not None:
+    transform, fallback = (lambda b, t=transform: post(t(b))), (lambda k, f=fallback: post(f(k)))
   if n == 0 or -(-n // 4) + _CHUNK > np.iinfo(np.uint32).max:
     return fallback(key)
   key_data = jax.random.key_data(key)
@@ -182,17 +190,18 @@ def is_rbg(key: jax.Array) -> bool:
   return key.dtype in _key_dtypes() or key.dtype in _fast_dtypes()
 
 
-def uniform(key: jax.Array, shape, minval: float, maxval: float) -> jax.Array:
+def uniform(key: jax.Array, shape, minval: float, maxval: float, post=None) -> jax.Array:
   """``jax.random.uniform(key, shape, float32, minval, maxval)`` of an rbg-family key, faster
-  on CPU (the same numbers)."""
+  on CPU (the same numbers); ``post`` (elementwise, e.g. a scale) applied to it in the loop."""
   return _draw(key, shape, lambda b: _uniform_from_bits(b, minval, maxval),
-               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval))
+               lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval), post)
 
 
-def normal(key: jax.Array, shape) -> jax.Array:
+def normal(key: jax.Array, shape, post=None) -> jax.Array:
   """``jax.random.normal(key, shape, float32)`` of an rbg-family key, faster on CPU (the same
-  numbers)."""
-  return _draw(key, shape, _normal_from_bits, lambda k: jax.random.normal(k, shape, jnp.float32))
+  numbers); ``post`` (elementwise, e.g. a scale) applied to it in the loop."""
+  return _draw(key, shape, _normal_from_bits,
+               lambda k: jax.random.normal(k, shape, jnp.float32), post)
 
 
 def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
