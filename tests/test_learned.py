@@ -117,6 +117,30 @@ def test_nnx_and_linen_models():
                              "layers_2/bias"}
 
 
+def _dict_loss(p, batch):
+  return jnp.mean(jnp.square(jnp.tanh(batch[0] @ p["w1"]) @ p["w2"] - batch[1]))
+
+
+@pytest.mark.slow  # four compiles of the loops (~20 s on 2 cores)
+def test_a_params_pytree_compiles_each_loop_once_for_its_structure():
+  """Same structure, loss and settings (a study's seeds): the jitted loop is reused."""
+  from jinit._src import learned as impl  # pylint: disable=import-outside-toplevel
+
+  def params(seed):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w1": jax.random.normal(k1, (8, 16)) / 3, "w2": jax.random.normal(k2, (16, 2)) / 4}
+
+  for fn, loop in ((learned.gradinit, impl._gradinit_loop),  # pylint: disable=protected-access
+                   (learned.metainit, impl._metainit_loop)):  # pylint: disable=protected-access
+    first = fn(params(0), BATCH, _dict_loss, key=KEY, steps=3)
+    compiled = loop._cache_size()  # pylint: disable=protected-access
+    second = fn(params(1), BATCH, _dict_loss, key=jax.random.key(7), steps=3)
+    assert loop._cache_size() == compiled, fn.__name__  # pylint: disable=protected-access
+    assert second.scales != first.scales  # other params and key: other scales
+    fn(params(1), BATCH, _dict_loss, key=KEY, steps=4)  # other settings: compiled anew
+    assert loop._cache_size() == compiled + 1, fn.__name__  # pylint: disable=protected-access
+
+
 def test_bad_input():
   model = eqx_model()
   with pytest.raises(ValueError, match="optimizer"):

@@ -26,7 +26,9 @@ key gives the same result every time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -68,7 +70,7 @@ def _split(model: Any):
   if eqx is not None and isinstance(model, eqx.Module):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     return params, lambda p: eqx.combine(p, static)
-  return model, lambda p: p
+  return model, _identity
 
 
 def _check_common(batch: Any, loss_fn: Any, key: Any, steps: Any, batch_size: Any):
@@ -102,10 +104,29 @@ def _floating(leaves) -> list[int]:
           if hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating)]
 
 
+def _identity(p: Any) -> Any:
+  return p
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """``task(flat, batch)``: the loss of the flat leaves. Equal tasks share compiled loops.
+
+  Two calls with the same ``loss_fn``, tree structure and rebuild (plain pytrees: always the
+  same) compare equal, so :func:`metainit`/:func:`gradinit`'s jitted loops are compiled once
+  for them (a study drawing many seeds of one model compiles each loop once, not per seed).
+  """
+
+  rebuild: Callable[[Any], Any]
+  treedef: Any
+  loss_fn: Callable[[Any, Any], Any]
+
+  def __call__(self, flat, b):
+    return self.loss_fn(self.rebuild(jax.tree_util.tree_unflatten(self.treedef, flat)), b)
+
+
 def _task(rebuild, treedef, loss_fn):
-  def task(flat, b):
-    return loss_fn(rebuild(jax.tree_util.tree_unflatten(treedef, flat)), b)
-  return task
+  return _Task(rebuild, treedef, loss_fn)
 
 
 def gradient_quotient(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *,
@@ -183,36 +204,45 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   units = [jnp.where(nm > 0, leaves[i] / jnp.where(nm > 0, nm, 1).astype(leaves[i].dtype),
                      leaves[i]) for nm, i in zip(norms0, learn)]
   task = _task(rebuild, treedef, loss_fn)
-
-  def assemble(norms):
-    flat = list(leaves)
-    for j, i in enumerate(learn):
-      flat[i] = units[j] * norms[j].astype(units[j].dtype)
-    return flat
-
-  def meta(norms, b):
-    return _gq(task, assemble(norms), b, eps)
-
-  @jax.jit
-  def run(norms):
-    def step(carry, i):
-      norms, vel = carry
-      idx = jax.random.permutation(jax.random.fold_in(key, i), n)[:bs]
-      value, grads = jax.value_and_grad(meta)(norms, _take(batch, idx))
-      vel = [momentum * v + jnp.sign(g) for v, g in zip(vel, grads)]
-      norms = [nm - lr * v for nm, v in zip(norms, vel)]
-      return (norms, vel), value
-    (norms, _), hist = jax.lax.scan(step, (norms, [jnp.zeros_like(x) for x in norms]),
-                                    jnp.arange(steps))
-    return norms, hist
-
-  norms, hist = run(norms0)
-  flat = assemble(norms)
+  norms, hist = _metainit_loop(norms0, units, leaves, batch, key, task=task, learn=tuple(learn),
+                               steps=steps, bs=bs, lr=lr, momentum=momentum, eps=eps)
+  flat = _put(leaves, learn, [u * nm.astype(u.dtype) for u, nm in zip(units, norms)])
   new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
   scales = {path_str(path_leaves[i][0]):
             float(norms[j] / norms0[j]) if float(norms0[j]) > 0 else float("nan")
             for j, i in enumerate(learn)}
   return LearnedInit(new, scales, np.asarray(hist))
+
+
+def _put(leaves: list, idx: Sequence[int], values: list) -> list:
+  """``leaves`` with ``leaves[idx[j]]`` replaced by ``values[j]``."""
+  flat = list(leaves)
+  for j, i in enumerate(idx):
+    flat[i] = values[j]
+  return flat
+
+
+@functools.partial(jax.jit, static_argnames=("task", "learn", "steps", "bs", "lr", "momentum",
+                                             "eps"))
+def _metainit_loop(norms, units, leaves, batch, key, *, task, learn, steps, bs, lr, momentum, eps):
+  """MetaInit's signed-SGD loop on the norms; compiled once per (task, structure, settings)."""
+  n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
+
+  def meta(norms, b):
+    return _gq(task, _put(leaves, learn, [u * nm.astype(u.dtype) for u, nm in zip(units, norms)]),
+               b, eps)
+
+  def step(carry, i):
+    norms, vel = carry
+    idx = jax.random.permutation(jax.random.fold_in(key, i), n)[:bs]
+    value, grads = jax.value_and_grad(meta)(norms, _take(batch, idx))
+    vel = [momentum * v + jnp.sign(g) for v, g in zip(vel, grads)]
+    norms = [nm - lr * v for nm, v in zip(norms, vel)]
+    return (norms, vel), value
+
+  (norms, _), hist = jax.lax.scan(step, (list(norms), [jnp.zeros_like(x) for x in norms]),
+                                  jnp.arange(steps))
+  return norms, hist
 
 
 def _size(batch: Any) -> int:
@@ -321,40 +351,46 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   if not learn:
     raise ValueError("gradinit: the model has no floating parameter to rescale")
   task = _task(rebuild, treedef, loss_fn)
-  b1, b2, adam_eps = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015) for the scales
-
-  def assemble(m):
-    flat = list(leaves)
-    for j, i in enumerate(learn):
-      flat[i] = leaves[i] * m[j].astype(leaves[i].dtype)
-    return flat
-
-  def objective(m, x1, x2):
-    loss, gnorm = _one_step(task, assemble(m), learn, x1, x2, optimizer, lr)
-    violated = gnorm > gamma
-    return jnp.where(violated, gnorm, loss), violated
-
-  @jax.jit
-  def run(m):
-    def step(carry, i):
-      m, mu, nu = carry
-      perm = jax.random.permutation(jax.random.fold_in(key, i), n)
-      x1, x2 = _take(batch, perm[:bs]), _take(batch, perm[bs:2 * bs])
-      (value, _), grads = jax.value_and_grad(objective, has_aux=True)(m, x1, x2)
-      t = (i + 1).astype(jnp.float32)
-      mu = [b1 * a + (1 - b1) * g for a, g in zip(mu, grads)]
-      nu = [b2 * a + (1 - b2) * g * g for a, g in zip(nu, grads)]
-      m = [jnp.maximum(s - scale_lr * (a / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t))
-                                                            + adam_eps), min_scale)
-           for s, a, v in zip(m, mu, nu)]
-      return (m, mu, nu), value
-    zeros = [jnp.zeros((), jnp.float32) for _ in m]
-    (m, _, _), hist = jax.lax.scan(step, (m, zeros, list(zeros)), jnp.arange(steps))
-    return m, hist
-
-  m, hist = run([jnp.ones((), jnp.float32) for _ in learn])
-  new = rebuild(jax.tree_util.tree_unflatten(treedef, assemble(m)))
+  m, hist = _gradinit_loop([jnp.ones((), jnp.float32) for _ in learn], leaves, batch, key,
+                           task=task, learn=tuple(learn), optimizer=optimizer, steps=steps,
+                           bs=bs, lr=lr, gamma=gamma, scale_lr=scale_lr, min_scale=min_scale)
+  new = rebuild(jax.tree_util.tree_unflatten(
+      treedef, _put(leaves, learn, [leaves[i] * m[j].astype(leaves[i].dtype)
+                                    for j, i in enumerate(learn)])))
   scales = {path_str(path_leaves[i][0]): float(m[j])
             for j, i in enumerate(learn)}
   return LearnedInit(new, scales, np.asarray(hist))
 
+
+
+@functools.partial(jax.jit, static_argnames=("task", "learn", "optimizer", "steps", "bs", "lr",
+                                             "gamma", "scale_lr", "min_scale"))
+def _gradinit_loop(m, leaves, batch, key, *, task, learn, optimizer, steps, bs, lr, gamma,
+                   scale_lr, min_scale):
+  """GradInit's loop on the scales (Adam on m); compiled once per (task, structure, settings)."""
+  n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
+  b1, b2, adam_eps = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015) for the scales
+
+  def objective(m, x1, x2):
+    flat = _put(leaves, learn, [leaves[i] * m[j].astype(leaves[i].dtype)
+                                for j, i in enumerate(learn)])
+    loss, gnorm = _one_step(task, flat, learn, x1, x2, optimizer, lr)
+    violated = gnorm > gamma
+    return jnp.where(violated, gnorm, loss), violated
+
+  def step(carry, i):
+    m, mu, nu = carry
+    perm = jax.random.permutation(jax.random.fold_in(key, i), n)
+    x1, x2 = _take(batch, perm[:bs]), _take(batch, perm[bs:2 * bs])
+    (value, _), grads = jax.value_and_grad(objective, has_aux=True)(m, x1, x2)
+    t = (i + 1).astype(jnp.float32)
+    mu = [b1 * a + (1 - b1) * g for a, g in zip(mu, grads)]
+    nu = [b2 * a + (1 - b2) * g * g for a, g in zip(nu, grads)]
+    m = [jnp.maximum(s - scale_lr * (a / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t))
+                                                          + adam_eps), min_scale)
+         for s, a, v in zip(m, mu, nu)]
+    return (m, mu, nu), value
+
+  zeros = [jnp.zeros((), jnp.float32) for _ in m]
+  (m, _, _), hist = jax.lax.scan(step, (list(m), zeros, list(zeros)), jnp.arange(steps))
+  return m, hist
