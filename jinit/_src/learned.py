@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -158,7 +159,7 @@ def _gq(task, flat, b, eps):
 
 def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
              steps: int = 50, lr: float = 0.1, momentum: float = 0.5, eps: float = 1e-5,
-             batch_size: int | None = 8) -> LearnedInit:
+             batch_size: int | None = 8, stacked: str | None = None) -> LearnedInit:
   """MetaInit: learns each weight tensor's norm by descending the gradient quotient.
 
   init2winit's algorithm (``meta_optimize_scales``): every tensor of rank >= 2 is
@@ -178,9 +179,13 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
     key: PRNG key for the minibatches (step i uses ``fold_in(key, i)``).
     steps, lr, momentum, eps: as above.
     batch_size: minibatch size per step (None or the batch's size: the whole batch).
+    stacked: a regex on parameter paths (``re.search``): those leaves hold layers stacked
+      along axis 0 (``lax.scan``-ed or vmapped blocks) and get one norm per layer, as if
+      each slice were its own tensor (rank >= 2 per slice). None: every leaf is one tensor.
 
   Returns:
-    :class:`LearnedInit` ``(model, scales, history)``; a scale is new norm / old norm.
+    :class:`LearnedInit` ``(model, scales, history)``; a scale is new norm / old norm
+    (a stacked leaf's slice k is ``"<path>[k]"``).
 
   Raises:
     TypeError, ValueError: bad arguments (before any work); a model with no tensor of
@@ -197,21 +202,62 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   params, rebuild = _split(model)
   path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   leaves = [x for _, x in path_leaves]
-  learn = [i for i in _floating(leaves) if jnp.ndim(leaves[i]) >= 2]
+  stack = _stacked(path_leaves, stacked)
+  learn = [i for i in _floating(leaves) if jnp.ndim(leaves[i]) - stack[i] >= 2]
   if not learn:
     raise ValueError("metainit: the model has no parameter tensor of rank >= 2 to rescale")
-  norms0 = [jnp.linalg.norm(jnp.ravel(leaves[i]).astype(jnp.float32)) for i in learn]
-  units = [jnp.where(nm > 0, leaves[i] / jnp.where(nm > 0, nm, 1).astype(leaves[i].dtype),
-                     leaves[i]) for nm, i in zip(norms0, learn)]
+  norms0 = [_norm(leaves[i], stack[i]) for i in learn]
+  units = [jnp.where(_bcast(nm, leaves[i]) > 0,
+                     leaves[i] / _bcast(jnp.where(nm > 0, nm, 1), leaves[i]).astype(
+                         leaves[i].dtype), leaves[i]) for nm, i in zip(norms0, learn)]
   task = _task(rebuild, treedef, loss_fn)
   norms, hist = _metainit_loop(norms0, units, leaves, batch, key, task=task, learn=tuple(learn),
                                steps=steps, bs=bs, lr=lr, momentum=momentum, eps=eps)
-  flat = _put(leaves, learn, [u * nm.astype(u.dtype) for u, nm in zip(units, norms)])
+  flat = _put(leaves, learn, [u * _bcast(nm, u).astype(u.dtype) for u, nm in zip(units, norms)])
   new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
-  scales = {path_str(path_leaves[i][0]):
-            float(norms[j] / norms0[j]) if float(norms0[j]) > 0 else float("nan")
-            for j, i in enumerate(learn)}
-  return LearnedInit(new, scales, np.asarray(hist))
+  ratio = [np.where(np.asarray(n0) > 0, np.asarray(nm) / np.where(np.asarray(n0) > 0, n0, 1),
+                    np.nan) for nm, n0 in zip(norms, norms0)]
+  return LearnedInit(new, _scales(path_leaves, learn, ratio), np.asarray(hist))
+
+
+def _stacked(path_leaves, stacked: Any) -> list[int]:
+  """1 for each leaf whose path matches ``stacked`` (layers along axis 0), else 0."""
+  if stacked is None:
+    return [0] * len(path_leaves)
+  if not isinstance(stacked, str):
+    raise TypeError(f"stacked must be None or a regex string on parameter paths, got "
+                    f"{stacked!r}")
+  out = [int(re.search(stacked, path_str(p)) is not None) for p, _ in path_leaves]
+  bad = [path_str(p) for (p, x), f in zip(path_leaves, out) if f and jnp.ndim(x) < 1]
+  if bad:
+    raise ValueError(f"stacked={stacked!r} matches scalar parameters {bad}: a stacked leaf "
+                     "needs a leading layer axis")
+  return out
+
+
+def _norm(x, stacked: int):
+  """The Frobenius norm of ``x`` (float32), per slice along axis 0 when ``stacked``."""
+  x = jnp.asarray(x).astype(jnp.float32)
+  if stacked:
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))))
+  return jnp.linalg.norm(jnp.ravel(x))
+
+
+def _bcast(s, x):
+  """A scale (scalar, or one per slice along axis 0) shaped to multiply ``x``."""
+  s = jnp.asarray(s)
+  return s.reshape(s.shape + (1,) * (jnp.ndim(x) - s.ndim)) if s.ndim else s
+
+
+def _scales(path_leaves, learn, values) -> dict[str, float]:
+  out = {}
+  for j, i in enumerate(learn):
+    name, v = path_str(path_leaves[i][0]), np.asarray(values[j])
+    if v.ndim:
+      out.update({f"{name}[{k}]": float(x) for k, x in enumerate(v)})
+    else:
+      out[name] = float(v)
+  return out
 
 
 def _put(leaves: list, idx: Sequence[int], values: list) -> list:
@@ -229,8 +275,8 @@ def _metainit_loop(norms, units, leaves, batch, key, *, task, learn, steps, bs, 
   n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
 
   def meta(norms, b):
-    return _gq(task, _put(leaves, learn, [u * nm.astype(u.dtype) for u, nm in zip(units, norms)]),
-               b, eps)
+    return _gq(task, _put(leaves, learn, [u * _bcast(nm, u).astype(u.dtype)
+                                          for u, nm in zip(units, norms)]), b, eps)
 
   def step(carry, i):
     norms, vel = carry
@@ -301,7 +347,7 @@ def _one_step(task, flat, learn, x1, x2, optimizer, lr):
 def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
              optimizer: str = "adam", lr: float | None = None, gamma: float = 1.0,
              steps: int = 100, scale_lr: float = 1e-2, min_scale: float = 1e-2,
-             batch_size: int | None = None) -> LearnedInit:
+             batch_size: int | None = None, stacked: str | None = None) -> LearnedInit:
   r"""GradInit: one scale per parameter tensor so that the first optimizer step helps most.
 
   Algorithm 1 of Zhu et al. 2021: scales m (one per floating tensor, weights and
@@ -326,9 +372,13 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
     scale_lr: tau, Adam's step on the scales.
     min_scale: alpha, the scales' lower bound.
     batch_size: size of x1 and x2 (default: half the batch each).
+    stacked: a regex on parameter paths: those leaves hold layers stacked along axis 0
+      and get one scale per layer (the same algorithm as per-layer tensors, in a
+      program that does not grow with depth). None: one scale per leaf.
 
   Returns:
-    :class:`LearnedInit` ``(model, scales, history)``.
+    :class:`LearnedInit` ``(model, scales, history)`` (a stacked leaf's slice k is
+    ``"<path>[k]"`` in ``scales``).
 
   References: Zhu, Ni, Xu, Kong, Huang & Goldstein 2021, "GradInit: Learning to Initialize
   Neural Networks for Stable and Efficient Training", NeurIPS, https://arxiv.org/abs/2102.08098
@@ -347,32 +397,36 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   params, rebuild = _split(model)
   path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   leaves = [x for _, x in path_leaves]
+  stack = _stacked(path_leaves, stacked)
   learn = _floating(leaves)
   if not learn:
     raise ValueError("gradinit: the model has no floating parameter to rescale")
   task = _task(rebuild, treedef, loss_fn)
-  m, hist = _gradinit_loop([jnp.ones((), jnp.float32) for _ in learn], leaves, batch, key,
-                           task=task, learn=tuple(learn), optimizer=optimizer, steps=steps,
-                           bs=bs, lr=lr, gamma=gamma, scale_lr=scale_lr, min_scale=min_scale)
+  ones = [jnp.ones(jnp.shape(leaves[i])[:1] if stack[i] else (), jnp.float32) for i in learn]
+  m, hist = _gradinit_loop(ones, leaves, batch, key,
+                           jnp.asarray(lr, jnp.float32), task=task, learn=tuple(learn),
+                           optimizer=optimizer, steps=steps, bs=bs, gamma=gamma,
+                           scale_lr=scale_lr, min_scale=min_scale)
   new = rebuild(jax.tree_util.tree_unflatten(
-      treedef, _put(leaves, learn, [leaves[i] * m[j].astype(leaves[i].dtype)
+      treedef, _put(leaves, learn, [leaves[i] * _bcast(m[j], leaves[i]).astype(leaves[i].dtype)
                                     for j, i in enumerate(learn)])))
-  scales = {path_str(path_leaves[i][0]): float(m[j])
-            for j, i in enumerate(learn)}
-  return LearnedInit(new, scales, np.asarray(hist))
+  return LearnedInit(new, _scales(path_leaves, learn, m), np.asarray(hist))
 
 
 
-@functools.partial(jax.jit, static_argnames=("task", "learn", "optimizer", "steps", "bs", "lr",
+@functools.partial(jax.jit, static_argnames=("task", "learn", "optimizer", "steps", "bs",
                                              "gamma", "scale_lr", "min_scale"))
-def _gradinit_loop(m, leaves, batch, key, *, task, learn, optimizer, steps, bs, lr, gamma,
+def _gradinit_loop(m, leaves, batch, key, lr, *, task, learn, optimizer, steps, bs, gamma,
                    scale_lr, min_scale):
-  """GradInit's loop on the scales (Adam on m); compiled once per (task, structure, settings)."""
+  """GradInit's loop on the scales (Adam on m); compiled once per (task, structure, settings).
+
+  The training lr (eta) is traced, so a study's lr sweep shares one compiled loop.
+  """
   n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
   b1, b2, adam_eps = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015) for the scales
 
   def objective(m, x1, x2):
-    flat = _put(leaves, learn, [leaves[i] * m[j].astype(leaves[i].dtype)
+    flat = _put(leaves, learn, [leaves[i] * _bcast(m[j], leaves[i]).astype(leaves[i].dtype)
                                 for j, i in enumerate(learn)])
     loss, gnorm = _one_step(task, flat, learn, x1, x2, optimizer, lr)
     violated = gnorm > gamma
@@ -391,6 +445,6 @@ def _gradinit_loop(m, leaves, batch, key, *, task, learn, optimizer, steps, bs, 
          for s, a, v in zip(m, mu, nu)]
     return (m, mu, nu), value
 
-  zeros = [jnp.zeros((), jnp.float32) for _ in m]
+  zeros = [jnp.zeros_like(x) for x in m]
   (m, _, _), hist = jax.lax.scan(step, (list(m), zeros, list(zeros)), jnp.arange(steps))
   return m, hist
