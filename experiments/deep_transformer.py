@@ -336,7 +336,8 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
                 y_test, *, steps: int, batch_size: int, lr: float = 1e-3,
                 lrs: Sequence[float] | None = None, chunk: int = 50, data_seed: int = 0,
                 probe: int = 256, progress: bool = True, together: bool = False,
-                on_group: Any = None) -> dict[str, Any]:
+                on_group: Any = None, previous: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
   """Trains every (variant, lr, seed) of one depth, one variant at a time (vmap over its runs).
 
   Each variant's runs (its seeds at each learning rate) are one ``vmap``-ed program;
@@ -360,6 +361,8 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
     together: one program for all variants (the old way; more memory).
     on_group: ``on_group(partial)`` after each variant, with this depth's result so far
       (the study writes it, so a killed run keeps its finished variants).
+    previous: a partial result of this depth (``--resume``): its variants' runs are kept
+      and those variants are not trained again.
 
   Returns:
     ``{"depth", "runs", "seconds", "init_seconds", "chunk_seconds"}``; per run: variant,
@@ -370,7 +373,12 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
   import optax
 
   lrs = [float(lr)] if lrs is None else [float(x) for x in lrs]
+  kept = list(previous["runs"]) if previous else []
+  finished = {r["variant"] for r in kept}
+  variants = [v for v in variants if v not in finished]
   groups = [list(variants)] if together else [[v] for v in variants]
+  if not groups:  # every variant was finished before
+    return {**previous, "partial": False}
   learn = (init_batch(x_train, y_train, data_seed)
            if set(LEARNED) & set(variants) else None)
   x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
@@ -396,7 +404,7 @@ def train_depth(cfg: ViTConfig, variants: Sequence[str], seeds: int, x_train, y_
 
   rng = np.random.default_rng(data_seed)  # the same batches for every run and depth
   idx = rng.integers(0, len(y_train), size=(steps, batch_size)).astype(np.int32)
-  out, chunk_seconds, init_seconds, t0 = [], [], 0.0, time.time()
+  out, chunk_seconds, init_seconds, t0 = kept, [], 0.0, time.time()
   for group in groups:
     runs = [(v, r, s) for v in group for r in lrs for s in range(seeds)]
     t_init = time.time()
@@ -861,12 +869,24 @@ def run(ctx) -> dict[str, Any]:
     ctx.write_json("results.json", record)
     return record
 
+  before = {}  # --resume: what the interrupted run finished, per depth
+  if args.resume and os.path.exists(ctx.path("results.json")):
+    before = {r["depth"]: r for r in results.read_json(ctx.path("results.json"))
+              .get("depth_results", [])}
+    whole = [str(d) for d, r in before.items() if not r.get("partial")]
+    runs_kept = sum(len(r["runs"]) for r in before.values() if r.get("partial"))
+    print(f"Resuming: keeping depth(s) {', '.join(whole) or 'none'} and {runs_kept} run(s) of "
+          "a partly finished depth", flush=True)
   for i, depth in enumerate(depths):
+    if depth in before and not before[depth].get("partial"):
+      depth_results.append(before[depth])
+      continue
     cfg = ViTConfig(tokens=tokens, patch_dim=patch_dim, depth=depth, width=args.width,
                     heads=args.heads, mlp=args.mlp, num_classes=dataset.num_classes)
     depth_results.append(train_depth(cfg, variants, seeds, x_train, dataset.y_train, x_test,
                                      y_test, steps=steps, batch_size=args.batch_size,
                                      lrs=lrs, progress=not args.no_progress,
+                                     previous=before.get(depth),
                                      on_group=lambda part: write(depth_results + [part],
                                                                  False)))
     if i == 0 and len(depths) > 1:
@@ -954,7 +974,8 @@ def _shortcut(args) -> dict[str, Any] | None:
 
 
 RUNNER = study.Runner("deep_transformer", (__doc__ or "").split("\n")[0], add_flags, make_config,
-                      run, presets={"full": FULL, "quick": QUICK}, shortcut=_shortcut)
+                      run, presets={"full": FULL, "quick": QUICK}, shortcut=_shortcut,
+                      resumable=True)
 build_parser, main = RUNNER.parser, RUNNER.main
 
 

@@ -361,3 +361,26 @@ def test_lr_sweep_best_lr_and_claims_at_each_variants_best():
   one = [dict(r, lr=None) for r in rows if r["lr"] == 1e-3]  # one lr (or none recorded)
   assert dt.best_rows(one) == one
   assert "lr" not in {k for c in dt.claims(one) for k in c}  # no sweep, no lr numbers
+
+
+@pytest.mark.slow  # two tiny studies end to end (~30 s on 2 cores)
+def test_resume_trains_only_the_unfinished_variants(tmp_path):
+  out = tmp_path / "dt"
+  args = ["--dataset", "digits", "--patch", "4", "--depths", "2", "--steps", "4", "--seeds", "1",
+          "--lrs", "1e-3,1e-2", "--batch-size", "16", "--width", "16", "--heads", "2", "--mlp",
+          "16", "--test-size", "50", "--no-progress", "--variants",
+          "preln_standard,postln_standard", "--out", str(out)]
+  full = dt.main(args)
+  saved = json.loads((out / "results.json").read_text())
+  # as a run killed after its first variant (results.json is written after each variant)
+  first = [r for r in saved["depth_results"][0]["runs"] if r["variant"] == "preln_standard"]
+  part = {**saved, "complete": False,
+          "depth_results": [{"depth": 2, "runs": first, "partial": True}]}
+  (out / "results.json").write_text(json.dumps(part))
+  again = dt.main(["--resume", str(out)])
+  assert [(r["variant"], r["lr"]) for r in again["rows"]] == [
+      (v, lr) for v in ("preln_standard", "postln_standard") for lr in (1e-3, 1e-2)]
+  assert again["depth_results"][0]["runs"][:2] == first  # kept as they were
+  for a, b in zip(again["rows"], full["rows"]):  # the same program on the same batches
+    assert a["loss_after_n"] == pytest.approx(b["loss_after_n"], rel=1e-5), a["variant"]
+  assert again["complete"] and "Incomplete" not in (out / "summary.md").read_text()
