@@ -139,23 +139,25 @@ def test_a_params_pytree_compiles_each_loop_once_for_its_structure():
     assert second.scales != first.scales  # other params and key: other scales
     fn(params(1), BATCH, _dict_loss, key=KEY, steps=4)  # other settings: compiled anew
     assert loop._cache_size() == compiled + 1, fn.__name__  # pylint: disable=protected-access
+  # gamma 1e6: the bound never binds, so the steps descend the loss after a step of lr eta
+  big = {"key": KEY, "steps": 4, "gamma": 1e6}
+  first = learned.gradinit(params(1), BATCH, _dict_loss, **big)
   compiled = impl._gradinit_loop._cache_size()  # pylint: disable=protected-access
-  other_lr = learned.gradinit(params(1), BATCH, _dict_loss, key=KEY, steps=4, lr=0.05)
+  other_lr = learned.gradinit(params(1), BATCH, _dict_loss, lr=0.05, **big)
   assert impl._gradinit_loop._cache_size() == compiled  # pylint: disable=protected-access
-  assert other_lr.scales != learned.gradinit(params(1), BATCH, _dict_loss, key=KEY,
-                                             steps=4).scales  # the lr (eta) is an input
+  assert other_lr.scales != first.scales  # the lr (eta) is an input, not a constant
 
 
 def _layers_loss(p, batch):
   h = batch[0]
   for w, b in zip(p["w"], p["b"]):
-    h = jnp.tanh(h @ w + b)
+    h = jnp.tanh(h @ w + b[None, :])
   return jnp.mean(jnp.square(h[:, :2] - batch[1]))
 
 
 def _stacked_loss(p, batch):
   def layer(h, wb):
-    return jnp.tanh(h @ wb[0] + wb[1]), None
+    return jnp.tanh(h @ wb[0] + wb[1][None, :]), None
   h = jax.lax.scan(layer, batch[0], (p["w"], p["b"]))[0]
   return jnp.mean(jnp.square(h[:, :2] - batch[1]))
 
