@@ -117,6 +117,80 @@ def test_nnx_and_linen_models():
                              "layers_2/bias"}
 
 
+def _dict_loss(p, batch):
+  return jnp.mean(jnp.square(jnp.tanh(batch[0] @ p["w1"]) @ p["w2"] - batch[1]))
+
+
+@pytest.mark.slow  # four compiles of the loops (~20 s on 2 cores)
+def test_a_params_pytree_compiles_each_loop_once_for_its_structure():
+  """Same structure, loss and settings (a study's seeds): the jitted loop is reused."""
+  from jinit._src import learned as impl  # pylint: disable=import-outside-toplevel
+
+  def params(seed):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w1": jax.random.normal(k1, (8, 16)) / 3, "w2": jax.random.normal(k2, (16, 2)) / 4}
+
+  for fn, loop in ((learned.gradinit, impl._gradinit_loop),  # pylint: disable=protected-access
+                   (learned.metainit, impl._metainit_loop)):  # pylint: disable=protected-access
+    first = fn(params(0), BATCH, _dict_loss, key=KEY, steps=3)
+    compiled = loop._cache_size()  # pylint: disable=protected-access
+    second = fn(params(1), BATCH, _dict_loss, key=jax.random.key(7), steps=3)
+    assert loop._cache_size() == compiled, fn.__name__  # pylint: disable=protected-access
+    assert second.scales != first.scales  # other params and key: other scales
+    fn(params(1), BATCH, _dict_loss, key=KEY, steps=4)  # other settings: compiled anew
+    assert loop._cache_size() == compiled + 1, fn.__name__  # pylint: disable=protected-access
+  # gamma 1e6: the bound never binds, so the steps descend the loss after a step of lr eta
+  big = {"key": KEY, "steps": 4, "gamma": 1e6}
+  first = learned.gradinit(params(1), BATCH, _dict_loss, **big)
+  compiled = impl._gradinit_loop._cache_size()  # pylint: disable=protected-access
+  other_lr = learned.gradinit(params(1), BATCH, _dict_loss, lr=0.05, **big)
+  assert impl._gradinit_loop._cache_size() == compiled  # pylint: disable=protected-access
+  assert other_lr.scales != first.scales  # the lr (eta) is an input, not a constant
+
+
+def _layers_loss(p, batch):
+  h = batch[0]
+  for w, b in zip(p["w"], p["b"]):
+    h = jnp.tanh(h @ w + b[None, :])
+  return jnp.mean(jnp.square(h[:, :2] - batch[1]))
+
+
+def _stacked_loss(p, batch):
+  def layer(h, wb):
+    return jnp.tanh(h @ wb[0] + wb[1][None, :]), None
+  h = jax.lax.scan(layer, batch[0], (p["w"], p["b"]))[0]
+  return jnp.mean(jnp.square(h[:, :2] - batch[1]))
+
+
+@pytest.mark.slow  # compiles both loops twice (~25 s on 2 cores)
+def test_stacked_layers_learn_the_per_layer_scales():
+  """``stacked``: one scale per slice, as if each layer were its own tensor.
+
+  Same algorithm on the same numbers, only summed in another order (a scan and stacked
+  arrays instead of a list): float32 rounding, so rtol 1e-4 after 6 steps (the GradInit
+  Adam steps divide by sqrt(nu) ~ |g|: a rounding of 1e-7 can grow by a few orders).
+  """
+  keys = jax.random.split(jax.random.key(3), 6)
+  layers = {"w": [jax.random.normal(k, (8, 8)) * (0.3 + 0.2 * i) for i, k in enumerate(keys[:3])],
+            "b": [jax.random.normal(k, (8,)) * 0.1 for k in keys[3:]]}
+  stacked = {"w": jnp.stack(layers["w"]), "b": jnp.stack(layers["b"])}
+  for fn, kw in ((learned.gradinit, {"steps": 6, "lr": 0.05}),
+                 (learned.metainit, {"steps": 6, "batch_size": 16})):
+    a = fn(layers, BATCH, _layers_loss, key=KEY, **kw)
+    b = fn(stacked, BATCH, _stacked_loss, key=KEY, stacked=r"^(w|b)$", **kw)
+    names = [f"{n}/{i}" for n in ("b", "w") for i in range(3)]
+    if fn is learned.metainit:  # biases (rank 1 per layer) keep their values
+      names = [n for n in names if n.startswith("w")]
+    got = {n: b.scales[f"{n.split('/')[0]}[{n.split('/')[1]}]"] for n in names}
+    assert set(b.scales) == {f"{n.split('/')[0]}[{n.split('/')[1]}]" for n in names}
+    np.testing.assert_allclose([got[n] for n in names], [a.scales[n] for n in names],
+                               rtol=1e-4, err_msg=fn.__name__)
+    assert np.ptp([a.scales[n] for n in names if n.startswith("w")]) > 1e-3  # per layer
+    np.testing.assert_allclose(b.model["w"], jnp.stack(a.model["w"]), rtol=1e-4, atol=1e-6)
+  with pytest.raises(TypeError, match="stacked"):
+    learned.gradinit(stacked, BATCH, _stacked_loss, key=KEY, stacked=3)
+
+
 def test_bad_input():
   model = eqx_model()
   with pytest.raises(ValueError, match="optimizer"):

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jinit import learned
 from jinit import recipes
@@ -36,9 +37,22 @@ from jinit import residual
 
 EXTRA_VARIANTS = ("postln_deepnorm", "postln_gradinit", "noln_metainit", "preln_smallinit_wang",
                   "preln_mimetic")
+# The learned inits again at their papers' own settings (by name only: not in --variants all).
+PAPER_VARIANTS = ("postln_gradinit_paper", "noln_metainit_paper")
 MIMETIC = (0.7, 0.7, 0.4, 0.4)  # (alpha1, beta1, alpha2, beta2): chosen here, not the paper's
 GRADINIT = {"steps": 100, "gamma": 1.0, "scale_lr": 1e-2}  # chosen here; state them in results
 METAINIT = {"steps": 50, "lr": 0.1, "momentum": 0.5, "batch_size": 8}  # init2winit's defaults
+# GradInit's official Transformer run (zhuchen03/gradinit,
+# fairseq/gradinit/launch/run_iwslt_14_gradinit_no_clipping.sh and its config defaults):
+# gamma 1000 (gradinit_gamma's default; the script sets none), tau 2.5e-3, 780 iterations,
+# min scale 0.01, eta 1e-3 whatever the training lr (5e-4 there). Not matched: its Adam
+# beta2 0.98 on the scales (ours 0.999), max scale 100 on LN gains, no lower bound on biases.
+GRADINIT_PAPER = {"steps": 780, "gamma": 1000.0, "scale_lr": 2.5e-3, "lr": 1e-3}
+# MetaInit's paper (Dauphin & Schoenholz 2019, Figure 2's code): lr 0.1, momentum 0.9, 500
+# steps; its minibatch is not given there: init2winit's 8.
+METAINIT_PAPER = {"steps": 500, "lr": 0.1, "momentum": 0.9, "batch_size": 8}
+LEARNED = ("postln_gradinit", "noln_metainit") + PAPER_VARIANTS  # learn from a batch
+LR_DEPENDENT = ("postln_gradinit",)  # its init depends on the training lr (GradInit's eta)
 LEARN_BATCH = 64  # training examples GradInit/MetaInit learn from (GradInit: two halves of 32)
 
 
@@ -48,6 +62,9 @@ def settings() -> dict[str, Any]:
   return {"mimetic": {"alpha1": a1, "beta1": b1, "alpha2": a2, "beta2": b2},
           "gradinit": {**GRADINIT, "optimizer": "adam", "lr": "the study's --lr"},
           "metainit": dict(METAINIT), "learn_batch": LEARN_BATCH,
+          "gradinit_paper": {**GRADINIT_PAPER, "optimizer": "adam",
+                             "source": "zhuchen03/gradinit IWSLT'14 Post-LN run"},
+          "metainit_paper": {**METAINIT_PAPER, "source": "Dauphin & Schoenholz 2019, Fig. 2"},
           "deepnorm": "encoder-only: alpha = (2N)^(1/4), beta = (8N)^(-1/4)"}
 
 
@@ -60,8 +77,9 @@ def residual_alpha(variant: str, depth: int) -> float:
 
 def extra_rules(variant: str, depth: int, width: int) -> list:
   """The variant's ``(pattern, init)`` rules, to be completed by the study's STANDARD_RULES."""
-  if variant not in EXTRA_VARIANTS:
-    raise ValueError(f"variant must be one of {', '.join(EXTRA_VARIANTS)}, got {variant!r}")
+  if variant not in EXTRA_VARIANTS + PAPER_VARIANTS:
+    raise ValueError(f"variant must be one of {', '.join(EXTRA_VARIANTS + PAPER_VARIANTS)}, "
+                     f"got {variant!r}")
   if variant == "postln_deepnorm":
     recipe = recipes.deepnorm(depth, "encoder")
     return recipe["rules"] + [(r"kernel$", recipe["init"])]
@@ -83,7 +101,9 @@ def init_extra(variant: str, placeholders: Any, depth: int, width: int, key: jax
     depth, width: the model's blocks and residual width.
     key: PRNG key (split: the rules' draw, then mimetic's or the learned init's).
     standard_rules: the study's ``STANDARD_RULES`` (Xavier kernels, zero biases, ...).
-    loss_fn: ``loss_fn(params, batch)`` on per-layer params (GradInit, MetaInit only).
+    loss_fn: ``loss_fn(params, batch)`` on params with ``blocks`` stacked along a leading
+      depth axis (GradInit, MetaInit only: they learn one scale per layer of the stacked
+      blocks, ``stacked=STACKED``, in a program whose size does not grow with depth).
     batch: ``(patches, labels)`` for GradInit/MetaInit.
     lr: the training learning rate (GradInit's eta).
 
@@ -91,7 +111,7 @@ def init_extra(variant: str, placeholders: Any, depth: int, width: int, key: jax
     The params, same structure as ``placeholders``.
   """
   rules = extra_rules(variant, depth, width)
-  if variant in ("postln_gradinit", "noln_metainit") and (loss_fn is None or batch is None):
+  if variant in LEARNED and (loss_fn is None or batch is None):
     raise ValueError(f"{variant} needs loss_fn and batch")
   k_init, k_post = jax.random.split(key)
   params = residual.apply_rules(placeholders, rules + standard_rules, key=k_init)
@@ -99,11 +119,33 @@ def init_extra(variant: str, placeholders: Any, depth: int, width: int, key: jax
     a1, b1, a2, b2 = MIMETIC
     params = recipes.mimetic_attention(params, key=k_post, alpha=a1, beta=b1, value_alpha=a2,
                                        value_beta=b2, layout="flax")
-  elif variant == "postln_gradinit":
+  elif variant in LEARNED:
     assert loss_fn is not None  # checked above
-    params = learned.gradinit(params, batch, loss_fn, key=k_post, optimizer="adam", lr=lr,
-                              **GRADINIT).model
-  elif variant == "noln_metainit":
-    assert loss_fn is not None  # checked above
-    params = learned.metainit(params, batch, loss_fn, key=k_post, **METAINIT).model
+    if variant == "postln_gradinit":
+      out = learned.gradinit(stack(params), batch, loss_fn, key=k_post, optimizer="adam", lr=lr,
+                             stacked=STACKED, **GRADINIT)
+    elif variant == "postln_gradinit_paper":
+      out = learned.gradinit(stack(params), batch, loss_fn, key=k_post, optimizer="adam",
+                             stacked=STACKED, **GRADINIT_PAPER)
+    elif variant == "noln_metainit":
+      out = learned.metainit(stack(params), batch, loss_fn, key=k_post, stacked=STACKED,
+                             **METAINIT)
+    else:
+      out = learned.metainit(stack(params), batch, loss_fn, key=k_post, stacked=STACKED,
+                             **METAINIT_PAPER)
+    params = unstack(out.model, depth)
   return params
+
+
+STACKED = r"^blocks/"  # the stacked blocks' leaves: one learned scale per layer
+
+
+def stack(params: dict[str, Any]) -> dict[str, Any]:
+  """``blocks`` (a list of per-layer dicts) as one pytree with a leading depth axis."""
+  return {**params, "blocks": jax.tree.map(lambda *xs: jnp.stack(xs), *params["blocks"])}
+
+
+def unstack(params: dict[str, Any], depth: int) -> dict[str, Any]:
+  """The inverse of :func:`stack`: ``blocks`` as a list of ``depth`` per-layer dicts."""
+  return {**params, "blocks": [jax.tree.map(lambda x, i=i: x[i], params["blocks"])
+                               for i in range(depth)]}

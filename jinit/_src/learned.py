@@ -26,7 +26,10 @@ key gives the same result every time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -68,7 +71,7 @@ def _split(model: Any):
   if eqx is not None and isinstance(model, eqx.Module):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     return params, lambda p: eqx.combine(p, static)
-  return model, lambda p: p
+  return model, _identity
 
 
 def _check_common(batch: Any, loss_fn: Any, key: Any, steps: Any, batch_size: Any):
@@ -102,10 +105,29 @@ def _floating(leaves) -> list[int]:
           if hasattr(x, "dtype") and jnp.issubdtype(jnp.result_type(x), jnp.floating)]
 
 
+def _identity(p: Any) -> Any:
+  return p
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """``task(flat, batch)``: the loss of the flat leaves. Equal tasks share compiled loops.
+
+  Two calls with the same ``loss_fn``, tree structure and rebuild (plain pytrees: always the
+  same) compare equal, so :func:`metainit`/:func:`gradinit`'s jitted loops are compiled once
+  for them (a study drawing many seeds of one model compiles each loop once, not per seed).
+  """
+
+  rebuild: Callable[[Any], Any]
+  treedef: Any
+  loss_fn: Callable[[Any, Any], Any]
+
+  def __call__(self, flat, b):
+    return self.loss_fn(self.rebuild(jax.tree_util.tree_unflatten(self.treedef, flat)), b)
+
+
 def _task(rebuild, treedef, loss_fn):
-  def task(flat, b):
-    return loss_fn(rebuild(jax.tree_util.tree_unflatten(treedef, flat)), b)
-  return task
+  return _Task(rebuild, treedef, loss_fn)
 
 
 def gradient_quotient(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *,
@@ -137,7 +159,7 @@ def _gq(task, flat, b, eps):
 
 def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
              steps: int = 50, lr: float = 0.1, momentum: float = 0.5, eps: float = 1e-5,
-             batch_size: int | None = 8) -> LearnedInit:
+             batch_size: int | None = 8, stacked: str | None = None) -> LearnedInit:
   """MetaInit: learns each weight tensor's norm by descending the gradient quotient.
 
   init2winit's algorithm (``meta_optimize_scales``): every tensor of rank >= 2 is
@@ -157,9 +179,13 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
     key: PRNG key for the minibatches (step i uses ``fold_in(key, i)``).
     steps, lr, momentum, eps: as above.
     batch_size: minibatch size per step (None or the batch's size: the whole batch).
+    stacked: a regex on parameter paths (``re.search``): those leaves hold layers stacked
+      along axis 0 (``lax.scan``-ed or vmapped blocks) and get one norm per layer, as if
+      each slice were its own tensor (rank >= 2 per slice). None: every leaf is one tensor.
 
   Returns:
-    :class:`LearnedInit` ``(model, scales, history)``; a scale is new norm / old norm.
+    :class:`LearnedInit` ``(model, scales, history)``; a scale is new norm / old norm
+    (a stacked leaf's slice k is ``"<path>[k]"``).
 
   Raises:
     TypeError, ValueError: bad arguments (before any work); a model with no tensor of
@@ -176,43 +202,93 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   params, rebuild = _split(model)
   path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   leaves = [x for _, x in path_leaves]
-  learn = [i for i in _floating(leaves) if jnp.ndim(leaves[i]) >= 2]
+  stack = _stacked(path_leaves, stacked)
+  learn = [i for i in _floating(leaves) if jnp.ndim(leaves[i]) - stack[i] >= 2]
   if not learn:
     raise ValueError("metainit: the model has no parameter tensor of rank >= 2 to rescale")
-  norms0 = [jnp.linalg.norm(jnp.ravel(leaves[i]).astype(jnp.float32)) for i in learn]
-  units = [jnp.where(nm > 0, leaves[i] / jnp.where(nm > 0, nm, 1).astype(leaves[i].dtype),
-                     leaves[i]) for nm, i in zip(norms0, learn)]
+  norms0 = [_norm(leaves[i], stack[i]) for i in learn]
+  units = [jnp.where(_bcast(nm, leaves[i]) > 0,
+                     leaves[i] / _bcast(jnp.where(nm > 0, nm, 1), leaves[i]).astype(
+                         leaves[i].dtype), leaves[i]) for nm, i in zip(norms0, learn)]
   task = _task(rebuild, treedef, loss_fn)
+  norms, hist = _metainit_loop(norms0, units, leaves, batch, key, task=task, learn=tuple(learn),
+                               steps=steps, bs=bs, lr=lr, momentum=momentum, eps=eps)
+  flat = _put(leaves, learn, [u * _bcast(nm, u).astype(u.dtype) for u, nm in zip(units, norms)])
+  new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
+  ratio = [np.where(np.asarray(n0) > 0, np.asarray(nm) / np.where(np.asarray(n0) > 0, n0, 1),
+                    np.nan) for nm, n0 in zip(norms, norms0)]
+  return LearnedInit(new, _scales(path_leaves, learn, ratio), np.asarray(hist))
 
-  def assemble(norms):
-    flat = list(leaves)
-    for j, i in enumerate(learn):
-      flat[i] = units[j] * norms[j].astype(units[j].dtype)
-    return flat
+
+def _stacked(path_leaves, stacked: Any) -> list[int]:
+  """1 for each leaf whose path matches ``stacked`` (layers along axis 0), else 0."""
+  if stacked is None:
+    return [0] * len(path_leaves)
+  if not isinstance(stacked, str):
+    raise TypeError(f"stacked must be None or a regex string on parameter paths, got "
+                    f"{stacked!r}")
+  out = [int(re.search(stacked, path_str(p)) is not None) for p, _ in path_leaves]
+  bad = [path_str(p) for (p, x), f in zip(path_leaves, out) if f and jnp.ndim(x) < 1]
+  if bad:
+    raise ValueError(f"stacked={stacked!r} matches scalar parameters {bad}: a stacked leaf "
+                     "needs a leading layer axis")
+  return out
+
+
+def _norm(x, stacked: int):
+  """The Frobenius norm of ``x`` (float32), per slice along axis 0 when ``stacked``."""
+  x = jnp.asarray(x).astype(jnp.float32)
+  if stacked:
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))))
+  return jnp.linalg.norm(jnp.ravel(x))
+
+
+def _bcast(s, x):
+  """A scale (scalar, or one per slice along axis 0) shaped to multiply ``x``."""
+  s = jnp.asarray(s)
+  return s.reshape(s.shape + (1,) * (jnp.ndim(x) - s.ndim)) if s.ndim else s
+
+
+def _scales(path_leaves, learn, values) -> dict[str, float]:
+  out = {}
+  for j, i in enumerate(learn):
+    name, v = path_str(path_leaves[i][0]), np.asarray(values[j])
+    if v.ndim:
+      out.update({f"{name}[{k}]": float(x) for k, x in enumerate(v)})
+    else:
+      out[name] = float(v)
+  return out
+
+
+def _put(leaves: list, idx: Sequence[int], values: list) -> list:
+  """``leaves`` with ``leaves[idx[j]]`` replaced by ``values[j]``."""
+  flat = list(leaves)
+  for j, i in enumerate(idx):
+    flat[i] = values[j]
+  return flat
+
+
+@functools.partial(jax.jit, static_argnames=("task", "learn", "steps", "bs", "lr", "momentum",
+                                             "eps"))
+def _metainit_loop(norms, units, leaves, batch, key, *, task, learn, steps, bs, lr, momentum, eps):
+  """MetaInit's signed-SGD loop on the norms; compiled once per (task, structure, settings)."""
+  n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
 
   def meta(norms, b):
-    return _gq(task, assemble(norms), b, eps)
+    return _gq(task, _put(leaves, learn, [u * _bcast(nm, u).astype(u.dtype)
+                                          for u, nm in zip(units, norms)]), b, eps)
 
-  @jax.jit
-  def run(norms):
-    def step(carry, i):
-      norms, vel = carry
-      idx = jax.random.permutation(jax.random.fold_in(key, i), n)[:bs]
-      value, grads = jax.value_and_grad(meta)(norms, _take(batch, idx))
-      vel = [momentum * v + jnp.sign(g) for v, g in zip(vel, grads)]
-      norms = [nm - lr * v for nm, v in zip(norms, vel)]
-      return (norms, vel), value
-    (norms, _), hist = jax.lax.scan(step, (norms, [jnp.zeros_like(x) for x in norms]),
-                                    jnp.arange(steps))
-    return norms, hist
+  def step(carry, i):
+    norms, vel = carry
+    idx = jax.random.permutation(jax.random.fold_in(key, i), n)[:bs]
+    value, grads = jax.value_and_grad(meta)(norms, _take(batch, idx))
+    vel = [momentum * v + jnp.sign(g) for v, g in zip(vel, grads)]
+    norms = [nm - lr * v for nm, v in zip(norms, vel)]
+    return (norms, vel), value
 
-  norms, hist = run(norms0)
-  flat = assemble(norms)
-  new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
-  scales = {path_str(path_leaves[i][0]):
-            float(norms[j] / norms0[j]) if float(norms0[j]) > 0 else float("nan")
-            for j, i in enumerate(learn)}
-  return LearnedInit(new, scales, np.asarray(hist))
+  (norms, _), hist = jax.lax.scan(step, (list(norms), [jnp.zeros_like(x) for x in norms]),
+                                  jnp.arange(steps))
+  return norms, hist
 
 
 def _size(batch: Any) -> int:
@@ -271,7 +347,7 @@ def _one_step(task, flat, learn, x1, x2, optimizer, lr):
 def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key: jax.Array,
              optimizer: str = "adam", lr: float | None = None, gamma: float = 1.0,
              steps: int = 100, scale_lr: float = 1e-2, min_scale: float = 1e-2,
-             batch_size: int | None = None) -> LearnedInit:
+             batch_size: int | None = None, stacked: str | None = None) -> LearnedInit:
   r"""GradInit: one scale per parameter tensor so that the first optimizer step helps most.
 
   Algorithm 1 of Zhu et al. 2021: scales m (one per floating tensor, weights and
@@ -296,9 +372,13 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
     scale_lr: tau, Adam's step on the scales.
     min_scale: alpha, the scales' lower bound.
     batch_size: size of x1 and x2 (default: half the batch each).
+    stacked: a regex on parameter paths: those leaves hold layers stacked along axis 0
+      and get one scale per layer (the same algorithm as per-layer tensors, in a
+      program that does not grow with depth). None: one scale per leaf.
 
   Returns:
-    :class:`LearnedInit` ``(model, scales, history)``.
+    :class:`LearnedInit` ``(model, scales, history)`` (a stacked leaf's slice k is
+    ``"<path>[k]"`` in ``scales``).
 
   References: Zhu, Ni, Xu, Kong, Huang & Goldstein 2021, "GradInit: Learning to Initialize
   Neural Networks for Stable and Efficient Training", NeurIPS, https://arxiv.org/abs/2102.08098
@@ -317,44 +397,54 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   params, rebuild = _split(model)
   path_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
   leaves = [x for _, x in path_leaves]
+  stack = _stacked(path_leaves, stacked)
   learn = _floating(leaves)
   if not learn:
     raise ValueError("gradinit: the model has no floating parameter to rescale")
   task = _task(rebuild, treedef, loss_fn)
+  ones = [jnp.ones(jnp.shape(leaves[i])[:1] if stack[i] else (), jnp.float32) for i in learn]
+  m, hist = _gradinit_loop(ones, leaves, batch, key,
+                           jnp.asarray(lr, jnp.float32), task=task, learn=tuple(learn),
+                           optimizer=optimizer, steps=steps, bs=bs, gamma=gamma,
+                           scale_lr=scale_lr, min_scale=min_scale)
+  new = rebuild(jax.tree_util.tree_unflatten(
+      treedef, _put(leaves, learn, [leaves[i] * _bcast(m[j], leaves[i]).astype(leaves[i].dtype)
+                                    for j, i in enumerate(learn)])))
+  return LearnedInit(new, _scales(path_leaves, learn, m), np.asarray(hist))
+
+
+
+@functools.partial(jax.jit, static_argnames=("task", "learn", "optimizer", "steps", "bs",
+                                             "gamma", "scale_lr", "min_scale"))
+def _gradinit_loop(m, leaves, batch, key, lr, *, task, learn, optimizer, steps, bs, gamma,
+                   scale_lr, min_scale):
+  """GradInit's loop on the scales (Adam on m); compiled once per (task, structure, settings).
+
+  The training lr (eta) is traced, so a study's lr sweep shares one compiled loop.
+  """
+  n = int(jnp.shape(jax.tree_util.tree_leaves(batch)[0])[0])
   b1, b2, adam_eps = 0.9, 0.999, 1e-8  # Adam's defaults (Kingma & Ba 2015) for the scales
 
-  def assemble(m):
-    flat = list(leaves)
-    for j, i in enumerate(learn):
-      flat[i] = leaves[i] * m[j].astype(leaves[i].dtype)
-    return flat
-
   def objective(m, x1, x2):
-    loss, gnorm = _one_step(task, assemble(m), learn, x1, x2, optimizer, lr)
+    flat = _put(leaves, learn, [leaves[i] * _bcast(m[j], leaves[i]).astype(leaves[i].dtype)
+                                for j, i in enumerate(learn)])
+    loss, gnorm = _one_step(task, flat, learn, x1, x2, optimizer, lr)
     violated = gnorm > gamma
     return jnp.where(violated, gnorm, loss), violated
 
-  @jax.jit
-  def run(m):
-    def step(carry, i):
-      m, mu, nu = carry
-      perm = jax.random.permutation(jax.random.fold_in(key, i), n)
-      x1, x2 = _take(batch, perm[:bs]), _take(batch, perm[bs:2 * bs])
-      (value, _), grads = jax.value_and_grad(objective, has_aux=True)(m, x1, x2)
-      t = (i + 1).astype(jnp.float32)
-      mu = [b1 * a + (1 - b1) * g for a, g in zip(mu, grads)]
-      nu = [b2 * a + (1 - b2) * g * g for a, g in zip(nu, grads)]
-      m = [jnp.maximum(s - scale_lr * (a / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t))
-                                                            + adam_eps), min_scale)
-           for s, a, v in zip(m, mu, nu)]
-      return (m, mu, nu), value
-    zeros = [jnp.zeros((), jnp.float32) for _ in m]
-    (m, _, _), hist = jax.lax.scan(step, (m, zeros, list(zeros)), jnp.arange(steps))
-    return m, hist
+  def step(carry, i):
+    m, mu, nu = carry
+    perm = jax.random.permutation(jax.random.fold_in(key, i), n)
+    x1, x2 = _take(batch, perm[:bs]), _take(batch, perm[bs:2 * bs])
+    (value, _), grads = jax.value_and_grad(objective, has_aux=True)(m, x1, x2)
+    t = (i + 1).astype(jnp.float32)
+    mu = [b1 * a + (1 - b1) * g for a, g in zip(mu, grads)]
+    nu = [b2 * a + (1 - b2) * g * g for a, g in zip(nu, grads)]
+    m = [jnp.maximum(s - scale_lr * (a / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t))
+                                                          + adam_eps), min_scale)
+         for s, a, v in zip(m, mu, nu)]
+    return (m, mu, nu), value
 
-  m, hist = run([jnp.ones((), jnp.float32) for _ in learn])
-  new = rebuild(jax.tree_util.tree_unflatten(treedef, assemble(m)))
-  scales = {path_str(path_leaves[i][0]): float(m[j])
-            for j, i in enumerate(learn)}
-  return LearnedInit(new, scales, np.asarray(hist))
-
+  zeros = [jnp.zeros_like(x) for x in m]
+  (m, _, _), hist = jax.lax.scan(step, (list(m), zeros, list(zeros)), jnp.arange(steps))
+  return m, hist
