@@ -227,3 +227,17 @@ def test_deep_transformer_extra_variants_smoke():
     assert np.isfinite(float(loss(params, (patches, labels)))), variant
   np.testing.assert_allclose(dt.arch_vector("postln_deepnorm", 2)[3],
                              recipes.deepnorm_alpha(2, "encoder"), rtol=1e-6)
+
+
+def test_non_finite_learned_values_raise_instead_of_returning_nan():
+  # exp(b @ w @ w) with entries 100 overflows float32: the learned norms / scales cannot be
+  # finite, and the functions must say so instead of returning a NaN model.
+  params = {"w": jnp.full((4, 4), 100.0)}
+  batch = jnp.ones((16, 4))
+
+  def loss(p, b):
+    return jnp.mean(jnp.exp(b @ p["w"] @ p["w"]))
+
+  for fn in (learned.metainit, learned.gradinit):
+    with pytest.raises(FloatingPointError, match=f"{fn.__name__}: the learned .* not finite"):
+      fn(params, batch, loss, key=jax.random.key(0), steps=2)

@@ -121,20 +121,27 @@ def init_extra(variant: str, placeholders: Any, depth: int, width: int, key: jax
                                        value_beta=b2, layout="flax")
   elif variant in LEARNED:
     assert loss_fn is not None  # checked above
-    if variant == "postln_gradinit":
-      out = learned.gradinit(stack(params), batch, loss_fn, key=k_post, optimizer="adam", lr=lr,
-                             stacked=STACKED, **GRADINIT)
-    elif variant == "postln_gradinit_paper":
-      out = learned.gradinit(stack(params), batch, loss_fn, key=k_post, optimizer="adam",
-                             stacked=STACKED, **GRADINIT_PAPER)
-    elif variant == "noln_metainit":
-      out = learned.metainit(stack(params), batch, loss_fn, key=k_post, stacked=STACKED,
-                             **METAINIT)
-    else:
-      out = learned.metainit(stack(params), batch, loss_fn, key=k_post, stacked=STACKED,
-                             **METAINIT_PAPER)
+    try:
+      out = _learn(variant, params, batch, loss_fn, k_post, lr)
+    except FloatingPointError:
+      # The learned init is not finite (MetaInit from an unnormalized deep stack whose
+      # activations overflow): the run starts non-finite and is recorded as diverged at
+      # step 1, the study's meaning of a failed init.
+      return jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), params)
     params = unstack(out.model, depth)
   return params
+
+
+def _learn(variant: str, params, batch, loss_fn, key, lr):
+  """The learned init of a LEARNED variant (its jinit.learned call and settings)."""
+  if variant == "postln_gradinit":
+    return learned.gradinit(stack(params), batch, loss_fn, key=key, optimizer="adam", lr=lr,
+                            stacked=STACKED, **GRADINIT)
+  if variant == "postln_gradinit_paper":
+    return learned.gradinit(stack(params), batch, loss_fn, key=key, optimizer="adam",
+                            stacked=STACKED, **GRADINIT_PAPER)
+  settings = METAINIT if variant == "noln_metainit" else METAINIT_PAPER
+  return learned.metainit(stack(params), batch, loss_fn, key=key, stacked=STACKED, **settings)
 
 
 STACKED = r"^blocks/"  # the stacked blocks' leaves: one learned scale per layer

@@ -190,6 +190,8 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   Raises:
     TypeError, ValueError: bad arguments (before any work); a model with no tensor of
       rank >= 2.
+    FloatingPointError: the learned norms are not finite (the model's loss or gradients
+      overflow on ``batch``).
 
   References: Dauphin & Schoenholz 2019, "MetaInit: Initializing learning by learning to
   initialize", NeurIPS; google/init2winit ``init2winit/init_lib/meta_init.py``.
@@ -213,11 +215,25 @@ def metainit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
   task = _task(rebuild, treedef, loss_fn)
   norms, hist = _metainit_loop(norms0, units, leaves, batch, key, task=task, learn=tuple(learn),
                                steps=steps, bs=bs, lr=lr, momentum=momentum, eps=eps)
+  _check_finite("metainit", "norms", norms, hist)
   flat = _put(leaves, learn, [u * _bcast(nm, u).astype(u.dtype) for u, nm in zip(units, norms)])
   new = rebuild(jax.tree_util.tree_unflatten(treedef, flat))
   ratio = [np.where(np.asarray(n0) > 0, np.asarray(nm) / np.where(np.asarray(n0) > 0, n0, 1),
                     np.nan) for nm, n0 in zip(norms, norms0)]
   return LearnedInit(new, _scales(path_leaves, learn, ratio), np.asarray(hist))
+
+
+def _check_finite(name: str, what: str, values: Sequence[Any], hist: Any) -> None:
+  """Raises FloatingPointError if a learned value is not finite (never a silent NaN)."""
+  if all(np.all(np.isfinite(np.asarray(v))) for v in values):
+    return
+  h = np.asarray(hist, np.float64).reshape(len(hist), -1) if len(hist) else np.zeros((0, 1))
+  bad = np.flatnonzero(~np.all(np.isfinite(h), axis=1))
+  at = f"; its objective was first non-finite at step {int(bad[0]) + 1}" if bad.size else ""
+  raise FloatingPointError(
+      f"{name}: the learned {what} are not finite{at}. The starting model's loss or gradients "
+      "overflow on this batch (e.g. an unnormalized deep net whose activations blow up); start "
+      "from a smaller init, or lower lr / steps")
 
 
 def _stacked(path_leaves, stacked: Any) -> list[int]:
@@ -380,6 +396,10 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
     :class:`LearnedInit` ``(model, scales, history)`` (a stacked leaf's slice k is
     ``"<path>[k]"`` in ``scales``).
 
+  Raises:
+    FloatingPointError: the learned scales are not finite (the model's loss or gradients
+      overflow on ``batch``).
+
   References: Zhu, Ni, Xu, Kong, Huang & Goldstein 2021, "GradInit: Learning to Initialize
   Neural Networks for Stable and Efficient Training", NeurIPS, https://arxiv.org/abs/2102.08098
   """
@@ -407,6 +427,7 @@ def gradinit(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], *, key:
                            jnp.asarray(lr, jnp.float32), task=task, learn=tuple(learn),
                            optimizer=optimizer, steps=steps, bs=bs, gamma=gamma,
                            scale_lr=scale_lr, min_scale=min_scale)
+  _check_finite("gradinit", "scales", m, hist)
   new = rebuild(jax.tree_util.tree_unflatten(
       treedef, _put(leaves, learn, [leaves[i] * _bcast(m[j], leaves[i]).astype(leaves[i].dtype)
                                     for j, i in enumerate(learn)])))
