@@ -118,6 +118,7 @@ def test_network_jacobian_singular_values_match_the_linear_case():
   np.testing.assert_allclose(sv, 1.5 ** ((3 - 1) / 2), rtol=1e-5)
 
 
+@pytest.mark.slow  # draws every init in both precisions (~11 s on 2 cores)
 def test_inits_have_the_stated_variances_and_float32_under_x64():
   channels = 32
   p = {n: _params(n, depth=3, channels=channels) for n in dc.INITS}

@@ -70,6 +70,7 @@ def test_variant_inits():
     dt.init_params("postln_fixup", CFG, key)
 
 
+@pytest.mark.slow  # the forward of every variant (~8 s on 2 cores)
 def test_forward_streams_at_init():
   cfg = dt.ViTConfig(tokens=16, patch_dim=49, depth=6, width=32, heads=4, mlp=64)
   x = jax.random.normal(jax.random.key(0), (8, 16, 49))
@@ -139,6 +140,7 @@ def test_extra_variant_inits_follow_their_papers():
     dt.arch_vector("postln_fixup", 4)
 
 
+@pytest.mark.slow  # ~8 s on 2 cores
 def test_deepnorm_forward_is_post_ln_of_alpha_x_plus_branch():
   cfg = dt.ViTConfig(tokens=4, patch_dim=6, depth=1, width=8, heads=2, mlp=16)
   params = dt.init_params("postln_deepnorm", cfg, jax.random.key(0))

@@ -44,6 +44,7 @@ def test_roles_and_lr_multipliers():
   assert all(m.lr_multiplier("adam") == 1.0 for m in sp.values())
 
 
+@pytest.mark.slow  # builds and compares two transformers (~12 s on 2 cores)
 def test_mup_zero_inits_and_base_width_equals_sp():
   """μP zero-inits the query and readout (as jinit.mup.zero_query does); without them, at the
   base width μP is SP exactly: same params drawn, same logits (attention scale 1/sqrt(d))."""
