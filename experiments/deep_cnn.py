@@ -387,11 +387,12 @@ def make_config(args) -> dict[str, Any]:
 
 
 def spectra_at_init(x1, depths: Sequence[int], sigma_b2s: Sequence[float], *, channels: int,
-                    seed: int, num_classes: int) -> list[dict[str, Any]]:
+                    seed: int, num_classes: int, baselines_up_to: int) -> list[dict[str, Any]]:
   """The hidden layers' Jacobian spectrum at init per depth, sigma_b2 and init (no training).
 
   Each net is drawn as :func:`run_depth` draws it (tanh's critical sigma_w2 for the
-  sigma_b2, the same keys); the statistics are :func:`dc.spectrum_stats` of
+  sigma_b2, the same keys: split over the inits run at the depth, which include Xavier
+  and He up to ``baselines_up_to``); the statistics are :func:`dc.spectrum_stats` of
   d(last feature map) / d(first feature map) at the one input ``x1`` (1, H, W, 1).
   Dynamical isometry (Xiao et al. 2018) needs the singular values near 1 at the depth
   trained; at criticality the spread grows with depth and with q*, so smaller sigma_b2
@@ -402,9 +403,10 @@ def spectra_at_init(x1, depths: Sequence[int], sigma_b2s: Sequence[float], *, ch
   """
   rows = []
   for depth in depths:
+    # run_depth's keys: one per init run at this depth, the core two first (inits_at)
+    keys = jax.random.split(jax.random.key(seed), len(inits_at(depth, baselines_up_to)))
     for sb2 in sigma_b2s:
       sw2 = float(theory.critical_sigma_w2(jnp.tanh, sb2))
-      keys = jax.random.split(jax.random.key(seed), len(CORE))
       for k, name in zip(keys, CORE):
         p = dc.init_cnn(k, name, depth=depth, channels=channels, num_classes=num_classes,
                         sigma_w2=sw2, sigma_b2=sb2, image_side=int(x1.shape[1]))
@@ -431,7 +433,8 @@ def run(ctx) -> dict[str, Any]:
     x1 = jnp.asarray(prepare_images(dataset.x_train, args.pool)[:1])  # as run_depth's
     rows = spectra_at_init(x1, ctx.config["depths"], ctx.config["spectra"],
                            channels=args.channels, seed=args.seed,
-                           num_classes=dataset.num_classes)
+                           num_classes=dataset.num_classes,
+                           baselines_up_to=args.baselines_up_to)
     out = {"provenance": prov, "rows": rows, "channels": args.channels,
            "image_side": int(x1.shape[1])}
     results.write_json(os.path.join(out_dir, "spectra.json"), out)
