@@ -61,6 +61,7 @@ from jinit import mup
 from jinit._src import validation
 
 PARAMETRIZATIONS = ("sp", "mup")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +78,14 @@ class Config:
   coord_batch: int = 256
   coord_seeds: int = 1  # seeds the coord check's sizes are averaged over
   zero_readout: bool = False  # zero-init readout for SP and μP (mup's MLP example does)
+  optimizer: str = "adam"  # "adam", or "sgd" with momentum (mup's MLP example: MuSGD, 0.9)
+  momentum: float = 0.9  # SGD's momentum (torch.optim.SGD's: no dampening, not Nesterov)
+  bias: bool = True  # Dense biases in the MLP (mup's MLP example has none)
+  # The paper's protocol (mup's MLP example): the input and output multipliers are tuned
+  # with the lr at the base width (every pair of these powers of 2), then held for every
+  # width. The default (one pair, 1 and 1) is no tuning.
+  log2_input_mults: tuple[int, ...] = (0,)
+  log2_output_mults: tuple[int, ...] = (0,)
 
   def __post_init__(self):
     if len(self.widths) < 2 or any(b <= a for a, b in zip(self.widths, self.widths[1:])):
@@ -87,6 +96,20 @@ class Config:
     for name in ("seeds", "steps", "batch_size", "eval_size", "val_size", "chunk",
                  "coord_steps", "coord_batch", "coord_seeds"):
       validation.check_int(getattr(self, name), name)
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+    if not (0.0 <= self.momentum < 1.0):
+      raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+    for name in ("log2_input_mults", "log2_output_mults"):
+      grid = getattr(self, name)
+      if not grid or len(set(grid)) != len(grid) or any(
+          isinstance(v, bool) or not isinstance(v, int) for v in grid):
+        raise ValueError(f"{name} must be distinct ints (exponents of 2), got {grid}")
+
+  @property
+  def tunes_multipliers(self) -> bool:
+    """Whether the input/output multipliers are tuned at the base width (more than one pair)."""
+    return len(self.log2_input_mults) * len(self.log2_output_mults) > 1
 
   @property
   def lrs(self) -> list[float]:
@@ -95,28 +118,51 @@ class Config:
 
 QUICK = Config(widths=(64, 256, 1024), log2_lrs=tuple(range(-12, -4)), seeds=3, steps=150,
                eval_size=2048)
+# Tensor Programs V's MLP protocol (mup's examples/MLP/main.py): SGD with momentum 0.9, no
+# biases, zero readout, batch 64, the input/output multipliers tuned with the lr at the base
+# width 64 (the example's relu/cross-entropy optimum, input 2^-8 and output 2^5, is in the
+# grid), then held for every width; one epoch of MNIST (54,000 examples / 64 = 844 steps).
+PAPER = Config(widths=(64, 128, 256, 512, 1024), log2_lrs=tuple(range(-7, 2)), seeds=3,
+               steps=844, optimizer="sgd", bias=False, zero_readout=True,
+               log2_input_mults=(-8, -6, -4, -2, 0), log2_output_mults=(0, 2, 4, 6))
 
 
 class MLP(nn.Module):
-  """``784 -> width -> width -> 10``, ReLU; SP when ``base_width`` is None, else μP's readout."""
+  """``784 -> width -> width -> 10``, ReLU; SP when ``base_width`` is None, else μP's readout.
+
+  ``input_mult``/``output_mult`` are mup's MLP example's: the first layer's output times
+  ``sqrt(input_mult)`` with its kernel's init variance divided by ``input_mult`` (its
+  init output is unchanged; its effective lr is not), and the readout's input times
+  ``output_mult`` (``mup.MuReadout``'s, on top of μP's ``base_width / width``).
+  """
   width: int
   base_width: int | None
   zero_readout: bool = False
   num_classes: int = 10
+  bias: bool = True
+  input_mult: float = 1.0
+  output_mult: float = 1.0
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Dense(self.width, name="in")(x))
-    x = nn.relu(nn.Dense(self.width, name="hidden")(x))
+    # LeCun normal (flax's default) with variance 1 / (fan_in * input_mult).
+    first = nn.initializers.variance_scaling(1.0 / self.input_mult, "fan_in", "truncated_normal")
+    x = nn.Dense(self.width, use_bias=self.bias, kernel_init=first, name="in")(x)
+    x = nn.relu(x * math.sqrt(self.input_mult) if self.input_mult != 1.0 else x)
+    x = nn.relu(nn.Dense(self.width, use_bias=self.bias, name="hidden")(x))
     parametrization = "sp" if self.base_width is None else "mup"
+    # mup.MuReadout's output_mult: (output_mult / width_mult) * x @ W + b.
     return mup.LinenReadout(self.num_classes, base_in_features=self.base_width,
-                            zero_init=self.zero_readout, parametrization=parametrization,
+                            output_mult=self.output_mult, zero_init=self.zero_readout,
+                            use_bias=self.bias, parametrization=parametrization,
                             name="out")(x)
 
 
 def make_model(parametrization: str, width: int, base_width: int,
-               zero_readout: bool = False) -> MLP:
-  return MLP(width, base_width if parametrization == "mup" else None, zero_readout)
+               zero_readout: bool = False, bias: bool = True, input_mult: float = 1.0,
+               output_mult: float = 1.0) -> MLP:
+  return MLP(width, base_width if parametrization == "mup" else None, zero_readout,
+             bias=bias, input_mult=input_mult, output_mult=output_mult)
 
 
 def _as_is(x: np.ndarray) -> np.ndarray:
@@ -129,19 +175,38 @@ class Family:
 
   Attributes:
     title: the model and its data, for the summary and the figure (``"MNIST MLP"``).
-    make_model: ``(parametrization, width, base_width) -> nn.Module``; the two coincide at
-      the base width up to the zero inits μP may add.
+    make_model: ``(parametrization, width, base_width, **multipliers) -> nn.Module``; the
+      two coincide at the base width up to the zero inits μP may add. ``multipliers``
+      (``input_mult``, ``output_mult``) are passed only when the family has them.
     inputs: the dataset's rows ``(N, features)`` -> the model's inputs (default: as they are).
+    multipliers: whether ``make_model`` takes ``input_mult``/``output_mult`` (mup's MLP
+      example's), so that they can be tuned at the base width.
   """
   title: str
-  make_model: Callable[[str, int, int], nn.Module]
+  make_model: Callable[..., nn.Module]
   inputs: Callable[[np.ndarray], np.ndarray] = _as_is
+  multipliers: bool = False
 
 
 def mlp_family(config: Config) -> Family:
-  """This study's model: :class:`MLP`, the readout zero-initialized if ``config`` says so."""
-  return Family("MNIST MLP", lambda p, width, base: make_model(p, width, base,
-                                                                config.zero_readout))
+  """This study's model: :class:`MLP`, its readout and biases as ``config`` says."""
+  def make(p, width, base, input_mult=1.0, output_mult=1.0):
+    return make_model(p, width, base, config.zero_readout, config.bias, input_mult, output_mult)
+  return Family("MNIST MLP", make, multipliers=True)
+
+
+def optimizer(config: Any, lr, meta) -> optax.GradientTransformation:
+  """``config.optimizer`` at base lr ``lr`` with μP's per-parameter lr multipliers of ``meta``.
+
+  Adam: ``optax.adam(lr)``; SGD: ``optax.sgd(lr, momentum)`` (``torch.optim.SGD``'s
+  momentum: no dampening, not Nesterov). Then :func:`jinit.mup.scale_updates` (Table 8 of
+  Tensor Programs V: ``mup.MuAdam``/``mup.MuSGD``'s multipliers; all 1 under SP).
+  """
+  name = getattr(config, "optimizer", "adam")
+  if name == "sgd":
+    return optax.chain(optax.sgd(lr, momentum=config.momentum or None),
+                       mup.scale_updates(meta, "sgd"))
+  return optax.chain(optax.adam(lr), mup.scale_updates(meta, "adam"))
 
 
 def family_meta(family: Family, parametrization: str, width: int, base_width: int, x):
@@ -169,7 +234,7 @@ def make_sweep(model: nn.Module, meta, config: Config, x_train, y_train, x_eval,
     key = jax.random.fold_in(jax.random.key(20221), seed)
     init_key, data_key = jax.random.split(key)
     params = model.init(init_key, x_train[:1])["params"]
-    tx = optax.chain(optax.adam(lr), mup.scale_updates(meta, "adam"))
+    tx = optimizer(config, lr, meta)
 
     def loss_fn(p, step_key):  # one step's batch, drawn from its key
       idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
@@ -240,7 +305,8 @@ def _fmt_lr(lr):
   return "-" if lr is None else f"2^{round(math.log2(lr))}"
 
 
-def summary_markdown(transfer, claim, coord, meta_info) -> str:
+def summary_markdown(transfer, claim, coord, meta_info, grid: dict | None = None,
+                     opt: str = "Adam") -> str:
   widths = transfer["widths"]
   lines = [f"# μP learning-rate transfer: {meta_info['model']} ({meta_info['dataset']})", "",
            f"Command: `{meta_info['command']}`  ", f"Date: {meta_info['date']}  ",
@@ -248,8 +314,20 @@ def summary_markdown(transfer, claim, coord, meta_info) -> str:
            f"Wall time: {meta_info['seconds']:.0f} s (CPU time {meta_info['cpu_seconds']:.0f} s; "
            f"1-min load average {meta_info['load_average_1min_at_start_and_end'][0]:.1f} at "
            f"start, {meta_info['load_average_1min_at_start_and_end'][1]:.1f} at the end)", "",
-           "## Best learning rate per width (median training loss over seeds)", "",
-           "| width | SP best lr | SP loss | μP best lr | μP loss |", "|---|---|---|---|---|"]
+           ]
+  if grid is not None:
+    ins, outs = grid["log2_input_mults"], grid["log2_output_mults"]
+    lines += [f"## Multipliers tuned at the base width {widths[0]} (best {opt} lr's median loss)",
+              "", "| input_mult \\ output_mult | " + " | ".join(f"2^{b}" for b in outs) + " |",
+              "|---" * (len(outs) + 1) + "|"]
+    for a, la in enumerate(ins):
+      lines.append(f"| 2^{la} | " + " | ".join(
+          f"{_fmt(grid['best_loss'][a][b])} ({_fmt_lr(grid['best_lr'][a][b])})"
+          for b in range(len(outs))) + " |")
+    lines += ["", f"Chosen: input_mult 2^{grid['best_log2_input_mult']}, output_mult "
+              f"2^{grid['best_log2_output_mult']}, held for every width (SP and μP).", ""]
+  lines += ["## Best learning rate per width (median training loss over seeds)", "",
+            "| width | SP best lr | SP loss | μP best lr | μP loss |", "|---|---|---|---|---|"]
   for i, w in enumerate(widths):
     row = [str(w)]
     for p in ("sp", "mup"):
@@ -275,7 +353,7 @@ def summary_markdown(transfer, claim, coord, meta_info) -> str:
             f"narrower one's): "
             f"{', '.join(_fmt(v) for v in claim['mup_loss_per_width_at_transferred_lr'] or [])}"
             f" -> **{yes[claim['mup_wider_is_better_at_transferred_lr']]}**.", "",
-            f"## Coordinate check ({coord['steps']} Adam steps at lr "
+            f"## Coordinate check ({coord['steps']} {opt} steps at lr "
             f"{_fmt_lr(coord['lr'])}, widths {widths[0]}-{widths[-1]})", "",
             "Slope of log RMS(layer output) vs log width (0: width-independent).", ""]
   for p in PARAMETRIZATIONS:
@@ -287,7 +365,7 @@ def _fmt(v):
   return "-" if v is None else f"{v:.4f}"
 
 
-def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP"):
+def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP", opt: str = "Adam"):
   plt = results.pyplot()  # the experiments' one figure style
 
   fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -306,7 +384,7 @@ def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP"):
         ax.plot(lrs[j], loss[j], "*", ms=11, color=colors[i], markeredgecolor="k")
     ax.set_xscale("log", base=2)
     ax.set_ylim(min(finite) * 0.8 if finite else 0, top)
-    ax.set_xlabel("Adam learning rate (base)")
+    ax.set_xlabel(f"{opt} learning rate (base)")
     ax.set_title({"sp": "SP", "mup": "μP"}[p])
     ax.grid(alpha=0.3)
   axes[0].set_ylabel("training loss (median over seeds)")
@@ -316,19 +394,23 @@ def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP"):
   results.save_figure(fig, path)
 
 
-def run_coord_check(family: Family, x, y, config, lr):
-  """coord_check for SP and μP at ``lr`` on one batch ``(x, y)`` of model inputs."""
+def run_coord_check(family: Family, x, y, config, lr, mults: dict | None = None):
+  """coord_check for SP and μP at ``lr`` on one batch ``(x, y)`` of model inputs.
+
+  ``mults``: the family's multipliers (``input_mult``, ``output_mult``), if it has them.
+  """
   base = config.widths[0]
   x1 = jnp.asarray(x[:1])
-  out = {"steps": config.coord_steps, "lr": lr}
+  mults = mults or {}
+  out = {"steps": config.coord_steps, "lr": lr,
+         "optimizer": getattr(config, "optimizer", "adam")}
   for p in PARAMETRIZATIONS:
     def make(width, seed, p=p):
-      model = family.make_model(p, width, base)
+      model = family.make_model(p, width, base, **mults)
       return model, model.init(jax.random.key(seed), x1)
 
     def opt(width, p=p):
-      return optax.chain(optax.adam(lr),
-                         mup.scale_updates(family_meta(family, p, width, base, x1), "adam"))
+      return optimizer(config, lr, family_meta(family, p, width, base, x1))
 
     # optax's Adam raises a python float to its int32 step count, which strict dtype
     # promotion rejects (as in study.scan_sgd): the coord check traces with standard rules.
@@ -338,8 +420,55 @@ def run_coord_check(family: Family, x, y, config, lr):
     out[p] = {**cc.to_dict(), "table": cc.table(),
               "max_abs_slope_last_step": cc.max_abs_slope(-1)}
     out[p]["_figure"] = cc.plot(title=f"{p.upper() if p == 'sp' else 'μP'}: coordinate check "
-                                      f"(Adam lr {_fmt_lr(lr)})")
+                                      f"({_opt_name(config)} lr {_fmt_lr(lr)})")
   return out
+
+
+def _opt_name(config) -> str:
+  return {"adam": "Adam", "sgd": "SGD"}[getattr(config, "optimizer", "adam")]
+
+
+def tune_multipliers(family: Family, config: Config, lr_r, seed_r, x_train, y_train, x_eval,
+                     y_eval, x_val, y_val, log=print) -> dict[str, Any]:
+  """The paper's protocol: every (input_mult, output_mult, lr) at the base width, best pair.
+
+  At the base width SP and μP are the same model, so the pair tuned there is both's. A
+  pair's loss is its best lr's median over seeds (``best_lrs``).
+
+  Returns:
+    ``{"log2_input_mults", "log2_output_mults", "loss"`` (``[input][output][lr][seed]``),
+    ``"best_loss"`` (``[input][output]``, None where every lr diverged), ``"best_lr"``
+    (same shape), ``"best_log2_input_mult"``, ``"best_log2_output_mult"}``.
+  """
+  if not family.multipliers:
+    raise ValueError(f"{family.title} has no input/output multipliers to tune: "
+                     "log2_input_mults and log2_output_mults must be (0,)")
+  base = config.widths[0]
+  n_l, n_s = len(config.lrs), config.seeds
+  ins, outs = config.log2_input_mults, config.log2_output_mults
+  loss = np.full((len(ins), len(outs), n_l, n_s), np.nan)
+  meta = family_meta(family, "mup", base, base, x_train[:1])
+  for a, la in enumerate(ins):
+    for b, lb in enumerate(outs):
+      t0 = time.time()
+      model = family.make_model("mup", base, base, input_mult=2.0 ** la, output_mult=2.0 ** lb)
+      sweep = make_sweep(model, meta, config, x_train, y_train, x_eval, y_eval, x_val, y_val)
+      loss[a, b] = np.asarray(jax.device_get(sweep(lr_r, seed_r)[0])).reshape(n_l, n_s)
+      med = np.median(np.where(np.isfinite(loss[a, b]), loss[a, b], np.inf), axis=1)
+      log(f"base width {base}: input_mult 2^{la}, output_mult 2^{lb}: {n_l * n_s} runs in "
+          f"{time.time() - t0:5.1f} s; best loss {np.min(med):.4f}")
+  median = np.median(np.where(np.isfinite(loss), loss, np.inf), axis=3)
+  best = median.min(axis=2)
+  if not np.isfinite(best).any():
+    raise FloatingPointError("every (input_mult, output_mult, lr) diverged at the base width")
+  a, b = np.unravel_index(int(np.argmin(best)), best.shape)
+  lrs = config.lrs
+  return {"log2_input_mults": list(ins), "log2_output_mults": list(outs),
+          "loss": loss,  # json_safe writes a non-finite loss as null
+          "best_loss": [[float(v) if np.isfinite(v) else None for v in row] for row in best],
+          "best_lr": [[best_lrs(median[i, j][None], lrs)[0] for j in range(len(outs))]
+                      for i in range(len(ins))],
+          "best_log2_input_mult": int(ins[a]), "best_log2_output_mult": int(outs[b])}
 
 
 def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
@@ -363,13 +492,20 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
   seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
   base = config.widths[0]
+  mults: dict[str, float] = {}
+  grid = None
+  if config.tunes_multipliers:
+    grid = tune_multipliers(family, config, lr_r, seed_r, x_train, y_train, x_eval, y_eval,
+                            x_val, y_val, log)
+    mults = {"input_mult": 2.0 ** grid["best_log2_input_mult"],
+             "output_mult": 2.0 ** grid["best_log2_output_mult"]}
   per_run = {p: {"loss": np.full((len(config.widths), n_l, n_s), np.nan),
                  "val_acc": np.full((len(config.widths), n_l, n_s), np.nan)}
              for p in PARAMETRIZATIONS}
   for i, width in enumerate(config.widths):
     for p in PARAMETRIZATIONS:
       t0 = time.time()
-      model = family.make_model(p, width, base)
+      model = family.make_model(p, width, base, **mults)
       sweep = make_sweep(model, family_meta(family, p, width, base, x_train[:1]), config,
                          x_train, y_train, x_eval, y_eval, x_val, y_val)
       loss, acc = jax.device_get(sweep(lr_r, seed_r))
@@ -382,9 +518,12 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
           f"loss {np.min(med):.4f}")
     results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per width
         "config": dataclasses.asdict(config), "done_widths": list(config.widths[:i + 1]),
+        **({"multiplier_grid": grid} if grid is not None else {}),
         "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
 
   transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
+  if grid is not None:  # the multipliers every width used, tuned at the base width
+    transfer["multipliers"] = {**mults, "tuned_at_width": base}
   for p in PARAMETRIZATIONS:
     loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
     median = np.median(loss, axis=2)
@@ -394,12 +533,13 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   transferred = claim["transferred_lr"] or lrs[len(lrs) // 2]
   log(f"coordinate check at lr {_fmt_lr(transferred)} ...")
   coord = run_coord_check(family, x_train[:config.coord_batch], y_train[:config.coord_batch],
-                          config, transferred)
+                          config, transferred, mults)
   for p in PARAMETRIZATIONS:
     results.save_figure(coord[p].pop("_figure"), os.path.join(out_dir, f"coord_check_{p}.png"))
   results.write_json(os.path.join(out_dir, "coord_check.json"), coord)
   results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
-  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"), family.title)
+  plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"), family.title,
+                  _opt_name(config))
   prov = prov or {}
   info = {"command": command,
           "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
@@ -420,7 +560,11 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
                  p: dict(zip(coord[p]["layers"], np.asarray(coord[p]["slopes"])[:, -1].tolist()))
                  for p in PARAMETRIZATIONS}}
   results.write_json(os.path.join(out_dir, "summary.json"), summary)
-  text = summary_markdown(transfer, claim, coord, info)
+  if grid is not None:
+    summary["multiplier_grid"] = {k: grid[k] for k in (
+        "log2_input_mults", "log2_output_mults", "best_log2_input_mult",
+        "best_log2_output_mult", "best_loss", "best_lr")}
+  text = summary_markdown(transfer, claim, coord, info, grid, _opt_name(config))
   results.write_text(os.path.join(out_dir, "summary.md"), text + "\n")
   log(text)
   return transfer
@@ -460,6 +604,19 @@ def add_width_flags(p: argparse.ArgumentParser, full: Config, quick: Config) -> 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
   add_width_flags(p, Config(), QUICK)
+  p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                 help="adam (default) or sgd with momentum (--paper: sgd)")
+  p.add_argument("--momentum", type=cli.fraction, default=None,
+                 help=f"SGD's momentum (default {Config().momentum})")
+  p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
+                 help="Dense biases (default on; --paper: off, as mup's MLP example)")
+  p.add_argument("--log2-input-mults", type=cli.int_list, default=None, metavar="A,B,...",
+                 help="input multipliers 2^A, 2^B, ... tuned with the lr at the base width "
+                      "(give it as --log2-input-mults=-8,-4,0; --paper: "
+                      f"{','.join(map(str, PAPER.log2_input_mults))})")
+  p.add_argument("--log2-output-mults", type=cli.int_list, default=None, metavar="A,B,...",
+                 help="output multipliers 2^A, ... tuned with them (--paper: "
+                      f"{','.join(map(str, PAPER.log2_output_mults))})")
 
 
 ConfigT = TypeVar("ConfigT", bound=Config)
@@ -498,7 +655,11 @@ def width_config(args, full: ConfigT, quick: ConfigT, prog: str,
 
 def config_from_args(args) -> Config:
   """Every check of the flags (before any data or folder); the study's :class:`Config`."""
-  return width_config(args, Config(), QUICK, RUNNER.prog)
+  if args.paper and args.quick:
+    raise ValueError("--paper and --quick are two presets: give one")
+  return width_config(args, PAPER if args.paper else Config(), QUICK, RUNNER.prog,
+                      extra=("optimizer", "momentum", "bias", "log2_input_mults",
+                             "log2_output_mults"))
 
 
 def _run(ctx) -> dict[str, Any]:
@@ -508,7 +669,11 @@ def _run(ctx) -> dict[str, Any]:
 
 RUNNER = study.Runner("mup_transfer", __doc__.split("\n")[0], add_flags, config_from_args, _run,
                       presets={"quick": {"widths": QUICK.widths, "steps": QUICK.steps,
-                                         "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"}})
+                                         "lrs": f"2^{QUICK.log2_lrs[0]}..2^{QUICK.log2_lrs[-1]}"},
+                               "paper": {"widths": PAPER.widths, "steps": PAPER.steps,
+                                         "optimizer": "SGD momentum 0.9, no biases, zero "
+                                                      "readout, multipliers tuned at width 64",
+                                         "lrs": f"2^{PAPER.log2_lrs[0]}..2^{PAPER.log2_lrs[-1]}"}})
 
 
 build_parser, main = RUNNER.parser, RUNNER.main
