@@ -171,7 +171,7 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
              for s in range(config.seeds)]
   base, lrs = config.widths[0], config.lrs
   grid = None
-  mults = (1.0, 1.0)
+  mults = (2.0 ** config.log2_input_mults[0], 2.0 ** config.log2_output_mults[0])
   if config.tunes_multipliers:
     ins, outs = config.log2_input_mults, config.log2_output_mults
     gl = np.full((len(ins), len(outs), len(lrs), config.seeds), np.nan)
@@ -205,9 +205,9 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
       log(f"width {width:5d} {p:3s}: {time.time() - t0:6.1f} s; best lr "
           f"{mup_transfer._fmt_lr(lrs[int(np.argmin(med))])}, loss {np.min(med):.4f}")
   transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
-  if grid is not None:
+  if mults != (1.0, 1.0):  # as experiments.mup_transfer writes it
     transfer["multipliers"] = {"input_mult": mults[0], "output_mult": mults[1],
-                               "tuned_at_width": base}
+                               "tuned_at_width": base if grid is not None else None}
   for p in mup_transfer.PARAMETRIZATIONS:
     loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
     median = np.median(loss, axis=2)

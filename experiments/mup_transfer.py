@@ -428,6 +428,17 @@ def _opt_name(config) -> str:
   return {"adam": "Adam", "sgd": "SGD"}[getattr(config, "optimizer", "adam")]
 
 
+def given_multipliers(family: Family, config: Config) -> dict[str, float]:
+  """The one (input_mult, output_mult) pair ``config`` gives: ``{}`` for (1, 1) or a grid."""
+  pair = (config.log2_input_mults, config.log2_output_mults)
+  if config.tunes_multipliers or pair == ((0,), (0,)):
+    return {}
+  if not family.multipliers:
+    raise ValueError(f"{family.title} has no input/output multipliers: log2_input_mults and "
+                     "log2_output_mults must be (0,)")
+  return {"input_mult": 2.0 ** pair[0][0], "output_mult": 2.0 ** pair[1][0]}
+
+
 def tune_multipliers(family: Family, config: Config, lr_r, seed_r, x_train, y_train, x_eval,
                      y_eval, x_val, y_val, log=print) -> dict[str, Any]:
   """The paper's protocol: every (input_mult, output_mult, lr) at the base width, best pair.
@@ -492,7 +503,7 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
   seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
   base = config.widths[0]
-  mults: dict[str, float] = {}
+  mults = given_multipliers(family, config)
   grid = None
   if config.tunes_multipliers:
     grid = tune_multipliers(family, config, lr_r, seed_r, x_train, y_train, x_eval, y_eval,
@@ -522,8 +533,8 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
         "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
 
   transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
-  if grid is not None:  # the multipliers every width used, tuned at the base width
-    transfer["multipliers"] = {**mults, "tuned_at_width": base}
+  if mults:  # the multipliers every width used: tuned at the base width, or given
+    transfer["multipliers"] = {**mults, "tuned_at_width": base if grid is not None else None}
   for p in PARAMETRIZATIONS:
     loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
     median = np.median(loss, axis=2)
