@@ -130,6 +130,7 @@ def test_lr_grid_is_powers_of_two():
   assert len(mup_transfer.QUICK.widths) >= 3 and mup_transfer.QUICK.seeds >= 3
 
 
+@pytest.mark.slow  # ~2 s quiet, 8 s loaded: eager flax inits
 def test_multipliers_are_mups_example():
   """input_mult: the first layer's init std / sqrt(m), its output x sqrt(m), so the model's
   output at init is unchanged (same draws, rounding only); output_mult scales the logits."""
