@@ -225,16 +225,21 @@ def _loss(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_sweep(model: nn.Module, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val,
-               y_val):
-  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program."""
+def make_sweep(model: nn.Module, meta, config: Any, x_train, y_train, x_eval, y_eval, x_val,
+               y_val, *, root_seed: int = 20221,
+               make_tx: Callable[[Any, Any], optax.GradientTransformation] | None = None):
+  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program.
+
+  Seed ``s`` of a run is ``fold_in(key(root_seed), s)``, split into its init and batch keys;
+  ``make_tx(meta, lr)`` is its optimizer (default: :func:`optimizer` with ``config``'s).
+  """
   n_train = x_train.shape[0]
 
   def one_run(lr, seed):
-    key = jax.random.fold_in(jax.random.key(20221), seed)
+    key = jax.random.fold_in(jax.random.key(root_seed), seed)
     init_key, data_key = jax.random.split(key)
     params = model.init(init_key, x_train[:1])["params"]
-    tx = optimizer(config, lr, meta)
+    tx = optimizer(config, lr, meta) if make_tx is None else make_tx(meta, lr)
 
     def loss_fn(p, step_key):  # one step's batch, drawn from its key
       idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
@@ -365,31 +370,41 @@ def _fmt(v):
   return "-" if v is None else f"{v:.4f}"
 
 
-def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP", opt: str = "Adam"):
+def plot_loss_vs_lr(transfer, path, title: str = "MNIST MLP", opt: str = "Adam", *,
+                    axis: str = "widths", value_label: str = "width {}",
+                    names: dict[str, str] | None = None, suptitle: str | None = None):
+  """Loss vs lr, one line per ``transfer[axis]`` value, one panel per parametrization.
+
+  ``names``: the panels, ``{parametrization: title}`` (default SP and μP), in order; those
+  missing from ``transfer`` are left out.
+  """
   plt = results.pyplot()  # the experiments' one figure style
 
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-  widths, lrs = transfer["widths"], np.asarray(transfer["lrs"])
-  colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
-  finite = [v for p in PARAMETRIZATIONS for row in transfer["parametrizations"][p]["final_loss"]
+  names = names or {"sp": "SP", "mup": "μP"}
+  ps = [p for p in names if p in transfer["parametrizations"]]
+  fig, axes = plt.subplots(1, len(ps), figsize=(max(10, 3.6 * len(ps)), 4), sharey=True,
+                           squeeze=False)
+  values, lrs = transfer[axis], np.asarray(transfer["lrs"])
+  colors = plt.cm.viridis(np.linspace(0, 0.9, len(values)))
+  finite = [v for p in ps for row in transfer["parametrizations"][p]["final_loss"]
             for v in row if v is not None and math.isfinite(v)]
   top = min(max(finite), 2.5) if finite else 2.5
-  for ax, p in zip(axes, PARAMETRIZATIONS):
+  for ax, p in zip(axes[0], ps):
     d = transfer["parametrizations"][p]
-    for i, w in enumerate(widths):
+    for i, value in enumerate(values):
       loss = np.array([np.nan if v is None else v for v in d["final_loss"][i]], float)
-      ax.plot(lrs, loss, "o-", ms=3, color=colors[i], label=f"width {w}")
+      ax.plot(lrs, loss, "o-", ms=3, color=colors[i], label=value_label.format(value))
       if d["best_lr"][i] is not None:
         j = list(lrs).index(d["best_lr"][i])
         ax.plot(lrs[j], loss[j], "*", ms=11, color=colors[i], markeredgecolor="k")
     ax.set_xscale("log", base=2)
     ax.set_ylim(min(finite) * 0.8 if finite else 0, top)
     ax.set_xlabel(f"{opt} learning rate (base)")
-    ax.set_title({"sp": "SP", "mup": "μP"}[p])
+    ax.set_title(names[p])
     ax.grid(alpha=0.3)
-  axes[0].set_ylabel("training loss (median over seeds)")
-  axes[1].legend(fontsize=8)
-  fig.suptitle(f"{title}: training loss vs learning rate (star: best lr per width)")
+  axes[0][0].set_ylabel("training loss (median over seeds)")
+  axes[0][-1].legend(fontsize=8)
+  fig.suptitle(suptitle or f"{title}: training loss vs learning rate (star: best lr per width)")
   fig.tight_layout()
   results.save_figure(fig, path)
 
@@ -428,6 +443,107 @@ def _opt_name(config) -> str:
   return {"adam": "Adam", "sgd": "SGD"}[getattr(config, "optimizer", "adam")]
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepData:
+  """What every sweep of a study trains and measures on, as device arrays.
+
+  ``lr_r``/``seed_r``: the runs' (lr, seed), lr-major (``lrs x seeds``).
+  """
+  x_train: Any
+  y_train: Any
+  x_eval: Any
+  y_eval: Any
+  x_val: Any
+  y_val: Any
+  lr_r: Any
+  seed_r: Any
+
+  @property
+  def arrays(self) -> tuple:
+    """The data arguments of :func:`make_sweep`, in order."""
+    return (self.x_train, self.y_train, self.x_eval, self.y_eval, self.x_val, self.y_val)
+
+
+def sweep_data(dataset: data_lib.Dataset, config: Any, inputs=_as_is) -> SweepData:
+  """The study's data: the loss on the first ``eval_size`` training examples, the accuracy
+  on ``val_size`` validation ones; ``inputs`` maps the rows to the model's inputs."""
+  x_train = jnp.asarray(inputs(dataset.x_train))
+  y_train = jnp.asarray(dataset.y_train)
+  n_eval = min(config.eval_size, len(dataset.y_train))
+  n_l, n_s = len(config.lrs), config.seeds
+  return SweepData(x_train, y_train, x_train[:n_eval], y_train[:n_eval],
+                   jnp.asarray(inputs(dataset.x_val[:config.val_size])),
+                   jnp.asarray(dataset.y_val[:config.val_size]),
+                   jnp.asarray(np.repeat(config.lrs, n_s), jnp.float32),
+                   jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32))
+
+
+def sweep_axis(axis: str, values: Sequence[int], parametrizations: Sequence[str],
+               build: Callable[[str, int], Callable], config: Any, data: SweepData,
+               out_dir: str, log=print, extra: dict | None = None) -> dict[str, dict]:
+  """Every lr x seed at every (value, parametrization): ``build(p, value)`` gives the sweep.
+
+  After each value, ``runs.json`` is rewritten with what is done (``{"config",
+  "done_<axis>s", **extra, "runs"}``) so a killed study leaves its progress.
+
+  Returns:
+    ``{p: {"loss", "val_acc"}}``, arrays ``(values, lrs, seeds)``.
+  """
+  n_l, n_s = len(config.lrs), config.seeds
+  per_run = {p: {"loss": np.full((len(values), n_l, n_s), np.nan),
+                 "val_acc": np.full((len(values), n_l, n_s), np.nan)} for p in parametrizations}
+  for i, value in enumerate(values):
+    for p in parametrizations:
+      t0 = time.time()
+      loss, acc = jax.device_get(build(p, value)(data.lr_r, data.seed_r))
+      per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
+      per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
+      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
+                               np.inf), axis=1)
+      log(f"{axis} {value:5d} {p:9s}: {n_l * n_s} runs in {time.time() - t0:6.1f} s; best lr "
+          f"{_fmt_lr(config.lrs[int(np.argmin(med))]) if np.isfinite(med).any() else '-'}, "
+          f"loss {np.min(med):.4f}")
+    results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per value
+        "config": dataclasses.asdict(config), f"done_{axis}s": list(values[:i + 1]),
+        **(extra or {}),
+        "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
+  return per_run
+
+
+def transfer_table(axis: str, values: Sequence[int], lrs: Sequence[float],
+                   per_run: dict[str, dict]) -> dict[str, Any]:
+  """``transfer.json``: ``{axis: values, "lrs", "parametrizations": {p: {"best_lr",
+  "final_loss"}}}``, the median over seeds (a diverged run +inf) and its argmin lr."""
+  transfer: dict[str, Any] = {axis: list(values), "lrs": list(lrs), "parametrizations": {}}
+  for p, d in per_run.items():
+    loss = np.where(np.isfinite(d["loss"]), d["loss"], np.inf)
+    median = np.median(loss, axis=2)
+    transfer["parametrizations"][p] = {"best_lr": best_lrs(median, lrs),
+                                       "final_loss": median.tolist()}
+  return transfer
+
+
+def run_info(command: str, prov: dict | None, dataset: data_lib.Dataset,
+             clock: tuple[float, float, float], **extra) -> dict[str, Any]:
+  """The summary's provenance: command, date, machine, data, wall/CPU time and load.
+
+  ``clock``: ``(time.time(), time.process_time(), os.getloadavg()[0])`` at the start.
+  """
+  prov = prov or {}
+  return {"command": command,
+          "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
+              "%Y-%m-%d %H:%M UTC"),
+          "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
+                     f"{jax.default_backend()}",
+          **extra,
+          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
+          "seconds": time.time() - clock[0],
+          # CPU time of this process (all threads): on a shared machine, what the run
+          # would take with the cores to itself is closer to cpu_seconds / cores.
+          "cpu_seconds": time.process_time() - clock[1],
+          "load_average_1min_at_start_and_end": [clock[2], os.getloadavg()[0]]}
+
+
 def given_multipliers(family: Family, config: Config) -> dict[str, float]:
   """The one (input_mult, output_mult) pair ``config`` gives: ``{}`` for (1, 1) or a grid."""
   pair = (config.log2_input_mults, config.log2_output_mults)
@@ -439,8 +555,8 @@ def given_multipliers(family: Family, config: Config) -> dict[str, float]:
   return {"input_mult": 2.0 ** pair[0][0], "output_mult": 2.0 ** pair[1][0]}
 
 
-def tune_multipliers(family: Family, config: Config, lr_r, seed_r, x_train, y_train, x_eval,
-                     y_eval, x_val, y_val, log=print) -> dict[str, Any]:
+def tune_multipliers(family: Family, config: Config, data: SweepData,
+                     log=print) -> dict[str, Any]:
   """The paper's protocol: every (input_mult, output_mult, lr) at the base width, best pair.
 
   At the base width SP and μP are the same model, so the pair tuned there is both's. A
@@ -458,13 +574,13 @@ def tune_multipliers(family: Family, config: Config, lr_r, seed_r, x_train, y_tr
   n_l, n_s = len(config.lrs), config.seeds
   ins, outs = config.log2_input_mults, config.log2_output_mults
   loss = np.full((len(ins), len(outs), n_l, n_s), np.nan)
-  meta = family_meta(family, "mup", base, base, x_train[:1])
+  meta = family_meta(family, "mup", base, base, data.x_train[:1])
   for a, la in enumerate(ins):
     for b, lb in enumerate(outs):
       t0 = time.time()
       model = family.make_model("mup", base, base, input_mult=2.0 ** la, output_mult=2.0 ** lb)
-      sweep = make_sweep(model, meta, config, x_train, y_train, x_eval, y_eval, x_val, y_val)
-      loss[a, b] = np.asarray(jax.device_get(sweep(lr_r, seed_r)[0])).reshape(n_l, n_s)
+      sweep = make_sweep(model, meta, config, *data.arrays)
+      loss[a, b] = np.asarray(jax.device_get(sweep(data.lr_r, data.seed_r)[0])).reshape(n_l, n_s)
       med = np.median(np.where(np.isfinite(loss[a, b]), loss[a, b], np.inf), axis=1)
       log(f"base width {base}: input_mult 2^{la}, output_mult 2^{lb}: {n_l * n_s} runs in "
           f"{time.time() - t0:5.1f} s; best loss {np.min(med):.4f}")
@@ -490,91 +606,51 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   batch_size, eval_size, val_size, chunk, coord_steps, coord_batch); ``family`` the model
   trained (default: :func:`mlp_family`).
   """
-  start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+  clock = time.time(), time.process_time(), os.getloadavg()[0]
   family = family or mlp_family(config)
-  x_train = jnp.asarray(family.inputs(dataset.x_train))
-  y_train = jnp.asarray(dataset.y_train)
-  n_eval = min(config.eval_size, len(dataset.y_train))
-  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
-  x_val = jnp.asarray(family.inputs(dataset.x_val[:config.val_size]))
-  y_val = jnp.asarray(dataset.y_val[:config.val_size])
+  data = sweep_data(dataset, config, family.inputs)
   lrs = config.lrs
-  n_l, n_s = len(lrs), config.seeds
-  lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
-  seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
   base = config.widths[0]
   mults = given_multipliers(family, config)
   grid = None
   if config.tunes_multipliers:
-    grid = tune_multipliers(family, config, lr_r, seed_r, x_train, y_train, x_eval, y_eval,
-                            x_val, y_val, log)
+    grid = tune_multipliers(family, config, data, log)
     mults = {"input_mult": 2.0 ** grid["best_log2_input_mult"],
              "output_mult": 2.0 ** grid["best_log2_output_mult"]}
-  per_run = {p: {"loss": np.full((len(config.widths), n_l, n_s), np.nan),
-                 "val_acc": np.full((len(config.widths), n_l, n_s), np.nan)}
-             for p in PARAMETRIZATIONS}
-  for i, width in enumerate(config.widths):
-    for p in PARAMETRIZATIONS:
-      t0 = time.time()
-      model = family.make_model(p, width, base, **mults)
-      sweep = make_sweep(model, family_meta(family, p, width, base, x_train[:1]), config,
-                         x_train, y_train, x_eval, y_eval, x_val, y_val)
-      loss, acc = jax.device_get(sweep(lr_r, seed_r))
-      per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
-      per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
-      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
-                               np.inf), axis=1)
-      log(f"width {width:5d} {p:3s}: {n_l * n_s} runs in {time.time() - t0:6.1f} s; best lr "
-          f"{_fmt_lr(lrs[int(np.argmin(med))]) if np.isfinite(med).any() else '-'}, "
-          f"loss {np.min(med):.4f}")
-    results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per width
-        "config": dataclasses.asdict(config), "done_widths": list(config.widths[:i + 1]),
-        **({"multiplier_grid": grid} if grid is not None else {}),
-        "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
 
-  transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
+  def build(p, width):
+    return make_sweep(family.make_model(p, width, base, **mults),
+                      family_meta(family, p, width, base, data.x_train[:1]), config,
+                      *data.arrays)
+
+  per_run = sweep_axis("width", config.widths, PARAMETRIZATIONS, build, config, data, out_dir,
+                       log, {"multiplier_grid": grid} if grid is not None else None)
+  transfer = transfer_table("widths", config.widths, lrs, per_run)
   if mults:  # the multipliers every width used: tuned at the base width, or given
     transfer["multipliers"] = {**mults, "tuned_at_width": base if grid is not None else None}
-  for p in PARAMETRIZATIONS:
-    loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
-    median = np.median(loss, axis=2)
-    transfer["parametrizations"][p] = {"best_lr": best_lrs(median, lrs),
-                                       "final_loss": median.tolist()}
   claim = claims(transfer)
   transferred = claim["transferred_lr"] or lrs[len(lrs) // 2]
   log(f"coordinate check at lr {_fmt_lr(transferred)} ...")
-  coord = run_coord_check(family, x_train[:config.coord_batch], y_train[:config.coord_batch],
-                          config, transferred, mults)
+  coord = run_coord_check(family, data.x_train[:config.coord_batch],
+                          data.y_train[:config.coord_batch], config, transferred, mults)
   for p in PARAMETRIZATIONS:
     results.save_figure(coord[p].pop("_figure"), os.path.join(out_dir, f"coord_check_{p}.png"))
   results.write_json(os.path.join(out_dir, "coord_check.json"), coord)
   results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
   plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"), family.title,
                   _opt_name(config))
-  prov = prov or {}
-  info = {"command": command,
-          "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
-              "%Y-%m-%d %H:%M UTC"),
-          "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
-                     f"{jax.default_backend()}",
-          "model": family.title,
-          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
-          "seconds": time.time() - start,
-          # CPU time of this process (all threads): on a shared machine, what the run
-          # would take with the cores to itself is closer to cpu_seconds / cores.
-          "cpu_seconds": time.process_time() - cpu_start,
-          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
+  info = run_info(command, prov, dataset, clock, model=family.title)
   summary = {"info": info, "config": dataclasses.asdict(config), "claims": claim,
              "coord_check_max_abs_slope_last_step": {
                  p: coord[p]["max_abs_slope_last_step"] for p in PARAMETRIZATIONS},
              "coord_check_slopes_last_step": {
                  p: dict(zip(coord[p]["layers"], np.asarray(coord[p]["slopes"])[:, -1].tolist()))
                  for p in PARAMETRIZATIONS}}
-  results.write_json(os.path.join(out_dir, "summary.json"), summary)
   if grid is not None:
     summary["multiplier_grid"] = {k: grid[k] for k in (
         "log2_input_mults", "log2_output_mults", "best_log2_input_mult",
         "best_log2_output_mult", "best_loss", "best_lr")}
+  results.write_json(os.path.join(out_dir, "summary.json"), summary)
   text = summary_markdown(transfer, claim, coord, info, grid, _opt_name(config))
   results.write_text(os.path.join(out_dir, "summary.md"), text + "\n")
   log(text)
