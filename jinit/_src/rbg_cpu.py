@@ -44,11 +44,14 @@ from jax import lax
 _M0, _M1 = np.uint32(0xD2511F53), np.uint32(0xCD9E8D57)
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
 _ROUNDS = 10
-# Counters per chunk: 4 word arrays of 16384 uint32 (256 KiB) stay in a core's L2 cache.
-_CHUNK = 16384
-# Rounds per loop iteration: XLA fuses the rounds of one iteration into each of the four
-# word arrays (recomputing what they share), so a few per iteration, not all ten.
+# Counters per chunk: drawn as _CHAINS independent round loops of 16384 counters each, whose
+# two uint64 state arrays (128 KiB each) stay in a core's L2 cache.
+_CHUNK = 32768
+_CHAINS = 2
+# Rounds per loop iteration: XLA fuses the rounds of one iteration into each of the two
+# state arrays (recomputing what they share), so a few per iteration, not all ten.
 _ROUNDS_PER_STEP = 2
+_LOW = np.uint64(0xFFFFFFFF)
 
 
 def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
@@ -67,42 +70,69 @@ def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
   return x0, x1, x2, x3
 
 
-def _mulhi(m: int | np.uint32, x: jax.Array) -> jax.Array:
-  """The high 32 bits of the 64-bit product ``m * x`` (uint32), through a uint64 product.
+def _round(a: jax.Array, b: jax.Array, k_a: jax.Array, k_b: jax.Array):
+  """One Philox4x32 round on the words packed in pairs, a = x0 | x1 << 32, b = x2 | x3 << 32.
 
-  ``x`` widened to uint64 (under ``jax.enable_x64``, whatever the global setting: the
-  result is uint32 again), times ``m``, shifted right by 32: LLVM compiles this
-  pattern to the vector 32x32->64 multiply (``vpmuludq`` in XLA's object code on x86),
-  cheaper than four products of 16-bit halves (docs/benchmarks.md has the measurements).
-  Not ``lax.mulhi``: jax 0.10.2 lowers it to
-  ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and nested
-  calls (a Flax init under ``out_shardings``) goes through MHLO and fails ("failed to
-  legalize operation 'mhlo.unknown'", "Unable to convert MHLO to StableHLO").
+  Philox's round (Salmon et al. 2011) maps (x0, x1, x2, x3) to (hi(M1 x2) ^ x1 ^ k_a,
+  lo(M1 x2), hi(M0 x0) ^ x3 ^ k_b, lo(M0 x0)). With p = M1 x2 as a uint64, the new pair
+  hi(p) ^ x1 ^ k_a | lo(p) << 32 is rot32(p) ^ (x1 ^ k_a) (rot32: the halves swapped), so
+  a' = rot32(M1 (b & 0xFFFFFFFF)) ^ (a >> 32) ^ k_a, b' = rot32(M0 (a & 0xFFFFFFFF)) ^
+  (b >> 32) ^ k_b: one 32x32->64 multiply (``vpmuludq``), one rotate and three cheap
+  operations per pair, no separate high and low products. Not ``lax.mulhi``: jax 0.10.2
+  lowers it to ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and
+  nested calls (a Flax init under ``out_shardings``) goes through MHLO and fails
+  ("failed to legalize operation 'mhlo.unknown'").
+
+  Args:
+    a: uint64 pairs (x0, x1).
+    b: uint64 pairs (x2, x3).
+    k_a: the round's first key word, as a uint64 scalar.
+    k_b: the round's second key word, as a uint64 scalar.
+
+  Returns:
+    The pairs (a', b') after the round.
   """
+  rot = lambda p: (p >> np.uint64(32)) | (p << np.uint64(32))
+  return (rot((b & _LOW) * np.uint64(int(_M1))) ^ (a >> np.uint64(32)) ^ k_a,
+          rot((a & _LOW) * np.uint64(int(_M0))) ^ (b >> np.uint64(32)) ^ k_b)
+
+
+def _philox_words(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
+  """The words of counters start .. start + size - 1, as uint32[size * 4] (XLA's order).
+
+  The rounds run on two uint64 arrays (see :func:`_round`), under ``jax.enable_x64``
+  whatever the global setting (the result is uint32). Little-endian, the pair
+  x0 | x1 << 32 bitcast to uint32 is (x0, x1): the words come out in XLA's order.
+  """
+  x0, x1, x2, x3 = _counters(key_data, start + lax.iota(jnp.uint32, size))
   with jax.enable_x64(True):
-    wide = lax.convert_element_type(x, np.uint64) * np.uint64(int(m))
-    return lax.convert_element_type(wide >> np.uint64(32), np.uint32)
+    wide = lambda v: lax.convert_element_type(v, np.uint64)
+    a = wide(x0) | (wide(x1) << np.uint64(32))
+    b = wide(x2) | (wide(x3) << np.uint64(32))
 
+    def step(s, ab):
+      for j in range(_ROUNDS_PER_STEP):
+        r = (s * _ROUNDS_PER_STEP + j).astype(jnp.uint32)  # the key after r increments
+        ab = _round(*ab, wide(key_data[0] + r * _W0), wide(key_data[1] + r * _W1))
+      return ab
 
-def _round(x, k_a, k_b):
-  """One Philox4x32 round: two 32x32->64 products, their halves mixed with the key."""
-  x0, x1, x2, x3 = x
-  hi0, hi1 = _mulhi(_M0, x0), _mulhi(_M1, x2)
-  return hi1 ^ x1 ^ k_a, x2 * _M1, hi0 ^ x3 ^ k_b, x0 * _M0
+    a, b = lax.fori_loop(0, _ROUNDS // _ROUNDS_PER_STEP, step, (a, b))
+    return lax.bitcast_convert_type(jnp.stack([a, b], axis=1), jnp.uint32).reshape(size * 4)
 
 
 def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
-  """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order)."""
-  x = _counters(key_data, start + lax.iota(jnp.uint32, size))
+  """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order).
 
-  def step(s, x):
-    for j in range(_ROUNDS_PER_STEP):
-      r = (s * _ROUNDS_PER_STEP + j).astype(jnp.uint32)  # the key after r increments
-      x = _round(x, key_data[0] + r * _W0, key_data[1] + r * _W1)
-    return x
-
-  x = lax.fori_loop(0, _ROUNDS // _ROUNDS_PER_STEP, step, x)
-  return jnp.stack(x, axis=1)
+  A ``size`` that is a multiple of ``_CHAINS`` (and at least 1024 per chain) is split into
+  ``_CHAINS`` runs of counters, each its own round loop: independent loops, which XLA's CPU
+  runtime may run side by side and which cost less CPU time than one loop over all
+  (docs/benchmarks.md).
+  """
+  if size % _CHAINS or size < 1024 * _CHAINS:
+    return _philox_words(key_data, start, size).reshape(size, 4)
+  part = size // _CHAINS
+  return jnp.concatenate([_philox_words(key_data, start + np.uint32(j * part), part)
+                          for j in range(_CHAINS)]).reshape(size, 4)
 
 
 def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
