@@ -48,8 +48,8 @@ _ROUNDS = 10
 # two uint64 state arrays (128 KiB each) stay in a core's L2 cache.
 _CHUNK = 32768
 _CHAINS = 2
-# Rounds per loop iteration: XLA fuses the rounds of one iteration into each of the two
-# state arrays (recomputing what they share), so a few per iteration, not all ten.
+# Rounds per materialized step: XLA fuses a step's rounds into each of the two state arrays
+# (recomputing what they share), so a few per step, not all ten.
 _ROUNDS_PER_STEP = 2
 _LOW = np.uint64(0xFFFFFFFF)
 
@@ -110,13 +110,23 @@ def _philox_words(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array
     a = wide(x0) | (wide(x1) << np.uint64(32))
     b = wide(x2) | (wide(x3) << np.uint64(32))
 
-    def step(s, ab):
-      for j in range(_ROUNDS_PER_STEP):
-        r = (s * _ROUNDS_PER_STEP + j).astype(jnp.uint32)  # the key after r increments
-        ab = _round(*ab, wide(key_data[0] + r * _W0), wide(key_data[1] + r * _W1))
-      return ab
-
-    a, b = lax.fori_loop(0, _ROUNDS // _ROUNDS_PER_STEP, step, (a, b))
+    # Each group of rounds is a conditional whose two branches are the same rounds, on a
+    # predicate unknown to XLA: XLA fuses nothing across a conditional, so each group's two
+    # state arrays are materialized (no recomputation of earlier rounds, as a fusion of all
+    # ten would do) into fresh buffers (no copies of a loop carry, as a loop over the rounds
+    # makes). The bits do not depend on the predicate.
+    pred = start == np.uint32(0)
+    ab = (a, b)
+    for s in range(_ROUNDS // _ROUNDS_PER_STEP):
+      def rounds(ab, s=s):
+        for r in range(s * _ROUNDS_PER_STEP, (s + 1) * _ROUNDS_PER_STEP):
+          # The key after r increments (mod 2^32).
+          k_a = key_data[0] + np.uint32(r * int(_W0) & 0xFFFFFFFF)
+          k_b = key_data[1] + np.uint32(r * int(_W1) & 0xFFFFFFFF)
+          ab = _round(*ab, wide(k_a), wide(k_b))
+        return ab
+      ab = lax.cond(pred, rounds, rounds, ab)
+    a, b = ab
     return lax.bitcast_convert_type(jnp.stack([a, b], axis=1), jnp.uint32).reshape(size * 4)
 
 
