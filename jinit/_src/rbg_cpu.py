@@ -114,8 +114,10 @@ def _philox_words(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array
     # predicate unknown to XLA: XLA fuses nothing across a conditional, so each group's two
     # state arrays are materialized (no recomputation of earlier rounds, as a fusion of all
     # ten would do) into fresh buffers (no copies of a loop carry, as a loop over the rounds
-    # makes). The bits do not depend on the predicate.
-    pred = start == np.uint32(0)
+    # makes). The bits do not depend on the predicate; it depends on the key data, so that
+    # XLA cannot fold it (and inline the rounds) even for the first chunk, whose start is a
+    # constant.
+    pred = key_data[0] == start
     ab = (a, b)
     for s in range(_ROUNDS // _ROUNDS_PER_STEP):
       def rounds(ab, s=s):
