@@ -23,7 +23,7 @@ Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching 
 ``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
 
 :func:`normal` and :func:`uniform` (float32) go one step further: they apply
-``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
+``jax.random``'s own formulas (same numbers) chunk by chunk, on materialized words, so
 the transform runs vectorized on words still in cache instead of in one more pass, and
 with it an initializer's scale and shift (``post``): what XLA computes for
 ``jax.jit(lambda k: jax.random.normal(k, shape) * std + mean)``, bit for bit.
@@ -97,28 +97,30 @@ def _round(a: jax.Array, b: jax.Array, k_a: jax.Array, k_b: jax.Array):
           rot((a & _LOW) * np.uint64(int(_M0))) ^ (b >> np.uint64(32)) ^ k_b)
 
 
-def _philox_words(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
-  """The words of counters start .. start + size - 1, as uint32[size * 4] (XLA's order).
+def _materialized(fn, pred: jax.Array, *args):
+  """``fn(*args)``, computed apart: a conditional whose two branches are both ``fn``.
 
-  The rounds run on two uint64 arrays (see :func:`_round`), under ``jax.enable_x64``
-  whatever the global setting (the result is uint32). Little-endian, the pair
-  x0 | x1 << 32 bitcast to uint32 is (x0, x1): the words come out in XLA's order.
+  XLA fuses nothing across a conditional, so its result is materialized in a fresh buffer:
+  what it consumes is not recomputed inside it (as one fusion of all ten Philox rounds would
+  recompute the earlier rounds) and what consumes it does not pull it into its own loop
+  (as a transform fused into the words' interleaving runs element by element); a fresh
+  buffer is no loop carry, which XLA would copy. ``pred`` must be unknown to XLA (it would
+  inline a constant one's branch and fuse again); the result does not depend on it.
+  """
+  return lax.cond(pred, fn, fn, *args)
+
+
+def _philox_pairs(key_data: jax.Array, start: jax.Array, size: int, pred: jax.Array):
+  """Philox4x32-10 of counters start .. start + size - 1, as uint64 pairs (x0 | x1 << 32,
+  x2 | x3 << 32) (see :func:`_round`), ``_ROUNDS_PER_STEP`` rounds per materialized step.
+
+  Computed under ``jax.enable_x64`` whatever the global setting; :func:`_philox_chunk`
+  returns uint32.
   """
   x0, x1, x2, x3 = _counters(key_data, start + lax.iota(jnp.uint32, size))
   with jax.enable_x64(True):
     wide = lambda v: lax.convert_element_type(v, np.uint64)
-    a = wide(x0) | (wide(x1) << np.uint64(32))
-    b = wide(x2) | (wide(x3) << np.uint64(32))
-
-    # Each group of rounds is a conditional whose two branches are the same rounds, on a
-    # predicate unknown to XLA: XLA fuses nothing across a conditional, so each group's two
-    # state arrays are materialized (no recomputation of earlier rounds, as a fusion of all
-    # ten would do) into fresh buffers (no copies of a loop carry, as a loop over the rounds
-    # makes). The bits do not depend on the predicate; it depends on the key data, so that
-    # XLA cannot fold it (and inline the rounds) even for the first chunk, whose start is a
-    # constant.
-    pred = key_data[0] == start
-    ab = (a, b)
+    ab = (wide(x0) | (wide(x1) << np.uint64(32)), wide(x2) | (wide(x3) << np.uint64(32)))
     for s in range(_ROUNDS // _ROUNDS_PER_STEP):
       def rounds(ab, s=s):
         for r in range(s * _ROUNDS_PER_STEP, (s + 1) * _ROUNDS_PER_STEP):
@@ -127,24 +129,34 @@ def _philox_words(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array
           k_b = key_data[1] + np.uint32(r * int(_W1) & 0xFFFFFFFF)
           ab = _round(*ab, wide(k_a), wide(k_b))
         return ab
-      ab = lax.cond(pred, rounds, rounds, ab)
-    a, b = ab
-    return lax.bitcast_convert_type(jnp.stack([a, b], axis=1), jnp.uint32).reshape(size * 4)
+      ab = _materialized(rounds, pred, ab)
+  return ab
 
 
-def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
+def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int,
+                  pred: jax.Array) -> jax.Array:
   """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order).
 
   A ``size`` that is a multiple of ``_CHAINS`` (and at least 1024 per chain) is split into
-  ``_CHAINS`` runs of counters, each its own round loop: independent loops, which XLA's CPU
-  runtime may run side by side and which cost less CPU time than one loop over all
-  (docs/benchmarks.md).
+  ``_CHAINS`` runs of counters, each its own chain of rounds: independent chains, which
+  XLA's CPU runtime may run side by side and which cost less CPU time than one chain over
+  all (docs/benchmarks.md). Little-endian, the pair x0 | x1 << 32 bitcast to uint32 is
+  (x0, x1): interleaving the two pairs of each counter gives XLA's order, in a materialized
+  step of its own. ``pred``: any boolean that XLA cannot fold (see :func:`_materialized`);
+  one that does not depend on the key stays unbatched under ``jax.vmap`` over keys, where a
+  batched one turns the conditionals into selects (same bits, no materialization).
   """
-  if size % _CHAINS or size < 1024 * _CHAINS:
-    return _philox_words(key_data, start, size).reshape(size, 4)
-  part = size // _CHAINS
-  return jnp.concatenate([_philox_words(key_data, start + np.uint32(j * part), part)
-                          for j in range(_CHAINS)]).reshape(size, 4)
+  chains = _CHAINS if size % _CHAINS == 0 and size >= 1024 * _CHAINS else 1
+  part = size // chains
+  pairs = [_philox_pairs(key_data, start + np.uint32(j * part), part, pred)
+           for j in range(chains)]
+
+  def interleave(pairs):
+    with jax.enable_x64(True):
+      return jnp.concatenate([lax.bitcast_convert_type(jnp.stack(ab, axis=1), jnp.uint32)
+                              for ab in pairs])
+
+  return _materialized(interleave, pred, pairs).reshape(size, 4)
 
 
 def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -152,11 +164,12 @@ def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   n = math.prod(shape)
   n_counters = -(-n // 4)
   if n_counters <= _CHUNK:
-    words = _philox_chunk(key_data, jnp.uint32(0), n_counters)
+    # One chunk, from counter 0: only the key is unknown to XLA.
+    words = _philox_chunk(key_data, jnp.uint32(0), n_counters, key_data[0] == 0)
   else:
     n_chunks = -(-n_counters // _CHUNK)
     starts = jnp.arange(n_chunks, dtype=jnp.uint32) * np.uint32(_CHUNK)
-    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK), starts)
+    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK, s == 0), starts)
   return words.reshape(-1)[:n].reshape(shape)
 
 
@@ -180,12 +193,11 @@ def _normal_from_bits(bits: jax.Array) -> jax.Array:
 
 
 def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax.Array:
-  """``transform(bits)`` for the bits of ``shape``, chunk by chunk (software-pipelined).
+  """``transform(bits)`` for the bits of ``shape``, chunk by chunk.
 
-  Loop step c draws chunk c + 1's words and transforms chunk c's, which the previous step
-  left in the loop carry: a carried array is materialized, so the transform is its own
-  elementwise (vectorized) loop, not fused into the words' interleaving (where XLA would
-  run it element by element), and both stay in cache.
+  Loop step c draws chunk c's words (materialized: see :func:`_philox_chunk`), so the
+  transform is its own elementwise (vectorized) loop, fused into the write of its results
+  into the output, on words still in cache.
   """
   n = math.prod(shape)
   n_counters = -(-n // 4)
@@ -193,18 +205,13 @@ def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax
     return transform(_philox_bits32(key_data, shape))
   n_chunks = -(-n_counters // _CHUNK)
   size = 4 * _CHUNK
-  words = lambda c: _philox_chunk(key_data, c * np.uint32(_CHUNK), _CHUNK).reshape(size)
 
-  def step(c, carry):
-    out, previous = carry
-    # The last step draws one chunk past the end (unused): a branch would cost more.
-    following = words((c + 1).astype(jnp.uint32))
-    out = lax.dynamic_update_slice(out, transform(previous), (c * size,))
-    return out, following
+  def step(c, out):
+    words = _philox_chunk(key_data, c.astype(jnp.uint32) * np.uint32(_CHUNK), _CHUNK, c == 0)
+    return lax.dynamic_update_slice(out, transform(words.reshape(size)), (c * size,))
 
   out = jnp.zeros((n_chunks * size,), jnp.float32)
-  out, _ = lax.fori_loop(0, n_chunks, step, (out, words(jnp.uint32(0))))
-  return out[:n].reshape(shape)
+  return lax.fori_loop(0, n_chunks, step, out)[:n].reshape(shape)
 
 
 def _draw(key: jax.Array, shape, transform, fallback, post=None) -> jax.Array:
