@@ -97,17 +97,56 @@ def _round(a: jax.Array, b: jax.Array, k_a: jax.Array, k_b: jax.Array):
           rot((a & _LOW) * np.uint64(int(_M0))) ^ (b >> np.uint64(32)) ^ k_b)
 
 
-def _materialized(fn, pred: jax.Array, *args):
-  """``fn(*args)``, computed apart: a conditional whose two branches are both ``fn``.
+def _always(x: jax.Array) -> jax.Array:
+  """A boolean that is true at run time but not known to XLA: ``(x | 1) != 0``."""
+  return (x | np.asarray(1, x.dtype)) != 0
+
+
+def _materialized(fn, skip, pred: jax.Array, operand):
+  """``fn(operand)``, computed apart: the true branch of a conditional on ``pred``.
 
   XLA fuses nothing across a conditional, so its result is materialized in a fresh buffer:
   what it consumes is not recomputed inside it (as one fusion of all ten Philox rounds would
   recompute the earlier rounds) and what consumes it does not pull it into its own loop
   (as a transform fused into the words' interleaving runs element by element); a fresh
-  buffer is no loop carry, which XLA would copy. ``pred`` must be unknown to XLA (it would
-  inline a constant one's branch and fuse again); the result does not depend on it.
+  buffer is no loop carry, which XLA would copy. ``pred`` (from :func:`_always`) is true at
+  run time, so ``skip`` (cheap, of ``fn``'s output type) never runs; were XLA to fold
+  ``pred``, it would inline ``fn``: the same numbers, only not materialized. ``fn`` and
+  ``skip`` are module-level functions, the same objects at every call, so that jax reuses
+  their traced branches (and their compiled conditionals when a draw runs eagerly).
   """
-  return lax.cond(pred, fn, fn, *args)
+  return lax.cond(pred, fn, skip, operand)
+
+
+def _rounds_step(step: int, operand):
+  """Rounds ``step * _ROUNDS_PER_STEP`` onward of ``operand = ((a, b), (k0, k1))``: the
+  pairs after them (under ``jax.enable_x64``)."""
+  ab, (k0, k1) = operand
+  wide = lambda v: lax.convert_element_type(v, np.uint64)
+  for r in range(step * _ROUNDS_PER_STEP, (step + 1) * _ROUNDS_PER_STEP):
+    # The key after r increments (mod 2^32).
+    k_a = k0 + np.uint32(r * int(_W0) & 0xFFFFFFFF)
+    k_b = k1 + np.uint32(r * int(_W1) & 0xFFFFFFFF)
+    ab = _round(*ab, wide(k_a), wide(k_b))
+  return ab
+
+
+def _pairs_unchanged(operand):
+  return operand[0]
+
+
+_STEPS = tuple(functools.partial(_rounds_step, s) for s in range(_ROUNDS // _ROUNDS_PER_STEP))
+
+
+def _interleave(pairs):
+  """uint32[size, 2, 2]: each counter's pairs (a, b) bitcast to words, chains one after another."""
+  with jax.enable_x64(True):
+    return jnp.concatenate([lax.bitcast_convert_type(jnp.stack(ab, axis=1), jnp.uint32)
+                            for ab in pairs])
+
+
+def _no_words(pairs):
+  return jnp.zeros((sum(a.shape[0] for a, _ in pairs), 2, 2), jnp.uint32)
 
 
 def _philox_pairs(key_data: jax.Array, start: jax.Array, size: int, pred: jax.Array):
@@ -121,15 +160,8 @@ def _philox_pairs(key_data: jax.Array, start: jax.Array, size: int, pred: jax.Ar
   with jax.enable_x64(True):
     wide = lambda v: lax.convert_element_type(v, np.uint64)
     ab = (wide(x0) | (wide(x1) << np.uint64(32)), wide(x2) | (wide(x3) << np.uint64(32)))
-    for s in range(_ROUNDS // _ROUNDS_PER_STEP):
-      def rounds(ab, s=s):
-        for r in range(s * _ROUNDS_PER_STEP, (s + 1) * _ROUNDS_PER_STEP):
-          # The key after r increments (mod 2^32).
-          k_a = key_data[0] + np.uint32(r * int(_W0) & 0xFFFFFFFF)
-          k_b = key_data[1] + np.uint32(r * int(_W1) & 0xFFFFFFFF)
-          ab = _round(*ab, wide(k_a), wide(k_b))
-        return ab
-      ab = _materialized(rounds, pred, ab)
+    for step in _STEPS:
+      ab = _materialized(step, _pairs_unchanged, pred, (ab, (key_data[0], key_data[1])))
   return ab
 
 
@@ -142,7 +174,7 @@ def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int,
   XLA's CPU runtime may run side by side and which cost less CPU time than one chain over
   all (docs/benchmarks.md). Little-endian, the pair x0 | x1 << 32 bitcast to uint32 is
   (x0, x1): interleaving the two pairs of each counter gives XLA's order, in a materialized
-  step of its own. ``pred``: any boolean that XLA cannot fold (see :func:`_materialized`);
+  step of its own. ``pred``: true at run time, unknown to XLA (see :func:`_materialized`);
   one that does not depend on the key stays unbatched under ``jax.vmap`` over keys, where a
   batched one turns the conditionals into selects (same bits, no materialization).
   """
@@ -150,13 +182,7 @@ def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int,
   part = size // chains
   pairs = [_philox_pairs(key_data, start + np.uint32(j * part), part, pred)
            for j in range(chains)]
-
-  def interleave(pairs):
-    with jax.enable_x64(True):
-      return jnp.concatenate([lax.bitcast_convert_type(jnp.stack(ab, axis=1), jnp.uint32)
-                              for ab in pairs])
-
-  return _materialized(interleave, pred, pairs).reshape(size, 4)
+  return _materialized(_interleave, _no_words, pred, pairs).reshape(size, 4)
 
 
 def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -165,12 +191,16 @@ def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   n_counters = -(-n // 4)
   if n_counters <= _CHUNK:
     # One chunk, from counter 0: only the key is unknown to XLA.
-    words = _philox_chunk(key_data, jnp.uint32(0), n_counters, key_data[0] == 0)
+    words = _philox_chunk(key_data, jnp.uint32(0), n_counters, _always(key_data[0]))
   else:
     n_chunks = -(-n_counters // _CHUNK)
     starts = jnp.arange(n_chunks, dtype=jnp.uint32) * np.uint32(_CHUNK)
-    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK, s == 0), starts)
+    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK, _always(s)), starts)
   return words.reshape(-1)[:n].reshape(shape)
+
+
+# Jitted (shape static) so that an eager draw compiles once per shape; inlined under jit.
+_philox_bits32_jit = jax.jit(_philox_bits32, static_argnums=1)
 
 
 def _uniform_from_bits(bits: jax.Array, minval: float, maxval: float) -> jax.Array:
@@ -207,7 +237,8 @@ def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax
   size = 4 * _CHUNK
 
   def step(c, out):
-    words = _philox_chunk(key_data, c.astype(jnp.uint32) * np.uint32(_CHUNK), _CHUNK, c == 0)
+    words = _philox_chunk(key_data, c.astype(jnp.uint32) * np.uint32(_CHUNK), _CHUNK,
+                          _always(c))
     return lax.dynamic_update_slice(out, transform(words.reshape(size)), (c * size,))
 
   out = jnp.zeros((n_chunks * size,), jnp.float32)
@@ -263,7 +294,7 @@ def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
   if bit_width != 32 or n == 0 or -(-n // 4) > np.iinfo(np.uint32).max:
     return xla(key_data)
   # RngBitGenerator's default algorithm is backend-specific: reproduce it on CPU only.
-  return lax.platform_dependent(key_data, cpu=lambda kd: _philox_bits32(kd, shape),
+  return lax.platform_dependent(key_data, cpu=lambda kd: _philox_bits32_jit(kd, shape),
                                 default=xla)
 
 
