@@ -73,6 +73,7 @@ def _check_forward(flax_model, model, params, x):
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.slow  # ~2 s quiet, 7 s at load 7: compiling the traced schedule
 def test_batches_are_the_studies():
   """batch_schedule draws what a traced seed draws inside the jinit sweep (vmap, lax.map)."""
   steps, batch, n = 7, 5, 1000
