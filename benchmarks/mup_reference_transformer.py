@@ -164,7 +164,7 @@ def lr_multipliers(optimizer: torch.optim.Optimizer, model: nn.Module, lr: float
 
 
 def summary_markdown(transfer: dict, claim: dict, inf: dict, config: study.Config,
-                     jinit: dict | None) -> str:
+                     jinit: dict | None, jinit_path: str = JINIT_RESULT) -> str:
   widths, lrs = transfer["widths"], transfer["lrs"]
   lines = common.header("microsoft/mup reference: μP lr transfer on the pre-LN ViT "
                         "(PyTorch)", inf)
@@ -207,7 +207,7 @@ def summary_markdown(transfer: dict, claim: dict, inf: dict, config: study.Confi
             f"**{yes[claim['mup_wider_is_better_at_transferred_lr']]}**."]
   if jinit:
     jc = mup_transfer.claims(jinit)
-    lines += ["", f"jinit's run (`{JINIT_RESULT}`): widest μP at the transferred lr "
+    lines += ["", f"jinit's run (`{jinit_path}`): widest μP at the transferred lr "
               f"({common.fmt_lr(jc['transferred_lr'])}) "
               f"{common.fmt(jc['mup_widest_loss_at_transferred_lr'])} vs widest SP at its best "
               f"lr ({common.fmt_lr(jc['sp_widest_best_lr'])}) "
@@ -226,6 +226,8 @@ def main(argv=None) -> dict[str, Any]:
   p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST")
   p.add_argument("--mup-zero-init", action=argparse.BooleanOptionalAction, default=None)
   p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+  p.add_argument("--jinit-result", default=JINIT_RESULT,
+                 help="the jinit run's transfer.json to compare with (same grid)")
   args = p.parse_args(argv)
   config = study.QUICK if args.quick else study.Config()
   changes: dict[str, Any] = {}
@@ -277,14 +279,15 @@ def main(argv=None) -> dict[str, Any]:
   results.write_json(os.path.join(args.out, "transfer.json"), transfer)
   mup_transfer.plot_loss_vs_lr(transfer, os.path.join(args.out, "loss_vs_lr.png"),
                                "microsoft/mup pre-LN ViT")
-  jinit = results.read_json(JINIT_RESULT) if os.path.exists(JINIT_RESULT) else None
+  jinit = (results.read_json(args.jinit_result) if os.path.exists(args.jinit_result)
+           else None)
   if jinit is not None and (jinit["widths"] != transfer["widths"]
                             or jinit["lrs"] != transfer["lrs"]):
     jinit = None  # another grid: not comparable row by row
   inf = common.info(command, start, cpu_start, load_start)
   results.write_json(os.path.join(args.out, "summary.json"), {
       "info": inf, "config": dataclasses.asdict(config), "claims": claim})
-  text = summary_markdown(transfer, claim, inf, config, jinit)
+  text = summary_markdown(transfer, claim, inf, config, jinit, args.jinit_result)
   results.write_text(os.path.join(args.out, "summary.md"), text + "\n")
   print(text)
   return transfer
