@@ -11,25 +11,31 @@ own optimizer. Skipped cleanly without ``torch`` and ``mup`` (not jinit dependen
 """
 
 import math
+import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("mup")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from benchmarks import mup_reference_common as common  # noqa: E402
-from benchmarks import mup_reference_depth as ref_depth  # noqa: E402
-from benchmarks import mup_reference_transformer as ref_vit  # noqa: E402
-from experiments import mup_depth  # noqa: E402
-from experiments import mup_transfer  # noqa: E402
-from experiments import mup_transfer_transformer as vit  # noqa: E402
-from jinit import mup  # noqa: E402
+from experiments import mup_depth
+from experiments import mup_transfer
+from experiments import mup_transfer_transformer as vit
+from jinit import mup
 
 N_SE = 6.0  # standard errors allowed in a statistical check (P(|N(0,1)| > 6) ~ 2e-9)
+
+
+@pytest.fixture(scope="module")
+def ref():
+  """torch, and the reference scripts (imported here, not at collection: torch takes ~2 s)."""
+  torch = pytest.importorskip("torch")
+  pytest.importorskip("mup")
+  from benchmarks import mup_reference_common
+  from benchmarks import mup_reference_depth
+  from benchmarks import mup_reference_transformer
+  return types.SimpleNamespace(torch=torch, common=mup_reference_common,
+                               depth=mup_reference_depth, vit=mup_reference_transformer)
 
 
 def _flat(params):
@@ -37,11 +43,11 @@ def _flat(params):
           for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
-def _check_init(model, flax_params):
+def _check_init(ref, model, flax_params):
   """Each torch parameter's draw against the flax init's draw of the same parameter."""
   flat = _flat(flax_params)
   for name, p in model.named_parameters():
-    path, index = common.flax_path(name)
+    path, index = ref.common.flax_path(name)
     f = flat[path] if index is None else flat[path][index]
     t = p.detach().numpy().ravel()
     f = f.ravel()
@@ -65,16 +71,16 @@ def _random_like(params, key=1):
       treedef, [0.3 * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)])
 
 
-def _check_forward(flax_model, model, params, x):
-  common.load_flax_params(model, params)
+def _check_forward(ref, flax_model, model, params, x):
+  ref.common.load_flax_params(model, params)
   want = np.asarray(flax_model.apply({"params": params}, jnp.asarray(x)))
-  got = model(torch.from_numpy(x)).detach().numpy()
+  got = model(ref.torch.from_numpy(x)).detach().numpy()
   # float32 on both sides, a few layers deep: rounding differences ~1e-7 of the logits' size
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 @pytest.mark.slow  # ~2 s quiet, 7 s at load 7: compiling the traced schedule
-def test_batches_are_the_studies():
+def test_batches_are_the_studies(ref):
   """batch_schedule draws what a traced seed draws inside the jinit sweep (vmap, lax.map)."""
   steps, batch, n = 7, 5, 1000
 
@@ -85,7 +91,7 @@ def test_batches_are_the_studies():
 
   want = np.asarray(jax.jit(jax.vmap(traced))(jnp.arange(3, dtype=jnp.int32)))
   for s in range(3):
-    got = common.batch_schedule(mup_transfer.SEED, s, steps, batch, n)
+    got = ref.common.batch_schedule(mup_transfer.SEED, s, steps, batch, n)
     np.testing.assert_array_equal(got, want[s])
   assert len(np.unique(want)) > 1  # not a constant schedule
 
@@ -93,65 +99,66 @@ def test_batches_are_the_studies():
 @pytest.mark.slow  # ~5 s: flax inits and jinit.mup.infinite_dims of 4 ViTs
 @pytest.mark.parametrize("parametrization", ["sp", "mup"])
 @pytest.mark.parametrize("zero_init", [True, False])
-def test_transformer_is_the_studys(parametrization, zero_init):
+def test_transformer_is_the_studys(ref, parametrization, zero_init):
   config = vit.Config(widths=(32, 64), mup_zero_init=zero_init)
   width, base = 64, 32
   family = vit.family(config)
   x = np.random.default_rng(0).random((3, 16, 49), dtype=np.float32)
   flax_model = family.make_model(parametrization, width, base)
   params = flax_model.init(jax.random.key(0), jnp.asarray(x[:1]))["params"]
-  model, optimizer = ref_vit.build(config, parametrization, width, 0, 16, 49)
-  _check_init(model, params)
+  model, optimizer = ref.vit.build(config, parametrization, width, 0, 16, 49)
+  _check_init(ref, model, params)
   meta = mup_transfer.family_meta(family, parametrization, width, base, jnp.asarray(x[:1]))
   want = mup.lr_multipliers(meta, "adam")
-  got = ref_vit.lr_multipliers(optimizer(1e-3), model, 1e-3)
-  assert {common.flax_path(n)[0] for n in got} == set(want)
+  got = ref.vit.lr_multipliers(optimizer(1e-3), model, 1e-3)
+  assert {ref.common.flax_path(n)[0] for n in got} == set(want)
   for name, factor in got.items():
-    assert factor == pytest.approx(want[common.flax_path(name)[0]], rel=1e-12), name
+    assert factor == pytest.approx(want[ref.common.flax_path(name)[0]], rel=1e-12), name
   assert any(f != 1.0 for f in want.values()) == (parametrization == "mup")
-  assert ref_vit.attention_scale(parametrization, 16, 8) == pytest.approx(
+  assert ref.vit.attention_scale(parametrization, 16, 8) == pytest.approx(
       mup.attention_scale(16, 8, parametrization=parametrization), rel=1e-12)
-  _check_forward(flax_model, model, _random_like(params), x)
+  _check_forward(ref, flax_model, model, _random_like(params), x)
 
 
 @pytest.mark.slow  # ~4 s: flax inits and infinite_dims of four 8-block models
 @pytest.mark.parametrize("parametrization", mup_depth.PARAMETRIZATIONS)
-def test_depth_model_is_the_studys(parametrization):
+def test_depth_model_is_the_studys(ref, parametrization):
   config = mup_depth.Config(depths=(2, 8))
   depth = 8
   x = np.random.default_rng(0).random((3, 784), dtype=np.float32)
   flax_model = mup_depth.make_model(parametrization, config.width, depth, config)
   params = flax_model.init(jax.random.key(0), jnp.asarray(x[:1]))["params"]
-  model, optimizer = ref_depth.build(config, parametrization, depth, 0, 784)
-  _check_init(model, params)
+  model, optimizer = ref.depth.build(config, parametrization, depth, 0, 784)
+  _check_init(ref, model, params)
   meta = mup_depth.params_meta(parametrization, depth, config, 784)
-  got = ref_depth.group_factors(optimizer(1e-3), model, 1e-3)
-  assert {common.flax_path(n)[0] for n in got} == set(meta)
+  got = ref.depth.group_factors(optimizer(1e-3), model, 1e-3)
+  assert {ref.common.flax_path(n)[0] for n in got} == set(meta)
   for name, (lr_f, eps_f) in got.items():
-    m = meta[common.flax_path(name)[0]]
+    m = meta[ref.common.flax_path(name)[0]]
     assert lr_f == pytest.approx(m.lr_multiplier("adam"), rel=1e-12), name
     assert eps_f == pytest.approx(m.eps_multiplier, rel=1e-12), name
-  rules = ref_depth.depth_rules(parametrization, depth, config.base_depth)
+  rules = ref.depth.depth_rules(parametrization, depth, config.base_depth)
   assert rules["branch"] == pytest.approx(
       mup.branch_multiplier(parametrization, depth, config.base_depth), rel=1e-12)
-  _check_forward(flax_model, model, _random_like(params), x)
+  _check_forward(ref, flax_model, model, _random_like(params), x)
 
 
 @pytest.mark.slow  # ~3 s: 3 batched runs and 3 single runs of 10 steps
 @pytest.mark.parametrize("parametrization", ["mup", "completep"])
-def test_depth_ensemble_is_each_run(parametrization):
+def test_depth_ensemble_is_each_run(ref, parametrization):
   """The batched trainer equals each mup model trained by its own MuAdam (lr and eps per
   group), run by run: different lrs and seeds in one batch do not mix."""
   config = mup_depth.Config(depths=(2, 4))
+  torch, common = ref.torch, ref.common
   gen = torch.Generator().manual_seed(0)
   x = torch.rand(600, 784, generator=gen)
   y = torch.randint(0, 10, (600,), generator=gen)
   seeds_r, lrs_r = [0, 1, 0], torch.tensor([2.0 ** -8, 2.0 ** -4, 2.0 ** -4])
   batches_r = np.stack([common.batch_schedule(mup_depth.SEED, s, 10, 16, 600) for s in seeds_r])
-  ens = ref_depth.Ensemble(config, parametrization, 4, seeds_r, 784)
+  ens = ref.depth.Ensemble(config, parametrization, 4, seeds_r, 784)
   loss, acc = ens.train(lrs_r, batches_r, x, y, x[:128], y[:128], x[128:256], y[128:256])
   for r in range(3):
-    model, optimizer = ref_depth.build(config, parametrization, 4, seeds_r[r], 784)
+    model, optimizer = ref.depth.build(config, parametrization, 4, seeds_r[r], 784)
     want = common.train_run(model, optimizer(float(lrs_r[r])), batches_r[r], x, y, x[:128],
                             y[:128], x[128:256], y[128:256])
     # float32, batched vs one-at-a-time matmuls over 10 steps: rounding only
