@@ -231,15 +231,22 @@ def main(argv=None) -> dict[str, Any]:
   args = p.parse_args(argv)
   config = study.QUICK if args.quick else study.Config()
   changes: dict[str, Any] = {}
-  if args.widths:
-    changes["widths"] = tuple(int(w) for w in args.widths.split(","))
-  if args.log2_lrs:
-    lo, hi = (int(v) for v in args.log2_lrs.split(":"))
-    changes["log2_lrs"] = tuple(range(lo, hi + 1))
+  try:
+    if args.widths:
+      changes["widths"] = tuple(int(v) for v in args.widths.split(","))
+    if args.log2_lrs:
+      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
+      changes["log2_lrs"] = tuple(range(lo, hi + 1))
+  except ValueError:
+    p.error(f"--widths must be comma-separated ints and --log2-lrs FIRST:LAST ints, got "
+            f"{args.widths!r} and {args.log2_lrs!r}")
   for name in ("seeds", "steps", "mup_zero_init"):
     if getattr(args, name) is not None:
       changes[name] = getattr(args, name)
-  config = dataclasses.replace(config, **changes)  # Config checks every field
+  try:
+    config = dataclasses.replace(config, **changes)  # Config checks every field
+  except (TypeError, ValueError) as e:
+    p.error(str(e))
   torch.set_num_threads(args.threads)
   start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
   command = "python benchmarks/mup_reference_transformer.py " + " ".join(

@@ -165,3 +165,19 @@ def test_depth_ensemble_is_each_run(ref, parametrization):
     assert loss[r] == pytest.approx(want[0], rel=1e-4), r
     assert acc[r] == pytest.approx(want[1], abs=1 / 128 + 1e-6), r  # at most one flip
   assert loss[1] != pytest.approx(loss[0], rel=1e-3)  # the lrs did differ
+
+
+@pytest.mark.slow  # imports torch (~2 s)
+@pytest.mark.parametrize("script, argv, message", [
+    ("vit", ["--widths", "32,x"], "--widths must be comma-separated ints"),
+    ("vit", ["--log2-lrs=-3"], "--log2-lrs FIRST:LAST"),
+    ("vit", ["--widths", "64,32"], "widths must be at least 2 strictly increasing"),
+    ("depth", ["--seeds", "0"], "seeds must be a positive int"),
+    ("depth", ["--parametrizations", "sp,foo"], "--parametrizations must be of sp, mup"),
+])
+def test_bad_arguments_exit_before_any_work(ref, tmp_path, capsys, script, argv, message):
+  out = tmp_path / "out"
+  with pytest.raises(SystemExit):
+    getattr(ref, script).main(["--out", str(out), *argv])
+  assert message in capsys.readouterr().err
+  assert not out.exists()  # nothing loaded, nothing written
