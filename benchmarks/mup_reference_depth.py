@@ -113,10 +113,13 @@ def build(config: study.Config, parametrization: str, depth: int, seed: int,
   """``(model, make_optimizer(lr))`` of ``parametrization`` at ``depth``, drawn from ``seed``."""
   mu = parametrization != "sp"
   rules = depth_rules(parametrization, depth, config.base_depth)
-  kw = dict(mu=mu, branch_mult=rules["branch"], input_dim=input_dim)
-  model = ResMLP(config.width, depth, **kw)
+
+  def make(width: int) -> ResMLP:
+    return ResMLP(width, depth, mu=mu, branch_mult=rules["branch"], input_dim=input_dim)
+
+  model = make(config.width)
   if mu:
-    mup.set_base_shapes(model, ResMLP(config.base_width, depth, **kw), rescale_params=False)
+    mup.set_base_shapes(model, make(config.base_width), rescale_params=False)
   init_(model, base_width=config.base_width, mu=mu, gen=torch.Generator().manual_seed(seed))
 
   def optimizer(lr):

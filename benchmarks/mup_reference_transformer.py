@@ -139,10 +139,14 @@ def build(config: study.Config, parametrization: str, width: int, seed: int, tok
   """``(model, make_optimizer(lr))`` of ``parametrization`` at ``width``, drawn from ``seed``."""
   mu = parametrization == "mup"
   base_width = config.widths[0]
-  kw = dict(mu=mu, depth=config.depth, heads=config.heads, tokens=tokens, patch_dim=patch_dim)
-  model = ViT(width, base_width, **kw)
+
+  def make(w: int) -> ViT:
+    return ViT(w, base_width, mu=mu, depth=config.depth, heads=config.heads, tokens=tokens,
+               patch_dim=patch_dim)
+
+  model = make(width)
   if mu:
-    mup.set_base_shapes(model, ViT(base_width, base_width, **kw), rescale_params=False)
+    mup.set_base_shapes(model, make(base_width), rescale_params=False)
   gen = torch.Generator().manual_seed(seed)
   zero = mu and config.mup_zero_init
   init_(model, base_width=base_width, mu=mu, zero_query=zero,
