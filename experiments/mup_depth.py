@@ -70,6 +70,7 @@ DEPTH_PARAMETRIZATIONS = ("depth_mup", "completep")
 WIDTH_ONLY = ("sp", "mup")
 NAMES = {"sp": "SP", "mup": "μP (width only)", "depth_mup": "depth-μP", "completep": "CompleteP"}
 BRANCHES = "blocks"  # the path prefix of every parameter inside a residual branch
+SEED = 20231004  # the root of every run's keys (mup_transfer.run_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,12 +171,11 @@ def make_sweep(model: ResMLP, meta, config: Config, x_train, y_train, x_eval, y_
   n_train = x_train.shape[0]
 
   def one_run(lr, seed):
-    key = jax.random.fold_in(jax.random.key(20231004), seed)
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key = mup_transfer.run_keys(SEED, seed)
     params = model.init(init_key, x_train[:1])["params"]
 
     def loss_fn(p, step_key):  # one step's batch, drawn from its key
-      idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+      idx = mup_transfer.batch_indices(step_key, config.batch_size, n_train)
       return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
 
     params, _, _, _ = study.scan_sgd(loss_fn, params, make_optimizer(meta, lr),

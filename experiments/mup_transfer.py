@@ -61,6 +61,7 @@ from jinit import mup
 from jinit._src import validation
 
 PARAMETRIZATIONS = ("sp", "mup")
+SEED = 20221  # the root of every run's keys: run_keys(SEED, seed) -> (init key, data key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +157,20 @@ def params_meta(parametrization: str, width: int, base_width: int, input_dim: in
   return family_meta(mlp_family(Config()), parametrization, width, base_width, x)
 
 
+def run_keys(root: int, seed):
+  """``(init_key, data_key)`` of run ``seed``: ``split(fold_in(key(root), seed))``.
+
+  A seed fixes the init and the batch order, shared by every learning rate (the microsoft/mup
+  reference scripts under benchmarks/ draw their batches with this and :func:`batch_indices`).
+  """
+  return jax.random.split(jax.random.fold_in(jax.random.key(root), seed))
+
+
+def batch_indices(step_key, batch_size: int, n_train: int):
+  """One step's batch: ``batch_size`` indices into the ``n_train`` training examples."""
+  return jax.random.randint(step_key, (batch_size,), 0, n_train)
+
+
 def _loss(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
@@ -166,13 +181,12 @@ def make_sweep(model: nn.Module, meta, config: Config, x_train, y_train, x_eval,
   n_train = x_train.shape[0]
 
   def one_run(lr, seed):
-    key = jax.random.fold_in(jax.random.key(20221), seed)
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key = run_keys(SEED, seed)
     params = model.init(init_key, x_train[:1])["params"]
     tx = optax.chain(optax.adam(lr), mup.scale_updates(meta, "adam"))
 
     def loss_fn(p, step_key):  # one step's batch, drawn from its key
-      idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+      idx = batch_indices(step_key, config.batch_size, n_train)
       return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
 
     params, _, _, _ = study.scan_sgd(loss_fn, params, tx,
