@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m benchmarks.bench_prng                       # table on stdout
     python -m benchmarks.bench_prng --out docs/results/bench_prng --hlo
+    python -m benchmarks.bench_prng --impls rbg unsafe_rbg --only xavier   # the pair vs torch
 
 Each piece is one jitted function of the key (shape static), timed as in
 ``bench_init``: a warm-up call, then ``--repeats`` samples interleaved between the
@@ -154,6 +155,8 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=9)
   p.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
   p.add_argument("--no-torch", action="store_true")
+  p.add_argument("--only", nargs="+", metavar="SUBSTRING",
+                 help="time only the pieces whose name contains one of these (e.g. xavier)")
   p.add_argument("--hlo", action="store_true", help="also write the compiled HLO (with --out)")
   p.add_argument("--out", help="write console.txt, provenance.json (and HLO) to this directory")
   args = p.parse_args(argv)
@@ -167,7 +170,13 @@ def main(argv=None):
            f"{'piece':<24} {'wall ms':>9} {'ns/elem':>8} {'CPU ms':>9} {'CPU/wall':>8} "
            f"{'min ms':>9}"]
   print("\n".join(lines), flush=True)
-  stats = time_pieces(_pieces(SHAPE, args.impls, not args.no_torch), args.repeats)
+  fns = _pieces(SHAPE, args.impls, not args.no_torch)
+  if args.only:
+    kept = {name: fn for name, fn in fns.items() if any(part in name for part in args.only)}
+    if not kept:
+      p.error(f"--only {args.only} matches no piece; pieces: {list(fns)}")
+    fns = kept
+  stats = time_pieces(fns, args.repeats)
   rows = []
   for name, (w, c, best) in stats.items():
     rows.append({"piece": name, "wall_ms": 1e3 * w, "cpu_ms": 1e3 * c, "min_ms": 1e3 * best,

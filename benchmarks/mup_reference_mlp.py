@@ -35,37 +35,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import math
 import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import mup_reference_common as common  # noqa: E402
 from experiments import mup_transfer  # noqa: E402
 from experiments.common import cli  # noqa: E402
 from experiments.common import data as data_lib  # noqa: E402
-from experiments.common import provenance as provenance_lib  # noqa: E402
 from experiments.common import results  # noqa: E402
 
 
 def batch_indices(seed: int, steps: int, batch_size: int, n_train: int) -> np.ndarray:
-  """The training rows jinit's sweep trains seed ``seed`` on: ``(steps, batch_size)`` ints.
-
-  The same calls as ``mup_transfer.make_sweep``'s ``one_run``: the seed's key is
-  ``fold_in(key(20221), seed)``, split into (init, data); step ``t`` draws
-  ``randint(split(data, steps)[t], (batch_size,), 0, n_train)``.
-  """
-  key = jax.random.fold_in(jax.random.key(20221), seed)
-  _, data_key = jax.random.split(key)
-  keys = jax.random.split(data_key, steps)
-  draw = jax.jit(jax.vmap(lambda k: jax.random.randint(k, (batch_size,), 0, n_train)))
-  return np.asarray(draw(keys))
+  """The training rows jinit's sweep trains seed ``seed`` on: ``(steps, batch_size)`` ints
+  (:func:`benchmarks.mup_reference_common.batch_schedule` with the study's root key)."""
+  return common.batch_schedule(mup_transfer.SEED, seed, steps, batch_size, n_train)
 
 
 def make_mlp(width: int, input_mult: float, output_mult: float, zero_readout: bool,
@@ -119,30 +107,17 @@ def build(parametrization: str, width: int, base_width: int, config, input_mult:
 
 def train_one(model, config, lr: float, x_train, y_train, x_eval, y_eval, x_val, y_val,
               idx: np.ndarray) -> tuple[float, float]:
-  """One run: ``config.steps`` steps of MuSGD/MuAdam at ``lr``; (eval loss, val accuracy)."""
-  import torch
-  import torch.nn.functional as F
+  """One run: ``config.steps`` steps of MuSGD (momentum) or MuAdam at ``lr`` over the rows
+  ``idx``; (final loss on the eval subset, validation accuracy)."""
   from mup import MuAdam
   from mup import MuSGD
 
-  if config.optimizer == "sgd":
-    opt = MuSGD(model.parameters(), lr=lr, momentum=config.momentum)
-  else:
-    opt = MuAdam(model.parameters(), lr=lr)
-  idx_t = torch.from_numpy(idx.astype(np.int64))
-  for t in range(config.steps):
-    rows = idx_t[t]
-    opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x_train[rows]), y_train[rows])
-    loss.backward()
-    opt.step()
-  with torch.no_grad():
-    eval_loss = float(F.cross_entropy(model(x_eval), y_eval))
-    acc = float((model(x_val).argmax(-1) == y_val).float().mean())
-  return (eval_loss if math.isfinite(eval_loss) else math.inf), acc
+  opt = (MuSGD(model.parameters(), lr=lr, momentum=config.momentum)
+         if config.optimizer == "sgd" else MuAdam(model.parameters(), lr=lr))
+  return common.train_run(model, opt, idx, x_train, y_train, x_eval, y_eval, x_val, y_val)
 
 
-def sweep(parametrization, width, base_width, config, mults, tensors, indices, log):
+def lr_seed_grid(parametrization, width, base_width, config, mults, tensors, indices):
   """Every (lr, seed) at one width: loss and accuracy arrays ``(lrs, seeds)``."""
   loss = np.full((len(config.lrs), config.seeds), np.nan)
   acc = np.full_like(loss, np.nan)
@@ -160,7 +135,7 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
 
   if threads:
     torch.set_num_threads(threads)
-  start, cpu_start = time.time(), time.process_time()
+  clock = time.time(), time.process_time(), os.getloadavg()[0]
   n_eval = min(config.eval_size, len(dataset.y_train))
   tensors = (torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train.astype(np.int64)),
              torch.from_numpy(dataset.x_train[:n_eval]),
@@ -178,8 +153,8 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
     for a, la in enumerate(ins):
       for b, lb in enumerate(outs):
         t0 = time.time()
-        gl[a, b], _ = sweep("mup", base, base, config, (2.0 ** la, 2.0 ** lb), tensors,
-                            indices, log)
+        gl[a, b], _ = lr_seed_grid("mup", base, base, config, (2.0 ** la, 2.0 ** lb), tensors,
+                                   indices)
         med = np.median(np.where(np.isfinite(gl[a, b]), gl[a, b], np.inf), axis=1)
         log(f"base width {base}: input_mult 2^{la}, output_mult 2^{lb}: "
             f"{time.time() - t0:5.1f} s; best loss {np.min(med):.4f}")
@@ -192,39 +167,21 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
                          for j in range(len(outs))] for i in range(len(ins))],
             "best_log2_input_mult": int(ins[a]), "best_log2_output_mult": int(outs[b])}
     mults = (2.0 ** ins[a], 2.0 ** outs[b])
-  per_run = {p: {"loss": np.full((len(config.widths), len(lrs), config.seeds), np.nan),
-                 "val_acc": np.full((len(config.widths), len(lrs), config.seeds), np.nan)}
-             for p in mup_transfer.PARAMETRIZATIONS}
-  for i, width in enumerate(config.widths):
-    for p in mup_transfer.PARAMETRIZATIONS:
-      t0 = time.time()
-      per_run[p]["loss"][i], per_run[p]["val_acc"][i] = sweep(p, width, base, config, mults,
-                                                              tensors, indices, log)
-      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
-                               np.inf), axis=1)
-      log(f"width {width:5d} {p:3s}: {time.time() - t0:6.1f} s; best lr "
-          f"{mup_transfer._fmt_lr(lrs[int(np.argmin(med))])}, loss {np.min(med):.4f}")
-  transfer = {"widths": list(config.widths), "lrs": lrs, "parametrizations": {}}
+
+  def one(p, width, lr, seed):
+    model = build(p, width, base, config, *mults, seed=seed)
+    return train_one(model, config, lr, *tensors, indices[seed])
+
+  per_run = common.sweep(config.widths, mup_transfer.PARAMETRIZATIONS, lrs, config.seeds, one,
+                         log)
+  transfer = common.transfer_from_runs(per_run, "widths", config.widths, lrs)
   if mults != (1.0, 1.0):  # as experiments.mup_transfer writes it
     transfer["multipliers"] = {"input_mult": mults[0], "output_mult": mults[1],
                                "tuned_at_width": base if grid is not None else None}
-  for p in mup_transfer.PARAMETRIZATIONS:
-    loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
-    median = np.median(loss, axis=2)
-    transfer["parametrizations"][p] = {"best_lr": mup_transfer.best_lrs(median, lrs),
-                                       "final_loss": median.tolist()}
   claim = mup_transfer.claims(transfer)
-  import mup as mup_pkg
-  import torch as torch_pkg
-  info = {"command": command,
-          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-          "machine": f"{provenance_lib.machine()}, torch {torch_pkg.__version__} "
-                     f"({torch_pkg.get_num_threads()} threads), mup "
-                     f"{getattr(mup_pkg, '__version__', '1.0.0')}",
-          "model": "MNIST MLP, microsoft/mup (PyTorch)",
-          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
-          "seconds": time.time() - start, "cpu_seconds": time.process_time() - cpu_start,
-          "load_average_1min_at_start_and_end": [os.getloadavg()[0]] * 2}
+  info = {**common.info(command, *clock), "model": "MNIST MLP, microsoft/mup (PyTorch)",
+          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples"}
+  info["machine"] = f"{info['machine']}, {info['libraries']}"
   results.write_json(os.path.join(out_dir, "runs.json"), {
       "config": dataclasses.asdict(config), "runs": per_run,
       **({"multiplier_grid": grid} if grid is not None else {})})

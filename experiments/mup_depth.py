@@ -66,6 +66,7 @@ DEPTH_PARAMETRIZATIONS = ("depth_mup", "completep")
 WIDTH_ONLY = ("sp", "mup")
 NAMES = {"sp": "SP", "mup": "μP (width only)", "depth_mup": "depth-μP", "completep": "CompleteP"}
 BRANCHES = "blocks"  # the path prefix of every parameter inside a residual branch
+SEED = 20231004  # the root of every run's keys (mup_transfer.run_keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +166,7 @@ def make_sweep(model: ResMLP, meta, config: Config, x_train, y_train, x_eval, y_
   """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program
   (:func:`experiments.mup_transfer.make_sweep` with this study's seed and optimizer)."""
   return mup_transfer.make_sweep(model, meta, config, x_train, y_train, x_eval, y_eval, x_val,
-                                 y_val, root_seed=20231004,
+                                 y_val, root_seed=SEED,
                                  make_tx=lambda meta, lr: make_optimizer(meta, lr))
 
 

@@ -62,6 +62,7 @@ from jinit._src import validation
 
 PARAMETRIZATIONS = ("sp", "mup")
 OPTIMIZERS = ("adam", "sgd")
+SEED = 20221  # the root of every run's keys: run_keys(SEED, seed) -> (init key, data key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,28 +222,41 @@ def params_meta(parametrization: str, width: int, base_width: int, input_dim: in
   return family_meta(mlp_family(Config()), parametrization, width, base_width, x)
 
 
+def run_keys(root: int, seed):
+  """``(init_key, data_key)`` of run ``seed``: ``split(fold_in(key(root), seed))``.
+
+  A seed fixes the init and the batch order, shared by every learning rate (the microsoft/mup
+  reference scripts under benchmarks/ draw their batches with this and :func:`batch_indices`).
+  """
+  return jax.random.split(jax.random.fold_in(jax.random.key(root), seed))
+
+
+def batch_indices(step_key, batch_size: int, n_train: int):
+  """One step's batch: ``batch_size`` indices into the ``n_train`` training examples."""
+  return jax.random.randint(step_key, (batch_size,), 0, n_train)
+
+
 def _loss(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
 def make_sweep(model: nn.Module, meta, config: Any, x_train, y_train, x_eval, y_eval, x_val,
-               y_val, *, root_seed: int = 20221,
+               y_val, *, root_seed: int = SEED,
                make_tx: Callable[[Any, Any], optax.GradientTransformation] | None = None):
   """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program.
 
-  Seed ``s`` of a run is ``fold_in(key(root_seed), s)``, split into its init and batch keys;
+  Seed ``s`` of a run has the keys :func:`run_keys` ``(root_seed, s)`` (init, batches);
   ``make_tx(meta, lr)`` is its optimizer (default: :func:`optimizer` with ``config``'s).
   """
   n_train = x_train.shape[0]
 
   def one_run(lr, seed):
-    key = jax.random.fold_in(jax.random.key(root_seed), seed)
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key = run_keys(root_seed, seed)
     params = model.init(init_key, x_train[:1])["params"]
     tx = optimizer(config, lr, meta) if make_tx is None else make_tx(meta, lr)
 
     def loss_fn(p, step_key):  # one step's batch, drawn from its key
-      idx = jax.random.randint(step_key, (config.batch_size,), 0, n_train)
+      idx = batch_indices(step_key, config.batch_size, n_train)
       return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
 
     params, _, _, _ = study.scan_sgd(loss_fn, params, tx,

@@ -134,9 +134,15 @@ def test_reinit_and_lsuv_take_rbg_keys(impl):
   assert np.all(np.isfinite(np.asarray(y)))
 
 
-# (300, 301): 22575 Philox counters, more than one chunk of rbg_cpu._CHUNK (16384) and a
-# partial last one; sizes not a multiple of 4 leave part of the last counter's words unused.
-FAST_SHAPES = ((1,), (3,), (7, 5), (2, 3, 11), (300, 301))
+# (400, 401): 40100 Philox counters, more than one chunk of rbg_cpu._CHUNK (32768, drawn as
+# rbg_cpu._CHAINS round loops) and a partial last one; (64, 128): 2048 counters in one chunk
+# split into chains; sizes not a multiple of 4 leave part of the last counter's words unused.
+BIG = (400, 401)
+FAST_SHAPES = ((1,), (3,), (7, 5), (2, 3, 11), (64, 128), BIG)
+
+
+def test_big_shape_spans_chunks():
+  assert math.prod(BIG) // 4 > rbg_cpu._CHUNK  # else the tests below miss the chunk loop
 
 
 @pytest.mark.parametrize("impl", IMPLS[1:])
@@ -161,7 +167,7 @@ def test_fast_rbg_bits_equal_xla_rng_bit_generator(impl):
 def test_rbg_draws_equal_jax_random(impl):
   """jinit's normal/uniform/truncated_normal with rbg keys are jax.random's numbers."""
   key = jax.random.key(11, impl=impl)
-  shape = (300, 301)
+  shape = BIG
   pairs = {
       "normal": (jinit.normal(key, shape), jax.random.normal(key, shape)),
       "uniform": (jinit.uniform(key, shape), jax.random.uniform(key, shape, minval=-1.0,
@@ -191,9 +197,9 @@ def test_scaled_rbg_draws_equal_jitted_jax_random(impl):
   jinit's scaled rbg draws equal ``jax.jit(lambda k: jax.random.normal(k, shape) * s + m)``
   bit for bit (XLA folds sqrt(2) * s into one constant in both)."""
   key = jax.random.key(5, impl=impl)
-  shape = (300, 301)  # 22575 counters: the chunk loop, with a partial last chunk
+  shape = BIG  # the chunk loop, with a partial last chunk
   f32 = np.float32
-  s_xn, s_kn = math.sqrt(2.0 / (300 + 301)), math.sqrt(2.0 / 300)
+  s_xn, s_kn = math.sqrt(2.0 / (BIG[0] + BIG[1])), math.sqrt(2.0 / BIG[0])
   s_xu = math.sqrt(3.0) * s_xn
   normal = lambda k: jax.random.normal(k, shape)
   uniform = lambda k: jax.random.uniform(k, shape, minval=-1.0, maxval=1.0)

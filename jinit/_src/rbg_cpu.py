@@ -23,7 +23,7 @@ Under ``jax.vmap`` over keys each key draws what it draws alone (jax's batching 
 ``rng_bit_generator`` does not: its batched draws differ from the unbatched ones).
 
 :func:`normal` and :func:`uniform` (float32) go one step further: they apply
-``jax.random``'s own formulas (same numbers) chunk by chunk, software-pipelined, so
+``jax.random``'s own formulas (same numbers) chunk by chunk, on materialized words, so
 the transform runs vectorized on words still in cache instead of in one more pass, and
 with it an initializer's scale and shift (``post``): what XLA computes for
 ``jax.jit(lambda k: jax.random.normal(k, shape) * std + mean)``, bit for bit.
@@ -44,11 +44,14 @@ from jax import lax
 _M0, _M1 = np.uint32(0xD2511F53), np.uint32(0xCD9E8D57)
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
 _ROUNDS = 10
-# Counters per chunk: 4 word arrays of 16384 uint32 (256 KiB) stay in a core's L2 cache.
-_CHUNK = 16384
-# Rounds per loop iteration: XLA fuses the rounds of one iteration into each of the four
-# word arrays (recomputing what they share), so a few per iteration, not all ten.
+# Counters per chunk: drawn as _CHAINS independent round loops of 16384 counters each, whose
+# two uint64 state arrays (128 KiB each) stay in a core's L2 cache.
+_CHUNK = 32768
+_CHAINS = 2
+# Rounds per materialized step: XLA fuses a step's rounds into each of the two state arrays
+# (recomputing what they share), so a few per step, not all ten.
 _ROUNDS_PER_STEP = 2
+_LOW = np.uint64(0xFFFFFFFF)
 
 
 def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
@@ -67,42 +70,119 @@ def _counters(key_data: jax.Array, i: jax.Array) -> tuple[jax.Array, ...]:
   return x0, x1, x2, x3
 
 
-def _mulhi(m: int | np.uint32, x: jax.Array) -> jax.Array:
-  """The high 32 bits of the 64-bit product ``m * x`` (uint32), through a uint64 product.
+def _round(a: jax.Array, b: jax.Array, k_a: jax.Array, k_b: jax.Array):
+  """One Philox4x32 round on the words packed in pairs, a = x0 | x1 << 32, b = x2 | x3 << 32.
 
-  ``x`` widened to uint64 (under ``jax.enable_x64``, whatever the global setting: the
-  result is uint32 again), times ``m``, shifted right by 32: LLVM compiles this
-  pattern to the vector 32x32->64 multiply (``vpmuludq`` in XLA's object code on x86),
-  cheaper than four products of 16-bit halves (docs/benchmarks.md has the measurements).
-  Not ``lax.mulhi``: jax 0.10.2 lowers it to
-  ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and nested
-  calls (a Flax init under ``out_shardings``) goes through MHLO and fails ("failed to
-  legalize operation 'mhlo.unknown'", "Unable to convert MHLO to StableHLO").
+  Philox's round (Salmon et al. 2011) maps (x0, x1, x2, x3) to (hi(M1 x2) ^ x1 ^ k_a,
+  lo(M1 x2), hi(M0 x0) ^ x3 ^ k_b, lo(M0 x0)). With p = M1 x2 as a uint64, the new pair
+  hi(p) ^ x1 ^ k_a | lo(p) << 32 is rot32(p) ^ (x1 ^ k_a) (rot32: the halves swapped), so
+  a' = rot32(M1 (b & 0xFFFFFFFF)) ^ (a >> 32) ^ k_a, b' = rot32(M0 (a & 0xFFFFFFFF)) ^
+  (b >> 32) ^ k_b: one 32x32->64 multiply (``vpmuludq``), one rotate and three cheap
+  operations per pair, no separate high and low products. Not ``lax.mulhi``: jax 0.10.2
+  lowers it to ``chlo.mulhi``, which has no MHLO counterpart; a program with shardings and
+  nested calls (a Flax init under ``out_shardings``) goes through MHLO and fails
+  ("failed to legalize operation 'mhlo.unknown'").
+
+  Args:
+    a: uint64 pairs (x0, x1).
+    b: uint64 pairs (x2, x3).
+    k_a: the round's first key word, as a uint64 scalar.
+    k_b: the round's second key word, as a uint64 scalar.
+
+  Returns:
+    The pairs (a', b') after the round.
   """
+  rot = lambda p: (p >> np.uint64(32)) | (p << np.uint64(32))
+  return (rot((b & _LOW) * np.uint64(int(_M1))) ^ (a >> np.uint64(32)) ^ k_a,
+          rot((a & _LOW) * np.uint64(int(_M0))) ^ (b >> np.uint64(32)) ^ k_b)
+
+
+def _always(x: jax.Array) -> jax.Array:
+  """A boolean that is true at run time but not known to XLA: ``(x | 1) != 0``."""
+  return (x | np.asarray(1, x.dtype)) != 0
+
+
+def _materialized(fn, skip, pred: jax.Array, operand):
+  """``fn(operand)``, computed apart: the true branch of a conditional on ``pred``.
+
+  XLA fuses nothing across a conditional, so its result is materialized in a fresh buffer:
+  what it consumes is not recomputed inside it (as one fusion of all ten Philox rounds would
+  recompute the earlier rounds) and what consumes it does not pull it into its own loop
+  (as a transform fused into the words' interleaving runs element by element); a fresh
+  buffer is no loop carry, which XLA would copy. ``pred`` (from :func:`_always`) is true at
+  run time, so ``skip`` (cheap, of ``fn``'s output type) never runs; were XLA to fold
+  ``pred``, it would inline ``fn``: the same numbers, only not materialized. ``fn`` and
+  ``skip`` are module-level functions, the same objects at every call, so that jax reuses
+  their traced branches (and their compiled conditionals when a draw runs eagerly).
+  """
+  return lax.cond(pred, fn, skip, operand)
+
+
+def _rounds_step(step: int, operand):
+  """Rounds ``step * _ROUNDS_PER_STEP`` onward of ``operand = ((a, b), (k0, k1))``: the
+  pairs after them (under ``jax.enable_x64``)."""
+  ab, (k0, k1) = operand
+  wide = lambda v: lax.convert_element_type(v, np.uint64)
+  for r in range(step * _ROUNDS_PER_STEP, (step + 1) * _ROUNDS_PER_STEP):
+    # The key after r increments (mod 2^32).
+    k_a = k0 + np.uint32(r * int(_W0) & 0xFFFFFFFF)
+    k_b = k1 + np.uint32(r * int(_W1) & 0xFFFFFFFF)
+    ab = _round(*ab, wide(k_a), wide(k_b))
+  return ab
+
+
+def _pairs_unchanged(operand):
+  return operand[0]
+
+
+_STEPS = tuple(functools.partial(_rounds_step, s) for s in range(_ROUNDS // _ROUNDS_PER_STEP))
+
+
+def _interleave(pairs):
+  """uint32[size, 2, 2]: each counter's pairs (a, b) bitcast to words, chains one after another."""
   with jax.enable_x64(True):
-    wide = lax.convert_element_type(x, np.uint64) * np.uint64(int(m))
-    return lax.convert_element_type(wide >> np.uint64(32), np.uint32)
+    return jnp.concatenate([lax.bitcast_convert_type(jnp.stack(ab, axis=1), jnp.uint32)
+                            for ab in pairs])
 
 
-def _round(x, k_a, k_b):
-  """One Philox4x32 round: two 32x32->64 products, their halves mixed with the key."""
-  x0, x1, x2, x3 = x
-  hi0, hi1 = _mulhi(_M0, x0), _mulhi(_M1, x2)
-  return hi1 ^ x1 ^ k_a, x2 * _M1, hi0 ^ x3 ^ k_b, x0 * _M0
+def _no_words(pairs):
+  return jnp.zeros((sum(a.shape[0] for a, _ in pairs), 2, 2), jnp.uint32)
 
 
-def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int) -> jax.Array:
-  """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order)."""
-  x = _counters(key_data, start + lax.iota(jnp.uint32, size))
+def _philox_pairs(key_data: jax.Array, start: jax.Array, size: int, pred: jax.Array):
+  """Philox4x32-10 of counters start .. start + size - 1, as uint64 pairs (x0 | x1 << 32,
+  x2 | x3 << 32) (see :func:`_round`), ``_ROUNDS_PER_STEP`` rounds per materialized step.
 
-  def step(s, x):
-    for j in range(_ROUNDS_PER_STEP):
-      r = (s * _ROUNDS_PER_STEP + j).astype(jnp.uint32)  # the key after r increments
-      x = _round(x, key_data[0] + r * _W0, key_data[1] + r * _W1)
-    return x
+  Computed under ``jax.enable_x64`` whatever the global setting; :func:`_philox_chunk`
+  returns uint32.
+  """
+  x0, x1, x2, x3 = _counters(key_data, start + lax.iota(jnp.uint32, size))
+  with jax.enable_x64(True):
+    wide = lambda v: lax.convert_element_type(v, np.uint64)
+    ab = (wide(x0) | (wide(x1) << np.uint64(32)), wide(x2) | (wide(x3) << np.uint64(32)))
+    for step in _STEPS:
+      ab = _materialized(step, _pairs_unchanged, pred, (ab, (key_data[0], key_data[1])))
+  return ab
 
-  x = lax.fori_loop(0, _ROUNDS // _ROUNDS_PER_STEP, step, x)
-  return jnp.stack(x, axis=1)
+
+def _philox_chunk(key_data: jax.Array, start: jax.Array, size: int,
+                  pred: jax.Array) -> jax.Array:
+  """The words of counters start .. start + size - 1, as uint32[size, 4] (XLA's order).
+
+  A ``size`` that is a multiple of ``_CHAINS`` (and at least 1024 per chain) is split into
+  ``_CHAINS`` runs of counters, each its own chain of rounds: independent chains, which
+  XLA's CPU runtime may run side by side and which cost less CPU time than one chain over
+  all (docs/benchmarks.md). Little-endian, the pair x0 | x1 << 32 bitcast to uint32 is
+  (x0, x1): interleaving the two pairs of each counter gives XLA's order, in a materialized
+  step of its own. ``pred``: true at run time, unknown to XLA (see :func:`_materialized`);
+  one that does not depend on the key stays unbatched under ``jax.vmap`` over keys, where a
+  batched one turns the conditionals into selects (same bits, no materialization).
+  """
+  chains = _CHAINS if size % _CHAINS == 0 and size >= 1024 * _CHAINS else 1
+  part = size // chains
+  pairs = [_philox_pairs(key_data, start + np.uint32(j * part), part, pred)
+           for j in range(chains)]
+  return _materialized(_interleave, _no_words, pred, pairs).reshape(size, 4)
 
 
 def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -110,12 +190,17 @@ def _philox_bits32(key_data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   n = math.prod(shape)
   n_counters = -(-n // 4)
   if n_counters <= _CHUNK:
-    words = _philox_chunk(key_data, jnp.uint32(0), n_counters)
+    # One chunk, from counter 0: only the key is unknown to XLA.
+    words = _philox_chunk(key_data, jnp.uint32(0), n_counters, _always(key_data[0]))
   else:
     n_chunks = -(-n_counters // _CHUNK)
     starts = jnp.arange(n_chunks, dtype=jnp.uint32) * np.uint32(_CHUNK)
-    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK), starts)
+    words = lax.map(lambda s: _philox_chunk(key_data, s, _CHUNK, _always(s)), starts)
   return words.reshape(-1)[:n].reshape(shape)
+
+
+# Jitted (shape static) so that an eager draw compiles once per shape; inlined under jit.
+_philox_bits32_jit = jax.jit(_philox_bits32, static_argnums=1)
 
 
 def _uniform_from_bits(bits: jax.Array, minval: float, maxval: float) -> jax.Array:
@@ -138,12 +223,11 @@ def _normal_from_bits(bits: jax.Array) -> jax.Array:
 
 
 def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax.Array:
-  """``transform(bits)`` for the bits of ``shape``, chunk by chunk (software-pipelined).
+  """``transform(bits)`` for the bits of ``shape``, chunk by chunk.
 
-  Loop step c draws chunk c + 1's words and transforms chunk c's, which the previous step
-  left in the loop carry: a carried array is materialized, so the transform is its own
-  elementwise (vectorized) loop, not fused into the words' interleaving (where XLA would
-  run it element by element), and both stay in cache.
+  Loop step c draws chunk c's words (materialized: see :func:`_philox_chunk`), so the
+  transform is its own elementwise (vectorized) loop, fused into the write of its results
+  into the output, on words still in cache.
   """
   n = math.prod(shape)
   n_counters = -(-n // 4)
@@ -151,18 +235,14 @@ def _draw_chunked(key_data: jax.Array, shape: tuple[int, ...], transform) -> jax
     return transform(_philox_bits32(key_data, shape))
   n_chunks = -(-n_counters // _CHUNK)
   size = 4 * _CHUNK
-  words = lambda c: _philox_chunk(key_data, c * np.uint32(_CHUNK), _CHUNK).reshape(size)
 
-  def step(c, carry):
-    out, previous = carry
-    # The last step draws one chunk past the end (unused): a branch would cost more.
-    following = words((c + 1).astype(jnp.uint32))
-    out = lax.dynamic_update_slice(out, transform(previous), (c * size,))
-    return out, following
+  def step(c, out):
+    words = _philox_chunk(key_data, c.astype(jnp.uint32) * np.uint32(_CHUNK), _CHUNK,
+                          _always(c))
+    return lax.dynamic_update_slice(out, transform(words.reshape(size)), (c * size,))
 
   out = jnp.zeros((n_chunks * size,), jnp.float32)
-  out, _ = lax.fori_loop(0, n_chunks, step, (out, words(jnp.uint32(0))))
-  return out[:n].reshape(shape)
+  return lax.fori_loop(0, n_chunks, step, out)[:n].reshape(shape)
 
 
 def _draw(key: jax.Array, shape, transform, fallback, post=None) -> jax.Array:
@@ -214,7 +294,7 @@ def _rbg_bits(key_data: jax.Array, bit_width: int, shape) -> jax.Array:
   if bit_width != 32 or n == 0 or -(-n // 4) > np.iinfo(np.uint32).max:
     return xla(key_data)
   # RngBitGenerator's default algorithm is backend-specific: reproduce it on CPU only.
-  return lax.platform_dependent(key_data, cpu=lambda kd: _philox_bits32(kd, shape),
+  return lax.platform_dependent(key_data, cpu=lambda kd: _philox_bits32_jit(kd, shape),
                                 default=xla)
 
 

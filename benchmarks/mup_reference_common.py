@@ -1,0 +1,213 @@
+"""What the microsoft/mup reference scripts share: data, batches, init laws, the training loop.
+
+The scripts (``benchmarks/mup_reference_transformer.py``, ``benchmarks/mup_reference_depth.py``)
+rerun a jinit μP study in PyTorch with microsoft/mup (``mup`` 1.0.0: ``set_base_shapes``,
+``MuReadout``, ``MuAdam``) on the same examples, in the same batch order (the indices drawn
+with the study's own ``jax.random`` calls, :func:`experiments.mup_transfer.run_keys` and
+:func:`~experiments.mup_transfer.batch_indices`), with the same evaluation subset, so a verdict
+that disagrees with the paper can be told apart: μP's (mup fails the same way) or jinit's.
+The weights are drawn here by ``torch`` (an independent draw) with the law jinit's study
+uses: LeCun truncated normal (jax's ``lecun_normal``: variance ``1/fan_in`` after truncation at
+two standard deviations), readouts N(0, 1/fan_in) (SP) or N(0, 1/base_fan_in) (μP: what
+``MuReadout`` holds after ``set_base_shapes`` rescales it), biases zero, LayerNorm 1 and 0.
+
+``mup`` and ``torch`` are not jinit dependencies: these scripts run in an environment that
+has them (``pip install torch mup``); the tests import them behind ``pytest.importorskip``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# jax.nn.initializers.truncated_normal's correction: the std of a unit normal truncated to
+# [-2, 2]; jax divides the target std by it so the truncated draw has the target std.
+TRUNC_STD = 0.87962566103423978
+
+
+def lecun_(weight: torch.Tensor, fan_in: int, gen: torch.Generator) -> None:
+  """Fills ``weight`` as jax's ``lecun_normal``: truncated normal, variance ``1/fan_in``.
+
+  Args:
+    weight: the tensor to fill in place.
+    fan_in: its fan-in (a torch Linear's ``in_features``).
+    gen: the torch generator to draw from.
+  """
+  s = math.sqrt(1.0 / fan_in) / TRUNC_STD
+  with torch.no_grad():
+    torch.nn.init.trunc_normal_(weight, 0.0, s, -2 * s, 2 * s, generator=gen)
+
+
+def normal_(weight: torch.Tensor, std: float, gen: torch.Generator) -> None:
+  """Fills ``weight`` with N(0, std^2) draws (zeros when ``std`` is 0)."""
+  with torch.no_grad():
+    if std == 0:
+      weight.zero_()
+    else:
+      weight.normal_(0.0, std, generator=gen)
+
+
+def flax_path(name: str) -> tuple[str, int | None]:
+  """A torch parameter name -> (the jinit study's flax path, index into a scanned stack).
+
+  The scripts name their modules as the flax studies do: ``block0.attn.query.weight`` ->
+  ``block0/attn/query/kernel``; ``blocks.3.fc1.weight`` -> (``blocks/fc1/kernel``, 3), the
+  ``nn.scan``-stacked blocks; a LayerNorm's ``weight`` -> ``scale``.
+  """
+  parts = name.split(".")
+  index = None
+  if parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit():
+    index = int(parts[1])
+    parts = [parts[0]] + parts[2:]
+  leaf = parts[-1]
+  if leaf == "weight":
+    is_norm = parts[-2].startswith("ln") or parts[-2] == "final_ln"
+    parts[-1] = "scale" if is_norm else "kernel"
+  return "/".join(parts), index
+
+
+def load_flax_params(model: torch.nn.Module, params: Any) -> None:
+  """Copies a jinit study's flax ``params`` into the same-named torch ``model`` (in place).
+
+  Kernels are stored (in, ..., out) by flax, (out, in) by torch: a kernel is reshaped to
+  (in, out) over its leading/trailing axes as the torch weight needs, and transposed.
+  """
+  import jax
+
+  flat = {"/".join(str(getattr(k, "key", k)) for k in kp): np.asarray(v)
+          for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      path, index = flax_path(name)
+      a = flat[path] if index is None else flat[path][index]
+      if path.endswith("kernel"):
+        out_features, in_features = p.shape
+        a = a.reshape(in_features, out_features).T
+      p.copy_(torch.from_numpy(np.array(a, np.float32).reshape(p.shape)))
+
+
+def batch_schedule(root: int, seed: int, steps: int, batch_size: int,
+                   n_train: int) -> np.ndarray:
+  """Run ``seed``'s batch indices ``(steps, batch_size)``, drawn as the jinit study draws them."""
+  import jax
+
+  from experiments import mup_transfer
+
+  _, data_key = mup_transfer.run_keys(root, seed)
+  keys = jax.random.split(data_key, steps)
+  draw = jax.vmap(lambda k: mup_transfer.batch_indices(k, batch_size, n_train))
+  return np.asarray(draw(keys))
+
+
+def train_run(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: np.ndarray,
+              x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor,
+              y_eval: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor
+              ) -> tuple[float, float]:
+  """One run: Adam steps over ``batches``; (final training loss on the eval subset, val acc).
+
+  A non-finite loss stops the run: it counts as +inf, as in the jinit study (its diverged
+  parameters evaluate to NaN there, counted as +inf).
+  """
+  idx = torch.from_numpy(batches.astype(np.int64))
+  for b in idx:
+    loss = F.cross_entropy(model(x_train[b]), y_train[b])
+    if not torch.isfinite(loss):
+      return math.inf, math.nan
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+  with torch.no_grad():
+    eval_loss = float(F.cross_entropy(model(x_eval), y_eval))
+    acc = float((model(x_val).argmax(-1) == y_val).float().mean())
+  return (eval_loss if math.isfinite(eval_loss) else math.inf), acc
+
+
+def sweep(points: Sequence[int], parametrizations: Sequence[str], lrs: Sequence[float],
+          seeds: int, run: Callable[[str, int, float, int], tuple[float, float]],
+          log: Callable[[str], None] = print, axis: str = "width",
+          progress: Callable[[dict, int], None] | None = None) -> dict[str, dict[str, Any]]:
+  """Every (point, parametrization, lr, seed) run, sequentially; per-run losses and accuracies.
+
+  Args:
+    points: the widths or depths.
+    parametrizations: their names.
+    lrs: the learning-rate grid.
+    seeds: seeds per (point, lr).
+    run: ``run(parametrization, point, lr, seed) -> (final loss, val acc)``.
+    log: where a line per (point, parametrization) goes.
+    axis: the name of ``points`` in the log.
+    progress: called with the per-run arrays and the number of points done.
+
+  Returns:
+    ``{p: {"loss": (points, lrs, seeds), "val_acc": (...)}}`` as numpy arrays.
+  """
+  shape = (len(points), len(lrs), seeds)
+  out = {p: {"loss": np.full(shape, np.nan), "val_acc": np.full(shape, np.nan)}
+         for p in parametrizations}
+  for i, point in enumerate(points):
+    for p in parametrizations:
+      t0 = time.time()
+      for j, lr in enumerate(lrs):
+        for s in range(seeds):
+          out[p]["loss"][i, j, s], out[p]["val_acc"][i, j, s] = run(p, point, lr, s)
+      med = np.median(out[p]["loss"][i], axis=1)
+      best = int(np.argmin(med))
+      log(f"{axis} {point:4d} {p:9s}: {len(lrs) * seeds} runs in {time.time() - t0:6.1f} s; "
+          f"best lr 2^{round(math.log2(lrs[best]))}, loss {med[best]:.4f}")
+    if progress is not None:
+      progress(out, i + 1)
+  return out
+
+
+def transfer_from_runs(per_run: dict, axis: str, points: Sequence[int],
+                       lrs: Sequence[float]) -> dict[str, Any]:
+  """``transfer.json``'s content (the jinit studies' schema) from :func:`sweep`'s runs."""
+  from experiments import mup_transfer
+
+  transfer: dict[str, Any] = {axis: list(points), "lrs": list(lrs), "parametrizations": {}}
+  for p, d in per_run.items():
+    median = np.median(np.where(np.isfinite(d["loss"]), d["loss"], np.inf), axis=2)
+    transfer["parametrizations"][p] = {"best_lr": mup_transfer.best_lrs(median, lrs),
+                                       "final_loss": median.tolist()}
+  return transfer
+
+
+def info(command: str, start: float, cpu_start: float, load_start: float) -> dict[str, Any]:
+  """Command, date, machine, library versions, wall and CPU time, load: for the summary."""
+  import datetime
+
+  import mup
+
+  from experiments.common import provenance
+
+  return {"command": command,
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+          "machine": provenance.machine(),
+          "libraries": f"torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
+                       f"mup {getattr(mup, '__version__', '1.0.0')}",
+          "seconds": time.time() - start, "cpu_seconds": time.process_time() - cpu_start,
+          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
+
+
+def header(title: str, inf: dict[str, Any]) -> list[str]:
+  """The summary's first lines: title, command, date, machine, libraries, times."""
+  return [f"# {title}", "", f"Command: `{inf['command']}`  ", f"Date: {inf['date']}  ",
+          f"Machine: {inf['machine']}  ", f"Libraries: {inf['libraries']}  ",
+          f"Wall time: {inf['seconds']:.0f} s (CPU time {inf['cpu_seconds']:.0f} s; 1-min load "
+          f"average {inf['load_average_1min_at_start_and_end'][0]:.1f} at start, "
+          f"{inf['load_average_1min_at_start_and_end'][1]:.1f} at the end)", ""]
+
+
+def fmt_lr(lr: float | None) -> str:
+  return "-" if lr is None else f"2^{round(math.log2(lr))}"
+
+
+def fmt(v: float | None) -> str:
+  return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
