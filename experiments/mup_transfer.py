@@ -31,8 +31,14 @@ Outputs (in ``--out``, default ``results/mup_transfer-<UTC time>``):
 * ``summary.md`` / ``summary.json``: the best-lr table, the claims held against the paper,
   the command, date and machine.
 
+``--paper`` is Tensor Programs V's MLP protocol (mup's ``examples/MLP/main.py``): SGD with
+momentum 0.9, no biases, zero readout, one epoch, and ``input_mult``/``output_mult``
+(:class:`MLP`) tuned with the lr at the base width, then held for every width;
+``transfer.json`` then also has ``"multipliers"`` and ``runs.json`` the base width's grid.
+
   python -m experiments.mup_transfer --quick     # 3 widths, 64 -> 1024, a few minutes
   python -m experiments.mup_transfer             # 6 widths, 64 -> 2048, 9 lrs
+  python -m experiments.mup_transfer --paper     # 5 widths, 64 -> 1024, SGD, one epoch
 """
 
 from __future__ import annotations
