@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import math
 import os
 import time
@@ -51,15 +50,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from experiments import mup_transfer
 from experiments.common import cli
 from experiments.common import data as data_lib
-from experiments.common import provenance as provenance_lib
 from experiments.common import results
 from experiments.common import study
 from jinit import mup
@@ -167,37 +163,14 @@ def _loss(logits, labels):
 
 def make_sweep(model: ResMLP, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val,
                y_val):
-  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program."""
-  n_train = x_train.shape[0]
-
-  def one_run(lr, seed):
-    init_key, data_key = mup_transfer.run_keys(SEED, seed)
-    params = model.init(init_key, x_train[:1])["params"]
-
-    def loss_fn(p, step_key):  # one step's batch, drawn from its key
-      idx = mup_transfer.batch_indices(step_key, config.batch_size, n_train)
-      return _loss(model.apply({"params": p}, x_train[idx]), y_train[idx])
-
-    params, _, _, _ = study.scan_sgd(loss_fn, params, make_optimizer(meta, lr),
-                                     jax.random.split(data_key, config.steps))
-    eval_loss = _loss(model.apply({"params": params}, x_eval), y_eval)
-    hits = jnp.argmax(model.apply({"params": params}, x_val), -1).astype(y_val.dtype) == y_val
-    return eval_loss, jnp.mean(hits.astype(jnp.float32))
-
-  @jax.jit
-  def sweep(lrs, seeds):
-    return jax.lax.map(lambda a: one_run(*a), (lrs, seeds), batch_size=config.chunk)
-
-  return sweep
+  """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program
+  (:func:`experiments.mup_transfer.make_sweep` with this study's seed and optimizer)."""
+  return mup_transfer.make_sweep(model, meta, config, x_train, y_train, x_eval, y_eval, x_val,
+                                 y_val, root_seed=SEED,
+                                 make_tx=lambda meta, lr: make_optimizer(meta, lr))
 
 
-def best_lrs(final_loss, lrs: Sequence[float]) -> list[float | None]:
-  """Per depth, the lr minimizing the (median) loss; None when every lr diverged."""
-  out = []
-  for row in np.asarray(final_loss, float):
-    finite = np.where(np.isfinite(row), row, np.inf)
-    out.append(None if not np.isfinite(finite).any() else float(lrs[int(np.argmin(finite))]))
-  return out
+best_lrs = mup_transfer.best_lrs  # per depth, the lr minimizing the median loss
 
 
 def _steps(a: float | None, b: float | None) -> int | None:
@@ -265,12 +238,7 @@ def claims(transfer: dict[str, Any]) -> dict[str, Any]:
   }
 
 
-def _fmt_lr(lr):
-  return "-" if lr is None else f"2^{round(math.log2(lr))}"
-
-
-def _fmt(v):
-  return "-" if v is None else f"{v:.4f}"
+_fmt_lr, _fmt = mup_transfer._fmt_lr, mup_transfer._fmt  # pylint: disable=protected-access
 
 
 def summary_markdown(transfer, claim, info, config: Config) -> str:
@@ -329,91 +297,30 @@ def summary_markdown(transfer, claim, info, config: Config) -> str:
 
 
 def plot_loss_vs_lr(transfer, path):
-  plt = results.pyplot()  # the experiments' one figure style
-  ps = [p for p in PARAMETRIZATIONS if p in transfer["parametrizations"]]
-  fig, axes = plt.subplots(1, len(ps), figsize=(3.6 * len(ps), 3.8), sharey=True,
-                           squeeze=False)
-  depths, lrs = transfer["depths"], np.asarray(transfer["lrs"])
-  colors = plt.cm.viridis(np.linspace(0, 0.9, len(depths)))
-  finite = [v for p in ps for row in transfer["parametrizations"][p]["final_loss"]
-            for v in row if v is not None and math.isfinite(v)]
-  top = min(max(finite), 2.5) if finite else 2.5
-  for ax, p in zip(axes[0], ps):
-    d = transfer["parametrizations"][p]
-    for i, depth in enumerate(depths):
-      loss = np.array([np.nan if v is None else v for v in d["final_loss"][i]], float)
-      ax.plot(lrs, loss, "o-", ms=3, color=colors[i], label=f"{depth} blocks")
-      if d["best_lr"][i] is not None:
-        j = list(lrs).index(d["best_lr"][i])
-        ax.plot(lrs[j], loss[j], "*", ms=11, color=colors[i], markeredgecolor="k")
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(min(finite) * 0.8 if finite else 0, top)
-    ax.set_xlabel("Adam learning rate (base)")
-    ax.set_title(NAMES[p])
-    ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel("training loss (median over seeds)")
-  axes[0][-1].legend(fontsize=8)
-  fig.suptitle("MNIST pre-LN residual MLP: training loss vs learning rate "
-               "(star: best lr per depth)")
-  fig.tight_layout()
-  results.save_figure(fig, path)
+  mup_transfer.plot_loss_vs_lr(
+      transfer, path, axis="depths", value_label="{} blocks", names=NAMES,
+      suptitle="MNIST pre-LN residual MLP: training loss vs learning rate (star: best lr per "
+               "depth)")
 
 
 def run(dataset: data_lib.Dataset, config: Config, out_dir: str, command: str,
         log=print, prov: dict | None = None) -> dict[str, Any]:
   """The whole study; writes every output atomically in ``out_dir`` and returns transfer.json."""
-  start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
+  clock = time.time(), time.process_time(), os.getloadavg()[0]
+  data = mup_transfer.sweep_data(dataset, config)
   input_dim = dataset.x_train.shape[1]
-  x_train, y_train = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
-  n_eval = min(config.eval_size, len(dataset.y_train))
-  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
-  x_val = jnp.asarray(dataset.x_val[:config.val_size])
-  y_val = jnp.asarray(dataset.y_val[:config.val_size])
-  lrs = config.lrs
-  n_l, n_s, n_d = len(lrs), config.seeds, len(config.depths)
-  lr_r = jnp.asarray(np.repeat(lrs, n_s), jnp.float32)
-  seed_r = jnp.asarray(np.tile(np.arange(n_s), n_l), jnp.int32)
-  per_run = {p: {"loss": np.full((n_d, n_l, n_s), np.nan),
-                 "val_acc": np.full((n_d, n_l, n_s), np.nan)} for p in PARAMETRIZATIONS}
-  for i, depth in enumerate(config.depths):
-    for p in PARAMETRIZATIONS:
-      t0 = time.time()
-      model = make_model(p, config.width, depth, config)
-      sweep = make_sweep(model, params_meta(p, depth, config, input_dim), config, x_train,
-                         y_train, x_eval, y_eval, x_val, y_val)
-      loss, acc = jax.device_get(sweep(lr_r, seed_r))
-      per_run[p]["loss"][i] = np.asarray(loss).reshape(n_l, n_s)
-      per_run[p]["val_acc"][i] = np.asarray(acc).reshape(n_l, n_s)
-      med = np.median(np.where(np.isfinite(per_run[p]["loss"][i]), per_run[p]["loss"][i],
-                               np.inf), axis=1)
-      log(f"depth {depth:3d} {p:9s}: {n_l * n_s} runs in {time.time() - t0:6.1f} s; best lr "
-          f"{_fmt_lr(lrs[int(np.argmin(med))]) if np.isfinite(med).any() else '-'}, "
-          f"loss {np.min(med):.4f}")
-    results.write_json(os.path.join(out_dir, "runs.json"), {  # progress, rewritten per depth
-        "config": dataclasses.asdict(config), "done_depths": list(config.depths[:i + 1]),
-        "runs": {p: {k: v[:i + 1] for k, v in d.items()} for p, d in per_run.items()}})
 
-  transfer = {"depths": list(config.depths), "lrs": lrs, "parametrizations": {}}
-  for p in PARAMETRIZATIONS:
-    loss = np.where(np.isfinite(per_run[p]["loss"]), per_run[p]["loss"], np.inf)
-    median = np.median(loss, axis=2)
-    transfer["parametrizations"][p] = {"best_lr": best_lrs(median, lrs),
-                                       "final_loss": median.tolist()}
+  def build(p, depth):
+    return make_sweep(make_model(p, config.width, depth, config),
+                      params_meta(p, depth, config, input_dim), config, *data.arrays)
+
+  per_run = mup_transfer.sweep_axis("depth", config.depths, PARAMETRIZATIONS, build, config,
+                                    data, out_dir, log)
+  transfer = mup_transfer.transfer_table("depths", config.depths, config.lrs, per_run)
   claim = claims(transfer)
   results.write_json(os.path.join(out_dir, "transfer.json"), transfer)
   plot_loss_vs_lr(transfer, os.path.join(out_dir, "loss_vs_lr.png"))
-  prov = prov or {}
-  info = {"command": command,
-          "date": prov.get("date") or datetime.datetime.now(datetime.timezone.utc).strftime(
-              "%Y-%m-%d %H:%M UTC"),
-          "machine": f"{provenance_lib.machine()}, jax {jax.__version__} on "
-                     f"{jax.default_backend()}",
-          "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples",
-          "seconds": time.time() - start,
-          # CPU time of this process (all threads): on a shared machine, what the run
-          # would take with the cores to itself is closer to cpu_seconds / cores.
-          "cpu_seconds": time.process_time() - cpu_start,
-          "load_average_1min_at_start_and_end": [load_start, os.getloadavg()[0]]}
+  info = mup_transfer.run_info(command, prov, dataset, clock)
   results.write_json(os.path.join(out_dir, "summary.json"), {
       "info": info, "config": dataclasses.asdict(config), "claims": claim})
   text = summary_markdown(transfer, claim, info, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -107,6 +108,10 @@ def test_claims_logic():
     (mup_transfer, ["--log2-lrs=-4:-6"], "log2_lrs must be"),
     (mup_transfer, ["--seeds", "0"], "--seeds: must be an int >= 1"),
     (mup_transfer, ["--steps", "-1"], "--steps: must be an int >= 1"),
+    (mup_transfer, ["--paper", "--quick"], "two presets"),
+    (mup_transfer, ["--log2-input-mults=-2,-2"], "log2_input_mults must be distinct ints"),
+    (mup_transfer, ["--log2-output-mults=1,x"], "--log2-output-mults: must be an int"),
+    (mup_transfer, ["--optimizer", "rmsprop"], "invalid choice"),
     (mup_transfer_transformer, ["--widths", "8,18"], "divisible by heads"),
     (mup_transfer_transformer, ["--widths", "16,8"], "widths must be"),
     (mup_transfer_transformer, ["--log2-lrs=-4:-6"], "log2_lrs must be"),
@@ -123,3 +128,48 @@ def test_bad_arguments(tmp_path, capsys, study, argv, message):
 def test_lr_grid_is_powers_of_two():
   assert all(math.log2(lr) == int(math.log2(lr)) for lr in mup_transfer.QUICK.lrs)
   assert len(mup_transfer.QUICK.widths) >= 3 and mup_transfer.QUICK.seeds >= 3
+
+
+@pytest.mark.slow  # ~2 s quiet, 8 s loaded: eager flax inits
+def test_multipliers_are_mups_example():
+  """input_mult: the first layer's init std / sqrt(m), its output x sqrt(m), so the model's
+  output at init is unchanged (same draws, rounding only); output_mult scales the logits."""
+  x = jnp.asarray(np.random.default_rng(0).random((5, 12), dtype=np.float32))
+
+  def out(**kw):
+    model = mup_transfer.make_model("mup", 32, 8, **kw)
+    variables = model.init(jax.random.key(1), x)
+    return model.apply(variables, x), variables
+
+  y1, p1 = out()
+  y4, p4 = out(input_mult=4.0)
+  np.testing.assert_allclose(p4["params"]["in"]["kernel"], p1["params"]["in"]["kernel"] / 2,
+                             rtol=1e-6)
+  np.testing.assert_allclose(y4, y1, rtol=1e-5, atol=1e-6)
+  y_out, _ = out(output_mult=8.0)
+  np.testing.assert_allclose(y_out, 8.0 * y1, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(y1, 0)  # the readout is random here: the comparisons have content
+
+
+@pytest.mark.slow  # a whole tuned study end to end (~30 s on 2 cores)
+def test_paper_protocol_tunes_multipliers_at_the_base(tmp_path):
+  out = tmp_path / "paper"
+  transfer = mup_transfer.main(TINY + ["--out", str(out), "--optimizer", "sgd", "--no-bias",
+                                       "--zero-readout", "--log2-input-mults=-2,0",
+                                       "--log2-output-mults=0,2"])
+  runs = json.loads((out / "runs.json").read_text())
+  grid = runs["multiplier_grid"]
+  loss = np.array(grid["loss"], float)  # (inputs, outputs, lrs, seeds)
+  assert loss.shape == (2, 2, 3, 2) and np.all(np.isfinite(loss))
+  best = np.median(loss, axis=3).min(axis=2)
+  a, b = np.unravel_index(int(np.argmin(best)), best.shape)
+  assert (grid["best_log2_input_mult"], grid["best_log2_output_mult"]) == ([-2, 0][a],
+                                                                            [0, 2][b])
+  assert transfer["multipliers"] == {"input_mult": 2.0 ** [-2, 0][a],
+                                     "output_mult": 2.0 ** [0, 2][b], "tuned_at_width": 8}
+  # The sweep's base width is the tuned cell again: same model, keys and batches.
+  for p in ("sp", "mup"):
+    np.testing.assert_allclose(np.array(runs["runs"][p]["loss"][0], float), loss[a, b],
+                               rtol=1e-5)
+  text = (out / "summary.md").read_text()
+  assert "Multipliers tuned at the base width 8" in text and "SGD" in text

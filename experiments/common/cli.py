@@ -109,6 +109,15 @@ def positive_int_list(text: str) -> list[int]:
   return [_int(t, 1) for t in items]
 
 
+def int_list(text: str) -> list[int]:
+  """argparse ``type=``: comma-separated ints of any sign, e.g. ``-8,-4,0`` (give it as
+  ``--flag=-8,-4,0``: argparse reads a separate ``-8`` as a flag)."""
+  items = [t.strip() for t in str(text).split(",")]
+  if not items or any(not t for t in items):
+    raise argparse.ArgumentTypeError(f"must be comma-separated ints, e.g. -8,-4,0, got {text!r}")
+  return [_int(t, -(2 ** 31)) for t in items]
+
+
 def positive_float_list(text: str) -> list[float]:
   """argparse ``type=``: comma-separated finite floats > 0, e.g. ``1.0,1.76,2.5``."""
   items = [t.strip() for t in str(text).split(",")]
