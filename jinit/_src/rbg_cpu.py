@@ -127,7 +127,8 @@ def _rounds_step(step: int, operand):
     # The key after r increments (mod 2^32).
     k_a = k0 + np.uint32(r * int(_W0) & 0xFFFFFFFF)
     k_b = k1 + np.uint32(r * int(_W1) & 0xFFFFFFFF)
-    ab = _round(*ab, wide(k_a), wide(k_b))
+    a, b = ab
+    ab = _round(a, b, wide(k_a), wide(k_b))
   return ab
 
 
