@@ -17,6 +17,8 @@ has them (``pip install torch mup``); the tests import them behind ``pytest.impo
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 import os
 import time
@@ -211,3 +213,49 @@ def fmt_lr(lr: float | None) -> str:
 
 def fmt(v: float | None) -> str:
   return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
+def add_sweep_flags(p: argparse.ArgumentParser, axis: str) -> None:
+  """The flags both study scripts share: data, output, preset, the ``--<axis>s`` list, seeds,
+  steps, the lr grid and torch's threads."""
+  p.add_argument("--data-dir", default=None, help="TFDS data dir holding mnist")
+  p.add_argument("--out", required=True, help="folder for transfer.json, runs.json, summary")
+  p.add_argument("--quick", action="store_true", help="the study's --quick preset")
+  p.add_argument(f"--{axis}s", default=None,
+                 help=f"comma-separated {axis}s (default the study's)")
+  p.add_argument("--seeds", type=int, default=None)
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST")
+  p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+def sweep_config(p: argparse.ArgumentParser, args: argparse.Namespace, full: Any, quick: Any,
+                 axis: str, extra: Sequence[str] = ()) -> Any:
+  """The study's config (``quick`` with ``--quick``) with the flags given; a bad value exits
+  through ``p.error`` (one line, before any data is loaded or folder made).
+
+  Args:
+    p, args: the parser and its parsed flags (:func:`add_sweep_flags`'s).
+    full, quick: the study's two preset configs (frozen dataclasses that check their fields).
+    axis: ``"width"`` or ``"depth"``: ``--<axis>s`` sets the config's ``<axis>s``.
+    extra: more flags copied to the config field of the same name when given.
+  """
+  config = quick if args.quick else full
+  values = getattr(args, f"{axis}s")
+  changes: dict[str, Any] = {}
+  try:
+    if values:
+      changes[f"{axis}s"] = tuple(int(v) for v in values.split(","))
+    if args.log2_lrs:
+      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
+      changes["log2_lrs"] = tuple(range(lo, hi + 1))
+  except ValueError:
+    p.error(f"--{axis}s must be comma-separated ints and --log2-lrs FIRST:LAST ints, got "
+            f"{values!r} and {args.log2_lrs!r}")
+  for name in ("seeds", "steps", *extra):
+    if getattr(args, name) is not None:
+      changes[name] = getattr(args, name)
+  try:
+    return dataclasses.replace(config, **changes)  # Config checks every field
+  except (TypeError, ValueError) as e:
+    p.error(str(e))

@@ -234,39 +234,15 @@ class Ensemble:
 
 def main(argv=None) -> dict[str, Any]:
   p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-  p.add_argument("--data-dir", default=None, help="TFDS data dir holding mnist")
-  p.add_argument("--out", required=True, help="folder for transfer.json, runs.json, summary")
-  p.add_argument("--quick", action="store_true", help="the study's --quick preset")
-  p.add_argument("--depths", default=None, help="comma-separated depths (default the study's)")
+  common.add_sweep_flags(p, "depth")
   p.add_argument("--parametrizations", default=",".join(study.PARAMETRIZATIONS),
                  help="comma-separated, of " + ", ".join(study.PARAMETRIZATIONS))
-  p.add_argument("--seeds", type=int, default=None)
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST")
-  p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
   args = p.parse_args(argv)
   ps = tuple(args.parametrizations.split(","))
   bad = [x for x in ps if x not in study.PARAMETRIZATIONS]
   if bad:
     p.error(f"--parametrizations must be of {', '.join(study.PARAMETRIZATIONS)}, got {bad}")
-  config = study.QUICK if args.quick else study.Config()
-  changes: dict[str, Any] = {}
-  try:
-    if args.depths:
-      changes["depths"] = tuple(int(v) for v in args.depths.split(","))
-    if args.log2_lrs:
-      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
-      changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  except ValueError:
-    p.error(f"--depths must be comma-separated ints and --log2-lrs FIRST:LAST ints, got "
-            f"{args.depths!r} and {args.log2_lrs!r}")
-  for name in ("seeds", "steps"):
-    if getattr(args, name) is not None:
-      changes[name] = getattr(args, name)
-  try:
-    config = dataclasses.replace(config, **changes)  # Config checks every field
-  except (TypeError, ValueError) as e:
-    p.error(str(e))
+  config = common.sweep_config(p, args, study.Config(), study.QUICK, "depth", ())
   torch.set_num_threads(args.threads)
   start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
   command = "python benchmarks/mup_reference_depth.py " + " ".join(

@@ -221,36 +221,12 @@ def summary_markdown(transfer: dict, claim: dict, inf: dict, config: study.Confi
 
 def main(argv=None) -> dict[str, Any]:
   p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-  p.add_argument("--data-dir", default=None, help="TFDS data dir holding mnist")
-  p.add_argument("--out", required=True, help="folder for transfer.json, runs.json, summary")
-  p.add_argument("--quick", action="store_true", help="the study's --quick preset")
-  p.add_argument("--widths", default=None, help="comma-separated widths (default the study's)")
-  p.add_argument("--seeds", type=int, default=None)
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--log2-lrs", default=None, metavar="FIRST:LAST")
+  common.add_sweep_flags(p, "width")
   p.add_argument("--mup-zero-init", action=argparse.BooleanOptionalAction, default=None)
-  p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
   p.add_argument("--jinit-result", default=JINIT_RESULT,
                  help="the jinit run's transfer.json to compare with (same grid)")
   args = p.parse_args(argv)
-  config = study.QUICK if args.quick else study.Config()
-  changes: dict[str, Any] = {}
-  try:
-    if args.widths:
-      changes["widths"] = tuple(int(v) for v in args.widths.split(","))
-    if args.log2_lrs:
-      lo, hi = (int(v) for v in args.log2_lrs.split(":"))
-      changes["log2_lrs"] = tuple(range(lo, hi + 1))
-  except ValueError:
-    p.error(f"--widths must be comma-separated ints and --log2-lrs FIRST:LAST ints, got "
-            f"{args.widths!r} and {args.log2_lrs!r}")
-  for name in ("seeds", "steps", "mup_zero_init"):
-    if getattr(args, name) is not None:
-      changes[name] = getattr(args, name)
-  try:
-    config = dataclasses.replace(config, **changes)  # Config checks every field
-  except (TypeError, ValueError) as e:
-    p.error(str(e))
+  config = common.sweep_config(p, args, study.Config(), study.QUICK, "width", ("mup_zero_init",))
   torch.set_num_threads(args.threads)
   start, cpu_start, load_start = time.time(), time.process_time(), os.getloadavg()[0]
   command = "python benchmarks/mup_reference_transformer.py " + " ".join(
