@@ -56,6 +56,32 @@ def normal_(weight: torch.Tensor, std: float, gen: torch.Generator) -> None:
       weight.normal_(0.0, std, generator=gen)
 
 
+def init_linears_(model: torch.nn.Module, readout: torch.nn.Module, *, base_width: int,
+                  mu: bool, gen: torch.Generator, zero_readout: bool = False,
+                  zero: Callable[[str], bool] = lambda name: False) -> None:
+  """The jinit studies' init law on every Linear and LayerNorm of ``model`` (in place).
+
+  Kernels LeCun truncated normal (:func:`lecun_`), biases zero, LayerNorm 1 and 0; the
+  ``readout`` N(0, 1/fan_in) under SP, N(0, 1/base_width) under μP (``mu``), zero with
+  ``zero_readout``; a Linear whose module name satisfies ``zero`` (e.g. μP's zero query)
+  zero.
+  """
+  for name, m in model.named_modules():
+    if isinstance(m, torch.nn.Linear):
+      if m is readout:
+        std = 0.0 if zero_readout else 1 / math.sqrt(base_width if mu else m.in_features)
+        normal_(m.weight, std, gen)
+      elif zero(name):
+        normal_(m.weight, 0.0, gen)
+      else:
+        lecun_(m.weight, m.in_features, gen)
+      normal_(m.bias, 0.0, gen)
+    elif isinstance(m, torch.nn.LayerNorm):
+      with torch.no_grad():
+        m.weight.fill_(1.0)
+        m.bias.zero_()
+
+
 def flax_path(name: str) -> tuple[str, int | None]:
   """A torch parameter name -> (the jinit study's flax path, index into a scanned stack).
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -95,17 +94,7 @@ class ResMLP(nn.Module):
 def init_(model: ResMLP, *, base_width: int, mu: bool, gen: torch.Generator) -> None:
   """The jinit study's law: LeCun truncated normal kernels, biases zero, LN 1/0, readout
   N(0, 1/fan_in) (SP) or N(0, 1/base_width) (μP)."""
-  for m in model.modules():
-    if isinstance(m, nn.Linear):
-      if m is model.out:
-        common.normal_(m.weight, 1 / math.sqrt(base_width if mu else m.in_features), gen)
-      else:
-        common.lecun_(m.weight, m.in_features, gen)
-      common.normal_(m.bias, 0.0, gen)
-    elif isinstance(m, nn.LayerNorm):
-      with torch.no_grad():
-        m.weight.fill_(1.0)
-        m.bias.zero_()
+  common.init_linears_(model, model.out, base_width=base_width, mu=mu, gen=gen)
 
 
 def build(config: study.Config, parametrization: str, depth: int, seed: int,

@@ -117,20 +117,9 @@ def init_(model: ViT, *, base_width: int, mu: bool, zero_query: bool, zero_reado
   """The jinit study's init law: LeCun truncated normal kernels, biases zero, LN 1/0,
   position embedding N(0, 0.02^2), readout N(0, 1/fan_in) (SP) or N(0, 1/base_width) (μP),
   query and readout zero where configured."""
-  for name, m in model.named_modules():
-    if isinstance(m, nn.Linear):
-      if m is model.head:
-        std = 0.0 if zero_readout else 1 / math.sqrt(base_width if mu else m.in_features)
-        common.normal_(m.weight, std, gen)
-      elif zero_query and name.endswith("attn.query"):
-        common.normal_(m.weight, 0.0, gen)
-      else:
-        common.lecun_(m.weight, m.in_features, gen)
-      common.normal_(m.bias, 0.0, gen)
-    elif isinstance(m, nn.LayerNorm):
-      with torch.no_grad():
-        m.weight.fill_(1.0)
-        m.bias.zero_()
+  common.init_linears_(model, model.head, base_width=base_width, mu=mu, gen=gen,
+                       zero_readout=zero_readout,
+                       zero=lambda name: zero_query and name.endswith("attn.query"))
   common.normal_(model.pos_embed, POS_STD, gen)
 
 
