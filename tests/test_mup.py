@@ -235,7 +235,7 @@ def _hand_scaled(opt, lr, meta):
 
 
 @pytest.mark.usefixtures("optax_adam_promotion")  # optax.adam is not strict-clean (conftest)
-@pytest.mark.parametrize("opt", ["adam", "sgd"])
+@pytest.mark.parametrize("opt", [pytest.param("adam", marks=pytest.mark.slow), "sgd"])  # adam ~9 s
 def test_scale_updates_equals_hand_scaled_learning_rates(opt):
   x = jax.random.normal(jax.random.key(1), (8, 16))
   y = jnp.arange(8) % 10
@@ -364,6 +364,7 @@ def test_zero_query():
 # --------------------------------------------------------------------------- coord check
 
 
+@pytest.mark.slow  # ~11 s on 2 cores
 @pytest.mark.usefixtures("optax_adam_promotion")  # optax.adam is not strict-clean (conftest)
 def test_coord_check_mup_flat_sp_grows():
   widths = (64, 256, 1024)

@@ -212,6 +212,7 @@ def _train(engine, folder, *, resume=False, epochs=2, post_init=True, log=None):
     ckpt.close()
 
 
+@pytest.mark.slow  # ~8 s on 2 cores
 def test_post_init_is_redone_when_no_checkpoint_exists(engine, tmp_path):
   """Finding 1: a run killed before its first checkpoint, resumed, skipped LSUV."""
   engine["calls"].clear()

@@ -282,6 +282,7 @@ _FULL_COMPUTE = ("sparse",)  # documented: exact, but computed whole per device
 _ROUNDING = ("orthogonal", "delta_orthogonal")
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_simulated_devices_and_default_flag(sharded):
   assert sharded["n_devices"] == N_DEVICES
   assert sharded["mesh"] == {"data": 2, "model": 4}
@@ -289,6 +290,7 @@ def test_simulated_devices_and_default_flag(sharded):
   assert sharded["threefry_partitionable"] is True
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_every_initializer_shards_with_same_values(sharded):
   inits = sharded["inits"]
   assert set(inits) == set(jinit.INITIALIZERS)
@@ -305,6 +307,7 @@ def test_every_initializer_shards_with_same_values(sharded):
     assert r["output_bytes"] == r["shard_bytes"], name
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_no_device_materializes_the_full_array(sharded):
   # Documented: each device generates only its shard, so the largest array of the
   # per-device program (random bits, intermediates, output) is one shard.
@@ -316,6 +319,7 @@ def test_no_device_materializes_the_full_array(sharded):
         f"one shard has {r['full_size'] // N_DEVICES}")
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_sparse_computes_whole_matrix_but_is_exact(sharded):
   # Documented: no partitioned global permutation, so every device computes the
   # whole matrix (values exact, no memory saving).
@@ -325,6 +329,7 @@ def test_sparse_computes_whole_matrix_but_is_exact(sharded):
     assert r["max_elements"] >= r["full_size"], name
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_sharded_orthogonal_has_no_full_copy(sharded):
   """sharded_init(orthogonal): values = unsharded up to float32 rounding, no whole array."""
   orth = sharded["orthogonal"]
@@ -343,12 +348,14 @@ def test_sharded_orthogonal_has_no_full_copy(sharded):
     assert r["max_elements"] <= max(r["shard_size"], min(128, k) * k), (shape, r)
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_rbg_keys_draw_under_out_shardings(sharded):
   # Each rbg/unsafe_rbg draw compiled with out_shardings equals the one-device draw.
   assert sharded["rbg"] == {f"{i}/{n}": True for i in ("rbg", "unsafe_rbg")
                             for n in ("kaiming_normal", "xavier_uniform")}
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_unpartitionable_threefry_same_values_but_full_array(sharded):
   r = sharded["unpartitionable"]
   assert r["equal"]  # sharded == unsharded under the flag set to False too
@@ -356,6 +363,7 @@ def test_unpartitionable_threefry_same_values_but_full_array(sharded):
   assert not r["same_as_partitionable"]  # and the values differ from the flag's default
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_sharded_init_helper(sharded):
   r = sharded["sharded_init"]
   assert r["equal_named"] and r["equal_spec"]
@@ -365,6 +373,7 @@ def test_sharded_init_helper(sharded):
   assert r["shards_spec"] == [[64, 8]]
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_bad_sharding_errors_before_work(sharded):
   e = sharded["errors"]
   assert e["spy_calls"] == 0  # the initializer never ran
@@ -376,6 +385,7 @@ def test_bad_sharding_errors_before_work(sharded):
   assert "n_devices=16" in e["too_many_devices"] and "only 8" in e["too_many_devices"]
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_make_mesh_and_data_parallel_shardings(sharded):
   m = sharded["meshes"]
   assert m["default"] == {"data": 8}
@@ -384,6 +394,7 @@ def test_make_mesh_and_data_parallel_shardings(sharded):
   assert sharded["batch_shards"] == [[8, 3]]  # 16 rows split over "data" (size 2)
 
 
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_flax_linen_with_partitioning(sharded):
   r = sharded["linen"]
   assert r["equal"]
@@ -393,6 +404,7 @@ def test_flax_linen_with_partitioning(sharded):
 
 
 @pytest.mark.parametrize("how", ["with_partitioning", "kernel_metadata"])
+@pytest.mark.slow  # the 8-device script (~45 s on 2 cores): CI's slow step
 def test_flax_nnx_partitioning(sharded, how):
   r = sharded["nnx"][how]
   assert r["equal"]

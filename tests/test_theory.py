@@ -234,6 +234,7 @@ def test_compare_variances_in_a_wide_random_net():
 # --------------------------------------------------------------------------- jit / vmap
 
 
+@pytest.mark.slow  # ~11 s on 2 cores
 def test_jit_and_vmap_over_sigma_grids_equal_scalar_calls():
   # Traced calls run in float32, concrete ones in float64: they agree to float32's accuracy
   # (1e-5 relative; the points stay away from criticality, where xi_c amplifies rounding).
