@@ -194,17 +194,21 @@ def sweep(points: Sequence[int], parametrizations: Sequence[str], lrs: Sequence[
   return out
 
 
-def transfer_from_runs(per_run: dict, axis: str, points: Sequence[int],
-                       lrs: Sequence[float]) -> dict[str, Any]:
-  """``transfer.json``'s content (the jinit studies' schema) from :func:`sweep`'s runs."""
-  from experiments import mup_transfer
+def data_tensors(dataset: Any, config: Any, inputs: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> tuple[torch.Tensor, ...]:
+  """The study's data as torch tensors, as its jax sweep takes them (``sweep_data``).
 
-  transfer: dict[str, Any] = {axis: list(points), "lrs": list(lrs), "parametrizations": {}}
-  for p, d in per_run.items():
-    median = np.median(np.where(np.isfinite(d["loss"]), d["loss"], np.inf), axis=2)
-    transfer["parametrizations"][p] = {"best_lr": mup_transfer.best_lrs(median, lrs),
-                                       "final_loss": median.tolist()}
-  return transfer
+  ``(x_train, y_train, x_eval, y_eval, x_val, y_val)``: the loss on the first ``eval_size``
+  training examples, the accuracy on ``val_size`` validation ones; ``inputs`` maps the rows
+  to the model's inputs (a ViT's patches), float32; labels int64.
+  """
+  inputs = inputs or (lambda x: x)
+  x_train = torch.from_numpy(np.asarray(inputs(dataset.x_train), np.float32))
+  y_train = torch.from_numpy(np.asarray(dataset.y_train, np.int64))
+  n_eval = min(config.eval_size, len(y_train))
+  x_val = torch.from_numpy(np.asarray(inputs(dataset.x_val[:config.val_size]), np.float32))
+  y_val = torch.from_numpy(np.asarray(dataset.y_val[:config.val_size], np.int64))
+  return x_train, y_train, x_train[:n_eval], y_train[:n_eval], x_val, y_val
 
 
 def info(command: str, start: float, cpu_start: float, load_start: float) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from torch import nn  # noqa: E402
 
 from benchmarks import mup_reference_common as common  # noqa: E402
 from experiments import mup_depth as study  # noqa: E402
+from experiments import mup_transfer  # noqa: E402
 
 LN_EPS = 1e-6  # flax.linen.LayerNorm's default epsilon (torch's is 1e-5)
 ADAM_EPS = 1e-8  # optax.adam's and torch.optim.Adam's default
@@ -241,12 +242,7 @@ def main(argv=None) -> dict[str, Any]:
   from experiments.common import results
 
   dataset = data_lib.load_dataset("mnist", data_dir=args.data_dir)
-  x_train = torch.from_numpy(np.asarray(dataset.x_train, np.float32))
-  y_train = torch.from_numpy(np.asarray(dataset.y_train, np.int64))
-  n_eval = min(config.eval_size, len(y_train))
-  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
-  x_val = torch.from_numpy(np.asarray(dataset.x_val[:config.val_size], np.float32))
-  y_val = torch.from_numpy(np.asarray(dataset.y_val[:config.val_size], np.int64))
+  x_train, y_train, x_eval, y_eval, x_val, y_val = common.data_tensors(dataset, config)
   batches = [common.batch_schedule(study.SEED, s, config.steps, config.batch_size,
                                    len(y_train)) for s in range(config.seeds)]
   os.makedirs(args.out, exist_ok=True)
@@ -273,7 +269,7 @@ def main(argv=None) -> dict[str, Any]:
         "config": dataclasses.asdict(config), "parametrizations": list(ps),
         "done_depths": list(config.depths[:i + 1]),
         "runs": {q: {k: v[:i + 1] for k, v in d.items()} for q, d in per_run.items()}})
-  transfer = common.transfer_from_runs(per_run, "depths", config.depths, config.lrs)
+  transfer = mup_transfer.transfer_table("depths", config.depths, config.lrs, per_run)
   claim = study.claims(transfer)
   results.write_json(os.path.join(args.out, "transfer.json"), transfer)
   study.plot_loss_vs_lr(transfer, os.path.join(args.out, "loss_vs_lr.png"))

@@ -87,8 +87,8 @@ def make_mlp(width: int, input_mult: float, output_mult: float, zero_readout: bo
   return MLP()
 
 
-def build(parametrization: str, width: int, base_width: int, config, input_mult: float,
-          output_mult: float, seed: int):
+def build(parametrization: str, width: int, base_width: int, config, input_mult: float = 1.0,
+          output_mult: float = 1.0, seed: int = 0):
   """The seeded model with its base shapes set (SP: none; μP: against the base width)."""
   import torch
   from mup import set_base_shapes
@@ -118,12 +118,13 @@ def train_one(model, config, lr: float, x_train, y_train, x_eval, y_eval, x_val,
 
 
 def lr_seed_grid(parametrization, width, base_width, config, mults, tensors, indices):
-  """Every (lr, seed) at one width: loss and accuracy arrays ``(lrs, seeds)``."""
+  """Every (lr, seed) at one width, ``mults`` as :func:`build`'s keywords: loss and accuracy
+  arrays ``(lrs, seeds)``."""
   loss = np.full((len(config.lrs), config.seeds), np.nan)
   acc = np.full_like(loss, np.nan)
   for j, lr in enumerate(config.lrs):
     for s in range(config.seeds):
-      model = build(parametrization, width, base_width, config, *mults, seed=s)
+      model = build(parametrization, width, base_width, config, seed=s, **mults)
       loss[j, s], acc[j, s] = train_one(model, config, lr, *tensors, indices[s])
   return loss, acc
 
@@ -136,48 +137,36 @@ def run(config, dataset: data_lib.Dataset, out_dir: str, command: str, threads: 
   if threads:
     torch.set_num_threads(threads)
   clock = time.time(), time.process_time(), os.getloadavg()[0]
-  n_eval = min(config.eval_size, len(dataset.y_train))
-  tensors = (torch.from_numpy(dataset.x_train), torch.from_numpy(dataset.y_train.astype(np.int64)),
-             torch.from_numpy(dataset.x_train[:n_eval]),
-             torch.from_numpy(dataset.y_train[:n_eval].astype(np.int64)),
-             torch.from_numpy(dataset.x_val[:config.val_size]),
-             torch.from_numpy(dataset.y_val[:config.val_size].astype(np.int64)))
+  tensors = common.data_tensors(dataset, config)
   indices = [batch_indices(s, config.steps, config.batch_size, len(dataset.y_train))
              for s in range(config.seeds)]
   base, lrs = config.widths[0], config.lrs
   grid = None
-  mults = (2.0 ** config.log2_input_mults[0], 2.0 ** config.log2_output_mults[0])
+  mults = mup_transfer.given_multipliers(mup_transfer.mlp_family(config), config)
   if config.tunes_multipliers:
     ins, outs = config.log2_input_mults, config.log2_output_mults
     gl = np.full((len(ins), len(outs), len(lrs), config.seeds), np.nan)
     for a, la in enumerate(ins):
       for b, lb in enumerate(outs):
         t0 = time.time()
-        gl[a, b], _ = lr_seed_grid("mup", base, base, config, (2.0 ** la, 2.0 ** lb), tensors,
+        gl[a, b], _ = lr_seed_grid("mup", base, base, config,
+                                   {"input_mult": 2.0 ** la, "output_mult": 2.0 ** lb}, tensors,
                                    indices)
         med = np.median(np.where(np.isfinite(gl[a, b]), gl[a, b], np.inf), axis=1)
         log(f"base width {base}: input_mult 2^{la}, output_mult 2^{lb}: "
             f"{time.time() - t0:5.1f} s; best loss {np.min(med):.4f}")
-    median = np.median(np.where(np.isfinite(gl), gl, np.inf), axis=3)
-    best = median.min(axis=2)
-    a, b = np.unravel_index(int(np.argmin(best)), best.shape)
-    grid = {"log2_input_mults": list(ins), "log2_output_mults": list(outs), "loss": gl,
-            "best_loss": [[float(v) if np.isfinite(v) else None for v in row] for row in best],
-            "best_lr": [[mup_transfer.best_lrs(median[i, j][None], lrs)[0]
-                         for j in range(len(outs))] for i in range(len(ins))],
-            "best_log2_input_mult": int(ins[a]), "best_log2_output_mult": int(outs[b])}
-    mults = (2.0 ** ins[a], 2.0 ** outs[b])
+    grid = mup_transfer.multiplier_grid(ins, outs, gl, lrs)
+    mults = mup_transfer.grid_multipliers(grid)
 
   def one(p, width, lr, seed):
-    model = build(p, width, base, config, *mults, seed=seed)
+    model = build(p, width, base, config, seed=seed, **mults)
     return train_one(model, config, lr, *tensors, indices[seed])
 
   per_run = common.sweep(config.widths, mup_transfer.PARAMETRIZATIONS, lrs, config.seeds, one,
                          log)
-  transfer = common.transfer_from_runs(per_run, "widths", config.widths, lrs)
-  if mults != (1.0, 1.0):  # as experiments.mup_transfer writes it
-    transfer["multipliers"] = {"input_mult": mults[0], "output_mult": mults[1],
-                               "tuned_at_width": base if grid is not None else None}
+  transfer = mup_transfer.transfer_table("widths", config.widths, lrs, per_run)
+  if mults:  # as experiments.mup_transfer writes it
+    transfer["multipliers"] = mup_transfer.multipliers_entry(mults, grid, base)
   claim = mup_transfer.claims(transfer)
   info = {**common.info(command, *clock), "model": "MNIST MLP, microsoft/mup (PyTorch)",
           "dataset": f"{dataset.name}, {len(dataset.y_train)} training examples"}

@@ -38,7 +38,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mup  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -226,12 +225,7 @@ def main(argv=None) -> dict[str, Any]:
 
   dataset = data_lib.load_dataset("mnist", data_dir=args.data_dir)
   inputs = study.family(config).inputs
-  x_train = torch.from_numpy(inputs(dataset.x_train))
-  y_train = torch.from_numpy(np.asarray(dataset.y_train, np.int64))
-  n_eval = min(config.eval_size, len(y_train))
-  x_eval, y_eval = x_train[:n_eval], y_train[:n_eval]
-  x_val = torch.from_numpy(inputs(dataset.x_val[:config.val_size]))
-  y_val = torch.from_numpy(np.asarray(dataset.y_val[:config.val_size], np.int64))
+  x_train, y_train, x_eval, y_eval, x_val, y_val = common.data_tensors(dataset, config, inputs)
   tokens, patch_dim = x_train.shape[1:]
   batches = [common.batch_schedule(mup_transfer.SEED, s, config.steps, config.batch_size,
                                    len(y_train)) for s in range(config.seeds)]
@@ -250,7 +244,7 @@ def main(argv=None) -> dict[str, Any]:
   per_run = common.sweep(config.widths, mup_transfer.PARAMETRIZATIONS, config.lrs,
                          config.seeds, run, log=lambda s: print(s, flush=True),
                          progress=progress)
-  transfer = common.transfer_from_runs(per_run, "widths", config.widths, config.lrs)
+  transfer = mup_transfer.transfer_table("widths", config.widths, config.lrs, per_run)
   claim = mup_transfer.claims(transfer)
   results.write_json(os.path.join(args.out, "transfer.json"), transfer)
   mup_transfer.plot_loss_vs_lr(transfer, os.path.join(args.out, "loss_vs_lr.png"),

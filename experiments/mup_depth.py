@@ -157,20 +157,13 @@ def make_optimizer(meta, lr):
   return optax.chain(mup.scale_eps(meta), optax.adam(lr), mup.scale_updates(meta, "adam"))
 
 
-def _loss(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 def make_sweep(model: ResMLP, meta, config: Config, x_train, y_train, x_eval, y_eval, x_val,
                y_val):
   """``sweep(lrs_R, seeds_R) -> (eval_loss_R, val_acc_R)``: R runs in one compiled program
   (:func:`experiments.mup_transfer.make_sweep` with this study's seed and optimizer)."""
   return mup_transfer.make_sweep(model, meta, config, x_train, y_train, x_eval, y_eval, x_val,
                                  y_val, root_seed=SEED,
-                                 make_tx=lambda meta, lr: make_optimizer(meta, lr))
-
-
-best_lrs = mup_transfer.best_lrs  # per depth, the lr minimizing the median loss
+                                 make_tx=make_optimizer)
 
 
 def _steps(a: float | None, b: float | None) -> int | None:

@@ -604,18 +604,40 @@ def tune_multipliers(family: Family, config: Config, data: SweepData,
       med = np.median(np.where(np.isfinite(loss[a, b]), loss[a, b], np.inf), axis=1)
       log(f"base width {base}: input_mult 2^{la}, output_mult 2^{lb}: {n_l * n_s} runs in "
           f"{time.time() - t0:5.1f} s; best loss {np.min(med):.4f}")
+  return multiplier_grid(ins, outs, loss, config.lrs)
+
+
+def multiplier_grid(ins: Sequence[int], outs: Sequence[int], loss: np.ndarray,
+                    lrs: Sequence[float]) -> dict[str, Any]:
+  """The tuned grid's record from its losses ``[input][output][lr][seed]`` (+inf or NaN:
+  diverged): per pair its best lr and that lr's median loss, and the best pair.
+
+  Raises:
+    FloatingPointError: every (input_mult, output_mult, lr) diverged.
+  """
   median = np.median(np.where(np.isfinite(loss), loss, np.inf), axis=3)
   best = median.min(axis=2)
   if not np.isfinite(best).any():
     raise FloatingPointError("every (input_mult, output_mult, lr) diverged at the base width")
   a, b = np.unravel_index(int(np.argmin(best)), best.shape)
-  lrs = config.lrs
   return {"log2_input_mults": list(ins), "log2_output_mults": list(outs),
           "loss": loss,  # json_safe writes a non-finite loss as null
           "best_loss": [[float(v) if np.isfinite(v) else None for v in row] for row in best],
           "best_lr": [[best_lrs(median[i, j][None], lrs)[0] for j in range(len(outs))]
                       for i in range(len(ins))],
           "best_log2_input_mult": int(ins[a]), "best_log2_output_mult": int(outs[b])}
+
+
+def grid_multipliers(grid: dict[str, Any]) -> dict[str, float]:
+  """The best pair of :func:`multiplier_grid`'s record, as ``make_model``'s keywords."""
+  return {"input_mult": 2.0 ** grid["best_log2_input_mult"],
+          "output_mult": 2.0 ** grid["best_log2_output_mult"]}
+
+
+def multipliers_entry(mults: dict[str, float], grid: dict | None, base: int) -> dict:
+  """``transfer.json``'s ``"multipliers"``: the pair every width used, tuned at ``base``
+  (``grid`` given) or given (``tuned_at_width`` None)."""
+  return {**mults, "tuned_at_width": base if grid is not None else None}
 
 
 def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
@@ -635,8 +657,7 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   grid = None
   if config.tunes_multipliers:
     grid = tune_multipliers(family, config, data, log)
-    mults = {"input_mult": 2.0 ** grid["best_log2_input_mult"],
-             "output_mult": 2.0 ** grid["best_log2_output_mult"]}
+    mults = grid_multipliers(grid)
 
   def build(p, width):
     return make_sweep(family.make_model(p, width, base, **mults),
@@ -646,8 +667,8 @@ def run(dataset: data_lib.Dataset, config: Any, out_dir: str, command: str,
   per_run = sweep_axis("width", config.widths, PARAMETRIZATIONS, build, config, data, out_dir,
                        log, {"multiplier_grid": grid} if grid is not None else None)
   transfer = transfer_table("widths", config.widths, lrs, per_run)
-  if mults:  # the multipliers every width used: tuned at the base width, or given
-    transfer["multipliers"] = {**mults, "tuned_at_width": base if grid is not None else None}
+  if mults:
+    transfer["multipliers"] = multipliers_entry(mults, grid, base)
   claim = claims(transfer)
   transferred = claim["transferred_lr"] or lrs[len(lrs) // 2]
   log(f"coordinate check at lr {_fmt_lr(transferred)} ...")
