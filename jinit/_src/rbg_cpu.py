@@ -97,6 +97,11 @@ def _round(a: jax.Array, b: jax.Array, k_a: jax.Array, k_b: jax.Array):
           rot((a & _LOW) * np.uint64(int(_M0))) ^ (b >> np.uint64(32)) ^ k_b)
 
 
+def _wide(v: jax.Array) -> jax.Array:
+  """``v`` as uint64 (under ``jax.enable_x64``)."""
+  return lax.convert_element_type(v, np.uint64)
+
+
 def _always(x: jax.Array) -> jax.Array:
   """A boolean that is true at run time but not known to XLA: ``(x | 1) != 0``."""
   return (x | np.asarray(1, x.dtype)) != 0
@@ -122,13 +127,12 @@ def _rounds_step(step: int, operand):
   """Rounds ``step * _ROUNDS_PER_STEP`` onward of ``operand = ((a, b), (k0, k1))``: the
   pairs after them (under ``jax.enable_x64``)."""
   ab, (k0, k1) = operand
-  wide = lambda v: lax.convert_element_type(v, np.uint64)
   for r in range(step * _ROUNDS_PER_STEP, (step + 1) * _ROUNDS_PER_STEP):
     # The key after r increments (mod 2^32).
     k_a = k0 + np.uint32(r * int(_W0) & 0xFFFFFFFF)
     k_b = k1 + np.uint32(r * int(_W1) & 0xFFFFFFFF)
     a, b = ab
-    ab = _round(a, b, wide(k_a), wide(k_b))
+    ab = _round(a, b, _wide(k_a), _wide(k_b))
   return ab
 
 
@@ -159,8 +163,7 @@ def _philox_pairs(key_data: jax.Array, start: jax.Array, size: int, pred: jax.Ar
   """
   x0, x1, x2, x3 = _counters(key_data, start + lax.iota(jnp.uint32, size))
   with jax.enable_x64(True):
-    wide = lambda v: lax.convert_element_type(v, np.uint64)
-    ab = (wide(x0) | (wide(x1) << np.uint64(32)), wide(x2) | (wide(x3) << np.uint64(32)))
+    ab = (_wide(x0) | (_wide(x1) << np.uint64(32)), _wide(x2) | (_wide(x3) << np.uint64(32)))
     for step in _STEPS:
       ab = _materialized(step, _pairs_unchanged, pred, (ab, (key_data[0], key_data[1])))
   return ab
